@@ -1,0 +1,89 @@
+"""What every motion backend and every frame renderer offers to the ROS nodes.
+
+A backend turns time-indexed conditions (avatar speech audio, user audio, user camera frames)
+into blocks of motion latents; a renderer turns a portrait plus latents into images. Both are
+ROS-free: the nodes convert messages to arrays and call these methods from a single worker
+thread, never from a subscription callback.
+
+Time model (../shared/DESIGN.md section 3): the session timeline starts at media time t0.
+Audio is placed on it by sample index (sample i sounds at t0 + i / sample_rate), frames by frame
+index (frame n is shown at t0 + n / fps). Data that never arrived for a stretch of the timeline
+is *absent* and becomes the model's null condition; data that arrived is used as it is, even
+if it is silence.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Per-block knobs the latency controller may change between blocks."""
+
+    nfe: int = 10                   # function evaluations (neural backend; others may ignore)
+    avatar_audio_scale: float = 2.0  # guidance scale of the avatar-audio branch
+    user_scale: float = 1.0          # guidance scale of the user branch
+    guidance_branches: int = 3       # 3 = [uncond, avatar-audio, user]; 2 = drop the user branch; 1 = conditional only
+
+
+@dataclass(frozen=True)
+class MotionBlock:
+    """One generated block: frames [first_frame, first_frame + len(latents))."""
+
+    block_index: int
+    first_frame: int
+    latents: np.ndarray              # (F, latent_dim) float32
+    nfe: int                         # NFE actually used
+    guidance_branches: int           # guidance branches actually used
+
+
+class MotionBackend(abc.ABC):
+    """Causal, block-wise generator of motion latents from live conditions."""
+
+    latent_space: str                # name carried in MotionLatent.latent_space
+    latent_dim: int
+    fps: int = 25
+    block_frames: int = 10           # frames per block
+    lookahead_frames: int = 2        # condition frames needed past a block's end
+    sample_rate: int = 16000         # audio sample rate the backend expects
+
+    @abc.abstractmethod
+    def push_avatar_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        """Avatar speech, mono float32 in [-1, 1] at `sample_rate`, first sample at `start_sample`."""
+
+    @abc.abstractmethod
+    def push_user_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        """User microphone audio, same conventions as `push_avatar_audio`."""
+
+    @abc.abstractmethod
+    def push_user_frame(self, frame_rgb: np.ndarray | None, frame_index: int) -> None:
+        """User camera frame (H, W, 3) uint8 RGB for `frame_index`; None means no face in view."""
+
+    @abc.abstractmethod
+    def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
+        """Generate frames [block_index * block_frames, +block_frames).
+
+        Blocks are generated in order 0, 1, 2, ...; conditions not pushed by the time of the
+        call are treated as absent (null condition).
+        """
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Forget the session (caches, buffered conditions); the next block is block 0."""
+
+
+class FrameRenderer(abc.ABC):
+    """Portrait + motion latents -> RGB images."""
+
+    latent_space: str                # the MotionLatent.latent_space this renderer understands
+
+    @abc.abstractmethod
+    def set_portrait(self, portrait_rgb: np.ndarray) -> None:
+        """Portrait (H, W, 3) uint8 RGB; its appearance features are computed once here."""
+
+    @abc.abstractmethod
+    def render(self, latents: np.ndarray) -> np.ndarray:
+        """(N, latent_dim) float32 -> (N, S, S, 3) uint8 RGB images."""
