@@ -1,0 +1,319 @@
+"""Streaming generator: per-frame conditions in, 10-frame blocks of motion latents out.
+
+Design note
+-----------
+* Conditions arrive as projected per-frame features (avatar audio, user audio: dim_a; user
+  motion latents: dim_w), indexed by frame. A frame never pushed is the null condition (zeros in
+  the projected-feature space). Old frames are dropped once no future window can use them.
+* Block k covers frames [10k, 10k+10). As in the reference, blocks 0..4 come from one 50-frame
+  window denoised without cache (so block 0 needs conditions for frames 0..49); every later block
+  denoises 12 tokens (2 clean context frames + 10 noisy) against the KV cache, with conditions
+  for frames [10k-2, 10k+10). No condition past a block's end is used.
+* KV cache (kv_cache.py): 38 self frames + 2 cross frames per layer and branch. Keys are cached
+  un-rotated and rotated at use with positions relative to the window start (cached frames get
+  0..37, new tokens 38..49), so positions never exceed the window and sessions are unbounded.
+  For the first window the rotations equal the reference's table exactly; later ones differ from
+  the reference's absolute positions only by fp32 rounding of the angles.
+* Work the reference does and throws away is skipped, with identical results: the last
+  denoising step (t=0 -> t=0, a no-op), the final layer and the last layer's attention/MLP in the
+  cache-update forward (only K/V are kept), the per-step recomputation of cross-attention K/V of
+  conditions (computed once per block) and of the rotated cached keys (once per block), and the
+  timestep modulation (tables built once per NFE and window shape).
+* Guidance branches are batched [uncond, avatar-audio, user]; fewer can be used per block
+  (sampler.py). The cache-update forward always runs all three so any branch can come back.
+* Whole-clip sampling (`generate_clip`) is this same generator fed everything at once with the
+  clip end declared, past which conditions are replicate-padded as the reference pads them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from avatar_forcing_ros.core.flow_transformer import (
+    FlowTransformer, Rotation, alignment_mask, lookahead_mask, modulate, LN_EPS)
+from avatar_forcing_ros.core.kv_cache import KVCache
+from avatar_forcing_ros.core.sampler import ALL_BRANCHES, branch_conditions, branch_slots, guided_euler
+from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+
+StepObserver = Callable[[int, int, Tensor, Tensor], None]  # (block, step, x before, raw branch velocity)
+
+
+class NoiseSource:
+    """Gaussian noise for each window: seeded, or a fixed sequence of tensors (tests, parity)."""
+
+    def __init__(self, seed: int | None = None, tensors: Sequence[Tensor] | None = None) -> None:
+        self.seed = seed
+        self.tensors = list(tensors) if tensors is not None else None
+        self.reset()
+
+    def reset(self) -> None:
+        self._next = 0
+        self._generator = torch.Generator().manual_seed(self.seed if self.seed is not None else 0)
+
+    def __call__(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        if self.tensors is None:
+            return torch.randn(shape, generator=self._generator).to(device=device, dtype=dtype)
+        if self._next >= len(self.tensors):
+            raise ValueError(f"injected noise exhausted after {len(self.tensors)} draws")
+        out = self.tensors[self._next]
+        self._next += 1
+        if tuple(out.shape) != tuple(shape):
+            raise ValueError(f"injected noise draw {self._next - 1} has shape {tuple(out.shape)}, expected {shape}")
+        return out.to(device=device, dtype=dtype)
+
+
+class ConditionTrack:
+    """Per-frame features of one condition stream, kept only while a future window can need them."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.frames: dict[int, Tensor] = {}
+        self.known = 0          # frames [0, known) are decided (pushed, or declared absent)
+
+    def put(self, first_frame: int, values: Tensor) -> None:
+        if values.ndim != 2 or values.shape[1] != self.dim:
+            raise ValueError(f"expected features of shape (n, {self.dim}), got {tuple(values.shape)}")
+        if first_frame < 0:
+            raise ValueError(f"frame index must be >= 0, got {first_frame}")
+        for i, row in enumerate(values):
+            self.frames[first_frame + i] = row
+        self.known = max(self.known, first_frame + values.shape[0])
+
+    def declare_absent(self, through_frame: int) -> None:
+        self.known = max(self.known, through_frame)
+
+    def window(self, start: int, end: int, last_frame: int | None, like: Tensor) -> Tensor:
+        """Frames [start, end) as (end - start, dim); beyond `last_frame` the last frame is repeated."""
+        rows = []
+        for f in range(start, end):
+            f = min(f, last_frame) if last_frame is not None else f
+            row = self.frames.get(f)
+            rows.append(row if row is not None else torch.zeros(self.dim))
+        return torch.stack(rows).to(device=like.device, dtype=like.dtype)
+
+    def drop_before(self, frame: int) -> None:
+        for f in [f for f in self.frames if f < frame]:
+            del self.frames[f]
+
+
+class StreamingGenerator:
+    """Block-wise causal sampler with a KV cache; see the module design note."""
+
+    def __init__(self, transformer: FlowTransformer, identity: Tensor | None = None,
+                 noise: NoiseSource | None = None) -> None:
+        cfg = transformer.cfg
+        self.model = transformer
+        self.cfg = cfg
+        param = next(transformer.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        self.scheduler = FlowMatchScheduler(cfg.num_train_timestep)
+        self.cache = KVCache.for_config(cfg, len(ALL_BRANCHES), self.dtype, self.device)
+        self.noise = noise if noise is not None else NoiseSource(seed=0)
+        self.tracks = {"avatar_audio": ConditionTrack(cfg.dim_a), "user_audio": ConditionTrack(cfg.dim_a),
+                       "user_motion": ConditionTrack(cfg.dim_w)}
+        self.identity: Tensor | None = None
+        self.step_observer: StepObserver | None = None
+        self._tables: dict[tuple[int, int, int], tuple[Tensor, Tensor, Tensor]] = {}
+        if identity is not None:
+            self.set_identity(identity)
+        self.reset()
+
+    # -- session ------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget conditions, cache and outputs; the next block is block 0 (identity is kept)."""
+        self.cache.reset()
+        self.noise.reset()
+        for name, track in self.tracks.items():
+            self.tracks[name] = ConditionTrack(track.dim)
+        self.end_frame: int | None = None
+        self.next_block = 0
+        self._first_window: Tensor | None = None      # (1, W, dim_w) latents of blocks 0..W/F-1
+        self._context: Tensor | None = None           # (1, context, dim_w) last final latents
+
+    def set_identity(self, identity: Tensor) -> None:
+        """The portrait's reference motion r_s, (dim_w,) or (1, dim_w)."""
+        identity = identity.reshape(1, -1)
+        if identity.shape[1] != self.cfg.dim_w:
+            raise ValueError(f"identity must have {self.cfg.dim_w} values, got {identity.shape[1]}")
+        self.identity = identity.to(device=self.device, dtype=self.dtype)
+
+    # -- conditions -----------------------------------------------------------------------------
+    def push_avatar_audio(self, first_frame: int, features: Tensor) -> None:
+        """Projected avatar-audio features (n, dim_a) for frames first_frame.."""
+        self.tracks["avatar_audio"].put(first_frame, features.detach())
+
+    def push_user_audio(self, first_frame: int, features: Tensor) -> None:
+        """Projected user-audio features (n, dim_a)."""
+        self.tracks["user_audio"].put(first_frame, features.detach())
+
+    def push_user_motion(self, first_frame: int, latents: Tensor) -> None:
+        """User motion latents (n, dim_w) from the motion encoder."""
+        self.tracks["user_motion"].put(first_frame, latents.detach())
+
+    def declare_absent(self, track: str, through_frame: int) -> None:
+        """Frames of `track` before `through_frame` that were not pushed are absent (null condition)."""
+        if track not in self.tracks:
+            raise ValueError(f"unknown track {track!r}; expected one of {sorted(self.tracks)}")
+        self.tracks[track].declare_absent(through_frame)
+
+    def end_stream(self, total_frames: int) -> None:
+        """Declare the clip length; windows past it repeat the last frame (the reference's padding)."""
+        if total_frames < 1:
+            raise ValueError(f"total_frames must be >= 1, got {total_frames}")
+        self.end_frame = total_frames - 1
+
+    def frames_needed(self, block_index: int) -> int:
+        """Condition frames [0, n) that must be known before `block_index` can be generated."""
+        first_blocks = self.cfg.window_frames // self.cfg.num_frames_per_block
+        if block_index < first_blocks:
+            return self.cfg.window_frames
+        return (block_index + 1) * self.cfg.num_frames_per_block
+
+    def frames_known(self) -> int:
+        return min(t.known for t in self.tracks.values())
+
+    def block_ready(self, block_index: int) -> bool:
+        needed = self.frames_needed(block_index)
+        if self.end_frame is not None:
+            needed = min(needed, self.end_frame + 1)
+        return self.frames_known() >= needed
+
+    # -- generation ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate_block(self, block_index: int, nfe: int | None = None, guidance_branches: int = 3,
+                       a_scale: float | None = None, u_scale: float | None = None) -> Tensor:
+        """Latents (F, dim_w) of frames [F*k, F*k + F) (fewer at a declared clip end).
+
+        Blocks must be asked for in order. Frames not pushed by now are the null condition.
+        Blocks 0..4 share one 50-frame window computed at block 0 with block 0's settings.
+        """
+        if block_index != self.next_block:
+            raise ValueError(f"blocks must be generated in order: expected {self.next_block}, got {block_index}")
+        if self.identity is None:
+            raise ValueError("set_identity(r_s) must be called before generating")
+        cfg, fpb = self.cfg, self.cfg.num_frames_per_block
+        first = block_index * fpb
+        if self.end_frame is not None and first > self.end_frame:
+            raise ValueError(f"block {block_index} starts after the declared clip end (frame {self.end_frame})")
+        args = (nfe or cfg.nfe, guidance_branches,
+                cfg.a_cfg_scale if a_scale is None else a_scale, cfg.u_cfg_scale if u_scale is None else u_scale)
+        if first < cfg.window_frames:
+            if block_index == 0:
+                x = self.noise((1, cfg.window_frames, cfg.dim_w), self.dtype, self.device)
+                self._first_window = self._run_window(0, x, 0, *args)
+                self._context = self._first_window[:, cfg.window_frames - cfg.context_frames:]
+            out = self._first_window[0, first:first + fpb]
+        else:
+            x = torch.cat([self._context, self.noise((1, fpb, cfg.dim_w), self.dtype, self.device)], dim=1)
+            x = self._run_window(first - cfg.context_frames, x, cfg.context_frames, *args)
+            self._context = x[:, -cfg.context_frames:]
+            out = x[0, cfg.context_frames:]
+        self.next_block += 1
+        for track in self.tracks.values():
+            track.drop_before(first + fpb - cfg.context_frames)
+        if self.end_frame is not None:
+            out = out[: self.end_frame + 1 - first]
+        return out.clone()
+
+    def _conditions(self, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        like = self.identity
+        a, u, m = (self.tracks[k].window(start, start + n, self.end_frame, like)[None]
+                   for k in ("avatar_audio", "user_audio", "user_motion"))
+        return branch_conditions(a, u, m)                                       # each (3, n, .)
+
+    def _modulation_tables(self, nfe: int, n: int, n_context: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-step, per-token adaLN tables (steps, n, 6H), (steps, n, 2H) and the t=0 row (6H,)."""
+        key = (nfe, n, n_context)
+        if key not in self._tables:
+            plan = self.scheduler.plan(nfe)
+            t = torch.cat([plan.timesteps[: plan.num_updates], torch.zeros(1)]).to(self.device)
+            mod, final = self.model.timestep_modulation(t)                     # (steps+1, 6H), (steps+1, 2H)
+            steps = plan.num_updates
+            per_token = torch.full((steps, n), steps, dtype=torch.long)         # row `steps` is t = 0
+            per_token[:, n_context:] = torch.arange(steps)[:, None]
+            self._tables[key] = (mod[per_token], final[per_token], mod[steps])
+        return self._tables[key]
+
+    def _run_window(self, start: int, x: Tensor, n_context: int, nfe: int, branches: int,
+                    a_scale: float, u_scale: float) -> Tensor:
+        """Denoise window tokens x (1, n, dim_w) for frames [start, start+n), then update the cache."""
+        model, cache, aw = self.model, self.cache, self.cfg.attention_window
+        n, past_len, cross_len = x.shape[1], cache.length, cache.cross_length
+        c = model.embed_condition(*self._conditions(start, n))                  # (3, n, H)
+        new_cross = [blk.cross_attn.condition_kv(c) for blk in model.blocks]
+        cross = [(torch.cat([cache.cross_kv(i)[0], k], 2), torch.cat([cache.cross_kv(i)[1], v], 2))
+                 for i, (k, v) in enumerate(new_cross)]                           # (3, h, cross_len + n, Dh)
+        rot = model.rope(torch.arange(past_len, past_len + n, device=self.device), self.dtype)
+        rot_past = model.rope(torch.arange(past_len, device=self.device), self.dtype)
+        past = [(rot_past.apply(k), v) for k, v in (cache.self_kv(i, list(ALL_BRANCHES))
+                                                     for i in range(len(model.blocks)))]
+        masks = (lookahead_mask(n, past_len + n, aw).to(self.device),
+                 alignment_mask(n, cross_len + n, aw).to(self.device))
+        mods, final_mods, zero_mod = self._modulation_tables(nfe, n, n_context)
+        slots = branch_slots(branches)
+        pick = (lambda kv: kv) if len(slots) == 3 else (lambda kv: tuple(t[slots] for t in kv))
+        past_s, cross_s = [pick(p) for p in past], [pick(cr) for cr in cross]
+        identity = self.identity.expand(len(slots), -1)
+        block_index = self.next_block
+
+        def velocity(step: int, xb: Tensor) -> Tensor:
+            h = model.embed_input(xb, identity)                                 # (S, n, H)
+            for i, blk in enumerate(model.blocks):
+                h, _, _ = blk(h, mods[step], rot, masks[0], cross_s[i], masks[1], past_s[i])
+            v = model.final_layer(h, final_mods[step])                          # (S, n, dim_w)
+            if self.step_observer is not None:
+                self.step_observer(block_index, step, xb[:1], v)
+            return v
+
+        x = guided_euler(x, velocity, self.scheduler.plan(nfe), n_context, len(slots), a_scale, u_scale)
+        self._update_cache(x, rot, masks, past, cross, new_cross, zero_mod)
+        return x
+
+    def _update_cache(self, x: Tensor, rot: Rotation, masks: tuple[Tensor, Tensor], past: list,
+                      cross: list, new_cross: list, zero_mod: Tensor) -> None:
+        """Run the final latents once more at t=0 (all branches) and keep each layer's K/V.
+
+        Only K/V are needed, so the last layer stops after its key/value projection and the final
+        layer is not run. Frames [0, n - context) are cached: the window's last `context_frames`
+        frames are re-fed as the next block's context, so they are not cached.
+        """
+        model, n_keep = self.model, x.shape[1] - self.cfg.context_frames
+        h = model.embed_input(x.expand(len(ALL_BRANCHES), -1, -1), self.identity.expand(len(ALL_BRANCHES), -1))
+        kvs = []
+        for i, blk in enumerate(model.blocks):
+            if i < len(model.blocks) - 1:
+                h, k, v = blk(h, zero_mod, rot, masks[0], cross[i], masks[1], past[i])
+            else:
+                shift, scale = zero_mod.chunk(6, dim=-1)[:2]
+                k, v = blk.attn.project_kv(modulate(F.layer_norm(h, h.shape[-1:], eps=LN_EPS), shift, scale))
+            kvs.append((k[:, :, :n_keep], v[:, :, :n_keep]))
+        for i, (k, v) in enumerate(kvs):
+            self.cache.write_self(i, k, v)
+            self.cache.write_cross(i, new_cross[i][0][:, :, :n_keep], new_cross[i][1][:, :, :n_keep])
+        self.cache.advance(n_keep, n_keep)
+
+
+@torch.inference_mode()
+def generate_clip(transformer: FlowTransformer, identity: Tensor, avatar_audio: Tensor, user_audio: Tensor,
+                  user_motion: Tensor, noise: NoiseSource | None = None, nfe: int | None = None,
+                  guidance_branches: int = 3, a_scale: float | None = None,
+                  u_scale: float | None = None) -> Tensor:
+    """Whole-clip sampling (the reference's `sample`) from whole-track features.
+
+    avatar_audio, user_audio (1, T, dim_a), user_motion (1, T, dim_w), identity (1, dim_w) -> (1, T, dim_w).
+    """
+    total = avatar_audio.shape[1]
+    if user_audio.shape[1] != total or user_motion.shape[1] != total:
+        raise ValueError("avatar audio, user audio and user motion must have the same number of frames")
+    gen = StreamingGenerator(transformer, identity, noise)
+    gen.push_avatar_audio(0, avatar_audio[0])
+    gen.push_user_audio(0, user_audio[0])
+    gen.push_user_motion(0, user_motion[0])
+    gen.end_stream(total)
+    blocks = [gen.generate_block(k, nfe, guidance_branches, a_scale, u_scale)
+              for k in range(math.ceil(total / transformer.cfg.num_frames_per_block))]
+    return torch.cat(blocks)[None]
