@@ -1,0 +1,105 @@
+"""Command line: ``avatar-forcing-evaluate [evaluate] BAG [BAG...] -o OUTDIR``.
+
+Writes OUTDIR/evaluation.json (every figure), OUTDIR/report.html with PNG plots (bags side by
+side), and prints a short summary to stdout. Exit status: 0 when every bag was read completely,
+1 when any bag was unreadable or damaged (what was readable is still evaluated and reported,
+and the problems are printed on stderr), 2 for usage errors.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from .evaluate import EvaluationOptions, evaluate_session, load_session
+from .msg_types import build_typestore
+from .report import session_plots, text_summary, write_json, write_report
+from .session import MotionSeries, Session
+from .topics import TopicConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='avatar-forcing-evaluate', description=__doc__.split('\n\n')[0])
+    p.add_argument('bags', nargs='+', type=Path, help='rosbag2 directories (MCAP or sqlite3) or .mcap files')
+    p.add_argument('-o', '--output', type=Path, default=Path('evaluation'), help='output directory')
+    p.add_argument('--reference', type=Path, help='bag whose avatar motion defines the SID clusters')
+    p.add_argument('--namespace', default='/', help='namespace that resolves relative topic names')
+    p.add_argument('--topic', action='append', default=[], metavar='ROLE=NAME',
+                   help=f'override a topic; roles: {", ".join(TopicConfig.roles())}')
+    p.add_argument('--fps', type=float, default=25.0, help='nominal output frame rate (Hz)')
+    p.add_argument('--max-lag', type=int, default=50, help='reactiveness lag search (frames)')
+    p.add_argument('--lipsync-max-lag', type=int, default=10, help='lip-sync lag search (frames)')
+    p.add_argument('--sid-clusters', type=int, default=40, help='k of the SID clustering')
+    p.add_argument('--sid-window', type=int, default=25, help='SID window (frames)')
+    p.add_argument('--msg-dir', type=Path, help="directory of this package's .msg files")
+    p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return p
+
+
+def _options(args: argparse.Namespace) -> EvaluationOptions:
+    overrides = {}
+    for item in args.topic:
+        role, sep, name = item.partition('=')
+        if not sep or role not in TopicConfig.roles():
+            raise ValueError(f'--topic expects ROLE=NAME with ROLE in {TopicConfig.roles()}, got {item!r}')
+        overrides[role] = name
+    topics = dataclasses.replace(TopicConfig(), **overrides)
+    topics.resolved(args.namespace)  # fail early on bad names
+    return EvaluationOptions(topics=topics, namespace=args.namespace, fps=args.fps,
+                             max_lag_frames=args.max_lag, lipsync_max_lag_frames=args.lipsync_max_lag,
+                             sid_clusters=args.sid_clusters, sid_window_frames=args.sid_window,
+                             progress=not args.no_progress and sys.stderr.isatty())
+
+
+def _load(path: Path, store, options: EvaluationOptions) -> Session:
+    try:
+        return load_session(path, store, options)
+    except ValueError as err:
+        return Session(path.name, problems=[f'{path}: cannot open: {err}'])
+
+
+def _reference(path: Path | None, store, options: EvaluationOptions) -> MotionSeries | None:
+    if path is None:
+        return None
+    session = load_session(path, store, options)
+    motion = session.avatar_motion or session.user_motion
+    if motion is None:
+        raise ValueError(f'reference bag {path} holds no motion on the configured topics')
+    return motion
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (see the module docstring)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == 'evaluate':
+        argv = argv[1:]
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    try:
+        options = _options(args)
+        store = build_typestore(args.msg_dir)
+        reference = _reference(args.reference, store, options)
+    except ValueError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    results, images = [], []
+    for index, path in enumerate(args.bags):
+        session = _load(path, store, options)
+        result = evaluate_session(session, options, reference)
+        results.append(result)
+        images.append(session_plots(session, result, args.output, index, options.fps))
+        for problem in result['problems']:
+            print(f'error: {problem}', file=sys.stderr)
+    option_record = {**dataclasses.asdict(options), 'reference': str(args.reference or '')}
+    write_json(results, option_record, args.output)
+    report = write_report(results, images, args.output)
+    print(text_summary(results))
+    print(f'report: {report}')
+    return 0 if all(r['ok'] for r in results) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Generation health: hold frames, NFE and guidance branches over time, status counters.
+
+Hold frames are frames the generator repeated because generation fell behind (MotionLatent
+``is_hold``); NFE is function evaluations per block; guidance branches 3/2/1 (see the message).
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from ..session import MotionSeries, Session
+
+
+def _histogram(values: np.ndarray) -> dict[str, int]:
+    return {str(k): int(v) for k, v in sorted(Counter(values.tolist()).items())}
+
+
+def generation_metrics(motion: MotionSeries | None) -> dict | None:
+    """Hold-frame count and fraction, NFE statistics and histograms; None without motion."""
+    if motion is None or len(motion) == 0:
+        return None
+    holds = motion.is_hold.astype(bool)
+    runs = np.diff(np.flatnonzero(np.diff(np.r_[0, holds.astype(int), 0])))[::2]
+    return {'frames': len(motion), 'latent_space': motion.latent_space,
+            'latent_dim': int(motion.latent.shape[1]),
+            'hold_frames': int(holds.sum()), 'hold_fraction': float(holds.mean()),
+            'longest_hold_run_frames': int(runs.max()) if runs.size else 0,
+            'nfe_mean': float(motion.nfe.mean()), 'nfe_min': int(motion.nfe.min()),
+            'nfe_max': int(motion.nfe.max()), 'nfe_histogram': _histogram(motion.nfe),
+            'guidance_branches_histogram': _histogram(motion.guidance_branches)}
+
+
+def generation_timeline(motion: MotionSeries, window: int = 25) -> dict[str, np.ndarray]:
+    """Series for plotting: time (s from the first frame), NFE, hold fraction over ``window``."""
+    t = (motion.log_ns - motion.log_ns[0]) / 1e9
+    kernel = np.ones(window) / window
+    hold_rate = np.convolve(motion.is_hold.astype(float), kernel, mode='same')
+    return {'t_s': t, 'nfe': motion.nfe, 'guidance_branches': motion.guidance_branches,
+            'hold_fraction': hold_rate}
+
+
+def status_metrics(session: Session) -> dict | None:
+    """Summary of GeneratorStatus: last counters and mean compute per block (s)."""
+    status = session.status
+    if status is None or len(status['log_ns']) == 0:
+        return None
+    last = {name: float(status[name][-1]) for name in
+            ('frames_published', 'hold_frames', 'late_blocks', 'malformed_inputs')}
+    return {'messages': int(len(status['log_ns'])), 'last_counters': last,
+            'mean_block_compute_s': float(np.mean(status['mean_block_compute_s'])),
+            'max_queue_depth': float(np.max(status['queue_depth'])),
+            'last_latency_ms_p50': float(np.median(status['last_latency_ms']))}

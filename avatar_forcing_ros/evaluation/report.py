@@ -1,0 +1,126 @@
+"""Write the evaluation outputs: ``evaluation.json``, PNG plots and ``report.html``.
+
+Several bags share one report: the summary table has one column per bag.
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+from . import plots
+from .session import Session
+
+# (label, path into a bag's result dict, format)
+SUMMARY_ROWS: tuple[tuple[str, tuple, str], ...] = (
+    ('readable (no problems)', ('ok',), '{}'),
+    ('end-to-end latency p50 (ms)', ('latency', 'end_to_end', 'p50'), '{:.1f}'),
+    ('end-to-end latency p99 (ms)', ('latency', 'end_to_end', 'p99'), '{:.1f}'),
+    ('end-to-end latency max (ms)', ('latency', 'end_to_end', 'max'), '{:.1f}'),
+    ('motion rate (Hz)', ('rate', 'avatar_motion', 'mean_rate_hz'), '{:.2f}'),
+    ('motion interval std (ms)', ('rate', 'avatar_motion', 'interval_std_ms'), '{:.2f}'),
+    ('motion jitter p99 (ms)', ('rate', 'avatar_motion', 'jitter_p99_ms'), '{:.2f}'),
+    ('motion frames missing', ('rate', 'avatar_motion', 'missing_frames'), '{}'),
+    ('image rate (Hz)', ('rate', 'avatar_image_compressed', 'mean_rate_hz'), '{:.2f}'),
+    ('image jitter p99 (ms)', ('rate', 'avatar_image_compressed', 'jitter_p99_ms'), '{:.2f}'),
+    ('hold frames', ('generation', 'hold_frames'), '{}'),
+    ('hold fraction', ('generation', 'hold_fraction'), '{:.4f}'),
+    ('NFE mean', ('generation', 'nfe_mean'), '{:.2f}'),
+    ('reactiveness pose: best lag (frames)', ('reactiveness', 'groups', 'pose', 'best_lag_frames'), '{}'),
+    ('reactiveness pose: mean |r|', ('reactiveness', 'groups', 'pose', 'score'), '{:.3f}'),
+    ('reactiveness expression: best lag (frames)',
+     ('reactiveness', 'groups', 'expression', 'best_lag_frames'), '{}'),
+    ('reactiveness expression: mean |r|', ('reactiveness', 'groups', 'expression', 'score'), '{:.3f}'),
+    ('reactiveness pca: best lag (frames)', ('reactiveness', 'groups', 'pca', 'best_lag_frames'), '{}'),
+    ('reactiveness pca: mean |r|', ('reactiveness', 'groups', 'pca', 'score'), '{:.3f}'),
+    ('motion variance (mean over dims)', ('expressiveness', 'variance_mean'), '{:.4g}'),
+    ('SID expression (bits)', ('expressiveness', 'groups', 'expression', 'sid', 'sid_bits'), '{:.3f}'),
+    ('SID pose (bits)', ('expressiveness', 'groups', 'pose', 'sid', 'sid_bits'), '{:.3f}'),
+    ('SID pca (bits)', ('expressiveness', 'groups', 'pca', 'sid', 'sid_bits'), '{:.3f}'),
+    ('lip-sync r (best lag)', ('lipsync', 'r_best'), '{:.3f}'),
+    ('lip-sync best lag (ms)', ('lipsync', 'best_lag_ms'), '{:.0f}'),
+)
+
+
+def lookup(result: dict, path: tuple) -> object:
+    """Nested dict lookup; None when any key is missing."""
+    value: object = result
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def summary_rows(results: list[dict]) -> list[tuple[str, list[str]]]:
+    """Rows of (label, one formatted cell per bag); rows empty for every bag are left out."""
+    rows = []
+    for label, path, fmt in SUMMARY_ROWS:
+        cells = [lookup(r, path) for r in results]
+        if all(c is None for c in cells):
+            continue
+        rows.append((label, ['n/a' if c is None else fmt.format(c) for c in cells]))
+    for name in ('reactiveness', 'lipsync'):
+        reasons = [lookup(r, (name, 'reason')) for r in results]
+        if any(reasons):
+            rows.append((f'{name} note', [reason or '' for reason in reasons]))
+    return rows
+
+
+def _slug(name: str, index: int) -> str:
+    return f'{index:02d}_' + re.sub(r'[^A-Za-z0-9_.-]+', '_', name)
+
+
+def session_plots(session: Session, result: dict, outdir: Path, index: int, fps: float) -> list[str]:
+    """Every PNG for one session; returns their file names (relative to ``outdir``)."""
+    stem = _slug(session.name, index)
+    made = [plots.latency_histogram(session, outdir / f'{stem}_latency.png'),
+            plots.interval_plot(session, outdir / f'{stem}_intervals.png', 1000.0 / fps),
+            plots.generation_plot(session, outdir / f'{stem}_generation.png'),
+            plots.reactiveness_plot(session.name, result['reactiveness'], fps,
+                                    outdir / f'{stem}_reactiveness.png')]
+    return [name for name in made if name]
+
+
+def write_report(results: list[dict], images: list[list[str]], outdir: Path) -> Path:
+    """``report.html`` with the per-bag summary table, problems and plots."""
+    esc = html.escape
+    head = ''.join(f'<th>{esc(r["bag"])}</th>' for r in results)
+    body = ''.join(f'<tr><td>{esc(label)}</td>' + ''.join(f'<td>{esc(c)}</td>' for c in cells)
+                   + '</tr>' for label, cells in summary_rows(results))
+    parts = ['<!DOCTYPE html><html><head><meta charset="utf-8"><title>avatar_forcing_ros '
+             'evaluation</title><style>body{font-family:sans-serif}td,th{border:1px solid #ccc;'
+             'padding:2px 6px}table{border-collapse:collapse}</style></head><body>',
+             '<h1>Session evaluation</h1>', f'<table><tr><th>figure</th>{head}</tr>{body}</table>',
+             '<p>Definitions and every figure: evaluation.json; units in the row labels.</p>']
+    for result, names in zip(results, images):
+        parts.append(f'<h2>{esc(result["bag"])}</h2>')
+        if result['problems']:
+            parts.append('<p><b>Problems:</b></p><ul>' + ''.join(
+                f'<li>{esc(p)}</li>' for p in result['problems']) + '</ul>')
+        parts.extend(f'<img src="{esc(name)}" alt="{esc(name)}">' for name in names)
+    parts.append('</body></html>')
+    path = outdir / 'report.html'
+    path.write_text('\n'.join(parts))
+    return path
+
+
+def write_json(results: list[dict], options: dict, outdir: Path) -> Path:
+    """``evaluation.json``: options used and one result per bag."""
+    path = outdir / 'evaluation.json'
+    path.write_text(json.dumps({'options': options, 'bags': results}, indent=1))
+    return path
+
+
+def text_summary(results: list[dict]) -> str:
+    """Short plain-text summary (the same rows as the HTML table)."""
+    rows = summary_rows(results)
+    width = max((len(label) for label, _ in rows), default=10)
+    lines = [' ' * width + '  ' + '  '.join(r['bag'] for r in results)]
+    lines += [label.ljust(width) + '  ' + '  '.join(cells) for label, cells in rows]
+    for result in results:
+        if result['problems']:
+            lines.append(f'{result["bag"]}: {len(result["problems"])} problem(s), see stderr and '
+                         'evaluation.json')
+    return '\n'.join(lines)
