@@ -75,6 +75,10 @@ class BagSource:
     def _regular_messages(self, topics: set[str]) -> Iterator[RawMessage]:
         reader = self._reader
         conns = [c for c in reader.connections if c.topic in topics]
+        if not conns:  # rosbags reads *every* connection when given an empty list
+            reader.close()
+            self._reader = None
+            return
         try:
             for conn, log_ns, data in reader.messages(connections=conns):
                 yield RawMessage(conn.topic, conn.msgtype, log_ns, data)
