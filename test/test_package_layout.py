@@ -1,0 +1,58 @@
+"""The repository is one well-formed ROS 2 package, the same for colcon on a robot and here."""
+import ast
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _requirements(name):
+    lines = (REPO / name).read_text().splitlines()
+    return {re.split(r"[=<>\[]", line)[0]: line for line in lines if line and not line.startswith("#")}
+
+
+def test_required_layout_exists():
+    for path in ["avatar_forcing_ros", "launch", "msg", "config", "test", "package.xml", "setup.py",
+                 "README.md", "CMakeLists.txt"]:
+        assert (REPO / path).exists(), path
+
+
+def test_package_xml_is_format_3_ament_cmake_named_like_the_package():
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert root.get("format") == "3"
+    assert root.findtext("name") == "avatar_forcing_ros"
+    assert root.find("export/build_type").text == "ament_cmake"
+    assert root.findtext("member_of_group") == "rosidl_interface_packages"
+
+
+def test_every_message_is_generated_by_cmake():
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    for msg in (REPO / "msg").glob("*.msg"):
+        assert f'"msg/{msg.name}"' in cmake, msg.name
+
+
+def test_every_node_module_has_an_installed_executable_and_a_main():
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    for module in (REPO / "avatar_forcing_ros" / "nodes").glob("*_node.py"):
+        name = module.stem[: -len("_node")]
+        assert f"{name}:avatar_forcing_ros.nodes.{module.stem}" in cmake, name
+        tree = ast.parse(module.read_text())
+        assert any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body), module
+
+
+def test_console_scripts_of_setup_py_are_installed_by_cmake_too():
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    setup = (REPO / "setup.py").read_text()
+    for name, module in re.findall(r'"([\w-]+) = ([\w.]+):main"', setup):
+        assert f"{name}:{module}" in cmake, name
+        assert (REPO / (module.replace(".", "/") + ".py")).is_file(), module
+
+
+def test_robot_requirements_pin_the_same_versions_without_ros_wheels():
+    dev, robot = _requirements("requirements.txt"), _requirements("requirements-robot.txt")
+    ros = {name for name in dev if name.startswith("ros-") or name in
+           {"catkin-pkg", "colcon-common-extensions", "setuptools"}}
+    assert set(robot) == set(dev) - ros - {"numpy"}
+    for name, line in robot.items():
+        assert dev[name] == line, name
