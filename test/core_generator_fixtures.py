@@ -1,0 +1,41 @@
+"""Shared loaders for the generator tests (parity-tiny weights, goldens, recorded noise)."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from avatar_forcing_ros.core.config import parity_tiny
+from avatar_forcing_ros.core.flow_transformer import FlowTransformer
+from avatar_forcing_ros.core.streaming import NoiseSource
+
+TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
+if not TINY.is_dir():
+    TINY = Path("/work/shared/parity/tiny")
+
+
+@functools.lru_cache(maxsize=None)
+def tensors(name: str) -> dict[str, torch.Tensor]:
+    """One of the fixture files (goldens, short_case, noise, inputs), loaded once per session."""
+    return load_file(str(TINY / f"{name}.safetensors"))
+
+
+def tiny_transformer() -> FlowTransformer:
+    """A parity-tiny flow transformer with the fixture weights (fresh module each call)."""
+    model = FlowTransformer(parity_tiny()).eval()
+    state = load_file(str(TINY / "flow_transformer.safetensors"))
+    prefix = "flow_transformer."
+    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    return model
+
+
+def main_noise() -> NoiseSource:
+    noise = tensors("noise")
+    return NoiseSource(tensors=[noise[f"noise_{i:03d}"] for i in range(6)])
+
+
+def short_noise() -> NoiseSource:
+    case = tensors("short_case")
+    return NoiseSource(tensors=[case["noise_000"], case["noise_001"]])
