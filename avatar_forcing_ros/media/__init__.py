@@ -1,0 +1,1 @@
+"""ROS-free media helpers (NumPy/SciPy/soundfile/OpenCV only): audio streaming and file loading."""

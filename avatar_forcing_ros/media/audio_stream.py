@@ -1,0 +1,116 @@
+"""Audio streams in pieces: file loading, streaming resampling, fixed-size stamped chunks.
+
+ROS-free (NumPy, SciPy, soundfile). Times are integer nanoseconds on whatever clock the caller
+uses; sample counts are frames of mono audio.
+"""
+from __future__ import annotations
+
+from collections import deque
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+_NS_PER_S = 1_000_000_000
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read a WAV/FLAC/OGG file as float32 mono at ``sample_rate`` Hz, shape (frames,).
+
+    Channels are averaged; other rates are resampled with a polyphase filter (exact copy when
+    the file already has ``sample_rate``).
+
+    Raises:
+        ValueError: unreadable file (the text names the path), empty file, bad rate.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f'sample_rate must be > 0, got {sample_rate}')
+    try:
+        data, file_rate = soundfile.read(str(path), dtype='float32', always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
+        raise ValueError(f'cannot read audio file {str(path)!r}: {error}') from error
+    if data.shape[0] == 0:
+        raise ValueError(f'audio file {str(path)!r} has no samples')
+    mono = data.mean(axis=1, dtype=np.float32)  # (frames,)
+    if file_rate != sample_rate:
+        g = gcd(int(file_rate), int(sample_rate))
+        mono = resample_poly(mono, sample_rate // g, file_rate // g).astype(np.float32)
+    return np.ascontiguousarray(mono)
+
+
+class StreamResampler:
+    """Polyphase resampling of a stream fed in arbitrary pieces.
+
+    The concatenated output equals ``scipy.signal.resample_poly`` of the whole stream (same
+    filter, zero-padded start) for every output sample produced so far; the price is a look-ahead
+    of :attr:`delay` input samples that stay pending until more input arrives.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        if in_rate <= 0 or out_rate <= 0:
+            raise ValueError(f'rates must be > 0, got {in_rate} -> {out_rate}')
+        g = gcd(int(in_rate), int(out_rate))
+        self.up, self.down = out_rate // g, in_rate // g
+        # resample_poly's FIR has a half-length of 10 * max(up, down) taps at the up-sampled rate
+        half_in = 10 * max(self.up, self.down) // self.up + 2
+        self.delay = 0 if self.up == self.down else -(-half_in // self.down) * self.down
+        self._history = np.zeros(self.delay, np.float32)
+        self._pending = np.zeros(0, np.float32)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Feed (n,) input samples; return the output samples that are now final, float32."""
+        samples = np.asarray(samples, np.float32)
+        if self.up == self.down:
+            return samples.copy()
+        self._pending = np.concatenate([self._pending, samples])
+        usable = (len(self._pending) - self.delay) // self.down * self.down
+        if usable <= 0:
+            return np.zeros(0, np.float32)
+        window = np.concatenate([self._history, self._pending[:usable + self.delay]])
+        resampled = resample_poly(window, self.up, self.down)
+        first = self.delay // self.down * self.up
+        out = resampled[first:first + usable // self.down * self.up].astype(np.float32)
+        self._history = np.concatenate([self._history, self._pending[:usable]])[-self.delay:]
+        self._pending = self._pending[usable:]
+        return out
+
+
+class ChunkAssembler:
+    """Device blocks (any size, device rate) -> fixed-size chunks at the output rate, each with
+    the capture time of its first sample.
+
+    Every pushed block carries the capture time of its own first sample; a chunk's stamp is
+    interpolated from the block that holds the chunk's first sample (so device-clock drift
+    and dropped blocks show in the stamps instead of accumulating).
+    """
+
+    def __init__(self, in_rate: int, out_rate: int, chunk_frames: int) -> None:
+        if chunk_frames <= 0:
+            raise ValueError(f'chunk_frames must be > 0, got {chunk_frames}')
+        self.in_rate, self.out_rate, self.chunk_frames = in_rate, out_rate, chunk_frames
+        self._resampler = StreamResampler(in_rate, out_rate)
+        self._blocks: deque[tuple[int, int]] = deque()  # (first input index, stamp ns)
+        self._in_count = 0
+        self._out = np.zeros(0, np.float32)
+        self._out_start = 0  # output index of self._out[0]
+
+    def push(self, block: np.ndarray, stamp_ns: int) -> list[tuple[np.ndarray, int]]:
+        """Add a (n,) mono block captured at ``stamp_ns``; return finished (chunk, stamp_ns)."""
+        self._blocks.append((self._in_count, int(stamp_ns)))
+        self._in_count += len(block)
+        self._out = np.concatenate([self._out, self._resampler.process(block)])
+        chunks = []
+        while len(self._out) >= self.chunk_frames:
+            chunks.append((self._out[:self.chunk_frames].copy(), self._stamp_of(self._out_start)))
+            self._out = self._out[self.chunk_frames:]
+            self._out_start += self.chunk_frames
+        return chunks
+
+    def _stamp_of(self, out_index: int) -> int:
+        position = out_index * self.in_rate / self.out_rate  # input sample position
+        while len(self._blocks) > 1 and self._blocks[1][0] <= position:
+            self._blocks.popleft()
+        first_index, stamp_ns = self._blocks[0]
+        return stamp_ns + round((position - first_index) * _NS_PER_S / self.in_rate)

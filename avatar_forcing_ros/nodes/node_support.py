@@ -1,0 +1,101 @@
+"""Small pieces every node of this package shares: parameter descriptors, config reading,
+a throttled counter of malformed input, and a ``main()`` runner with a clean Ctrl-C.
+
+Node pattern (see audio_file_player_node.py for a complete example)::
+
+    class FooNode(Node):
+        def __init__(self):
+            super().__init__('foo')
+            self._declare_parameters()                  # one place, with descriptors
+            self.config = read_config(self, FooConfig)  # plain dataclass with validate()
+
+    def main(args=None) -> int:
+        return run_node(FooNode, args)
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Callable, Sequence, TypeVar
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+ConfigT = TypeVar('ConfigT')
+
+
+class ConfigError(ValueError):
+    """A parameter value that fails start-up validation; the text names the parameter."""
+
+
+def describe(description: str, *, int_range: tuple[int, int] | None = None,
+             float_range: tuple[float, float] | None = None, constraints: str = '',
+             read_only: bool = False) -> ParameterDescriptor:
+    """A ParameterDescriptor with an optional inclusive range (enforced by rclpy on set)."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only,
+                                     additional_constraints=constraints)
+    if int_range is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1])]
+    if float_range is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(float_range[0]), to_value=float(float_range[1]))]
+    return descriptor
+
+
+def read_config(node: Node, config_type: type[ConfigT]) -> ConfigT:
+    """Read the node's parameters named like ``config_type``'s fields into a dataclass instance
+    and call its ``validate()`` (which raises :class:`ConfigError`) when it has one."""
+    values = {field.name: node.get_parameter(field.name).value
+              for field in dataclasses.fields(config_type)}
+    for name, value in values.items():  # string arrays arrive as lists; keep configs hashable
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    config = config_type(**values)
+    validate = getattr(config, 'validate', None)
+    if validate is not None:
+        validate()
+    return config
+
+
+class MalformedInputCounter:
+    """Counts dropped input messages and warns at most once a second (the node keeps running)."""
+
+    def __init__(self, node: Node) -> None:
+        self._logger = node.get_logger()
+        self.count = 0
+
+    def record(self, source: str, error: Exception) -> None:
+        """Count one malformed message from ``source`` (a topic or file name)."""
+        self.count += 1
+        self._logger.warning(f'dropped malformed input from {source}: {error} '
+                             f'({self.count} dropped so far)', throttle_duration_sec=1.0)
+
+
+def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """Initialise rclpy, build the node, spin until Ctrl-C, clean up.
+
+    Returns:
+        0 after Ctrl-C/shutdown; 2 when the node refuses its parameters at start-up (the
+        reason goes to stderr and the log).
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_factory()
+        rclpy.spin(node)
+    except (ConfigError, ParameterException) as error:
+        message = f'invalid parameters: {error}'
+        if node is None:
+            rclpy.logging.get_logger('avatar_forcing_ros').fatal(message)
+        print(message, file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

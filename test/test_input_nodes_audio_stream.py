@@ -1,0 +1,55 @@
+"""ROS-free audio stream helpers behind audio_capture / audio_file_player."""
+import numpy as np
+import pytest
+import soundfile
+from scipy.signal import resample_poly
+
+from avatar_forcing_ros.media.audio_stream import ChunkAssembler, StreamResampler, load_audio
+
+
+@pytest.mark.parametrize('in_rate, out_rate', [(48000, 16000), (44100, 16000), (8000, 16000)])
+def test_stream_resampler_equals_whole_signal(in_rate, out_rate):
+    signal = np.random.default_rng(0).normal(0, 0.2, in_rate).astype(np.float32)  # 1 s
+    resampler = StreamResampler(in_rate, out_rate)
+    pieces, start = [], 0
+    for size in [100, 1, 777, 441, 2000] * 100:
+        pieces.append(resampler.process(signal[start:start + size]))
+        start += size
+        if start >= len(signal):
+            break
+    streamed = np.concatenate(pieces)
+    whole = resample_poly(signal, resampler.up, resampler.down)
+    assert len(streamed) >= len(whole) - (resampler.delay + resampler.down) * out_rate // in_rate - 2
+    assert np.allclose(streamed, whole[:len(streamed)], atol=1e-5)
+
+
+def test_chunk_assembler_sizes_and_stamps():
+    assembler = ChunkAssembler(48000, 16000, 320)
+    chunks = []
+    for k in range(50):  # 50 device blocks of 10 ms, stamped 10 ms apart from t=1 s
+        chunks += assembler.push(np.zeros(480, np.float32), 1_000_000_000 + k * 10_000_000)
+    assert len(chunks) >= 22 and all(len(c) == 320 for c, _ in chunks)
+    stamps = np.array([s for _, s in chunks])
+    assert stamps[0] == 1_000_000_000
+    assert np.all(np.diff(stamps) == 20_000_000)
+
+
+def test_chunk_assembler_follows_block_stamps_after_a_gap():
+    assembler = ChunkAssembler(16000, 16000, 160)
+    first = assembler.push(np.zeros(320, np.float32), 0)
+    later = assembler.push(np.zeros(320, np.float32), 5_000_000_000)  # 5 s gap (dropped blocks)
+    assert [s for _, s in first] == [0, 10_000_000]
+    assert [s for _, s in later] == [5_000_000_000, 5_010_000_000]
+
+
+def test_load_audio_mixdown_resample_and_errors(tmp_path):
+    stereo = np.stack([np.linspace(-1, 1, 8000), np.zeros(8000)], axis=1).astype(np.float32)
+    path = tmp_path / 'two.wav'
+    soundfile.write(path, stereo, 8000, subtype='FLOAT')
+    assert np.array_equal(load_audio(path, 8000), stereo.mean(axis=1))
+    assert len(load_audio(path, 16000)) == 16000
+    with pytest.raises(ValueError, match='missing.wav'):
+        load_audio(tmp_path / 'missing.wav', 16000)
+    (tmp_path / 'junk.wav').write_bytes(b'not audio')
+    with pytest.raises(ValueError, match='junk.wav'):
+        load_audio(tmp_path / 'junk.wav', 16000)
