@@ -1,0 +1,100 @@
+"""The evaluate command: report files, several bags, damaged bags, exit status, layering."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar_forcing_ros.evaluation.cli import main
+from avatar_forcing_ros.evaluation.synthetic_bag import SyntheticSession, write_synthetic_bag
+from avatar_forcing_ros.portable import motion_space
+
+FRAMES = 500
+
+
+def _session(seed: int, holds: int = 0) -> SyntheticSession:
+    rng = np.random.default_rng(seed)
+    user = np.cumsum(rng.normal(size=(FRAMES, motion_space.DIM)), axis=0) * 0.05
+    avatar = np.roll(user, 10, axis=0) + rng.normal(size=user.shape) * 0.01
+    hold = np.zeros(FRAMES, bool)
+    hold[:holds] = True
+    audio = (rng.normal(size=FRAMES * 640) * 0.1).astype(np.float32)
+    return SyntheticSession(avatar, user_motion=user, is_hold=hold, avatar_audio=audio,
+                            image_jpeg=b'\xff\xd8' + bytes(2000))
+
+
+@pytest.fixture(scope='module')
+def bags(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp('bags')
+    write_synthetic_bag(root / 'good', _session(1))
+    write_synthetic_bag(root / 'holdy', _session(2, holds=25), storage='sqlite3')
+    write_synthetic_bag(root / 'cut', _session(3))
+    mcap = next((root / 'cut').glob('*.mcap'))
+    os.truncate(mcap, mcap.stat().st_size // 2)
+    return {'good': root / 'good', 'holdy': root / 'holdy', 'cut': root / 'cut'}
+
+
+def test_several_bags_one_report(bags, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert main(['evaluate', str(bags['good']), str(bags['holdy']), '-o', str(out)]) == 0
+    data = json.loads((out / 'evaluation.json').read_text())
+    assert [b['bag'] for b in data['bags']] == ['good', 'holdy']
+    assert [b['generation']['hold_frames'] for b in data['bags']] == [0, 25]
+    assert [b['reactiveness']['groups']['pose']['best_lag_frames'] for b in data['bags']] == [10, 10]
+    html = (out / 'report.html').read_text()
+    images = re.findall(r'<img src="([^"]+)"', html)
+    assert len(images) == 8                               # 4 plots per bag
+    assert all((out / name).stat().st_size > 1000 for name in images)
+    assert '<th>good</th><th>holdy</th>' in html
+    summary = capsys.readouterr().out
+    assert 'hold frames' in summary and re.search(r'hold frames\s+0\s+25', summary)
+
+
+def test_truncated_bag_partial_results_and_failure(bags, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert main([str(bags['good']), str(bags['cut']), '-o', str(out)]) == 1
+    err = capsys.readouterr().err
+    assert 'truncated' in err and 'cut' in err
+    good, cut = json.loads((out / 'evaluation.json').read_text())['bags']
+    assert good['ok'] and not cut['ok']
+    assert any('announces' in p for p in cut['problems'])
+    frames = cut['generation']['frames']
+    assert FRAMES // 4 < frames < FRAMES                # about half the bag was salvaged
+    assert cut['rate']['avatar_motion']['missing_frames'] == 0
+    assert (out / 'report.html').read_text().count('Problems:') == 1
+
+
+def test_missing_bag_reported(tmp_path, capsys):
+    assert main([str(tmp_path / 'nope'), '-o', str(tmp_path / 'out')]) == 1
+    assert 'does not exist' in capsys.readouterr().err
+
+
+def test_bare_mcap_file_and_topic_override(bags, tmp_path):
+    mcap = next(bags['good'].glob('*.mcap'))
+    out = tmp_path / 'out'
+    assert main([str(mcap), '-o', str(out), '--topic', 'user_motion=/elsewhere']) == 0
+    result = json.loads((out / 'evaluation.json').read_text())['bags'][0]
+    assert result['generation']['frames'] == FRAMES
+    assert result['reactiveness']['available'] is False
+
+
+def test_bad_topic_option_is_a_usage_error(bags, tmp_path):
+    assert main([str(bags['good']), '-o', str(tmp_path), '--topic', 'nonsense=/x']) == 2
+
+
+def test_module_entry_point_without_rclpy(bags, tmp_path):
+    """``python -m`` works and the evaluation layer never imports rclpy or message modules."""
+    code = ('import sys, runpy; sys.argv = ["x", sys.argv[1], "-o", sys.argv[2], "--no-progress"];'
+            '\ntry:\n runpy.run_module("avatar_forcing_ros.evaluation", run_name="__main__")'
+            '\nexcept SystemExit as e:\n bad = [m for m in sys.modules if m.startswith("rclpy")'
+            ' or (m.endswith(".msg") and not m.startswith("rosbags"))]\n assert not bad, bad\n raise')
+    proc = subprocess.run([sys.executable, '-c', code, str(bags['good']), str(tmp_path / 'o')],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert 'end-to-end latency p50 (ms)' in proc.stdout

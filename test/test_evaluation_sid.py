@@ -1,0 +1,40 @@
+"""SID diversity and PCA groups for a latent space without named dimensions."""
+from __future__ import annotations
+
+import numpy as np
+
+from avatar_forcing_ros.evaluation.metrics.expressiveness import sid
+from avatar_forcing_ros.evaluation.metrics.reactiveness import reactiveness
+from avatar_forcing_ros.evaluation.session import MotionSeries, Session
+
+
+def _series(latent: np.ndarray, space: str = 'avatar_forcing/lia_motion') -> MotionSeries:
+    n = len(latent)
+    stamps = 1_000_000_000_000 + np.arange(n, dtype=np.int64) * 40_000_000
+    return MotionSeries(stamps, stamps, frame_index=np.arange(n), latent=latent.astype(np.float32),
+                        nfe=np.full(n, 10), guidance_branches=np.full(n, 3),
+                        is_hold=np.zeros(n, bool), latent_space=space)
+
+
+def test_sid_diverse_motion_beats_static_motion():
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(8, 4)) * 3
+    diverse = np.repeat(states[rng.integers(0, 8, 80)], 25, axis=0) + rng.normal(size=(2000, 4)) * 0.1
+    static = np.repeat(states[:1], 2000, axis=0) + rng.normal(size=(2000, 4)) * 0.1
+    rich = sid(diverse, diverse, clusters=8, window=25)
+    poor = sid(diverse, static, clusters=8, window=25)
+    assert rich['sid_bits'] > 2.0                  # close to log2(8) = 3 bits
+    assert poor['sid_bits'] < 1.0                  # every window lands in the same few clusters
+    assert rich['max_bits'] == 3.0
+
+
+def test_pca_groups_find_lag_in_unnamed_space():
+    rng = np.random.default_rng(1)
+    latent_user = np.cumsum(rng.normal(size=(1000, 32)), axis=0)
+    latent_avatar = np.roll(latent_user, 7, axis=0) + rng.normal(size=(1000, 32)) * 0.1
+    session = Session('s', user_motion=_series(latent_user), avatar_motion=_series(latent_avatar))
+    result = reactiveness(session, fps=25.0, max_lag=20)
+    assert set(result['groups']) == {'all', 'pca'}
+    assert result['groups']['all']['best_lag_frames'] == 7
+    assert result['groups']['pca']['best_lag_frames'] == 7
+    assert result['groups']['pca']['score'] > 0.9
