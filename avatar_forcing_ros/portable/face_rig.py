@@ -1,0 +1,195 @@
+"""A 2.5D face rig on a portrait's landmarks: face parameters -> moved mesh vertices.
+
+Vertices are the 478 MediaPipe landmarks (x, y in pixels, depth in x-pixel units) plus
+anchor rings that make the motion fade out smoothly: the face oval scaled by each of
+``RigConfig.ring_scales`` around the face centre (moving with the head by
+``ring_head_weights`` and not at all with expressions), and points on and just outside the
+image border that never move. This keeps the warp free of tearing at the face outline.
+
+Expressions are linear: each expression parameter has a displacement basis (N, 3), built once
+from the portrait's own geometry (distances in outer-eye-corner units ``s``). The head pose is
+then applied as a rotation of the expressed 3D vertices about a pivot behind the face, and
+projected orthographically (yaw/pitch become 2.5D motion: near points move more than far ones).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar_forcing_ros.portable import landmarks as lm
+from avatar_forcing_ros.portable import motion_space as ms
+
+# Eyelid rings just above each upper lid (same column order as the lid contours).
+_LEFT_LID_RINGS = ((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189))
+_RIGHT_LID_RINGS = ((467, 260, 259, 257, 258, 286, 414), (342, 445, 444, 443, 442, 441, 413))
+_CHEEKS = (50, 280, 205, 425, 187, 411, 123, 352, 117, 346)
+
+
+@dataclass(frozen=True)
+class RigConfig:
+    """Motion amplitudes at parameter value 1 (in outer-eye distances ``s`` unless stated)."""
+
+    jaw_drop: float = 0.30          # lower-lip drop; perception reads jaw_open = 1 at this gap
+    smile_up: float = 0.08          # mouth-corner lift
+    smile_out: float = 0.06         # mouth-corner outward shift, each side
+    smile_cheek: float = 0.03       # cheek lift
+    smile_squint: float = 0.02      # lower-lid lift (a smile narrows the eyes a little)
+    pucker_in: float = 0.075        # mouth-corner inward shift, each side
+    brow_lift: float = 0.08         # brow lift
+    gaze_x: float = 0.22            # iris shift, in eye widths
+    gaze_y: float = 0.12            # iris shift, in eye widths
+    lid_close: float = 0.88         # fraction of the lid gap the upper lid travels
+    pivot_depth: float = 1.3        # head pivot behind the nose bridge
+    ring_scales: tuple[float, ...] = (1.3, 1.8)       # anchor rings, x face-oval size
+    ring_head_weights: tuple[float, ...] = (1.0, 0.3)  # how much each ring follows the head
+    border_step: int = 64           # spacing of fixed border anchors, pixels
+
+
+def _gaussian(points: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:
+    """(N,) max over centres of exp(-d^2 / 2 sigma^2), distances in the image plane."""
+    d2 = ((points[:, None, :2] - centres[None, :, :2]) ** 2).sum(-1).min(axis=1)
+    return np.exp(-d2 / (2.0 * sigma * sigma))
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+class FaceRig:
+    """Vertices and per-parameter displacement bases for one portrait."""
+
+    def __init__(self, points: np.ndarray, size: int, config: RigConfig = RigConfig()):
+        points = np.asarray(points, dtype=np.float64)
+        if points.shape != (lm.NUM_LANDMARKS, 3):
+            raise ValueError(f"expected ({lm.NUM_LANDMARKS}, 3) landmarks, got {points.shape}")
+        self.config = config
+        self.size = size
+        self.scale = float(np.linalg.norm(points[lm.RIGHT_EYE_OUTER, :2] - points[lm.LEFT_EYE_OUTER, :2]))
+        anchors, head_weight = self._anchors(points)
+        self.vertices = np.concatenate([points, anchors]).astype(np.float64)     # (N, 3)
+        self.head_weight = np.concatenate([np.ones(len(points)), head_weight])   # (N,)
+        self.num_landmarks = len(points)
+        self.basis = np.zeros((ms.DIM, len(self.vertices), 3))                   # (DIM, N, 3)
+        landmark_basis = self.basis[:, : self.num_landmarks]
+        self._jaw(points, landmark_basis[ms.INDEX["jaw_open"]])
+        self._smile(points, landmark_basis[ms.INDEX["smile"]])
+        self._pucker(points, landmark_basis[ms.INDEX["mouth_pucker"]])
+        self._blink(points, landmark_basis[ms.INDEX["blink_left"]], lm.LEFT_UPPER_LID,
+                    lm.LEFT_LOWER_LID, _LEFT_LID_RINGS, lm.LEFT_IRIS)
+        self._blink(points, landmark_basis[ms.INDEX["blink_right"]], lm.RIGHT_UPPER_LID,
+                    lm.RIGHT_LOWER_LID, _RIGHT_LID_RINGS, lm.RIGHT_IRIS)
+        self._brows(points, landmark_basis[ms.INDEX["brow_raise"]])
+        self._gaze(points, landmark_basis[ms.INDEX["gaze_x"]], landmark_basis[ms.INDEX["gaze_y"]])
+        self.pivot = np.array([points[lm.NOSE_BRIDGE, 0], points[lm.NOSE_TIP, 1],
+                               points[lm.NOSE_BRIDGE, 2] + config.pivot_depth * self.scale])
+        self._expression_index = ms.group_indices("expression")
+        self._pose_index = ms.group_indices("pose")
+
+    def _anchors(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Face-oval rings (moving with the head) and fixed border points -> (M, 3), (M,)."""
+        oval = points[list(lm.FACE_OVAL)]
+        centre = oval.mean(axis=0)
+        rings, weights = [], []
+        for ring_scale, weight in zip(self.config.ring_scales, self.config.ring_head_weights):
+            ring = oval.copy()
+            ring[:, :2] = centre[:2] + ring_scale * (oval[:, :2] - centre[:2])
+            inside = np.all((ring[:, :2] > 1.0) & (ring[:, :2] < self.size - 2.0), axis=1)
+            rings.append(ring[inside])
+            weights.append(np.full(int(inside.sum()), weight))
+        edge = np.arange(0, self.size + 1, self.config.border_step, dtype=np.float64)
+        edge = np.unique(np.append(edge, self.size))
+        low, high = -1.0, float(self.size)
+        border = [(x, low) for x in edge] + [(x, high) for x in edge] \
+            + [(low, y) for y in edge] + [(high, y) for y in edge] + [(low, low), (high, high)]
+        border = np.array([(x, y, centre[2]) for x, y in border])
+        rings.append(border)
+        weights.append(np.zeros(len(border)))
+        return np.concatenate(rings), np.concatenate(weights)
+
+    def _jaw(self, p: np.ndarray, basis: np.ndarray) -> None:
+        """Lower lip and chin drop; the drop fades towards the jaw hinges and above the mouth."""
+        s, drop = self.scale, self.config.jaw_drop * self.scale
+        mouth_y = 0.5 * (p[lm.MOUTH_LEFT, 1] + p[lm.MOUTH_RIGHT, 1])
+        centre_x = p[lm.CHIN, 0]
+        half_width = 0.5 * abs(p[454, 0] - p[234, 0])
+        vertical = _smoothstep((p[:, 1] - mouth_y) / (0.35 * s))
+        lateral = np.clip(1.0 - ((p[:, 0] - centre_x) / half_width) ** 2, 0.0, 1.0)
+        weight = vertical * (0.3 + 0.7 * lateral)
+        weight[list(lm.UPPER_OUTER_LIP + lm.UPPER_INNER_LIP)] = 0.0
+        weight[list(lm.LOWER_OUTER_LIP[1:-1] + lm.LOWER_INNER_LIP[1:-1])] = 1.0
+        corners = [lm.MOUTH_LEFT, lm.MOUTH_RIGHT, lm.INNER_MOUTH_LEFT, lm.INNER_MOUTH_RIGHT]
+        weight[corners] = 0.35
+        basis[:, 1] = drop * weight
+        inward = np.sign(centre_x - p[corners, 0])
+        basis[corners, 0] = 0.04 * s * inward
+
+    def _smile(self, p: np.ndarray, basis: np.ndarray) -> None:
+        """Mouth corners up and out (with their neighbourhood), cheeks up, lower lids up."""
+        s, cfg = self.scale, self.config
+        for corner in (lm.MOUTH_LEFT, lm.MOUTH_RIGHT):
+            outward = np.sign(p[corner, 0] - p[lm.CHIN, 0])
+            w = _gaussian(p, p[[corner]], 0.15 * s)
+            basis[:, 0] += w * cfg.smile_out * s * outward
+            basis[:, 1] -= w * cfg.smile_up * s
+        basis[:, 1] -= _gaussian(p, p[list(_CHEEKS)], 0.2 * s) * cfg.smile_cheek * s
+        for lower in (lm.LEFT_LOWER_LID, lm.RIGHT_LOWER_LID):
+            basis[list(lower), 1] -= cfg.smile_squint * s
+
+    def _pucker(self, p: np.ndarray, basis: np.ndarray) -> None:
+        """Mouth corners (with their neighbourhood) in."""
+        s = self.scale
+        for corner in (lm.MOUTH_LEFT, lm.MOUTH_RIGHT):
+            inward = np.sign(p[lm.CHIN, 0] - p[corner, 0])
+            basis[:, 0] += _gaussian(p, p[[corner]], 0.15 * s) * self.config.pucker_in * s * inward
+
+    def _blink(self, p: np.ndarray, basis: np.ndarray, upper: tuple, lower: tuple,
+               rings: tuple, iris: tuple) -> None:
+        """Upper lid (and the skin above it, less) moves onto the lower lid; the iris follows."""
+        gap = p[list(lower), :2] - p[list(upper), :2]              # (7, 2)
+        close = self.config.lid_close
+        basis[list(upper), :2] = close * gap
+        basis[list(rings[0]), :2] = 0.5 * close * gap
+        basis[list(rings[1]), :2] = 0.2 * close * gap
+        basis[list(lower), 1] -= (1.0 - close) * 0.6 * gap[:, 1]
+        basis[list(iris), 1] = 0.5 * close * gap[:, 1].mean()
+
+    def _brows(self, p: np.ndarray, basis: np.ndarray) -> None:
+        """Brows up, the forehead and upper-lid skin partly; eyes and lids stay."""
+        brows = list(lm.LEFT_BROW + lm.RIGHT_BROW)
+        weight = _gaussian(p, p[brows], 0.12 * self.scale)
+        eye_region = lm.LEFT_UPPER_LID + lm.LEFT_LOWER_LID + lm.RIGHT_UPPER_LID \
+            + lm.RIGHT_LOWER_LID + lm.LEFT_IRIS + lm.RIGHT_IRIS \
+            + _LEFT_LID_RINGS[0] + _RIGHT_LID_RINGS[0]
+        weight[list(eye_region)] = 0.0
+        weight[list(_LEFT_LID_RINGS[1] + _RIGHT_LID_RINGS[1])] = 0.3
+        weight[brows] = 1.0
+        basis[:, 1] = -self.config.brow_lift * self.scale * weight
+
+    def _gaze(self, p: np.ndarray, basis_x: np.ndarray, basis_y: np.ndarray) -> None:
+        for outer, inner, iris in ((lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_IRIS),
+                                   (lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER, lm.RIGHT_IRIS)):
+            width = abs(p[inner, 0] - p[outer, 0])
+            basis_x[list(iris), 0] = self.config.gaze_x * width
+            basis_y[list(iris), 1] = self.config.gaze_y * width
+
+    def pose_rotation(self, yaw: float, pitch: float, roll: float) -> np.ndarray:
+        """Degrees -> (3, 3) rotation in image axes (x right, y down, z into the image)."""
+        a, b, c = np.radians([yaw, pitch, roll])
+        ry = np.array([[np.cos(a), 0.0, -np.sin(a)], [0.0, 1.0, 0.0], [np.sin(a), 0.0, np.cos(a)]])
+        rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(b), -np.sin(b)], [0.0, np.sin(b), np.cos(b)]])
+        rz = np.array([[np.cos(c), -np.sin(c), 0.0], [np.sin(c), np.cos(c), 0.0], [0.0, 0.0, 1.0]])
+        return rz @ rx @ ry
+
+    def deform(self, params: np.ndarray) -> np.ndarray:
+        """(DIM,) face parameters -> (N, 2) moved vertex positions in pixels."""
+        params = np.asarray(params, dtype=np.float64)
+        if params.shape != (ms.DIM,):
+            raise ValueError(f"expected ({ms.DIM},) face parameters, got {params.shape}")
+        idx = self._expression_index
+        expressed = self.vertices + np.tensordot(params[idx], self.basis[idx], axes=1)  # (N, 3)
+        rotation = self.pose_rotation(*params[self._pose_index])
+        rotated = (expressed - self.pivot) @ rotation.T + self.pivot
+        moved = expressed + self.head_weight[:, None] * (rotated - expressed)
+        return moved[:, :2]

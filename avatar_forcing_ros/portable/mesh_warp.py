@@ -1,0 +1,68 @@
+"""Dense image warping driven by displacements of a triangulated set of control points.
+
+Set-up (once per portrait): Delaunay-triangulate the rest positions of the vertices and, for
+every pixel of a coarse grid (``field_scale`` of the output), store its triangle's three vertex
+ids and barycentric weights as one sparse matrix W (pixels x vertices).
+
+Per frame: vertex displacements (N, 2) -> coarse displacement field W @ D -> bilinear upsample
+-> backward sampling map. The forward displacement d(x) maps a source point x to x + d(x); the
+output pixel p must sample the source at x with x + d(x) = p. Starting from x0 = p - d(p), one
+fixed-point step x1 = p - d(x0) makes this accurate for the smooth motions a face makes (a
+single step would be off by d . grad d, visible at the opening jaw). One cv2.remap then warps.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import sparse
+from scipy.spatial import Delaunay
+
+
+class MeshWarp:
+    """Warps (size, size) images by displacing the vertices of a fixed triangulation."""
+
+    def __init__(self, rest_vertices: np.ndarray, size: int, field_scale: float = 0.5):
+        rest = np.asarray(rest_vertices, dtype=np.float64)
+        if rest.ndim != 2 or rest.shape[1] != 2:
+            raise ValueError(f"expected (N, 2) vertices, got {rest.shape}")
+        if not 0.0 < field_scale <= 1.0:
+            raise ValueError(f"field_scale must be in (0, 1], got {field_scale}")
+        self.size = size
+        self.coarse = max(8, round(size * field_scale))
+        # "QJ" joggles the input so that every vertex, even a near-duplicate (closed lips), is used.
+        self.triangulation = Delaunay(rest, qhull_options="QJ")
+        self.weights = self._pixel_weights(rest)
+        grid = np.arange(size, dtype=np.float32)
+        self._grid_x, self._grid_y = np.meshgrid(grid, grid)   # (S, S) each
+
+    def _pixel_weights(self, rest: np.ndarray) -> sparse.csr_matrix:
+        """Sparse (coarse^2, N) barycentric weights of the coarse grid's pixel centres."""
+        step = self.size / self.coarse
+        centres = (np.arange(self.coarse) + 0.5) * step - 0.5     # in output pixels
+        xs, ys = np.meshgrid(centres, centres)
+        pixels = np.stack([xs.ravel(), ys.ravel()], axis=1)        # (P, 2)
+        simplex = self.triangulation.find_simplex(pixels)
+        if np.any(simplex < 0):
+            raise ValueError("the control points do not cover the image; add border anchors")
+        transform = self.triangulation.transform[simplex]          # (P, 3, 2)
+        b01 = np.einsum("pij,pj->pi", transform[:, :2], pixels - transform[:, 2])  # (P, 2)
+        bary = np.concatenate([b01, 1.0 - b01.sum(axis=1, keepdims=True)], axis=1)  # (P, 3)
+        vertex_ids = self.triangulation.simplices[simplex]          # (P, 3)
+        rows = np.repeat(np.arange(len(pixels)), 3)
+        return sparse.csr_matrix((bary.ravel(), (rows, vertex_ids.ravel())),
+                                 shape=(len(pixels), len(rest)), dtype=np.float32)
+
+    def sampling_map(self, displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) vertex displacements in pixels -> (map_x, map_y), each (S, S) float32."""
+        coarse = (self.weights @ displacement.astype(np.float32)).astype(np.float32)  # (P, 2)
+        coarse = coarse.reshape(self.coarse, self.coarse, 2)
+        field = cv2.resize(coarse, (self.size, self.size), interpolation=cv2.INTER_LINEAR)  # (S, S, 2)
+        map_x = self._grid_x - field[..., 0]
+        map_y = self._grid_y - field[..., 1]
+        field = cv2.remap(field, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return self._grid_x - field[..., 0], self._grid_y - field[..., 1]
+
+    def warp(self, image: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+        """Warp an (S, S, C) image so that each vertex moves by its displacement."""
+        map_x, map_y = self.sampling_map(displacement)
+        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
