@@ -1,0 +1,72 @@
+"""The generator's settings as a plain object (read from ROS parameters by the node, handed to
+the core), with the checks that make a bad value fail at start-up with a clear message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VALID_DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    backend: str = "portable"              # registry name: 'portable' or 'avatar_forcing'
+    checkpoint_dir: str = ""               # neural backend: directory with the two checkpoints + config.json
+    wav2vec2_dir: str = ""                 # neural backend: local facebook/wav2vec2-base-960h copy
+    portrait: str = ""                     # avatar identity image (frame_id of MotionLatent = its stem)
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    nfe: int = 10                          # NFE at full quality
+    nfe_min: int = 4                       # the controller never goes below this
+    nfe_step: int = 2                      # NFE removed per controller step
+    avatar_audio_guidance: float = 2.0
+    user_guidance: float = 1.0
+    latency_budget_ms: float = 800.0       # media time -> publication target
+    camera_timeout_s: float = 0.5          # staleness timeouts: older input = absent (null condition)
+    user_audio_timeout_s: float = 0.5
+    avatar_audio_timeout_s: float = 0.5
+    use_camera: bool = True
+    use_user_audio: bool = True
+    use_avatar_audio: bool = True
+    input_queue_size: int = 256            # bounded callback -> worker queue (messages)
+    test_compute_delay_ms: float = 0.0     # TEST ONLY: sleep added to every block's compute
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad setting (architecture-independent checks)."""
+        if not self.backend:
+            raise ValueError("backend must name a backend, e.g. 'portable' or 'avatar_forcing'")
+        if self.dtype not in VALID_DTYPES:
+            raise ValueError(f"dtype must be one of {VALID_DTYPES}, got {self.dtype!r}")
+        check_nfe(self.nfe, self.nfe_min)
+        if self.nfe_step < 1:
+            raise ValueError(f"nfe_step must be >= 1, got {self.nfe_step}")
+        check_guidance("avatar_audio_guidance", self.avatar_audio_guidance)
+        check_guidance("user_guidance", self.user_guidance)
+        for name in ("camera_timeout_s", "user_audio_timeout_s", "avatar_audio_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.input_queue_size < 1:
+            raise ValueError(f"input_queue_size must be >= 1, got {self.input_queue_size}")
+        if self.test_compute_delay_ms < 0:
+            raise ValueError(f"test_compute_delay_ms must be >= 0, got {self.test_compute_delay_ms}")
+
+
+def check_nfe(nfe: int, nfe_min: int) -> None:
+    if not 1 <= nfe_min <= nfe <= 100:
+        raise ValueError(f"need 1 <= nfe_min <= nfe <= 100, got nfe={nfe}, nfe_min={nfe_min}")
+
+
+def check_guidance(name: str, scale: float) -> None:
+    if not 0.0 <= scale <= 20.0:
+        raise ValueError(f"{name} must be in [0, 20], got {scale}")
+
+
+def check_latency_budget(budget_ms: float, block_frames: int, lookahead_frames: int, fps: int) -> None:
+    """The budget must leave compute time after a block's conditions (block + look-ahead) arrive."""
+    wait_ms = 1000.0 * (block_frames + lookahead_frames) / fps
+    if not wait_ms + 50.0 <= budget_ms <= 10000.0:
+        raise ValueError(
+            f"latency_budget_ms={budget_ms:g} must be in [{wait_ms + 50:g}, 10000]: a block's conditions "
+            f"take {wait_ms:g} ms of media to arrive ({block_frames} frames + {lookahead_frames} look-ahead "
+            f"at {fps} fps) and compute needs time after that")

@@ -1,0 +1,265 @@
+"""The generator's engine, ROS-free: feeds a MotionBackend from one worker thread, schedules
+blocks against the session clock and the latency budget, and serves frames to a fixed-rate timer.
+
+Threads: ROS callbacks call `submit_*` (convert-free, non-blocking: a bounded queue); the worker
+thread owns the backend (every backend call happens there); the publication timer calls
+`due_frames`; the status timer calls `snapshot`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from ..backends.base import GenerationSettings, MotionBackend
+from .audio import resample, to_mono
+from .bounded_queue import BoundedQueue
+from .clock import SessionClock
+from .generator_config import GeneratorConfig
+from .latency_controller import LatencyController
+from .output_queue import OutputFrame, OutputFrameQueue
+from .scheduler import BlockScheduler, Decision
+from .staleness import StalenessTracker
+
+LOG = logging.getLogger(__name__)
+CAMERA, USER_AUDIO, AVATAR_AUDIO = "camera", "user_audio", "avatar_audio"
+
+
+class _Kind(Enum):
+    CAMERA = 0
+    USER_AUDIO = 1
+    AVATAR_AUDIO = 2
+
+
+@dataclass(frozen=True)
+class _Input:
+    kind: _Kind
+    data: np.ndarray      # camera: (H, W, 3) uint8 RGB; audio: mono float32
+    stamp: float          # capture time of the frame / first sample (s)
+    sample_rate: int = 0  # audio only
+
+
+@dataclass(frozen=True)
+class PublishedFrame:
+    frame: OutputFrame
+    media_time: float     # the stamp to put on the MotionLatent (s)
+    latency_s: float      # publication time minus media time
+
+
+@dataclass(frozen=True)
+class GeneratorSnapshot:
+    """Everything GeneratorStatus and /diagnostics report."""
+
+    last_block_compute_s: float
+    mean_block_compute_s: float
+    queue_depth: int
+    latency_budget_ms: float
+    last_latency_ms: float
+    nfe: int
+    guidance_branches: int
+    frames_published: int
+    hold_frames: int
+    late_blocks: int
+    late_frames: int
+    malformed_inputs: int
+    dropped_inputs: int
+    ages: dict[str, float]
+    stale: dict[str, bool]
+    blocks_generated: int
+
+
+class GeneratorCore:
+    def __init__(self, backend: MotionBackend, config: GeneratorConfig,
+                 now: Callable[[], float] = time.time,
+                 on_event: Callable[[str], None] = LOG.info):
+        config.validate()
+        self._backend = backend
+        self._config = config
+        self._now = now
+        self._on_event = on_event
+        self._inputs: BoundedQueue[_Input] = BoundedQueue(config.input_queue_size)
+        self._tracker = StalenessTracker()
+        self._tracker.add(CAMERA, config.camera_timeout_s, config.use_camera)
+        self._tracker.add(USER_AUDIO, config.user_audio_timeout_s, config.use_user_audio)
+        self._tracker.add(AVATAR_AUDIO, config.avatar_audio_timeout_s, config.use_avatar_audio)
+        self._lock = threading.Lock()   # guards tracker, settings, counters
+        self._controller = LatencyController(config.nfe, config.nfe_min, config.nfe_step)
+        self._scales = (config.avatar_audio_guidance, config.user_guidance)
+        self._budget_ms = config.latency_budget_ms
+        self._test_delay_s = config.test_compute_delay_ms / 1e3
+        self._queue = OutputFrameQueue(backend.latent_dim, backend.block_frames)
+        self._clock: SessionClock | None = None
+        self._scheduler: BlockScheduler | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._compute_ema = 0.05
+        self._last_compute = 0.0
+        self._period_computes: list[float] = []
+        self._last_latency = 0.0
+        self._late_blocks = 0
+        self._malformed = 0
+        self._blocks = 0
+        self.worker_error: BaseException | None = None
+
+    # ---- life cycle ----------------------------------------------------------------------
+    @property
+    def clock(self) -> SessionClock:
+        if self._clock is None:
+            raise RuntimeError("GeneratorCore.start() has not been called")
+        return self._clock
+
+    def start(self, t0: float | None = None) -> None:
+        """Fix the session's media time origin (now by default) and start the worker."""
+        b = self._backend
+        self._clock = SessionClock(self._now() if t0 is None else t0, b.fps, b.block_frames)
+        self._scheduler = BlockScheduler(self._clock, b.lookahead_frames, self._budget_ms / 1e3)
+        self._worker = threading.Thread(target=self._run, name="generator-worker", daemon=True)
+        self._worker.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker (it finishes the block in progress)."""
+        self._stop.set()
+        self._inputs.close()
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    # ---- callbacks side (non-blocking) ---------------------------------------------------
+    def submit_camera(self, rgb: np.ndarray, stamp: float) -> None:
+        with self._lock:
+            self._tracker[CAMERA].mark(self._now(), stamp + self.clock.frame_period)
+        self._inputs.put(_Input(_Kind.CAMERA, rgb, stamp))
+
+    def submit_user_audio(self, samples: np.ndarray, sample_rate: int, stamp: float) -> None:
+        self._submit_audio(_Kind.USER_AUDIO, USER_AUDIO, samples, sample_rate, stamp)
+
+    def submit_avatar_audio(self, samples: np.ndarray, sample_rate: int, stamp: float) -> None:
+        self._submit_audio(_Kind.AVATAR_AUDIO, AVATAR_AUDIO, samples, sample_rate, stamp)
+
+    def _submit_audio(self, kind: _Kind, name: str, samples: np.ndarray, rate: int, stamp: float) -> None:
+        mono = to_mono(samples)
+        with self._lock:
+            self._tracker[name].mark(self._now(), stamp + len(mono) / rate)
+        self._inputs.put(_Input(kind, mono, stamp, rate))
+
+    def count_malformed(self) -> int:
+        """Count one dropped malformed input message; returns the running total."""
+        with self._lock:
+            self._malformed += 1
+            return self._malformed
+
+    # ---- timer side ----------------------------------------------------------------------
+    def due_frames(self) -> list[PublishedFrame]:
+        """Frames whose publication time has come, in order (holds where generation is behind)."""
+        now = self._now()
+        out = []
+        for _ in self._scheduler.frames_due(self._queue.next_frame, now):
+            frame = self._queue.pop()
+            media_time = self.clock.frame_time(frame.frame_index)
+            out.append(PublishedFrame(frame, media_time, now - media_time))
+        if out:
+            self._last_latency = out[-1].latency_s
+        return out
+
+    # ---- run-time settings ---------------------------------------------------------------
+    def set_quality(self, nfe: int, nfe_min: int) -> None:
+        with self._lock:
+            event = self._controller.set_nfe_range(nfe, nfe_min)
+        if event:
+            self._on_event(event)
+
+    def set_guidance(self, avatar_audio_scale: float, user_scale: float) -> None:
+        with self._lock:
+            self._scales = (avatar_audio_scale, user_scale)
+
+    def set_latency_budget(self, budget_ms: float) -> None:
+        with self._lock:
+            self._budget_ms = budget_ms
+            if self._scheduler is not None:
+                self._scheduler.latency_budget_s = budget_ms / 1e3
+
+    def set_test_compute_delay(self, delay_ms: float) -> None:
+        """TEST ONLY: inject an artificial compute delay into every following block."""
+        with self._lock:
+            self._test_delay_s = delay_ms / 1e3
+
+    # ---- status --------------------------------------------------------------------------
+    def snapshot(self, end_period: bool = True) -> GeneratorSnapshot:
+        """Counters and ages now; `end_period` restarts the mean-compute period."""
+        now = self._now()
+        with self._lock:
+            period = self._period_computes
+            if end_period:
+                self._period_computes = []
+            level = self._controller.level
+            ages = {n: s.age(now) for n, s in self._tracker.inputs.items()}
+            stale = {n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()}
+            malformed, late_blocks, blocks = self._malformed, self._late_blocks, self._blocks
+            budget = self._budget_ms
+        q = self._queue
+        return GeneratorSnapshot(
+            self._last_compute, float(np.mean(period)) if period else 0.0, q.depth(), budget,
+            self._last_latency * 1e3, level.nfe, level.guidance_branches, q.frames_published,
+            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, ages, stale, blocks)
+
+    # ---- worker --------------------------------------------------------------------------
+    def _run(self) -> None:
+        block = 0
+        try:
+            while not self._stop.is_set():
+                for item in self._inputs.get_batch(64, timeout=0.005):
+                    self._push(item)
+                now = self._now()
+                with self._lock:
+                    decision = self._scheduler.decide(block, now, self._tracker, self._compute_ema)
+                if decision is not Decision.WAIT:
+                    self._generate(block)
+                    block += 1
+        except Exception as exc:  # reported by the node; the timer keeps publishing holds
+            self.worker_error = exc
+            LOG.exception("generator worker stopped")
+
+    def _push(self, item: _Input) -> None:
+        b, clock = self._backend, self.clock
+        if item.kind is _Kind.CAMERA:
+            index = clock.nearest_frame_index(item.stamp)
+            if index >= 0:
+                b.push_user_frame(item.data, index)
+            return
+        audio = resample(item.data, item.sample_rate, b.sample_rate)
+        start = clock.sample_index(item.stamp, b.sample_rate)
+        if start < 0:
+            audio, start = audio[-start:], 0
+        if len(audio) == 0:
+            return
+        if item.kind is _Kind.USER_AUDIO:
+            b.push_user_audio(audio, start)
+        else:
+            b.push_avatar_audio(audio, start)
+
+    def _generate(self, block_index: int) -> None:
+        with self._lock:
+            level = self._controller.level
+            settings = GenerationSettings(level.nfe, self._scales[0], self._scales[1], level.guidance_branches)
+            delay = self._test_delay_s
+        start = self._now()
+        result = self._backend.generate_block(block_index, settings)
+        if delay > 0:
+            time.sleep(delay)
+        finish = self._now()
+        compute = finish - start
+        self._queue.push_block(result)
+        late = finish > self._scheduler.block_publish_time(block_index)
+        with self._lock:
+            self._blocks += 1
+            self._late_blocks += int(late)
+            self._last_compute = compute
+            self._period_computes.append(compute)
+            self._compute_ema = 0.7 * self._compute_ema + 0.3 * compute
+            event = self._controller.update(compute, self._scheduler.compute_window_s(), late)
+        if event:
+            self._on_event(f"block {block_index}: {event}")

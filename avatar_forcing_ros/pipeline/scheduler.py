@@ -1,0 +1,73 @@
+"""When may block k be generated, and when is each frame published (DESIGN.md section 3).
+
+Block k covers frames [10k, 10k + 10). It is *ready* once every live input has delivered data
+up to the media time of frame 10k + 10 + lookahead (and that media time has come: the generator
+never runs ahead of real time, so an input that comes back is used at once). Its *deadline* is the latest start that
+still lets it finish before its first frame is due for publication (media time + latency budget),
+given the expected compute time; at the deadline it is generated anyway and whatever has not
+arrived is absent (the backend's null condition).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from .clock import SessionClock
+from .staleness import StalenessTracker
+
+
+class Decision(Enum):
+    WAIT = "wait"          # conditions still arriving, deadline not reached
+    READY = "ready"        # all live conditions have arrived
+    DEADLINE = "deadline"  # generate now; missing conditions become absent
+
+
+@dataclass
+class BlockScheduler:
+    """Readiness, deadlines and publication times on one session clock."""
+
+    clock: SessionClock
+    lookahead_frames: int
+    latency_budget_s: float        # target delay between a frame's media time and its publication
+    safety_margin_s: float = 0.02  # start this much before the last possible moment
+
+    def conditions_time(self, block_index: int) -> float:
+        """Media time (s) up to which block `block_index` needs its conditions."""
+        end_frame = (block_index + 1) * self.clock.block_frames + self.lookahead_frames
+        return self.clock.frame_time(end_frame)
+
+    def publish_time(self, frame_index: int) -> float:
+        """Wall time (s) at which frame `frame_index` is due for publication."""
+        return self.clock.frame_time(frame_index) + self.latency_budget_s
+
+    def block_publish_time(self, block_index: int) -> float:
+        """Wall time (s) at which the first frame of block `block_index` is published."""
+        return self.publish_time(block_index * self.clock.block_frames)
+
+    def deadline(self, block_index: int, compute_estimate_s: float) -> float:
+        """Latest wall time (s) to start block `block_index` and still publish it on time."""
+        return self.block_publish_time(block_index) - compute_estimate_s - self.safety_margin_s
+
+    def compute_window_s(self) -> float:
+        """Compute time (s) a block may take when its conditions arrive in real time."""
+        wait = (self.clock.block_frames + self.lookahead_frames) / self.clock.fps
+        return self.latency_budget_s - wait - self.safety_margin_s
+
+    def decide(self, block_index: int, now: float, inputs: StalenessTracker,
+               compute_estimate_s: float) -> Decision:
+        """Whether block `block_index` should be generated now."""
+        needed = self.conditions_time(block_index)
+        # Never run ahead of real time: an input that is absent now may come back by then.
+        if now >= needed - self.clock.frame_period and inputs.conditions_arrived(needed, now):
+            return Decision.READY
+        if now >= self.deadline(block_index, compute_estimate_s):
+            return Decision.DEADLINE
+        return Decision.WAIT
+
+    def frames_due(self, next_frame: int, now: float) -> range:
+        """Frames from `next_frame` on whose publication time has come (half a period early at
+        most, so a timer tick that fires slightly early still publishes its frame)."""
+        elapsed = now - self.clock.t0 - self.latency_budget_s + 0.5 * self.clock.frame_period
+        last = math.floor(elapsed * self.clock.fps + 1e-9)
+        return range(next_frame, max(next_frame, last + 1))

@@ -1,0 +1,65 @@
+"""GeneratorCore with a fake backend, in real time (wide bounds): frame order, input placement on
+the session timeline, stale inputs, and the latency controller under an injected compute delay."""
+import time
+
+import numpy as np
+
+from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig
+from avatar_forcing_ros.pipeline.generator_core import GeneratorCore
+
+from pipeline_fakes import FakeBackend
+
+
+def _run(core, seconds, feed=None):
+    frames, end = [], time.time() + seconds
+    while time.time() < end:
+        if feed:
+            feed()
+        frames += core.due_frames()
+        time.sleep(0.02)
+    return frames
+
+
+def test_core_publishes_consecutive_frames_and_places_inputs():
+    backend = FakeBackend()
+    events = []
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=700, use_camera=True),
+                         on_event=events.append)
+    core.start()
+    t0 = core.clock.t0
+    core.submit_avatar_audio(np.zeros((1600, 2), np.float32), 48000, t0 + 0.1)   # stereo 48 kHz
+    core.submit_user_audio(np.zeros(800, np.float32), 16000, t0 - 0.02)           # starts before t0
+    core.submit_camera(np.zeros((8, 8, 3), np.uint8), t0 + 0.081)
+    frames = _run(core, 2.0)
+    core.stop()
+    idx = [p.frame.frame_index for p in frames]
+    assert idx == list(range(len(idx))) and 25 <= len(idx) <= 45          # ~25 Hz over ~1.3 s (2 s - budget)
+    for p in frames:
+        assert abs(p.media_time - (t0 + p.frame.frame_index / 25)) < 1e-9
+    generated = [p for p in frames if not p.frame.is_hold]
+    assert generated and all(p.frame.latent[0] == p.frame.frame_index for p in generated)
+    (start, length), = backend.audio["avatar"]                              # 0.1 s at 16 kHz, resampled
+    assert start == 1600 and abs(length - 533) <= 1
+    assert backend.audio["user"] == [(0, 480)]                             # trimmed to t >= t0
+    assert backend.frames == [2]
+    snap = core.snapshot()
+    assert snap.stale["camera"] and snap.ages["camera"] > 1.0                 # silent for > 0.5 s
+    assert snap.frames_published == len(idx) and core.worker_error is None
+
+
+def test_compute_delay_steps_quality_down_then_back_up():
+    events = []
+    core = GeneratorCore(FakeBackend(), GeneratorConfig(latency_budget_ms=600, nfe=10, nfe_min=6,
+                                                        test_compute_delay_ms=250),
+                         on_event=events.append)
+    core.start()
+    _run(core, 3.0)                    # window = 600 - 480 - 20 = 100 ms < 250 ms
+    low = core.snapshot()
+    assert (low.nfe, low.guidance_branches) == (6, 1)
+    assert low.hold_frames > 0 and low.late_blocks > 0
+    core.set_test_compute_delay(0)
+    _run(core, 8.0)
+    high = core.snapshot()
+    core.stop()
+    assert high.nfe == 10 and high.guidance_branches == 3
+    assert any("-> 8 NFE" in e for e in events) and any("headroom" in e for e in events)

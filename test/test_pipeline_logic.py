@@ -1,0 +1,147 @@
+"""ROS-free unit tests of the pipeline's timing logic: clock, staleness, scheduler, output queue
+with hold frames, latency controller, bounded queue."""
+import numpy as np
+import pytest
+
+from avatar_forcing_ros.backends.base import MotionBlock
+from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
+from avatar_forcing_ros.pipeline.clock import SessionClock, seconds_to_stamp, stamp_to_seconds
+from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget
+from avatar_forcing_ros.pipeline.latency_controller import LatencyController, QualityLevel, build_ladder
+from avatar_forcing_ros.pipeline.output_queue import OutputFrameQueue
+from avatar_forcing_ros.pipeline.scheduler import BlockScheduler, Decision
+from avatar_forcing_ros.pipeline.staleness import StalenessTracker
+
+T0 = 1000.0
+
+
+def test_clock_maps_frames_samples_and_stamps():
+    c = SessionClock(T0, fps=25, block_frames=10)
+    assert c.frame_time(25) == pytest.approx(T0 + 1.0)
+    assert c.block_start_time(3) == pytest.approx(T0 + 1.2)
+    assert c.frame_index_at(T0 + 0.0799) == 1 and c.frame_index_at(T0 + 0.08) == 2
+    assert c.nearest_frame_index(T0 + 0.079) == 2
+    assert c.sample_index(T0 + 0.5, 16000) == 8000
+    assert c.sample_index(T0 - 0.01, 16000) == -160
+    sec, ns = seconds_to_stamp(1234.5678901234)
+    assert (sec, ns) == (1234, 567890123)
+    assert stamp_to_seconds(sec, ns) == pytest.approx(1234.567890123)
+    with pytest.raises(ValueError):
+        SessionClock(T0, fps=0)
+
+
+def test_staleness_tracks_age_and_timeout():
+    t = StalenessTracker()
+    t.add("camera", 0.5)
+    t.add("user_audio", 0.5, enabled=False)
+    cam = t["camera"]
+    assert cam.age(T0) == -1.0 and cam.is_stale(T0)
+    cam.mark(T0, T0 + 0.04)
+    assert cam.age(T0 + 0.2) == pytest.approx(0.2)
+    assert not cam.is_stale(T0 + 0.4) and cam.is_stale(T0 + 0.6)
+    assert t.stale_names(T0 + 0.6) == ["camera"]     # disabled inputs are not reported stale
+    with pytest.raises(ValueError):
+        t.add("x", 0.0)
+
+
+def _scheduler(budget=0.8):
+    return BlockScheduler(SessionClock(T0, 25, 10), lookahead_frames=2, latency_budget_s=budget)
+
+
+def test_scheduler_waits_for_conditions_including_lookahead():
+    s, t = _scheduler(), StalenessTracker()
+    t.add("audio", 1.0)
+    assert s.conditions_time(0) == pytest.approx(T0 + 0.48)   # frames 0..9 + 2 look-ahead
+    t["audio"].mark(T0 + 0.40, T0 + 0.40)
+    assert s.decide(0, T0 + 0.45, t, 0.05) is Decision.WAIT   # look-ahead not there yet
+    t["audio"].mark(T0 + 0.48, T0 + 0.48)
+    assert s.decide(0, T0 + 0.48, t, 0.05) is Decision.READY
+    # block 1 needs data to T0 + 0.88: the audio stops, so the deadline decides
+    deadline = s.deadline(1, 0.05)
+    assert deadline == pytest.approx(T0 + 0.4 + 0.8 - 0.05 - 0.02)
+    assert s.decide(1, deadline - 0.01, t, 0.05) is Decision.WAIT
+    assert s.decide(1, deadline, t, 0.05) is Decision.DEADLINE
+
+
+def test_scheduler_never_runs_ahead_of_real_time_and_skips_stale_inputs():
+    s, t = _scheduler(), StalenessTracker()
+    t.add("camera", 0.5)            # never received: stale, not waited for
+    assert s.decide(5, T0 + 0.1, t, 0.05) is Decision.WAIT     # block 5's media time is in the future
+    assert s.decide(5, s.conditions_time(5), t, 0.05) is Decision.READY
+
+
+def test_frames_due_follow_media_time_plus_budget():
+    s = _scheduler(budget=0.8)
+    assert list(s.frames_due(0, T0 + 0.7)) == []
+    assert list(s.frames_due(0, T0 + 0.8)) == [0]
+    assert list(s.frames_due(0, T0 + 0.8 + 0.121)) == [0, 1, 2, 3]   # a late tick catches up
+    assert list(s.frames_due(4, T0 + 0.8 + 0.121)) == []
+    assert s.compute_window_s() == pytest.approx(0.8 - 0.48 - 0.02)
+
+
+def _block(k, dim=3, nfe=10, branches=3):
+    lat = np.arange(k * 10, k * 10 + 10, dtype=np.float32)[:, None] * np.ones((1, dim), np.float32)
+    return MotionBlock(k, k * 10, lat, nfe, branches)
+
+
+def test_output_queue_holds_marks_and_counts():
+    q = OutputFrameQueue(latent_dim=3, block_frames=10)
+    first = q.pop()                                 # nothing generated yet: neutral hold
+    assert first.is_hold and first.frame_index == 0 and not first.latent.any()
+    assert q.push_block(_block(0)) == 1             # frame 0 already went out as a hold
+    frames = [q.pop() for _ in range(9)]
+    assert [f.frame_index for f in frames] == list(range(1, 10))
+    assert not any(f.is_hold for f in frames) and frames[-1].latent[0] == 9
+    hold = q.pop()                                  # block 1 missing: repeat frame 9
+    assert hold.is_hold and hold.frame_index == 10 and hold.block_index == 1 and hold.latent[0] == 9
+    assert (q.frames_published, q.hold_frames, q.late_frames) == (11, 2, 1)
+    q.push_block(_block(1))
+    assert q.depth() == 9 and q.pop().latent[0] == 11
+
+
+def test_ladder_and_controller_step_down_then_up_with_hysteresis():
+    assert build_ladder(10, 4, 2) == [QualityLevel(10, 3), QualityLevel(8, 3), QualityLevel(6, 3),
+                                      QualityLevel(4, 3), QualityLevel(4, 2), QualityLevel(4, 1)]
+    assert [lv.nfe for lv in build_ladder(10, 5, 3)] == [10, 7, 5, 5, 5]
+    c = LatencyController(10, 4, 2, up_fraction=0.6, up_patience=3)
+    window = 0.3
+    events = [c.update(0.5, window, finished_late=False) for _ in range(7)]
+    assert sum(e is not None for e in events) == 5           # every change reported once
+    assert c.level == QualityLevel(4, 1)
+    assert "10 NFE/3 branches -> 8 NFE/3 branches" in events[0]
+    # compute drops: a step up only after 3 good blocks each (hysteresis)
+    assert c.update(0.01, window, False) is None and c.update(0.01, window, False) is None
+    assert c.update(0.01, window, False) is not None and c.level == QualityLevel(4, 2)
+    for _ in range(12):
+        c.update(0.01, window, False)
+    assert c.level == QualityLevel(10, 3)
+    # a compute that would not fit at the next rung does not step up
+    c2 = LatencyController(10, 4, 2, up_patience=1)
+    c2.update(1.0, window, False)
+    assert c2.level.nfe == 8 and c2.update(0.17, window, False) is None   # 0.17*10/8 > 0.6*0.3
+    assert c2.update(0.05, window, finished_late=True) is not None and c2.level.nfe == 6
+    with pytest.raises(ValueError):
+        LatencyController(4, 6)
+
+
+def test_bounded_queue_drops_oldest_and_closes():
+    q = BoundedQueue[int](3)
+    for i in range(5):
+        q.put(i)
+    assert q.dropped == 2 and q.get_batch(10, 0.0) == [2, 3, 4]
+    assert q.get_batch(10, 0.01) == []
+    q.close()
+    assert q.get_batch(1, 10.0) == []      # returns at once when closed
+
+
+def test_generator_config_validation():
+    GeneratorConfig().validate()
+    with pytest.raises(ValueError, match="nfe_min"):
+        GeneratorConfig(nfe=3, nfe_min=4).validate()
+    with pytest.raises(ValueError, match="dtype"):
+        GeneratorConfig(dtype="int8").validate()
+    with pytest.raises(ValueError, match="camera_timeout_s"):
+        GeneratorConfig(camera_timeout_s=0).validate()
+    check_latency_budget(800, 10, 2, 25)
+    with pytest.raises(ValueError, match="480 ms of media"):
+        check_latency_budget(400, 10, 2, 25)
