@@ -5,7 +5,7 @@ import pytest
 
 from avatar_forcing_ros.backends.base import MotionBlock
 from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
-from avatar_forcing_ros.pipeline.clock import SessionClock, seconds_to_stamp, stamp_to_seconds
+from avatar_forcing_ros.pipeline.clock import SessionClock
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget
 from avatar_forcing_ros.pipeline.latency_controller import LatencyController, QualityLevel, build_ladder
 from avatar_forcing_ros.pipeline.output_queue import OutputFrameQueue
@@ -23,9 +23,6 @@ def test_clock_maps_frames_samples_and_stamps():
     assert c.nearest_frame_index(T0 + 0.079) == 2
     assert c.sample_index(T0 + 0.5, 16000) == 8000
     assert c.sample_index(T0 - 0.01, 16000) == -160
-    sec, ns = seconds_to_stamp(1234.5678901234)
-    assert (sec, ns) == (1234, 567890123)
-    assert stamp_to_seconds(sec, ns) == pytest.approx(1234.567890123)
     with pytest.raises(ValueError):
         SessionClock(T0, fps=0)
 

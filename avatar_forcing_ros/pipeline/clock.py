@@ -52,13 +52,3 @@ class SessionClock:
         """Index on the session's audio timeline of a sample stamped `stamp` (s)."""
         return round((stamp - self.t0) * sample_rate)
 
-
-def stamp_to_seconds(sec: int, nanosec: int) -> float:
-    """builtin_interfaces/Time fields -> float seconds."""
-    return sec + nanosec * 1e-9
-
-
-def seconds_to_stamp(t: float) -> tuple[int, int]:
-    """Float seconds -> (sec, nanosec) with 0 <= nanosec < 1e9, rounded to the nanosecond."""
-    total_ns = round(t * 1e9)
-    return total_ns // 1_000_000_000, total_ns % 1_000_000_000
