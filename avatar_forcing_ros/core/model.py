@@ -1,0 +1,132 @@
+"""The whole Avatar Forcing model: motion autoencoder, flow transformer, audio encoder.
+
+Submodule names equal the release checkpoints' top-level prefixes, so `named_parameters()` of
+this container are the official keys (`motion_autoencoder.*`, `flow_transformer.*`,
+`audio_encoder.wav2vec2.*`, `audio_encoder.audio_projection.*`).
+
+Loading (`from_pretrained`) builds the model with its parameters on the meta device and then
+takes the file's tensors as parameters (no random init, no second copy): the official size
+(293 M parameters) loads in about 1.2 GB of RAM in fp32. The release files are:
+- `flow_transformer.pth|.safetensors`: `flow_transformer.*` + `audio_encoder.audio_projection.*`;
+- `motion_autoencoder.pth|.safetensors`: `motion_autoencoder.*`;
+- a transformers wav2vec2 folder (facebook/wav2vec2-base-960h);
+- optionally `config.json` beside them (else the official configuration).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import Wav2Vec2Config
+
+from avatar_forcing_ros.core.audio_encoder import AudioEncoder, read_wav2vec2_config
+from avatar_forcing_ros.core.checkpoint import (
+    CheckpointMismatchError, apply_weights, load_weights_file, parameters_on_meta, save_weights_file)
+from avatar_forcing_ros.core.config import AvatarForcingConfig, official
+from avatar_forcing_ros.core.flow_transformer import FlowTransformer
+from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
+
+log = logging.getLogger(__name__)
+
+FLOW_FILE = "flow_transformer"
+MOTION_FILE = "motion_autoencoder"
+CONFIG_FILE = "config.json"
+_SUFFIXES = (".safetensors", ".pth")
+# Which module of the container each release file fills, by key prefix.
+_FILE_PREFIXES = {
+    FLOW_FILE: ("flow_transformer.", "audio_encoder.audio_projection."),
+    MOTION_FILE: ("motion_autoencoder.",),
+}
+
+
+def default_wav2vec2_config(cfg: AvatarForcingConfig) -> Wav2Vec2Config:
+    """A wav2vec2-base architecture with the config's hidden size and layer count."""
+    return Wav2Vec2Config(hidden_size=cfg.wav2vec2.hidden_size,
+                          num_hidden_layers=cfg.wav2vec2.num_hidden_layers)
+
+
+def find_weights_file(folder: Path, stem: str) -> Path:
+    """`<stem>.safetensors`, else `<stem>.pth`, in folder; FileNotFoundError naming both."""
+    for suffix in _SUFFIXES:
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no {stem}.safetensors or {stem}.pth in {folder}")
+
+
+class AvatarForcing(nn.Module):
+    """Container of the three parts; sizes from one AvatarForcingConfig."""
+
+    def __init__(self, cfg: AvatarForcingConfig, wav2vec2_config: Wav2Vec2Config | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.motion_autoencoder = MotionAutoencoder(cfg)
+        self.flow_transformer = FlowTransformer(cfg)
+        self.audio_encoder = AudioEncoder(cfg, wav2vec2_config or default_wav2vec2_config(cfg))
+
+    @classmethod
+    def on_meta(cls, cfg: AvatarForcingConfig | None = None,
+                wav2vec2_config: Wav2Vec2Config | None = None) -> "AvatarForcing":
+        """Build with parameters on the meta device (no memory): for manifests and for loading."""
+        with parameters_on_meta():
+            return cls(cfg or official(), wav2vec2_config)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint_dir: str | Path, wav2vec2_dir: str | Path,
+                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                        cfg: AvatarForcingConfig | None = None) -> "AvatarForcing":
+        """Load the release files (see the module docstring) into a model in eval mode.
+
+        The config is, in order: `cfg`, `config.json` in checkpoint_dir, the official preset.
+        Raises FileNotFoundError for missing files and CheckpointMismatchError (a ValueError)
+        naming every missing, unexpected and mis-shaped key when a file does not fit.
+        """
+        folder = Path(checkpoint_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"checkpoint folder not found: {folder}")
+        if cfg is None:
+            cfg = AvatarForcingConfig.from_json(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else official()
+        paths = {stem: find_weights_file(folder, stem) for stem in _FILE_PREFIXES}
+        model = cls.on_meta(cfg, read_wav2vec2_config(wav2vec2_dir))
+        for stem, prefixes in _FILE_PREFIXES.items():
+            path = paths[stem]
+            state = load_weights_file(path)
+            model._apply_file(state, prefixes, str(path))
+            del state
+        model.audio_encoder.load_wav2vec2_folder(wav2vec2_dir)
+        log.info("loaded Avatar Forcing from %s (wav2vec2 %s)", folder, wav2vec2_dir)
+        return model.to(device=device, dtype=dtype).eval()
+
+    def _apply_file(self, state: dict[str, torch.Tensor], prefixes: tuple[str, ...], where: str) -> None:
+        stray = sorted(k for k in state if not k.startswith(prefixes))
+        if stray:
+            raise CheckpointMismatchError(where, [], stray, [])
+        for prefix in prefixes:
+            module = self.get_submodule(prefix.rstrip("."))
+            apply_weights(module, state, prefix, where=f"{where} ({prefix}*)")
+
+    def save_pretrained(self, checkpoint_dir: str | Path, suffix: str = ".safetensors") -> None:
+        """Write the two release files (and config.json) in the release layout."""
+        if suffix not in _SUFFIXES:
+            raise ValueError(f"suffix must be one of {_SUFFIXES}, got {suffix!r}")
+        folder = Path(checkpoint_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict()
+        for stem, prefixes in _FILE_PREFIXES.items():
+            part = {k: v for k, v in state.items() if k.startswith(prefixes)}
+            save_weights_file(part, folder / f"{stem}{suffix}")
+        (folder / CONFIG_FILE).write_text(json.dumps(self.cfg.to_dict(), indent=1))
+
+    # -- inference helpers ------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_portrait(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Portrait (1, 3, S, S) in [-1, 1] -> (s_r (1, dim_w), r_s (1, dim_w), appearance feats).
+
+        r_s = Direction(fc(s_r)) is the identity motion that conditions the flow transformer;
+        s_r and the feats are what the decoder needs.
+        """
+        s_r, r_s_lambda, feats = self.motion_autoencoder.encode_appearance(img)
+        return s_r, self.motion_autoencoder.dec.direction(r_s_lambda), feats
