@@ -118,9 +118,13 @@ class FaceRig:
         lateral = np.clip(1.0 - ((p[:, 0] - centre_x) / half_width) ** 2, 0.0, 1.0)
         weight = vertical * (0.3 + 0.7 * lateral)
         weight[list(lm.UPPER_OUTER_LIP + lm.UPPER_INNER_LIP)] = 0.0
-        weight[list(lm.LOWER_OUTER_LIP[1:-1] + lm.LOWER_INNER_LIP[1:-1])] = 1.0
+        # The lower lip opens as an arc: full drop in the middle, a third at the corners.
+        lower = list(lm.LOWER_OUTER_LIP + lm.LOWER_INNER_LIP)
+        mouth_half = 0.5 * abs(p[lm.MOUTH_RIGHT, 0] - p[lm.MOUTH_LEFT, 0])
+        along = np.clip(np.abs(p[lower, 0] - centre_x) / mouth_half, 0.0, 1.0)
+        weight[lower] = 1.0 - 0.65 * along ** 2
         corners = [lm.MOUTH_LEFT, lm.MOUTH_RIGHT, lm.INNER_MOUTH_LEFT, lm.INNER_MOUTH_RIGHT]
-        weight[corners] = 0.35
+        weight[corners] = 0.3
         basis[:, 1] = drop * weight
         inward = np.sign(centre_x - p[corners, 0])
         basis[corners, 0] = 0.04 * s * inward

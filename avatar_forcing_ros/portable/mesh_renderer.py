@@ -11,8 +11,8 @@ Pipeline per frame (all set-up work happens once in ``set_portrait``):
 3. ``MouthInterior.paint``: a dark cavity with tongue and teeth hints where the lips part
    further than in the photograph.
 
-Blinks are pure warps: the upper lid and the skin above it slide down onto the lower lid, so
-the lid is the photograph's own skin.
+4. ``Eyelids.paint``: past half a blink, lid-skin colour over the remaining eye opening and a
+   soft lash line (the warp has already slid the upper lid down onto the lower one).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from avatar_forcing_ros.backends.base import FrameRenderer
 from avatar_forcing_ros.portable import motion_space as ms
+from avatar_forcing_ros.portable.eyelids import Eyelids
 from avatar_forcing_ros.portable.face_rig import FaceRig, RigConfig
 from avatar_forcing_ros.portable.mesh_warp import MeshWarp
 from avatar_forcing_ros.portable.mouth_interior import MouthInterior
@@ -71,15 +72,18 @@ class PortableRenderer(FrameRenderer):
         rig = FaceRig(points, size, self.config.rig)
         self.warp = MeshWarp(rig.vertices[:, :2], size, self.config.field_scale)
         self.mouth = MouthInterior(image, points, rig.scale)
+        self.eyelids = Eyelids(image, points)
         self.image, self.rig, self.landmarks = image, rig, points
 
     def render_frame(self, params: np.ndarray) -> np.ndarray:
         """(DIM,) face parameters (clipped to their ranges) -> (S, S, 3) uint8 RGB."""
         if self.rig is None or self.image is None:
             raise RuntimeError("call set_portrait() before rendering")
-        moved = self.rig.deform(ms.clip(params))                     # (N, 2)
+        params = ms.clip(params)
+        moved = self.rig.deform(params)                              # (N, 2)
         frame = self.warp.warp(self.image, moved - self.rig.vertices[:, :2])
         self.mouth.paint(frame, moved)
+        self.eyelids.paint(frame, moved, params)
         return frame
 
     def render(self, latents: np.ndarray) -> np.ndarray:

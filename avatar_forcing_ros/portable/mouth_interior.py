@@ -91,7 +91,7 @@ class MouthInterior:
         drop = np.array([0.0, teeth_h])
         upper_band = np.concatenate([upper, (upper + drop)[::-1]])
         teeth_mask = cv2.GaussianBlur(_polygon_mask(shape, [upper_band]), (3, 3), 0)
-        fade = 1.0 - 0.25 * np.clip((rows - top) / max(teeth_h, 1.0), 0.0, 1.0)       # (h, 1, 1)
+        fade = 1.0 - 0.15 * np.clip((rows - top) / max(teeth_h, 1.0), 0.0, 1.0)       # (h, 1, 1)
         return self._blend(colour, teeth_mask, self.teeth * self._shade(shape, upper) * fade)
 
     @staticmethod
@@ -99,7 +99,7 @@ class MouthInterior:
         """(1, w, 1) darkening towards the mouth corners."""
         cols = np.arange(shape[1], dtype=np.float32)
         centre_x, half = 0.5 * (lip[0, 0] + lip[-1, 0]), max(0.5 * abs(lip[-1, 0] - lip[0, 0]), 1.0)
-        return (1.0 - 0.55 * np.clip(np.abs(cols - centre_x) / half, 0.0, 1.0) ** 2)[None, :, None]
+        return (1.0 - 0.35 * np.clip(np.abs(cols - centre_x) / half, 0.0, 1.0) ** 2)[None, :, None]
 
     @staticmethod
     def _blend(colour: np.ndarray, alpha: np.ndarray, layer: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ class Calibration:
     width_smile: float = 0.12        # extra width at smile = 1
     width_pucker: float = 0.15       # narrower by this much at pucker = 1
     ear_open: float = 0.30           # eye aspect ratio of an open eye
-    ear_closed: float = 0.08         # ... of a closed eye
+    ear_closed: float = 0.12         # ... of a closed eye (MediaPipe rarely reads lower)
     brow_neutral: float = 0.16       # brow-to-upper-lid distance, neutral
     brow_raised: float = 0.08        # extra distance at brow_raise = 1
     gaze_x_travel: float = 0.22      # iris offset / eye width at gaze_x = 1

@@ -1,0 +1,209 @@
+"""PortableBackend: a rule-based, causal, block-wise listening/talking behaviour.
+
+It produces the portable face parameters (motion_space) in blocks of ``block_frames`` frames at
+``fps``, from the same live inputs as the neural backend, in well under a millisecond per frame.
+Rules (constants in behaviour_rules.BehaviourParams):
+
+1. Lips: the avatar's own speech audio sets the jaw. Each frame's RMS level (dBFS) is mapped
+   linearly between ``speech_floor_db`` and ``speech_full_db`` onto [0, jaw_open_max], read
+   ``lip_anticipation_frames`` ahead (lips move before the sound; within the look-ahead), and
+   smoothed with a fast attack and a slower release. The mouth also narrows a little.
+2. Smile mirroring: the user's perceived smile, ``mirror_delay_s`` earlier, above
+   ``mirror_threshold``, times ``mirror_gain``, is the avatar's target smile, reached with a
+   first-order lag of ``smile_time_constant_s``.
+3. Backchannels: the user's microphone level gives voice activity; after at least
+   ``min_user_speech_s`` of speech followed by ``pause_s`` of silence the avatar nods (damped
+   pitch oscillation, down first), sometimes with a small smile, with a brow flash; not while the
+   avatar itself speaks, and at most once per ``nod_refractory_s``.
+4. Blinks: both eyes, at seeded random intervals between ``blink_min_interval_s`` and
+   ``blink_max_interval_s`` (never a longer blink-free stretch).
+5. Idle motion: slow seeded head sway (yaw, pitch, roll), larger while the avatar speaks, plus a
+   slight dip with loud syllables.
+6. Gaze: the eyes (and the head, by ``head_follow_deg``) turn towards the user's face position
+   in the camera image; looking at the camera mirrors left and right, so a face on the raw
+   camera image's right turns the avatar's eyes to its image left (``camera_mirrored`` flips it).
+
+Null condition: absent avatar audio closes the mouth; absent user audio triggers no
+backchannels; an absent or stale face (no observation for ``user_timeout_s``) gives no mirrored
+smile and a straight gaze. Nothing absent raises.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from avatar_forcing_ros.backends.base import GenerationSettings, MotionBackend, MotionBlock
+from avatar_forcing_ros.portable import motion_space as ms
+from avatar_forcing_ros.portable.audio_energy import FrameEnergy
+from avatar_forcing_ros.portable.behaviour_rules import (
+    Backchannel, BackchannelDetector, BehaviourParams, Blinker, Sway, smoothing)
+
+_I = ms.INDEX
+
+
+class PortableBackend(MotionBackend):
+    """Rule-based motion backend in the portable face-parameter space (no weights, no GPU)."""
+
+    latent_space = ms.LATENT_SPACE
+    latent_dim = ms.DIM
+
+    def __init__(self, params: BehaviourParams = BehaviourParams(), fps: int = 25,
+                 block_frames: int = 10, lookahead_frames: int = 2, sample_rate: int = 16000):
+        if block_frames <= 0 or lookahead_frames < 0:
+            raise ValueError("block_frames must be > 0 and lookahead_frames >= 0")
+        if params.lip_anticipation_frames > lookahead_frames:
+            raise ValueError("lip_anticipation_frames may not exceed lookahead_frames")
+        self.params = params
+        self.fps, self.block_frames = fps, block_frames
+        self.lookahead_frames, self.sample_rate = lookahead_frames, sample_rate
+        self._avatar_audio = FrameEnergy(sample_rate, fps)
+        self._user_audio = FrameEnergy(sample_rate, fps)
+        self._perceiver = None      # created on the first user frame (MediaPipe start-up)
+        self.reset()
+
+    # ---- inputs -------------------------------------------------------------------------
+
+    def push_avatar_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        self._avatar_audio.push(samples, start_sample)
+
+    def push_user_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        self._user_audio.push(samples, start_sample)
+
+    def push_user_frame(self, frame_rgb: np.ndarray | None, frame_index: int) -> None:
+        """Perceive a user camera frame (None: no face in view) and store the observation."""
+        if frame_rgb is None:
+            self.push_user_params(None, frame_index)
+            return
+        if self._perceiver is None:
+            from avatar_forcing_ros.portable.perception import FacePerceiver
+
+            self._perceiver = FacePerceiver(static_image_mode=False)
+        observation = self._perceiver.observe(frame_rgb)
+        if observation is None:
+            self.push_user_params(None, frame_index)
+        else:
+            self.push_user_params(observation.params, frame_index, observation.face_xy)
+
+    def push_user_params(self, params: np.ndarray | None, frame_index: int,
+                         face_xy: tuple[float, float] | None = None) -> None:
+        """Already-perceived user face parameters (DIM,) for `frame_index`; None: no face.
+
+        ``face_xy`` is the face centre in the user's camera image, each coordinate in [-1, 1]
+        (x right, y down); None means centred.
+        """
+        if frame_index < 0:
+            raise ValueError(f"frame_index must be >= 0, got {frame_index}")
+        if params is None:
+            self._observations[frame_index] = None
+            return
+        params = np.asarray(params, dtype=np.float32)
+        if params.shape != (ms.DIM,) or not np.all(np.isfinite(params)):
+            raise ValueError(f"expected finite ({ms.DIM},) face parameters, got shape {params.shape}")
+        xy = (0.0, 0.0) if face_xy is None else (float(face_xy[0]), float(face_xy[1]))
+        self._observations[frame_index] = (params, float(np.clip(xy[0], -1, 1)), float(np.clip(xy[1], -1, 1)))
+
+    # ---- generation ---------------------------------------------------------------------
+
+    def reset(self) -> None:
+        p = self.params
+        rng = np.random.default_rng(p.seed)
+        self._avatar_audio.clear()
+        self._user_audio.clear()
+        self._observations: dict[int, tuple[np.ndarray, float, float] | None] = {}
+        self._face: tuple[np.ndarray, float, float] | None = None
+        self._face_frame = -(10 ** 9)
+        delay = round(p.mirror_delay_s * self.fps)
+        self._user_smile = np.zeros(delay + 1)     # ring buffer of perceived user smile
+        self._blinker = Blinker(p, self.fps, rng)
+        self._sway = Sway(p, self.fps, rng)
+        self._detector = BackchannelDetector(p, self.fps)
+        self._backchannel = Backchannel(p, self.fps, rng)
+        self._state = {"jaw": 0.0, "speech": 0.0, "smile": p.resting_smile, "gaze_x": 0.0,
+                       "gaze_y": 0.0, "follow": 0.0}
+        self._next_frame = 0
+
+    def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
+        """Frames [block_index * block_frames, +block_frames) as (F, DIM) float32 parameters.
+
+        Blocks must come in increasing order; a skipped block's frames are simulated (state
+        stays continuous) but not returned. ``settings`` is ignored (no NFE, no guidance).
+        """
+        first = block_index * self.block_frames
+        if block_index < 0 or first < self._next_frame:
+            raise ValueError(f"block {block_index} requested after frame {self._next_frame}; "
+                             "blocks must be generated in increasing order (reset() to restart)")
+        for frame in range(self._next_frame, first):
+            self._step(frame)
+        latents = np.stack([self._step(frame) for frame in range(first, first + self.block_frames)])
+        self._next_frame = first + self.block_frames
+        self._forget_before(first - self._user_smile.size - self.fps)
+        return MotionBlock(block_index=block_index, first_frame=first,
+                           latents=latents.astype(np.float32), nfe=0, guidance_branches=0)
+
+    def _forget_before(self, frame: int) -> None:
+        self._avatar_audio.forget_before(frame)
+        self._user_audio.forget_before(frame)
+        for old in [f for f in self._observations if f < frame]:
+            del self._observations[old]
+
+    def _speech_level(self, frame: int) -> float:
+        """Avatar speech level in [0, 1] for `frame` (0 when absent), with anticipation."""
+        p = self.params
+        levels = [self._avatar_audio.level_db(f) for f in range(frame, frame + p.lip_anticipation_frames + 1)]
+        known = [db for db in levels if db is not None]
+        if not known:
+            return 0.0
+        return float(np.clip((max(known) - p.speech_floor_db) / (p.speech_full_db - p.speech_floor_db), 0, 1))
+
+    def _user_face(self, frame: int) -> tuple[np.ndarray, float, float] | None:
+        """Latest face observation at or before `frame`, None if absent or stale."""
+        if frame in self._observations:
+            self._face, self._face_frame = self._observations[frame], frame
+        if frame - self._face_frame > self.params.user_timeout_s * self.fps:
+            return None
+        return self._face
+
+    def _step(self, frame: int) -> np.ndarray:
+        """Advance every rule by one frame -> (DIM,) parameters."""
+        p, s, fps = self.params, self._state, self.fps
+        out = ms.NEUTRAL.copy()
+        # 1. lips
+        level = self._speech_level(frame)
+        lag = p.lip_attack_s if level * p.jaw_open_max > s["jaw"] else p.lip_release_s
+        s["jaw"] += smoothing(lag, fps) * (level * p.jaw_open_max - s["jaw"])
+        s["speech"] += smoothing(0.5, fps) * (float(level > 0.2) - s["speech"])   # slow "is speaking"
+        out[_I["jaw_open"]] = s["jaw"]
+        out[_I["mouth_pucker"]] = p.speech_pucker * s["jaw"]
+        # 2. smile mirroring (ring buffer holds the last delay + 1 frames of user smile)
+        face = self._user_face(frame)
+        slot = frame % self._user_smile.size
+        self._user_smile[slot] = 0.0 if face is None else float(face[0][_I["smile"]])
+        delayed = self._user_smile[(frame + 1) % self._user_smile.size]
+        target = p.resting_smile + p.mirror_gain * max(0.0, delayed - p.mirror_threshold) / (1.0 - p.mirror_threshold)
+        s["smile"] += smoothing(p.smile_time_constant_s, fps) * (target - s["smile"])
+        # 3. backchannels
+        if self._detector.step(self._user_audio.level_db(frame), avatar_speaking=s["speech"] > 0.5):
+            self._backchannel.start(frame)
+        nod_pitch, nod_smile, nod_brow = self._backchannel.at(frame)
+        out[_I["smile"]] = s["smile"] + nod_smile
+        out[_I["brow_raise"]] = nod_brow
+        # 4. blinks
+        out[_I["blink_left"]] = out[_I["blink_right"]] = self._blinker.step()
+        # 5. idle sway (+ speech) and 6. gaze towards the user
+        sign = 1.0 if p.camera_mirrored else -1.0
+        gx, gy = (0.0, 0.0) if face is None else (sign * face[1], face[2])
+        a = smoothing(p.gaze_time_constant_s, fps)
+        s["gaze_x"] += a * (p.gaze_gain_x * gx - s["gaze_x"])
+        s["gaze_y"] += a * (p.gaze_gain_y * gy - s["gaze_y"])
+        s["follow"] += smoothing(0.4, fps) * (p.head_follow_deg * gx - s["follow"])
+        sway = self._sway.at(frame) * (1.0 + (p.speech_motion_gain - 1.0) * s["speech"])
+        out[_I["head_yaw"]] = sway[0] + s["follow"]
+        out[_I["head_pitch"]] = sway[1] + nod_pitch + p.speech_pitch_deg * s["jaw"]
+        out[_I["head_roll"]] = sway[2]
+        out[_I["gaze_x"]], out[_I["gaze_y"]] = s["gaze_x"], s["gaze_y"]
+        return ms.clip(out)
+
+    def close(self) -> None:
+        """Release the perception graph, if one was started."""
+        if self._perceiver is not None:
+            self._perceiver.close()
+            self._perceiver = None

@@ -1,0 +1,175 @@
+"""Parameters and small stateful pieces of the portable behaviour rules (see behaviour.py).
+
+Each piece advances one video frame per call, uses only information up to that frame (plus the
+backend's look-ahead) and is deterministic given its seed, so a session replays exactly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BehaviourParams:
+    """Tunable constants of every rule; times in seconds, angles in degrees, levels in dBFS."""
+
+    # Lips: the jaw follows the avatar's own speech envelope.
+    speech_floor_db: float = -50.0      # avatar-audio RMS where the jaw starts to open
+    speech_full_db: float = -16.0       # RMS where the jaw reaches jaw_open_max
+    jaw_open_max: float = 0.75          # jaw_open at full level
+    lip_attack_s: float = 0.02          # smoothing when opening (fast)
+    lip_release_s: float = 0.06         # smoothing when closing
+    lip_anticipation_frames: int = 1    # lips lead the sound (<= the backend's look-ahead)
+    speech_pucker: float = 0.15         # mouth narrows a little while speaking
+    # Smile mirroring: the avatar smiles back after a natural delay.
+    mirror_delay_s: float = 0.5         # reaction delay
+    mirror_threshold: float = 0.15      # user smile below this counts as neutral
+    mirror_gain: float = 0.9            # avatar smile per unit of user smile above threshold
+    resting_smile: float = 0.0          # avatar smile with nobody smiling
+    smile_time_constant_s: float = 0.2  # how quickly the smile builds and fades
+    # Backchannels: a nod (sometimes with a smile and brow flash) at the user's pauses.
+    user_speech_db: float = -40.0       # user-microphone RMS above which the user speaks
+    min_user_speech_s: float = 0.6      # speech needed before a pause invites a backchannel
+    pause_s: float = 0.25               # silence after speech that counts as a pause
+    nod_amplitude_deg: float = 7.0      # peak pitch of a nod
+    nod_duration_s: float = 0.8         # length of one backchannel
+    nod_cycles: float = 1.5             # down-up oscillations per backchannel (damped)
+    nod_refractory_s: float = 1.5       # minimum time between backchannels
+    nod_smile_probability: float = 0.4  # chance that a nod comes with a small smile
+    nod_smile: float = 0.25             # that smile's peak
+    nod_brow: float = 0.3               # brow flash peak during a nod
+    # Blinks: random intervals, never longer than blink_max_interval_s.
+    blink_min_interval_s: float = 1.2
+    blink_mean_interval_s: float = 3.0
+    blink_max_interval_s: float = 4.5
+    blink_profile: tuple[float, ...] = (0.5, 1.0, 1.0, 0.7, 0.4, 0.15)  # per frame at 25 fps
+    # Idle head motion: slow smooth sway (sum of sines with random frequencies and phases).
+    idle_yaw_deg: float = 2.5
+    idle_pitch_deg: float = 1.5
+    idle_roll_deg: float = 1.2
+    idle_frequencies_hz: tuple[float, float] = (0.05, 0.35)
+    speech_motion_gain: float = 1.8     # sway grows by this factor while the avatar speaks
+    speech_pitch_deg: float = 2.0       # head dips a little with loud syllables
+    # Gaze: eyes (and a little the head) turn towards the user's face.
+    gaze_gain_x: float = 0.8            # gaze_x per unit of face position (image half-width)
+    gaze_gain_y: float = 0.5
+    head_follow_deg: float = 6.0        # head yaw towards a face at the image edge
+    camera_mirrored: bool = False       # True if user frames are mirrored (selfie view)
+    gaze_time_constant_s: float = 0.12
+    user_timeout_s: float = 0.5         # a face observation older than this is absent
+    seed: int = 0                       # seeds blinks, sway and backchannel variety
+
+    def __post_init__(self) -> None:
+        if not 0 < self.blink_min_interval_s <= self.blink_mean_interval_s <= self.blink_max_interval_s:
+            raise ValueError("need 0 < blink_min_interval_s <= blink_mean_interval_s <= blink_max_interval_s")
+        if self.speech_full_db <= self.speech_floor_db:
+            raise ValueError("speech_full_db must exceed speech_floor_db")
+        if self.mirror_delay_s < 0 or self.pause_s <= 0 or self.nod_duration_s <= 0:
+            raise ValueError("mirror_delay_s must be >= 0, pause_s and nod_duration_s > 0")
+
+
+def smoothing(time_constant_s: float, fps: int) -> float:
+    """Per-frame weight of a first-order lag: y += a * (target - y)."""
+    return 1.0 if time_constant_s <= 0 else 1.0 - math.exp(-1.0 / (time_constant_s * fps))
+
+
+class Blinker:
+    """Blink timing: intervals min + exponential, capped at the maximum."""
+
+    def __init__(self, params: BehaviourParams, fps: int, rng: np.random.Generator):
+        self._p, self._fps, self._rng = params, fps, rng
+        self._next_start = self._interval_frames()
+        self._frame = 0
+
+    def _interval_frames(self) -> int:
+        p = self._p
+        interval = p.blink_min_interval_s + self._rng.exponential(p.blink_mean_interval_s - p.blink_min_interval_s)
+        interval = min(interval, p.blink_max_interval_s - len(p.blink_profile) / self._fps)
+        return max(1, round(interval * self._fps))
+
+    def step(self) -> float:
+        """Eyelid closure of the next frame, in [0, 1]."""
+        phase = self._frame - self._next_start
+        profile = self._p.blink_profile
+        closure = profile[phase] if 0 <= phase < len(profile) else 0.0
+        if phase == len(profile) - 1:
+            self._next_start = self._frame + 1 + self._interval_frames()
+        self._frame += 1
+        return float(closure)
+
+
+class Sway:
+    """Idle head sway: per axis, three sines with seeded random frequencies and phases."""
+
+    def __init__(self, params: BehaviourParams, fps: int, rng: np.random.Generator):
+        low, high = params.idle_frequencies_hz
+        self._freq = rng.uniform(low, high, size=(3, 3))           # (axis, component) Hz
+        self._phase = rng.uniform(0.0, 2.0 * math.pi, size=(3, 3))
+        self._amp = np.array([params.idle_yaw_deg, params.idle_pitch_deg, params.idle_roll_deg])
+        self._fps = fps
+
+    def at(self, frame: int) -> np.ndarray:
+        """(3,) yaw, pitch, roll offsets in degrees at `frame` (bounded by the amplitudes)."""
+        t = frame / self._fps
+        waves = np.sin(2.0 * math.pi * self._freq * t + self._phase).sum(axis=1) / 3.0
+        return self._amp * waves
+
+
+class BackchannelDetector:
+    """User speech then pause -> trigger; tracks the user's voice activity frame by frame."""
+
+    def __init__(self, params: BehaviourParams, fps: int):
+        self._p, self._fps = params, fps
+        self.reset()
+
+    def reset(self) -> None:
+        self._voiced = 0          # voiced frames since the last backchannel or long silence
+        self._silent = 0          # consecutive silent frames
+        self._since_last = 10 ** 9
+
+    def step(self, level_db: float | None, avatar_speaking: bool) -> bool:
+        """Feed one frame's user level (None: absent); True when a backchannel should start."""
+        p, fps = self._p, self._fps
+        self._since_last += 1
+        if level_db is None:      # no microphone data: nothing to react to
+            self._voiced, self._silent = 0, 0
+            return False
+        if level_db > p.user_speech_db:
+            self._voiced += 1
+            self._silent = 0
+            return False
+        self._silent += 1
+        if self._silent > 4 * round(p.pause_s * fps):
+            self._voiced = 0      # a long silence ends the user's turn
+        fire = (self._silent == round(p.pause_s * fps) and self._voiced >= p.min_user_speech_s * fps
+                and self._since_last >= p.nod_refractory_s * fps and not avatar_speaking)
+        if fire:
+            self._voiced, self._since_last = 0, 0
+        return fire
+
+
+class Backchannel:
+    """Shape of one backchannel over time: damped nod, optional smile, brow flash."""
+
+    def __init__(self, params: BehaviourParams, fps: int, rng: np.random.Generator):
+        self._p, self._fps, self._rng = params, fps, rng
+        self._start: int | None = None
+        self._scale, self._smile = 1.0, 0.0
+
+    def start(self, frame: int) -> None:
+        self._start = frame
+        self._scale = float(self._rng.uniform(0.7, 1.2))
+        self._smile = self._p.nod_smile if self._rng.random() < self._p.nod_smile_probability else 0.0
+
+    def at(self, frame: int) -> tuple[float, float, float]:
+        """(pitch degrees, smile, brow) offsets at `frame`; zeros outside a backchannel."""
+        if self._start is None:
+            return 0.0, 0.0, 0.0
+        u = (frame - self._start) / (self._p.nod_duration_s * self._fps)
+        if not 0.0 <= u <= 1.0:
+            return 0.0, 0.0, 0.0
+        bump = math.sin(math.pi * u)
+        pitch = self._p.nod_amplitude_deg * self._scale * math.sin(2.0 * math.pi * self._p.nod_cycles * u) * (1.0 - u)
+        return pitch, self._smile * bump, self._p.nod_brow * bump
