@@ -1,0 +1,48 @@
+"""Synthetic dyadic sessions with a known reaction: the avatar copies the user's motion `lag` frames late.
+
+Used by the tests and the training benchmark (no real data needed). Per session:
+user_motion(t) = A s(t), s(t) = `factors` slow sinusoids (0.2-0.6 Hz, random phase) plus a little
+noise, A a fixed random (dim_w, factors) mixing; avatar_motion(t) = user_motion(t - lag) +
+`noise` * N(0, 1); audio features i.i.d. N(0, 1) per frame (no information); identity random.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from avatar_forcing_ros.core.config import AvatarForcingConfig
+from avatar_forcing_ros.training.dataset import Session, write_index, write_session
+
+
+def make_session(name: str, frames: int, cfg: AvatarForcingConfig, audio_dim: int, lag: int,
+                 mixing: torch.Tensor, gen: torch.Generator, noise: float = 0.1) -> Session:
+    """One session of `frames` frames; `mixing` (dim_w, factors) is shared across sessions."""
+    factors = mixing.shape[1]
+    t = torch.arange(frames + lag, dtype=torch.float32)[:, None] / cfg.fps              # (T+lag, 1) seconds
+    freq = 0.2 + 0.4 * torch.rand(1, factors, generator=gen)                           # Hz
+    phase = 2 * math.pi * torch.rand(1, factors, generator=gen)
+    slow = torch.sin(2 * math.pi * freq * t + phase) + 0.05 * torch.randn(frames + lag, factors, generator=gen)
+    user = slow @ mixing.T                                                             # (T+lag, dim_w)
+    avatar = user[:frames] + noise * torch.randn(frames, cfg.dim_w, generator=gen)     # user delayed by lag
+    return Session(name, avatar_motion=avatar, user_motion=user[lag:].contiguous(),
+                   avatar_audio=torch.randn(frames, audio_dim, generator=gen),
+                   user_audio=torch.randn(frames, audio_dim, generator=gen),
+                   identity=torch.randn(cfg.dim_w, generator=gen))
+
+
+def make_dataset(root: str | Path, cfg: AvatarForcingConfig, sessions: int = 8, frames: int = 200, lag: int = 4,
+                 val_sessions: int = 1, seed: int = 0, factors: int = 4, noise: float = 0.1) -> Path:
+    """Write a synthetic dataset ("wav2vec2_layers" audio features) and return its folder."""
+    gen = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(cfg.dim_w, factors, generator=gen) / math.sqrt(factors)
+    entries = []
+    for i in range(sessions + val_sessions):
+        s = make_session(f"s{i:03d}", frames, cfg, cfg.audio_feature_dim, lag, mixing, gen, noise)
+        path = write_session(root, s)
+        entries.append({"name": s.name, "file": str(path.relative_to(root)), "frames": frames,
+                        "split": "train" if i < sessions else "val"})
+    write_index(root, entries, fps=cfg.fps, dim_w=cfg.dim_w, audio_features="wav2vec2_layers",
+                audio_dim=cfg.audio_feature_dim, config=cfg.to_dict())
+    return Path(root)

@@ -1,0 +1,106 @@
+"""`avatar-forcing-train`: supervised diffusion-forcing training, or `--stage dpo` fine-tuning.
+
+CPU, tiny preset:     avatar-forcing-train --data DATA --out runs/tiny --preset parity-tiny
+one GPU:              avatar-forcing-train --data DATA --out runs/x --init flow_transformer.pth
+several GPUs:         torchrun --standalone --nproc_per_node=8 -m avatar_forcing_ros.training.train ...
+DPO fine-tuning:      avatar-forcing-train --stage dpo --init runs/x/checkpoints/step_.../flow_transformer.safetensors ...
+resume:               the same command with --resume runs/x (or a step folder)
+
+See the README's training section, dataset.py (data format), losses.py (objective) and dpo.py.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import fields
+
+import torch
+
+from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
+from avatar_forcing_ros.training.losses import TIMESTEP_SAMPLING
+from avatar_forcing_ros.training.trainer import Trainer, TrainSettings
+
+log = logging.getLogger(__name__)
+
+_HELP = {
+    "steps": "total optimisation steps (a resumed run continues up to this number)",
+    "batch_size": "windows per step and per process",
+    "lr": "peak AdamW learning rate", "weight_decay": "AdamW weight decay",
+    "warmup_steps": "linear learning-rate warm-up steps, constant afterwards",
+    "grad_clip": "global gradient-norm clip", "ema_decay": "EMA decay (0 disables EMA; exported weights are raw then)",
+    "p_drop_avatar": "probability of dropping the avatar audio of a window (CFG)",
+    "p_drop_user": "probability of dropping user audio + motion of a window (CFG), independent",
+    "timestep_sampling": f"per-block noise-level distribution: {', '.join(TIMESTEP_SAMPLING)}",
+    "stream_prob": "probability of the streaming layout (all blocks but the last clean)",
+    "stride": "frames between the starts of consecutive training windows",
+    "val_every": "steps between validation losses (0: never)", "val_windows": "validation windows used",
+    "save_every": "steps between checkpoints (one is always written at the end)",
+    "log_every": "steps between throughput figures in metrics.csv", "seed": "random seed",
+    "workers": "DataLoader worker processes", "weights_format": "safetensors or pth",
+    "dpo_beta": "DPO temperature beta (on per-window mean squared errors)",
+    "dpo_sft_weight": "weight of the supervised regulariser in the DPO stage (0: pure DPO)",
+    "loser_nfe": "sampler NFE for losing samples (default: the config's nfe)",
+    "loser_cache": "folder caching the losing samples (default: generated every step)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avatar-forcing-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder (index.json + sessions/)")
+    p.add_argument("--out", required=True, help="run folder: metrics.csv and checkpoints/")
+    p.add_argument("--stage", choices=("sft", "dpo"), default="sft", help="supervised training or DPO fine-tuning")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="architecture preset")
+    p.add_argument("--config", default=None, help="config.json (overrides --preset; default: official)")
+    p.add_argument("--init", default=None, help="initial weights (official keys; required for --stage dpo)")
+    p.add_argument("--resume", default=None, help="run folder, step folder or train_state.pt to resume")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for f in fields(TrainSettings):
+        if f.name in ("out", "stage", "progress"):
+            continue
+        kind = type(f.default) if f.default is not None else (int if f.name == "loser_nfe" else str)
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default, help=_HELP.get(f.name))
+    return p
+
+
+def config_from(args: argparse.Namespace) -> AvatarForcingConfig:
+    if args.config:
+        return AvatarForcingConfig.from_json(args.config)
+    return PRESETS[args.preset or "official"]()
+
+
+def make_trainer(args: argparse.Namespace) -> Trainer:
+    settings = TrainSettings(out=args.out, stage=args.stage, progress=not args.no_progress,
+                             **{f.name: getattr(args, f.name) for f in fields(TrainSettings)
+                                if f.name not in ("out", "stage", "progress")})
+    if settings.weights_format not in ("safetensors", "pth"):
+        raise ValueError("--weights-format must be safetensors or pth")
+    if args.stage == "dpo":
+        if not args.init:
+            raise ValueError("--stage dpo needs --init (the supervised model, also the frozen reference; "
+                             "give it again when resuming)")
+        from avatar_forcing_ros.training.dpo import DPOTrainer
+        return DPOTrainer(config_from(args), args.data, settings, args.init, args.resume)
+    return Trainer(config_from(args), args.data, settings, args.init, args.resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        trainer = make_trainer(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"avatar-forcing-train: {err}", file=sys.stderr)
+        return 2
+    folder = trainer.run()
+    if trainer.rank == 0:
+        log.info("finished at step %d; weights in %s", trainer.step, folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
