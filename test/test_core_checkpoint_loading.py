@@ -1,0 +1,127 @@
+"""Weight files: both formats of the tiny release files, refusals, malicious pickles, meta loading."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from avatar_forcing_ros.core.checkpoint import (CheckpointError, CheckpointMismatchError,
+                                                apply_weights, load_weights_file,
+                                                parameters_on_meta, save_weights_file)
+from avatar_forcing_ros.core.config import parity_tiny
+from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
+
+TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
+needs_tiny = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present")
+
+
+@needs_tiny
+@pytest.mark.parametrize("name", ["motion_autoencoder", "flow_transformer"])
+def test_pth_and_safetensors_hold_the_same_tensors(name):
+    a = load_weights_file(TINY / f"{name}.pth")
+    b = load_weights_file(TINY / f"{name}.safetensors")
+    assert a.keys() == b.keys() and len(a) > 0
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@needs_tiny
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_loads_into_model_exactly(suffix):
+    state = load_weights_file(TINY / f"motion_autoencoder{suffix}")
+    m = MotionAutoencoder(parity_tiny())
+    apply_weights(m, state, prefix="motion_autoencoder.")
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, state["motion_autoencoder." + k]), k
+
+
+@needs_tiny
+def test_meta_model_takes_the_file_tensors_without_copy():
+    state = load_weights_file(TINY / "motion_autoencoder.safetensors")
+    state = {k: v for k, v in state.items() if not k.endswith("kernel")}   # constructors rebuild these
+    with parameters_on_meta():
+        m = MotionAutoencoder(parity_tiny())
+    assert all(p.is_meta for p in m.parameters())
+    assert not any(b.is_meta for b in m.buffers())
+    apply_weights(m, state, prefix="motion_autoencoder.")
+    assert not any(p.is_meta for p in m.parameters())
+    w = m.enc.fc[0].weight
+    assert w.data_ptr() == state["motion_autoencoder.enc.fc.0.weight"].data_ptr()
+
+
+@needs_tiny
+def test_mismatch_names_missing_unexpected_and_misshaped_keys():
+    state = dict(load_weights_file(TINY / "motion_autoencoder.pth"))
+    state.pop("motion_autoencoder.enc.fc.0.weight")
+    state["motion_autoencoder.enc.extra"] = torch.zeros(2)
+    state["motion_autoencoder.dec.direction.weight"] = torch.zeros(10, 20)
+    with pytest.raises(CheckpointMismatchError) as info:
+        apply_weights(MotionAutoencoder(parity_tiny()), state, prefix="motion_autoencoder.")
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert err.missing == ["motion_autoencoder.enc.fc.0.weight"]
+    assert err.unexpected == ["motion_autoencoder.enc.extra"]
+    assert err.mis_shaped == [("motion_autoencoder.dec.direction.weight", (10, 20), (64, 20))]
+    msg = str(err)
+    for text in ("1 missing", "enc.fc.0.weight", "1 unexpected", "enc.extra", "1 mis-shaped",
+                 "file [10, 20] vs model [64, 20]"):
+        assert text in msg
+
+
+def test_missing_buffer_on_meta_is_reported():
+    with torch.device("meta"):
+        m = nn.Sequential(nn.BatchNorm1d(3))
+    state = {k: torch.zeros(v.shape) for k, v in m.state_dict().items() if "running_mean" not in k}
+    with pytest.raises(CheckpointMismatchError, match="0.running_mean"):
+        apply_weights(m, state)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_malicious_pickle_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pth"
+    torch.save({"w": torch.zeros(2), "payload": _Evil(str(marker))}, path)
+    with pytest.raises(CheckpointError, match="not a plain weights file") as info:
+        load_weights_file(path)
+    assert "nothing was executed" in str(info.value)
+    assert not marker.exists()
+
+
+def test_unsupported_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_weights_file(tmp_path / "absent.pth")
+    bad = tmp_path / "w.onnx"
+    bad.write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="unsupported weights file type '.onnx'"):
+        load_weights_file(bad)
+    corrupt = tmp_path / "w.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a valid safetensors"):
+        load_weights_file(corrupt)
+
+
+def test_wrapper_dict_is_unwrapped_and_non_tensors_refused(tmp_path):
+    path = tmp_path / "wrapped.pt"
+    torch.save({"state_dict": {"a": torch.ones(2)}, "epoch": 3}, path)
+    assert list(load_weights_file(path)) == ["a"]
+    torch.save({"a": torch.ones(2), "step": 3}, path)
+    with pytest.raises(CheckpointError, match="non-tensor entries"):
+        load_weights_file(path)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_save_and_load_round_trip(tmp_path, suffix):
+    torch.manual_seed(0)
+    m = MotionAutoencoder(parity_tiny())
+    path = tmp_path / f"mae{suffix}"
+    save_weights_file({"motion_autoencoder." + k: v for k, v in m.state_dict().items()}, path)
+    m2 = MotionAutoencoder(parity_tiny())
+    apply_weights(m2, load_weights_file(path), prefix="motion_autoencoder.")
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
