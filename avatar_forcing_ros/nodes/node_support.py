@@ -21,7 +21,7 @@ from typing import Callable, Sequence, TypeVar
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 ConfigT = TypeVar('ConfigT')
@@ -74,8 +74,12 @@ class MalformedInputCounter:
                              f'({self.count} dropped so far)', throttle_duration_sec=1.0)
 
 
-def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None,
+             num_threads: int = 1) -> int:
     """Initialise rclpy, build the node, spin until Ctrl-C, clean up.
+
+    ``num_threads`` > 1 spins a MultiThreadedExecutor (for nodes whose timers live in their own
+    callback groups, e.g. the generator's fixed-rate publication timer).
 
     Returns:
         0 after Ctrl-C/shutdown; 2 when the node refuses its parameters at start-up (the
@@ -85,7 +89,8 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
     node = None
     try:
         node = node_factory()
-        rclpy.spin(node)
+        executor = MultiThreadedExecutor(num_threads) if num_threads > 1 else None
+        rclpy.spin(node, executor=executor)
     except (ConfigError, ParameterException) as error:
         message = f'invalid parameters: {error}'
         if node is None:

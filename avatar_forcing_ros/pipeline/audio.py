@@ -1,10 +1,12 @@
-"""Small audio helpers shared by the generator (model input) and audio playback (speaker)."""
+"""Small audio helpers shared by the generator (model input) and audio playback (speaker).
+
+Chunks are resampled one by one (each is placed on the timeline by its own stamp); for a
+continuous stream fed in pieces see avatar_forcing_ros.media.audio_stream.StreamResampler."""
 from __future__ import annotations
 
 from math import gcd
 
 import numpy as np
-from scipy.signal import resample_poly
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -23,5 +25,6 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
         raise ValueError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
     if rate_in == rate_out:
         return samples
+    from scipy.signal import resample_poly  # imported on first use: slow to import, rarely needed
     g = gcd(rate_in, rate_out)
     return resample_poly(samples, rate_out // g, rate_in // g).astype(np.float32)

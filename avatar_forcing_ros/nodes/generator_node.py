@@ -1,0 +1,242 @@
+"""generator: camera + user audio + avatar audio in, MotionLatent out at a fixed 25 Hz.
+
+Subscribes `image` (sensor_msgs/Image, sensor-data QoS), `user/audio` and `avatar/audio`
+(AudioChunk); publishes `avatar/motion` (MotionLatent, reliable keep-last 50) from a fixed-rate
+timer, each stamped with the media time it represents (t0 + n / fps); `avatar/generator_status`
+(GeneratorStatus) and `/diagnostics` at 1 Hz. Callbacks only convert and enqueue; the backend runs
+in the core's single worker thread (avatar_forcing_ros.pipeline.generator_core). Talking-only and
+listening-only use: set use_camera/use_user_audio or use_avatar_audio to false.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from avatar_forcing_ros.backends.registry import BackendOptions, check_backend_name, create_backend
+from avatar_forcing_ros.conversions import (MalformedMessageError, audio_chunk_to_array, image_to_array,
+                                            make_header, stamp_to_seconds)
+from avatar_forcing_ros.msg import AudioChunk, GeneratorStatus, MotionLatent
+from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
+                                                   read_config, run_node)
+from avatar_forcing_ros.pipeline.generator_config import (GeneratorConfig, check_guidance,
+                                                          check_latency_budget, check_nfe)
+from avatar_forcing_ros.pipeline.generator_core import AVATAR_AUDIO, CAMERA, USER_AUDIO, GeneratorCore
+
+RUNTIME_PARAMETERS = ("nfe", "nfe_min", "avatar_audio_guidance", "user_guidance", "latency_budget_ms",
+                      "test_compute_delay_ms")
+TOPIC_PARAMETERS = {"camera_topic": "image", "user_audio_topic": "user/audio",
+                    "avatar_audio_topic": "avatar/audio", "motion_topic": "avatar/motion",
+                    "status_topic": "avatar/generator_status"}
+
+
+class GeneratorNode(Node):
+    def __init__(self) -> None:
+        super().__init__("generator")
+        self._declare_parameters()
+        try:
+            self.config = read_config(self, GeneratorConfig)
+            check_backend_name(self.config.backend)
+            self._backend = create_backend(self.config.backend, BackendOptions(
+                self.config.checkpoint_dir, self.config.wav2vec2_dir, self.config.device,
+                self.config.dtype, self.config.seed))
+            b = self._backend
+            check_latency_budget(self.config.latency_budget_ms, b.block_frames, b.lookahead_frames, b.fps)
+        except ValueError as error:   # includes ConfigError; backends raise ValueError on bad files
+            raise ConfigError(str(error)) from error
+        topics = {name: self.get_parameter(name).value for name in TOPIC_PARAMETERS}
+        self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
+        self._malformed = MalformedInputCounter(self)
+        self.core = GeneratorCore(self._backend, self.config, now=self._now,
+                                  on_event=lambda text: self.get_logger().info(text))
+        self._create_interfaces(topics)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._t0_ns = self.get_clock().now().nanoseconds
+        self.core.start(self._t0_ns * 1e-9)
+        self.get_logger().info(
+            f"backend {self.config.backend} ({b.latent_space}, {b.latent_dim}-d) at {b.fps} fps, "
+            f"budget {self.config.latency_budget_ms:g} ms, inputs: camera={self.config.use_camera} "
+            f"user_audio={self.config.use_user_audio} avatar_audio={self.config.use_avatar_audio}")
+
+    def _declare_parameters(self) -> None:
+        ro = dict(read_only=True)
+        p = self.declare_parameter
+        p("backend", "portable", describe("Motion backend: 'portable' (CPU, no download) or "
+                                          "'avatar_forcing' (neural; needs checkpoint_dir)", **ro))
+        p("checkpoint_dir", "", describe("Neural backend: directory with flow_transformer/motion_autoencoder "
+                                         "checkpoints and config.json", **ro))
+        p("wav2vec2_dir", "", describe("Neural backend: local wav2vec2-base-960h directory "
+                                       "(empty = <checkpoint_dir>/wav2vec2)", **ro))
+        p("portrait", "", describe("Avatar portrait image; its file stem is the MotionLatent frame_id", **ro))
+        p("avatar_id", "", describe("MotionLatent header.frame_id; empty = portrait file stem", **ro))
+        p("device", "cpu", describe("Torch device for the neural backend: cpu, cuda, cuda:N", **ro))
+        p("dtype", "float32", describe("Neural backend precision", constraints="float32|float16|bfloat16", **ro))
+        p("seed", 0, describe("Noise seed of the generator", int_range=(0, 2**31 - 1), **ro))
+        p("nfe", 10, describe("Function evaluations per block at full quality (run-time settable)",
+                              int_range=(1, 100)))
+        p("nfe_min", 4, describe("Lowest NFE the latency controller may use (run-time settable)",
+                                 int_range=(1, 100)))
+        p("nfe_step", 2, describe("NFE removed per latency-controller step", int_range=(1, 50), **ro))
+        p("avatar_audio_guidance", 2.0, describe("Guidance scale of the avatar-audio branch",
+                                                 float_range=(0.0, 20.0)))
+        p("user_guidance", 1.0, describe("Guidance scale of the user branch", float_range=(0.0, 20.0)))
+        p("latency_budget_ms", 800.0, describe(
+            "Target delay between a frame's media time and its publication (ms); must exceed the "
+            "block + look-ahead duration (480 ms at 25 fps) plus compute", float_range=(100.0, 10000.0)))
+        for name, what in ((CAMERA, "camera"), (USER_AUDIO, "user audio"), (AVATAR_AUDIO, "avatar audio")):
+            p(f"{name}_timeout_s", 0.5, describe(f"{what} older than this (s) is absent (null condition)",
+                                                 float_range=(0.01, 60.0), **ro))
+        p("use_camera", True, describe("Subscribe to the user's camera", **ro))
+        p("use_user_audio", True, describe("Subscribe to the user's microphone audio", **ro))
+        p("use_avatar_audio", True, describe("Subscribe to the avatar's speech audio", **ro))
+        p("input_queue_size", 256, describe("Bounded callback->worker queue (messages); oldest dropped "
+                                            "when full", int_range=(1, 100000), **ro))
+        p("test_compute_delay_ms", 0.0, describe(
+            "TEST ONLY: artificial delay added to every block's compute, to exercise the latency "
+            "controller and hold frames; keep 0 in production", float_range=(0.0, 10000.0)))
+        for name, default in TOPIC_PARAMETERS.items():
+            p(name, default, describe(f"Topic name (relative, so namespaces apply); default '{default}'", **ro))
+
+    def _create_interfaces(self, topics: dict[str, str]) -> None:
+        inputs = MutuallyExclusiveCallbackGroup()
+        if self.config.use_camera:
+            self.create_subscription(Image, topics["camera_topic"], self._on_camera,
+                                     qos_profile_sensor_data, callback_group=inputs)
+        if self.config.use_user_audio:
+            self.create_subscription(AudioChunk, topics["user_audio_topic"], self._on_user_audio,
+                                     qos_profile_sensor_data, callback_group=inputs)
+        if self.config.use_avatar_audio:   # best effort: compatible with reliable and best-effort senders
+            self.create_subscription(AudioChunk, topics["avatar_audio_topic"], self._on_avatar_audio,
+                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT),
+                                     callback_group=inputs)
+        self._motion_pub = self.create_publisher(
+            MotionLatent, topics["motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        self._status_pub = self.create_publisher(GeneratorStatus, topics["status_topic"], 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0 / self._backend.fps, self._on_tick,
+                          callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0, self._on_status, callback_group=MutuallyExclusiveCallbackGroup())
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ---- callbacks: convert and enqueue ---------------------------------------------------
+    def _on_camera(self, msg: Image) -> None:
+        try:
+            self.core.submit_camera(image_to_array(msg, "rgb8"), stamp_to_seconds(msg.header.stamp))
+        except (MalformedMessageError, ValueError) as error:
+            self._reject("camera", error)
+
+    def _on_user_audio(self, msg: AudioChunk) -> None:
+        self._on_audio(msg, self.core.submit_user_audio, "user audio")
+
+    def _on_avatar_audio(self, msg: AudioChunk) -> None:
+        self._on_audio(msg, self.core.submit_avatar_audio, "avatar audio")
+
+    def _on_audio(self, msg: AudioChunk, submit, source: str) -> None:
+        try:
+            samples, rate = audio_chunk_to_array(msg, mono=True)
+            if len(samples):
+                submit(samples, rate, stamp_to_seconds(msg.header.stamp))
+        except (MalformedMessageError, ValueError) as error:
+            self._reject(source, error)
+
+    def _reject(self, source: str, error: Exception) -> None:
+        self.core.count_malformed()
+        self._malformed.record(source, error)
+
+    # ---- timers ---------------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        space = self._backend.latent_space
+        for item in self.core.due_frames():
+            f = item.frame
+            stamp_ns = self._t0_ns + f.frame_index * 1_000_000_000 // self._backend.fps  # exact media time
+            msg = MotionLatent(header=make_header(stamp_ns, self._frame_id),
+                               frame_index=f.frame_index, block_index=f.block_index, latent_space=space,
+                               nfe=f.nfe, guidance_branches=f.guidance_branches, is_hold=f.is_hold)
+            msg.latent = np.asarray(f.latent, np.float32).tolist()
+            self._motion_pub.publish(msg)
+
+    def _on_status(self) -> None:
+        s = self.core.snapshot()
+        msg = GeneratorStatus(
+            header=make_header(self._now()), backend=self.config.backend,
+            latent_space=self._backend.latent_space, last_block_compute_s=s.last_block_compute_s,
+            mean_block_compute_s=s.mean_block_compute_s, queue_depth=s.queue_depth,
+            latency_budget_ms=s.latency_budget_ms, last_latency_ms=s.last_latency_ms, nfe=s.nfe,
+            guidance_branches=s.guidance_branches, frames_published=s.frames_published,
+            hold_frames=s.hold_frames, late_blocks=s.late_blocks, malformed_inputs=s.malformed_inputs,
+            camera_age_s=s.ages[CAMERA], user_audio_age_s=s.ages[USER_AUDIO],
+            avatar_audio_age_s=s.ages[AVATAR_AUDIO], camera_stale=s.stale[CAMERA],
+            user_audio_stale=s.stale[USER_AUDIO], avatar_audio_stale=s.stale[AVATAR_AUDIO])
+        self._status_pub.publish(msg)
+        self._diag_pub.publish(self._diagnostics(s, msg.header))
+
+    def _diagnostics(self, s, header) -> DiagnosticArray:
+        stale = [n for n, v in s.stale.items() if v]
+        if self.core.worker_error is not None:
+            level, text = DiagnosticStatus.ERROR, f"worker stopped: {self.core.worker_error}"
+        elif stale:
+            level, text = DiagnosticStatus.WARN, "stale inputs (null condition): " + ", ".join(stale)
+        else:
+            level, text = DiagnosticStatus.OK, "generating"
+        values = {"nfe": s.nfe, "guidance_branches": s.guidance_branches, "queue_depth": s.queue_depth,
+                  "last_latency_ms": f"{s.last_latency_ms:.1f}", "hold_frames": s.hold_frames,
+                  "late_blocks": s.late_blocks, "late_frames": s.late_frames,
+                  "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
+                  "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}"}
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,
+                                  hardware_id=self.config.backend,
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        return DiagnosticArray(header=header, status=[status])
+
+    # ---- run-time parameters: validate, then apply ----------------------------------------
+    def _validate_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        new = {p.name: p.value for p in parameters}
+        current = {n: self.get_parameter(n).value for n in RUNTIME_PARAMETERS}
+        merged = {**current, **{k: v for k, v in new.items() if k in current}}
+        b = self._backend
+        try:
+            check_nfe(merged["nfe"], merged["nfe_min"])
+            check_guidance("avatar_audio_guidance", merged["avatar_audio_guidance"])
+            check_guidance("user_guidance", merged["user_guidance"])
+            check_latency_budget(merged["latency_budget_ms"], b.block_frames, b.lookahead_frames, b.fps)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+        names = {p.name for p in parameters}
+        get = lambda n: self.get_parameter(n).value  # noqa: E731
+        if names & {"nfe", "nfe_min"}:
+            self.core.set_quality(get("nfe"), get("nfe_min"))
+        if names & {"avatar_audio_guidance", "user_guidance"}:
+            self.core.set_guidance(get("avatar_audio_guidance"), get("user_guidance"))
+        if "latency_budget_ms" in names:
+            self.core.set_latency_budget(get("latency_budget_ms"))
+        if "test_compute_delay_ms" in names:
+            self.core.set_test_compute_delay(get("test_compute_delay_ms"))
+        changed = ", ".join(f"{p.name}={p.value}" for p in parameters)
+        self.get_logger().info(f"parameters changed: {changed}")
+
+    def destroy_node(self) -> None:
+        core = getattr(self, "core", None)
+        if core is not None:
+            core.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(GeneratorNode, args, num_threads=4)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
