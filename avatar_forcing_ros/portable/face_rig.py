@@ -3,8 +3,8 @@
 Vertices are the 478 MediaPipe landmarks (x, y in pixels, depth in x-pixel units) plus
 anchor rings that make the motion fade out smoothly: the face oval scaled by each of
 ``RigConfig.ring_scales`` around the face centre (moving with the head by
-``ring_head_weights`` and not at all with expressions), and points on and just outside the
-image border that never move. This keeps the warp free of tearing at the face outline.
+``ring_head_weights`` and not at all with expressions), and points on the image border
+and on a square ``still_margin`` inside it that never move (the frame between stays still). This keeps the warp free of tearing at the face outline.
 
 Expressions are linear: each expression parameter has a displacement basis (N, 3), built once
 from the portrait's own geometry (distances in outer-eye-corner units ``s``). The head pose is
@@ -44,6 +44,7 @@ class RigConfig:
     ring_scales: tuple[float, ...] = (1.3, 1.8)       # anchor rings, x face-oval size
     ring_head_weights: tuple[float, ...] = (1.0, 0.3)  # how much each ring follows the head
     border_step: int = 64           # spacing of fixed border anchors, pixels
+    still_margin: float = 0.06      # a frame this wide (fraction of the size) never moves
 
 
 def _gaussian(points: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:
@@ -91,22 +92,27 @@ class FaceRig:
         """Face-oval rings (moving with the head) and fixed border points -> (M, 3), (M,)."""
         oval = points[list(lm.FACE_OVAL)]
         centre = oval.mean(axis=0)
+        margin = self.config.still_margin * self.size
         rings, weights = [], []
         for ring_scale, weight in zip(self.config.ring_scales, self.config.ring_head_weights):
             ring = oval.copy()
             ring[:, :2] = centre[:2] + ring_scale * (oval[:, :2] - centre[:2])
-            inside = np.all((ring[:, :2] > 1.0) & (ring[:, :2] < self.size - 2.0), axis=1)
+            inside = np.all((ring[:, :2] > margin + 2.0) & (ring[:, :2] < self.size - margin - 2.0), axis=1)
             rings.append(ring[inside])
             weights.append(np.full(int(inside.sum()), weight))
-        edge = np.arange(0, self.size + 1, self.config.border_step, dtype=np.float64)
-        edge = np.unique(np.append(edge, self.size))
-        low, high = -1.0, float(self.size)
-        border = [(x, low) for x in edge] + [(x, high) for x in edge] \
-            + [(low, y) for y in edge] + [(high, y) for y in edge] + [(low, low), (high, high)]
-        border = np.array([(x, y, centre[2]) for x, y in border])
-        rings.append(border)
-        weights.append(np.zeros(len(border)))
+        for low, high in ((-1.0, float(self.size)), (margin, self.size - 1.0 - margin)):
+            border = self._square(low, high, centre[2])
+            rings.append(border)
+            weights.append(np.zeros(len(border)))
         return np.concatenate(rings), np.concatenate(weights)
+
+    def _square(self, low: float, high: float, depth: float) -> np.ndarray:
+        """(M, 3) points every ~border_step pixels along the square [low, high]^2."""
+        count = max(2, int(np.ceil((high - low) / self.config.border_step)) + 1)
+        edge = np.linspace(low, high, count)
+        xy = [(x, low) for x in edge] + [(x, high) for x in edge] \
+            + [(low, y) for y in edge[1:-1]] + [(high, y) for y in edge[1:-1]]
+        return np.array([(x, y, depth) for x, y in xy])
 
     def _jaw(self, p: np.ndarray, basis: np.ndarray) -> None:
         """Lower lip and chin drop; the drop fades towards the jaw hinges and above the mouth."""
