@@ -142,3 +142,33 @@ def test_generator_config_validation():
     check_latency_budget(800, 10, 2, 25)
     with pytest.raises(ValueError, match="480 ms of media"):
         check_latency_budget(400, 10, 2, 25)
+
+
+def test_frame_schedule_shows_at_presentation_time_skips_and_counts_late():
+    from avatar_forcing_ros.pipeline.presentation import FrameSchedule
+    s = FrameSchedule[int](late_after_s=0.02)
+    for i in range(3):
+        s.push(i, T0 + 0.04 * i)
+    assert s.pop_due(T0 - 0.001) is None and s.next_time() == T0
+    assert s.pop_due(T0 + 0.001) == 0
+    assert s.pop_due(T0 + 0.1) == 2            # frame 1 superseded: skipped; frame 2 shown 20 ms late
+    c = s.counters
+    assert (c.received, c.shown, c.skipped, c.late) == (3, 2, 1, 0)
+    s.push(3, T0 + 0.12)
+    assert s.pop_due(T0 + 0.2) == 3 and s.counters.late == 1
+
+
+def test_playback_timeline_places_audio_by_presentation_time():
+    from avatar_forcing_ros.pipeline.presentation import PlaybackTimeline
+    tl = PlaybackTimeline(1000)                        # 1 kHz: one sample per ms
+    tl.add(np.ones(10, np.float32), T0 + 0.010)        # sounds from T0+10 ms to T0+20 ms
+    tl.add(np.full(5, 2.0, np.float32), T0 + 0.020)    # back to back: no gap
+    out = tl.read(30, T0)
+    assert not out[:10].any() and (out[10:20] == 1).all() and (out[20:25] == 2).all() and not out[25:].any()
+    tl.add(np.full(10, 3.0, np.float32), T0 + 0.025)   # 5 of its samples are in the past now
+    assert tl.late_samples == 5
+    out = tl.read(10, T0 + 0.030)
+    assert (out[:5] == 3).all() and not out[5:].any() and tl.played_samples == 20
+    # a read that jumps ahead drops what was not played
+    tl.add(np.full(10, 4.0, np.float32), T0 + 0.050)
+    assert (tl.read(10, T0 + 0.055)[:5] == 4).all()

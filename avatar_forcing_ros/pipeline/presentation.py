@@ -1,0 +1,113 @@
+"""Presentation timing for the display and the speaker: both show/play media at the same
+presentation time, `stamp + presentation_delay` (wall clock), so picture and sound stay in sync
+whatever the transport delay of each path (as long as it is below the delay).
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+@dataclass
+class PresentationCounters:
+    received: int = 0
+    shown: int = 0
+    late: int = 0       # shown more than `late_after_s` after its presentation time
+    skipped: int = 0    # never shown: a newer frame was already due
+
+
+class FrameSchedule(Generic[T]):
+    """Frames waiting for their presentation time (thread-safe: ROS callback in, display out)."""
+
+    def __init__(self, late_after_s: float = 0.02, capacity: int = 100):
+        self._frames: deque[tuple[float, T]] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+        self._late_after = late_after_s
+        self.counters = PresentationCounters()
+
+    def push(self, frame: T, presentation_time: float) -> None:
+        with self._lock:
+            self.counters.received += 1
+            self._frames.append((presentation_time, frame))
+
+    def next_time(self) -> float | None:
+        """Presentation time of the oldest waiting frame, or None."""
+        with self._lock:
+            return self._frames[0][0] if self._frames else None
+
+    def pop_due(self, now: float) -> T | None:
+        """The newest frame whose presentation time has come (older due ones are skipped)."""
+        with self._lock:
+            due = None
+            while self._frames and self._frames[0][0] <= now:
+                if due is not None:
+                    self.counters.skipped += 1
+                due = self._frames.popleft()
+            if due is None:
+                return None
+            self.counters.shown += 1
+            self.counters.late += int(now - due[0] > self._late_after)
+            return due[1]
+
+
+class PlaybackTimeline:
+    """Audio placed on the wall clock by presentation time, read by an output stream callback.
+
+    `add` puts a chunk's first sample at its presentation time; `read(n, t)` returns the n samples
+    that should sound from wall time t on (silence where nothing was scheduled). Samples whose
+    time has passed when they arrive are dropped and counted (`late_samples`). Positions are
+    counted in samples from the first chunk's presentation time, so chunks stamped back to back
+    join without gaps or clicks.
+    """
+
+    def __init__(self, sample_rate: int, max_seconds: float = 10.0):
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self._lock = threading.Lock()
+        self._anchor: float | None = None          # wall time of sample position 0
+        self._buffer = np.zeros(0, np.float32)     # samples from position `_start` on
+        self._start = 0                            # position of _buffer[0]
+        self._max = int(max_seconds * sample_rate)
+        self.late_samples = 0
+        self.played_samples = 0                    # scheduled (non-silent) samples handed out
+
+    def add(self, samples: np.ndarray, presentation_time: float) -> None:
+        """Schedule mono float32 samples (at `sample_rate`) to start at `presentation_time` (s)."""
+        with self._lock:
+            if self._anchor is None:
+                self._anchor = presentation_time
+            pos = round((presentation_time - self._anchor) * self.sample_rate)
+            if pos < self._start:                  # partly or wholly in the past
+                cut = min(len(samples), self._start - pos)
+                self.late_samples += cut
+                samples, pos = samples[cut:], pos + cut
+            end = pos + len(samples) - self._start
+            if end > self._max:
+                return                             # absurdly far ahead: ignore rather than grow
+            if end > len(self._buffer):
+                self._buffer = np.concatenate([self._buffer, np.zeros(end - len(self._buffer), np.float32)])
+            self._buffer[pos - self._start:end] = samples
+
+    def read(self, frames: int, start_time: float) -> np.ndarray:
+        """The `frames` samples due from wall time `start_time` on; moves the read position there."""
+        out = np.zeros(frames, np.float32)
+        with self._lock:
+            if self._anchor is None:
+                return out
+            pos = round((start_time - self._anchor) * self.sample_rate)
+            end = pos + frames
+            lo, hi = max(pos, self._start), min(end, self._start + len(self._buffer))
+            if hi > lo:
+                out[lo - pos:hi - pos] = self._buffer[lo - self._start:hi - self._start]
+                self.played_samples += hi - lo
+            drop = min(len(self._buffer), max(0, end - self._start))   # read, or passed unread
+            self._buffer = self._buffer[drop:]
+            self._start = max(self._start + drop, end)
+            return out
