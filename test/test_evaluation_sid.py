@@ -38,3 +38,18 @@ def test_pca_groups_find_lag_in_unnamed_space():
     assert result['groups']['all']['best_lag_frames'] == 7
     assert result['groups']['pca']['best_lag_frames'] == 7
     assert result['groups']['pca']['score'] > 0.9
+
+
+def test_lagged_pearson_matches_direct_correlation():
+    from avatar_forcing_ros.evaluation.metrics.stats import lagged_pearson
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(300, 3)) + 50.0
+    b = np.roll(a, 4, axis=0) + rng.normal(size=(300, 3))
+    a[:, 2] = 1.0                                       # constant column -> NaN
+    r = lagged_pearson(a, b, 20)
+    for lag in (0, 4, 20):
+        for d in range(2):
+            direct = np.corrcoef(a[: 300 - lag, d], b[lag:, d])[0, 1]
+            assert abs(r[lag, d] - direct) < 1e-9
+    assert np.isnan(r[:, 2]).all()
+    assert np.argmax(r[:, 0]) == 4

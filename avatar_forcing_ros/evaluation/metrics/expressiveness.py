@@ -8,7 +8,9 @@
   seed) is fitted on the reference windows; SID = entropy (bits) of the histogram of the
   evaluated windows' nearest reference clusters. Higher = more diverse; the maximum is log2(k).
   The reference is a given bag (``--reference``) or, by default, the evaluated bag itself, so
-  SID figures are comparable across bags only with a shared reference.
+  SID figures are comparable across bags only with a shared reference. Groups of more than
+  ``SID_MAX_SERIES`` series (the raw ``all`` group of a high-dimensional latent) get no SID: the
+  ``pca`` group summarises them.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from scipy.cluster.vq import kmeans2, vq
 from ..session import MotionSeries
 from .align import on_grid
 from .motion_groups import Group, groups_for
+
+SID_MAX_SERIES = 32
 
 
 def windows(series: np.ndarray, window: int) -> np.ndarray:
@@ -62,7 +66,9 @@ def expressiveness(avatar: MotionSeries | None, reference: MotionSeries | None, 
     out = {'available': True, 'variance_per_dim': variance.tolist(),
            'variance_mean': float(variance.mean()), 'groups': {}}
     for group in groups:
-        entry = {'sid': sid(group.take(ref_motion), group.take(motion), clusters, window)}
+        entry = {'sid': sid(group.take(ref_motion), group.take(motion), clusters, window)
+                 if len(group.names) <= SID_MAX_SERIES else
+                 {'sid_bits': None, 'reason': f'more than {SID_MAX_SERIES} series; see pca'}}
         if group.indices is not None:
             entry['variance_mean'] = float(variance[group.indices].mean())
             entry['variance'] = {n: float(variance[i]) for n, i in zip(group.names, group.indices)}

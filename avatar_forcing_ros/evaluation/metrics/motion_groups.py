@@ -42,8 +42,10 @@ def is_portable(latent_space: str, dim: int) -> bool:
 def pca_basis(pooled: np.ndarray, components: int = PCA_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
     """(mean (D,), basis (D, K)) of the top-K principal components of (N, D) ``pooled``."""
     mean = pooled.mean(axis=0)
-    _, _, vt = np.linalg.svd(pooled - mean, full_matrices=False)
-    return mean, vt[: min(components, vt.shape[0])].T
+    centred = (pooled - mean).astype(np.float64)
+    eigval, eigvec = np.linalg.eigh(centred.T @ centred)       # ascending; (D,), (D, D)
+    order = np.argsort(eigval)[::-1][:components]
+    return mean, eigvec[:, order]
 
 
 def groups_for(latent_space: str, pooled: np.ndarray) -> list[Group]:

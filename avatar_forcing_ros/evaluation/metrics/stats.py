@@ -18,6 +18,10 @@ def distribution(values: np.ndarray) -> dict[str, float] | None:
 def lagged_pearson(lead: np.ndarray, follow: np.ndarray, max_lag: int) -> np.ndarray:
     """Pearson r between ``lead[t]`` and ``follow[t + lag]`` for lag = 0..max_lag, per column.
 
+    Exact per-lag Pearson r (each lag uses only its overlapping samples), computed for all lags
+    at once: the cross sums by FFT correlation and the window means/variances by prefix sums,
+    so cost is O(D T log T) rather than O(L D T).
+
     Args:
         lead, follow: (T, D) series on the same time grid.
         max_lag: largest lag in grid steps; clipped so that at least 3 samples overlap.
@@ -31,19 +35,24 @@ def lagged_pearson(lead: np.ndarray, follow: np.ndarray, max_lag: int) -> np.nda
         raise ValueError(f'series must share a (T, D) shape, got {lead.shape} and {follow.shape}')
     steps = lead.shape[0]
     max_lag = max(0, min(int(max_lag), steps - 3))
-    out = np.full((max_lag + 1, lead.shape[1]), np.nan)
-    for lag in range(max_lag + 1):
-        out[lag] = pearson_columns(lead[: steps - lag], follow[lag:])
-    return out
-
-
-def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of matching columns of (T, D) arrays; NaN for a constant column."""
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    denom = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
+    a = lead - lead.mean(axis=0)                                  # (T, D), centred for precision
+    b = follow - follow.mean(axis=0)
+    size = 1 << int(np.ceil(np.log2(2 * steps)))
+    cross = np.fft.irfft(np.conj(np.fft.rfft(a, size, axis=0)) * np.fft.rfft(b, size, axis=0),
+                         size, axis=0)[: max_lag + 1]             # (L, D): sum_t a[t] b[t+L]
+    lags = np.arange(max_lag + 1)
+    count = (steps - lags)[:, None]                               # (L, 1) overlapping samples
+    zero = np.zeros((1, a.shape[1]))
+    ca, caa = np.cumsum(np.r_[zero, a], axis=0), np.cumsum(np.r_[zero, a * a], axis=0)
+    cb, cbb = np.cumsum(np.r_[zero, b], axis=0), np.cumsum(np.r_[zero, b * b], axis=0)
+    sum_a, sum_aa = ca[steps - lags], caa[steps - lags]           # a[0 : T-L]
+    sum_b, sum_bb = cb[steps] - cb[lags], cbb[steps] - cbb[lags]  # b[L : T]
+    cov = cross - sum_a * sum_b / count
+    var = (sum_aa - sum_a ** 2 / count) * (sum_bb - sum_b ** 2 / count)
+    scale = np.maximum(np.abs(sum_aa) * np.abs(sum_bb), 1e-300)
+    ok = var > 1e-12 * scale
     with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(denom > 0, (a * b).sum(axis=0) / np.where(denom > 0, denom, 1), np.nan)
+        return np.where(ok, cov / np.sqrt(np.where(ok, var, 1.0)), np.nan)
 
 
 def resample(times_ns: np.ndarray, values: np.ndarray, grid_ns: np.ndarray) -> np.ndarray:
