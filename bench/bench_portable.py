@@ -1,0 +1,89 @@
+"""Benchmark of the portable backend's three stages on one CPU core.
+
+    taskset -c 0 python bench/bench_portable.py [--frames 200]
+
+Stages, each warmed up and timed separately:
+- perception: MediaPipe face mesh + parameter extraction on a 640x480 frame (target 30 fps);
+- renderer: one 512x512 frame of the default portrait with moving parameters (target 25 fps);
+- behaviour: one 10-frame block with all inputs present (target < 5 ms).
+Torch/OpenCV threads are limited to one; run it under ``taskset -c 0`` to pin MediaPipe too.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import cv2
+import numpy as np
+
+from avatar_forcing_ros.backends.base import GenerationSettings
+from avatar_forcing_ros.portable import motion_space as ms
+from avatar_forcing_ros.portable.behaviour import PortableBackend
+from avatar_forcing_ros.portable.mesh_renderer import PortableRenderer, RendererConfig
+from avatar_forcing_ros.portable.perception import FacePerceiver
+from avatar_forcing_ros.portable.portrait import default_portrait
+
+
+def _timed(fn, count: int, warmup: int = 10) -> float:
+    """Mean seconds per call after `warmup` calls."""
+    for i in range(warmup):
+        fn(i)
+    start = time.perf_counter()
+    for i in range(warmup, warmup + count):
+        fn(i)
+    return (time.perf_counter() - start) / count
+
+
+def bench_perception(count: int) -> float:
+    frame = cv2.resize(default_portrait(), (640, 480))
+    with FacePerceiver() as perceiver:
+        assert perceiver.observe(frame) is not None
+        return _timed(lambda i: perceiver.observe(frame), count)
+
+
+def bench_renderer(count: int, size: int) -> float:
+    renderer = PortableRenderer(RendererConfig(output_size=size), portrait=default_portrait())
+    rng = np.random.default_rng(0)
+    params = ms.clip(rng.uniform(ms.LOW, ms.HIGH, size=(64, ms.DIM)) * 0.5)
+    return _timed(lambda i: renderer.render(params[i % 64][None]), count)
+
+
+def bench_behaviour(count: int) -> float:
+    backend = PortableBackend()
+    seconds = (count + 10) * 0.4 + 1
+    rng = np.random.default_rng(0)
+    audio = (0.05 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
+    backend.push_avatar_audio(audio, 0)
+    backend.push_user_audio(audio, 0)
+    for frame in range(int(seconds * 25)):
+        backend.push_user_params(ms.from_dict({"smile": 0.5}), frame, (0.2, -0.1))
+    return _timed(lambda i: backend.generate_block(i, GenerationSettings()), count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=200, help="timed iterations per stage")
+    parser.add_argument("--size", type=int, default=512, help="renderer output size")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    cores = len(os.sched_getaffinity(0))
+    print(f"CPU cores available to this process: {cores} (pin with taskset -c 0 for one core)")
+    perception = bench_perception(args.frames)
+    renderer = bench_renderer(args.frames, args.size)
+    behaviour = bench_behaviour(args.frames)
+    rows = [("perception 640x480", perception, 1 / 30), (f"renderer {args.size}x{args.size}", renderer, 1 / 25),
+            ("behaviour block (10 frames)", behaviour, 0.005)]
+    print(f"{'stage':30s} {'ms':>8s} {'per s':>8s} {'target ms':>10s} {'headroom':>9s}")
+    for name, seconds, target in rows:
+        print(f"{name:30s} {seconds * 1e3:8.2f} {1 / seconds:8.1f} {target * 1e3:10.1f} {target / seconds:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
