@@ -1,0 +1,167 @@
+"""avatar-forcing-launch: start the live pipeline as separate node processes, without launch_ros.
+
+Same processes, parameters and remappings as launch/avatar_forcing.launch.py (both read
+avatar_forcing_ros.tools.node_plan and config/avatar_forcing.yaml). Recording uses the package's
+own recorder node (no `ros2 bag` here). SIGINT/SIGTERM (or --duration) stop every child with
+SIGINT, then SIGTERM/SIGKILL after a grace period. Exit status: 0 when every child stopped
+cleanly, 1 when one failed (its name is printed).
+
+Example: avatar-forcing-launch --backend portable --avatar-audio-file speech.wav \
+             --video-source user.mp4 --no-microphone --no-speaker --duration 30
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import node_plan
+
+LOG = logging.getLogger("avatar_forcing_launch")
+GRACE_S = 10.0
+
+
+def package_prefix() -> Path:
+    """Install prefix of the package: ament index, else AMENT_PREFIX_PATH, else relative to this file."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+        try:
+            return Path(get_package_prefix(node_plan.PACKAGE))
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix and (Path(prefix) / "lib" / node_plan.PACKAGE).is_dir():
+            return Path(prefix)
+    # <prefix>/lib/pythonX.Y/site-packages/avatar_forcing_ros/tools/launcher.py
+    return Path(__file__).parents[5]
+
+
+def share_dir(prefix: Path) -> Path:
+    return prefix / "share" / node_plan.PACKAGE
+
+
+def node_command(planned: node_plan.PlannedNode, prefix: Path, params_file: Path, namespace: str) -> list[str]:
+    """The command line of one planned node."""
+    exe = prefix / "lib" / node_plan.PACKAGE / planned.executable
+    cmd = [sys.executable, str(exe), "--ros-args", "-r", f"__node:={planned.name}"]
+    if namespace.strip("/"):
+        cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
+    cmd += ["--params-file", str(params_file)]
+    for key, value in planned.parameters.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        cmd += ["-p", f"{key}:={text}"]
+    for source, target in planned.remappings:
+        cmd += ["-r", f"{source}:={target}"]
+    return cmd
+
+
+def process_plan(args: dict[str, str], prefix: Path, params_file: Path) -> list[tuple[str, list[str]]]:
+    """(name, command) of every process to start, recorder included when recording."""
+    plan = list(node_plan.plan_nodes(args))
+    if node_plan.parse_bool(args.get("record", "false")):
+        params = {"topics": "[" + ",".join(node_plan.record_topics(args)) + "]"}
+        if args.get("record_output"):
+            params["output"] = args["record_output"]
+        plan.append(node_plan.PlannedNode("recorder", "recorder", params))
+    return [(p.name, node_command(p, prefix, params_file, args.get("namespace", ""))) for p in plan]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="avatar-forcing-launch", description=__doc__.split("\n\n")[0])
+    for a in node_plan.ARGUMENTS:
+        flag = "--" + a.name.replace("_", "-")
+        if a.default in ("true", "false"):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=a.default == "true",
+                           help=a.description)
+        else:
+            p.add_argument(flag, default=a.default, help=f"{a.description} (default {a.default!r})")
+    p.add_argument("--params-file", type=Path, default=None, help="Parameter YAML (default: the package's)")
+    p.add_argument("--duration", type=float, default=0.0, help="Stop after this many seconds (0 = run until Ctrl-C)")
+    p.add_argument("--dry-run", action="store_true", help="Print the commands and exit")
+    return p.parse_args(argv)
+
+
+def _stop(children: list[tuple[str, subprocess.Popen]]) -> None:
+    for _, proc in children:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + GRACE_S
+    for name, proc in children:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            LOG.warning("%s ignored SIGINT; terminating", name)
+            proc.terminate()
+            try:
+                proc.wait(3.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float) -> int:
+    stopping = []
+    handler = lambda signum, frame: stopping.append(signum)  # noqa: E731
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    children = []
+    failed = None
+    try:
+        for name, cmd in plan:
+            LOG.info("starting %s", name)
+            # own process group: a terminal's Ctrl-C reaches the launcher only, which forwards it once
+            children.append((name, subprocess.Popen(cmd, env=env, start_new_session=True)))
+        end = time.monotonic() + duration if duration > 0 else float("inf")
+        while not stopping and time.monotonic() < end and failed is None:
+            failed = next((n for n, p in children if p.poll() is not None), None)
+            time.sleep(0.1)
+        if failed:
+            code = dict(children)[failed].returncode
+            LOG.error("%s exited with status %s; stopping the pipeline", failed, code)
+        _stop(children)
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+    bad = [(n, p.returncode) for n, p in children if p.returncode not in (0, -signal.SIGINT)]
+    for name, code in bad:
+        LOG.error("%s stopped with status %s", name, code)
+    return 1 if bad or failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[avatar-forcing-launch] %(message)s")
+    ns = parse_args(argv)
+    args = {}
+    for a in node_plan.ARGUMENTS:
+        value = getattr(ns, a.name)
+        args[a.name] = str(value).lower() if isinstance(value, bool) else value
+    try:
+        args = node_plan.complete_arguments(args)
+    except ValueError as error:
+        LOG.error("%s", error)
+        return 2
+    prefix = package_prefix()
+    share = share_dir(prefix)
+    params_file = ns.params_file or node_plan.config_file(share)
+    if not params_file.is_file():
+        LOG.error("parameter file %s not found (run scripts/setup.sh, or pass --params-file)", params_file)
+        return 2
+    plan = process_plan(args, prefix, params_file)
+    if ns.dry_run:
+        for name, cmd in plan:
+            print(name + ": " + " ".join(cmd))
+        return 0
+    env = dict(os.environ)
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
+    return run(plan, env, ns.duration)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""One declarative table of the live pipeline's processes, shared by launch/avatar_forcing.launch.py
+(robots with full ROS 2) and `avatar-forcing-launch` (tools/launcher.py, anywhere), so both start
+the same executables with the same parameter overrides and remappings.
+
+Parameters come from config/avatar_forcing.yaml; the launch arguments below only override the
+few values a user picks per run (portrait, checkpoint, backend, input sources). ROS-free.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..evaluation.topics import TopicConfig
+
+PACKAGE = "avatar_forcing_ros"
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    name: str
+    default: str
+    description: str
+
+
+ARGUMENTS: tuple[LaunchArgument, ...] = (
+    LaunchArgument("portrait", "", "Avatar portrait image; empty = the backend's default portrait"),
+    LaunchArgument("checkpoint_dir", "", "Neural backend checkpoint directory (backend avatar_forcing)"),
+    LaunchArgument("backend", "portable", "Motion backend: portable | avatar_forcing"),
+    LaunchArgument("camera_topic", "image", "User camera topic (sensor_msgs/Image) the generator reads"),
+    LaunchArgument("video_source", "", "Start video_source publishing camera_topic from this video "
+                                       "file or camera index; empty = a camera driver publishes it"),
+    LaunchArgument("use_microphone", "true", "Capture the user's microphone (audio_capture -> user/audio)"),
+    LaunchArgument("avatar_audio_file", "", "Avatar speech from this audio file (audio_file_player -> "
+                                            "avatar/audio); empty = a TTS publishes avatar/audio"),
+    LaunchArgument("display", "true", "Show the avatar (display node)"),
+    LaunchArgument("speaker", "true", "Play the avatar's speech in sync (audio_playback node)"),
+    LaunchArgument("record", "false", "Record the evaluation topics to an MCAP bag"),
+    LaunchArgument("record_output", "", "Bag directory when recording; empty = a time-stamped name"),
+    LaunchArgument("namespace", "", "Namespace for every node and (relative) topic"),
+)
+DEFAULTS = {a.name: a.default for a in ARGUMENTS}
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    """One process: an installed executable of this package, run as node `name`."""
+
+    executable: str
+    name: str
+    parameters: dict[str, object] = field(default_factory=dict)   # overrides on top of the YAML
+    remappings: tuple[tuple[str, str], ...] = ()
+
+
+def parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
+    """Defaults filled in; ValueError for unknown argument names or bad booleans."""
+    unknown = set(args) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown launch arguments: {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    full = {**DEFAULTS, **{k: str(v) for k, v in args.items()}}
+    for name in ("use_microphone", "display", "speaker", "record"):
+        parse_bool(full[name])
+    return full
+
+
+def _non_empty(**values: str) -> dict[str, object]:
+    return {k: v for k, v in values.items() if v != ""}
+
+
+def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
+    """The pipeline's nodes for these launch arguments (recording excluded: see record_topics)."""
+    a = complete_arguments(args)
+    camera = (("image", a["camera_topic"]),) if a["camera_topic"] != "image" else ()
+    model = _non_empty(portrait=a["portrait"], checkpoint_dir=a["checkpoint_dir"], backend=a["backend"])
+    nodes = []
+    if a["video_source"]:
+        nodes.append(PlannedNode("video_source", "video_source", {"source": a["video_source"]}, camera))
+    if parse_bool(a["use_microphone"]):
+        nodes.append(PlannedNode("audio_capture", "audio_capture"))
+    if a["avatar_audio_file"]:
+        nodes.append(PlannedNode("audio_file_player", "audio_file_player", {"file": a["avatar_audio_file"]}))
+    nodes.append(PlannedNode("generator", "generator",
+                             {**model, "use_user_audio": parse_bool(a["use_microphone"])}, camera))
+    nodes.append(PlannedNode("renderer", "renderer", dict(model)))
+    if parse_bool(a["display"]):
+        nodes.append(PlannedNode("display", "display"))
+    if parse_bool(a["speaker"]):
+        nodes.append(PlannedNode("audio_playback", "audio_playback"))
+    return nodes
+
+
+def record_topics(args: Mapping[str, str]) -> list[str]:
+    """Topics a session bag holds for evaluation (raw avatar images left out: the jpeg suffices)."""
+    a = complete_arguments(args)
+    namespace = "/" + a["namespace"].strip("/") if a["namespace"].strip("/") else "/"
+    topics = TopicConfig(camera=a["camera_topic"]).resolved(namespace)
+    roles = [r for r in TopicConfig.roles() if r != "avatar_image"]
+    return [getattr(topics, r) for r in roles]
+
+
+def bag_record_command(args: Mapping[str, str]) -> list[str]:
+    """`ros2 bag record` (MCAP) of the evaluation topics, for robots with a full ROS 2 install."""
+    a = complete_arguments(args)
+    out = ["-o", a["record_output"]] if a["record_output"] else []
+    return ["ros2", "bag", "record", "-s", "mcap", *out, *record_topics(a)]
+
+
+def config_file(share_dir: str | Path) -> Path:
+    """The parameter file inside the package's share (or source) directory."""
+    return Path(share_dir) / "config" / "avatar_forcing.yaml"
+
+
+def fastdds_profile(share_dir: str | Path) -> Path:
+    """The Fast DDS profile (shared-memory transport sized for images)."""
+    return Path(share_dir) / "config" / "fastdds_profile.xml"

@@ -1,0 +1,166 @@
+"""launch/avatar_forcing.launch.py and avatar-forcing-launch start the same executables with the
+same parameters and remappings. launch_ros cannot be installed here, so the launch file is
+evaluated with stand-ins for the launch API that record every action's arguments (the OpaqueFunction
+that builds the nodes is run for real), and it is also read statically for the launch_ros names."""
+import ast
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avatar_forcing_ros.tools import launcher, node_plan
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = REPO / "launch" / "avatar_forcing.launch.py"
+CASES = [
+    {},
+    {"backend": "avatar_forcing", "checkpoint_dir": "/ckpt", "portrait": "/p.png", "camera_topic": "/cam/image_raw",
+     "use_microphone": "false", "avatar_audio_file": "/s.wav", "display": "false", "speaker": "false",
+     "namespace": "robot1"},
+    {"video_source": "user.mp4", "camera_topic": "user_cam", "record": "true"},
+]
+
+
+class _Action:
+    """Stand-in for any launch action/description: keeps its arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration(_Action):
+    def perform(self, context):
+        return context[self.args[0]]
+
+
+def _stub_launch_api(monkeypatch, share_dir):
+    modules = {}
+    for name in ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions",
+                 "launch_ros.parameter_descriptions", "ament_index_python", "ament_index_python.packages"):
+        modules[name] = types.ModuleType(name)
+        monkeypatch.setitem(sys.modules, name, modules[name])
+    modules["launch"].LaunchDescription = _Action
+    for cls in ("DeclareLaunchArgument", "ExecuteProcess", "GroupAction", "OpaqueFunction", "SetEnvironmentVariable"):
+        setattr(modules["launch.actions"], cls, type(cls, (_Action,), {}))
+    modules["launch.substitutions"].LaunchConfiguration = _LaunchConfiguration
+    modules["launch_ros.actions"].Node = type("Node", (_Action,), {})
+    modules["launch_ros.actions"].PushRosNamespace = type("PushRosNamespace", (_Action,), {})
+    modules["launch_ros.parameter_descriptions"].ParameterFile = type("ParameterFile", (_Action,), {})
+    modules["ament_index_python.packages"].get_package_share_directory = lambda pkg: str(share_dir)
+
+
+def _evaluate_launch_file(args):
+    """(declared argument names, env actions, [(executable, name, overrides, remaps, ns, params_file)], bag cmd)."""
+    spec = importlib.util.spec_from_file_location("af_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    entities = description.args[0]
+    declared = [e.args[0] for e in entities if type(e).__name__ == "DeclareLaunchArgument"]
+    env = {e.args[0]: e.args[1] for e in entities if type(e).__name__ == "SetEnvironmentVariable"}
+    opaque = next(e for e in entities if type(e).__name__ == "OpaqueFunction")
+    defaults = {e.args[0]: e.kwargs["default_value"] for e in entities if type(e).__name__ == "DeclareLaunchArgument"}
+    context = {**defaults, **args}
+    (group,) = opaque.kwargs["function"](context, *opaque.kwargs.get("args", []))
+    actions = group.args[0]
+    ns = next((a.args[0] for a in actions if type(a).__name__ == "PushRosNamespace"), "")
+    nodes, bag = [], None
+    for a in actions:
+        if type(a).__name__ == "Node":
+            params_file, overrides = a.kwargs["parameters"]
+            nodes.append((a.kwargs["executable"], a.kwargs["name"], dict(overrides),
+                          tuple(map(tuple, a.kwargs["remappings"])), ns, params_file.args[0]))
+        elif type(a).__name__ == "ExecuteProcess":
+            bag = a.kwargs["cmd"]
+    return declared, env, nodes, bag
+
+
+def _parse_command(cmd):
+    """launcher command -> (executable, name, overrides, remaps, ns, params_file)."""
+    exe = Path(cmd[1]).name
+    rest = cmd[cmd.index("--ros-args") + 1:]
+    name, ns, params_file, overrides, remaps = None, "", None, {}, []
+    it = iter(rest)
+    for flag in it:
+        value = next(it)
+        if flag == "--params-file":
+            params_file = value
+        elif flag == "-p":
+            key, _, text = value.partition(":=")
+            overrides[key] = yaml.safe_load(text) if text in ("true", "false") else text
+        elif value.startswith("__node:="):
+            name = value.split(":=")[1]
+        elif value.startswith("__ns:="):
+            ns = value.split(":=")[1].strip("/")
+        else:
+            remaps.append(tuple(value.split(":=")))
+    return exe, name, overrides, tuple(remaps), ns, params_file
+
+
+@pytest.mark.parametrize("args", CASES)
+def test_launch_file_and_launcher_start_the_same_processes(monkeypatch, tmp_path, args):
+    _stub_launch_api(monkeypatch, tmp_path)   # the real API when installed is shadowed for this test only
+    share = tmp_path
+    declared, env, launched, bag = _evaluate_launch_file(args)
+    assert declared == [a.name for a in node_plan.ARGUMENTS]
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" in env
+    full = node_plan.complete_arguments(args)
+    plan = launcher.process_plan(full, tmp_path, node_plan.config_file(share))
+    started = [_parse_command(cmd) for name, cmd in plan if name != "recorder"]
+    assert launched == started
+    assert all(p[5] == str(node_plan.config_file(share)) for p in launched)
+    # recording: ros2 bag (MCAP) in the launch file, the recorder node in the launcher, same topics
+    recorder = [cmd for name, cmd in plan if name == "recorder"]
+    if node_plan.parse_bool(full["record"]):
+        assert bag[:5] == ["ros2", "bag", "record", "-s", "mcap"] and len(recorder) == 1
+        topics = _parse_command(recorder[0])[2]["topics"]
+        assert topics == "[" + ",".join(bag[5:]) + "]"
+    else:
+        assert bag is None and not recorder
+
+
+def test_plan_contents():
+    nodes = {n.name: n for n in node_plan.plan_nodes(CASES[1])}
+    assert set(nodes) == {"audio_file_player", "generator", "renderer"}
+    assert nodes["generator"].parameters == {"portrait": "/p.png", "checkpoint_dir": "/ckpt",
+                                             "backend": "avatar_forcing", "use_user_audio": False}
+    assert nodes["generator"].remappings == (("image", "/cam/image_raw"),)
+    default = [n.name for n in node_plan.plan_nodes({})]
+    assert default == ["audio_capture", "generator", "renderer", "display", "audio_playback"]
+    assert "/robot1/avatar/motion" in node_plan.record_topics({"namespace": "robot1"})
+    with pytest.raises(ValueError, match="unknown launch arguments"):
+        node_plan.plan_nodes({"nope": "1"})
+    with pytest.raises(ValueError, match="true/false"):
+        node_plan.plan_nodes({"display": "maybe"})
+
+
+def test_launch_file_uses_the_launch_ros_api_statically():
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    imported = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    for needed in [("launch_ros.actions", "Node"), ("launch_ros.actions", "PushRosNamespace"),
+                   ("launch_ros.parameter_descriptions", "ParameterFile"),
+                   ("launch.actions", "SetEnvironmentVariable"), ("launch.actions", "GroupAction"),
+                   ("avatar_forcing_ros.tools", "node_plan")]:
+        assert needed in imported, needed
+    calls = {ast.unparse(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert {"node_plan.plan_nodes", "node_plan.bag_record_command", "Node", "ParameterFile"} <= calls
+
+
+def test_config_has_a_block_for_every_node():
+    config = yaml.safe_load((REPO / "config" / "avatar_forcing.yaml").read_text())
+    for node in ("generator", "renderer", "display", "audio_playback", "audio_capture", "audio_file_player",
+                 "video_source", "recorder", "topic_monitor"):
+        assert "ros__parameters" in config[f"/**/{node}"], node
+    assert config["/**"]["ros__parameters"]["presentation_delay_ms"] > config["/**/generator"]["ros__parameters"]["latency_budget_ms"]
+
+
+def test_launcher_dry_run_and_bad_arguments(capsys, tmp_path):
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters: {}\n")
+    assert launcher.main(["--dry-run", "--no-speaker", "--namespace", "r2", "--params-file", str(params)]) == 0
+    out = capsys.readouterr().out
+    assert "generator: " in out and "__ns:=/r2" in out and "audio_playback" not in out
+    assert launcher.main(["--dry-run", "--params-file", str(tmp_path / "missing.yaml")]) == 2
