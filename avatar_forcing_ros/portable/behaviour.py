@@ -178,7 +178,8 @@ class PortableBackend(MotionBackend):
         slot = frame % self._user_smile.size
         self._user_smile[slot] = 0.0 if face is None else float(face[0][_I["smile"]])
         delayed = self._user_smile[(frame + 1) % self._user_smile.size]
-        target = p.resting_smile + p.mirror_gain * max(0.0, delayed - p.mirror_threshold) / (1.0 - p.mirror_threshold)
+        above = max(0.0, delayed - p.mirror_threshold) / (1.0 - p.mirror_threshold)
+        target = p.resting_smile + p.mirror_gain * above
         s["smile"] += smoothing(p.smile_time_constant_s, fps) * (target - s["smile"])
         # 3. backchannels
         if self._detector.step(self._user_audio.level_db(frame), avatar_speaking=s["speech"] > 0.5):

@@ -171,5 +171,6 @@ class Backchannel:
         if not 0.0 <= u <= 1.0:
             return 0.0, 0.0, 0.0
         bump = math.sin(math.pi * u)
-        pitch = self._p.nod_amplitude_deg * self._scale * math.sin(2.0 * math.pi * self._p.nod_cycles * u) * (1.0 - u)
+        swing = math.sin(2.0 * math.pi * self._p.nod_cycles * u) * (1.0 - u)     # damped, down first
+        pitch = self._p.nod_amplitude_deg * self._scale * swing
         return pitch, self._smile * bump, self._p.nod_brow * bump

@@ -4,7 +4,8 @@ Vertices are the 478 MediaPipe landmarks (x, y in pixels, depth in x-pixel units
 anchor rings that make the motion fade out smoothly: the face oval scaled by each of
 ``RigConfig.ring_scales`` around the face centre (moving with the head by
 ``ring_head_weights`` and not at all with expressions), and points on the image border
-and on a square ``still_margin`` inside it that never move (the frame between stays still). This keeps the warp free of tearing at the face outline.
+and on a square ``still_margin`` inside it that never move (the frame between stays still).
+This keeps the warp free of tearing at the face outline.
 
 Expressions are linear: each expression parameter has a displacement basis (N, 3), built once
 from the portrait's own geometry (distances in outer-eye-corner units ``s``). The head pose is
