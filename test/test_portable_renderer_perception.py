@@ -65,6 +65,20 @@ def test_perception_on_default_portrait(perceiver):
     assert -0.5 < obs.face_xy[0] < 0.2 and obs.face_xy[1] < -0.3   # upper middle of the photo
 
 
+def test_face_position_in_a_synthetic_scene(perceiver):
+    """The portrait's head pasted left or right into a 640x480 scene: face_xy follows it."""
+    head = default_portrait()[40:220, 140:310]                       # (180, 170, 3)
+    xs = {}
+    for side, x0 in (("left", 40), ("right", 430)):
+        scene = np.full((480, 640, 3), 90, np.uint8)
+        scene[250:430, x0:x0 + 170] = head
+        obs = perceiver.observe(scene)
+        assert obs is not None, side
+        xs[side] = obs.face_xy
+        assert obs.face_xy[1] > 0.0                                   # lower half of the scene
+    assert xs["left"][0] < -0.5 and xs["right"][0] > 0.5
+
+
 def test_no_face_is_none_not_an_error(perceiver):
     assert perceiver.observe(np.zeros((480, 640, 3), np.uint8)) is None
     assert perceiver.observe(np.full((480, 640, 3), 200, np.uint8)) is None

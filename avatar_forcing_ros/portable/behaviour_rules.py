@@ -18,7 +18,7 @@ class BehaviourParams:
     # Lips: the jaw follows the avatar's own speech envelope.
     speech_floor_db: float = -50.0      # avatar-audio RMS where the jaw starts to open
     speech_full_db: float = -16.0       # RMS where the jaw reaches jaw_open_max
-    jaw_open_max: float = 0.75          # jaw_open at full level
+    jaw_open_max: float = 0.6           # jaw_open at full level (1.0 is a yawn)
     lip_attack_s: float = 0.02          # smoothing when opening (fast)
     lip_release_s: float = 0.06         # smoothing when closing
     lip_anticipation_frames: int = 1    # lips lead the sound (<= the backend's look-ahead)
