@@ -30,7 +30,7 @@ class BackendOptions:
 
 def _portable_backend(options: BackendOptions) -> MotionBackend:
     from ..portable.behaviour import PortableBackend
-    return _from_options(PortableBackend, options)
+    return PortableBackend()   # rule-based: no checkpoint, device or seed
 
 
 def _portable_renderer(options: BackendOptions) -> FrameRenderer:

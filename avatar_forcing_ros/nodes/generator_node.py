@@ -231,6 +231,9 @@ class GeneratorNode(Node):
         core = getattr(self, "core", None)
         if core is not None:
             core.stop()
+            close = getattr(self._backend, "close", None)   # optional: releases perception graphs
+            if close is not None:
+                close()
         super().destroy_node()
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -25,6 +26,8 @@ from avatar_forcing_ros.msg import MotionLatent
 from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
                                                    read_config, run_node)
 from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
+
+RCLError = _rclpy.RCLError
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,13 @@ class RendererNode(Node):
             except ValueError as error:   # e.g. a latent of the wrong length
                 self._malformed.record(self.config.motion_topic, error)
                 continue
-            for item, image in zip(batch, images):
-                self._publish(image, item.header)
+            try:
+                for item, image in zip(batch, images):
+                    self._publish(image, item.header)
+            except RCLError:
+                if self.context.ok():
+                    raise
+                return   # shutting down: the context went away while publishing
 
     def _publish(self, image: np.ndarray, header) -> None:
         size = self.config.output_size
