@@ -1,0 +1,139 @@
+"""A rosbag2 writer fed by a bounded queue and drained by one thread.
+
+The recorder's subscription callbacks only enqueue serialized messages (never block, never
+deserialise); a single thread writes them with ``rosbags`` (MCAP or sqlite3), with message
+definitions generated from the type store so any reader can decode the bag. Memory is bounded
+by a message count and a byte budget; a message that would exceed either is dropped and
+counted, never waited for. :meth:`ThreadedBagWriter.close` drains the queue and closes the bag
+(MCAP summary and footer, metadata.yaml), so a closed bag is always complete.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import get_types_from_msg
+from rosbags.typesys.store import Typestore
+
+from ..evaluation.msg_types import build_typestore
+
+_log = logging.getLogger(__name__)
+_STOP = object()
+STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+
+
+@dataclass
+class WriterStats:
+    """Counters since the writer opened (messages per topic; drops; peak queue use)."""
+
+    written: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    peak_queued_messages: int = 0
+    peak_queued_bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class ThreadedBagWriter:
+    """Write (topic, log time, CDR bytes) to a new rosbag2 directory from a background thread.
+
+    Args:
+        path: bag directory to create (must not exist).
+        storage: 'mcap' (default, as ``ros2 bag`` since Iron) or 'sqlite3'.
+        max_messages: queue capacity in messages.
+        max_bytes: queue capacity in payload bytes.
+        typestore: store used for message definitions (default: Kilted plus this package's).
+
+    Raises:
+        ValueError: bad storage or capacity, or ``path`` exists.
+    """
+
+    def __init__(self, path: str | Path, storage: str = 'mcap', max_messages: int = 2000,
+                 max_bytes: int = 256 << 20, typestore: Typestore | None = None) -> None:
+        if storage not in STORAGES:
+            raise ValueError(f'storage must be one of {sorted(STORAGES)}, got {storage!r}')
+        if max_messages < 1 or max_bytes < 1:
+            raise ValueError('max_messages and max_bytes must be positive')
+        self.path = Path(path)
+        if self.path.exists():
+            raise ValueError(f'bag path {self.path} exists already')
+        self.store = typestore or build_typestore()
+        self.stats = WriterStats()
+        self._max_bytes = max_bytes
+        self._queued_bytes = 0
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=max_messages)
+        self._types: dict[str, str] = {}
+        self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        self._writer.open()
+        self._thread = threading.Thread(target=self._run, name='bag-writer', daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def add_topic(self, topic: str, msgtype: str, msgdef: str | None = None) -> None:
+        """Declare a topic before its messages; ``msgdef`` (.msg text) registers unknown types.
+
+        Raises:
+            ValueError: the type is unknown and no usable definition is given.
+        """
+        if msgtype not in self.store.fielddefs:
+            if not msgdef:
+                raise ValueError(f'no message definition for type {msgtype}')
+            self.store.register(get_types_from_msg(msgdef, msgtype))
+        with self._lock:
+            self._types[topic] = msgtype
+        self._queue.put((topic, None, None))    # the connection is created by the writer thread
+
+    def write(self, topic: str, log_ns: int, data: bytes) -> bool:
+        """Enqueue one serialized message; never blocks. Returns False (and counts) on a drop."""
+        size = len(data)
+        with self._lock:
+            if self._closed or self._queued_bytes + size > self._max_bytes:
+                self.stats.dropped[topic] += 1
+                return False
+            try:
+                self._queue.put_nowait((topic, log_ns, data))
+            except queue.Full:
+                self.stats.dropped[topic] += 1
+                return False
+            self._queued_bytes += size
+            self.stats.peak_queued_bytes = max(self.stats.peak_queued_bytes, self._queued_bytes)
+            self.stats.peak_queued_messages = max(self.stats.peak_queued_messages,
+                                                  self._queue.qsize())
+        return True
+
+    def close(self, timeout_s: float = 30.0) -> WriterStats:
+        """Write everything queued, close the bag and return the counters (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return self.stats
+            self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self.stats.errors.append(f'writer thread still busy after {timeout_s} s')
+        return self.stats
+
+    def _run(self) -> None:
+        connections = {}
+        try:
+            while (item := self._queue.get()) is not _STOP:
+                topic, log_ns, data = item
+                if log_ns is None:
+                    if topic not in connections:
+                        connections[topic] = self._writer.add_connection(
+                            topic, self._types[topic], typestore=self.store)
+                    continue
+                with self._lock:
+                    self._queued_bytes -= len(data)
+                self._writer.write(connections[topic], log_ns, data)
+                self.stats.written[topic] += 1
+        except Exception as err:  # keep the bag closable whatever the storage raised
+            _log.exception('bag writer failed')
+            self.stats.errors.append(f'{type(err).__name__}: {err}')
+        finally:
+            self._writer.close()
