@@ -1,0 +1,126 @@
+"""Neural renderer: portrait + Avatar Forcing motion latents -> images (the LIA decoder).
+
+Only the motion autoencoder is loaded (`motion_autoencoder.safetensors|.pth` and the optional
+`config.json` of the checkpoint folder), so a renderer machine needs neither the transformer nor
+wav2vec2. `set_portrait` crops the face as the reference does (face_crop.py; the largest centred
+square when no face is found, with a warning), then computes the appearance code s_r and the
+feature pyramid once. `render` decodes s_r + latent for each row, in batches of at most
+`num_frames_per_block` frames, so one frame or one block can be rendered per call.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..core.checkpoint import apply_weights, load_weights_file, parameters_on_meta
+from ..core.config import AvatarForcingConfig, official
+from ..core.face_crop import (apply_crop, center_square, crop_portrait, to_model_input,
+                              to_uint8_images)
+from ..core.motion_autoencoder import MotionAutoencoder
+from .base import FrameRenderer
+
+log = logging.getLogger(__name__)
+
+LATENT_SPACE = "avatar_forcing/lia_motion"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_motion_autoencoder(checkpoint_dir: str | Path, device: str | torch.device = "cpu",
+                            dtype: torch.dtype = torch.float32,
+                            cfg: AvatarForcingConfig | None = None) -> MotionAutoencoder:
+    """Motion autoencoder from `motion_autoencoder.safetensors` (else `.pth`) in checkpoint_dir.
+
+    The config is `cfg`, else the folder's config.json, else the official preset.
+    """
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"checkpoint folder not found: {folder}")
+    if cfg is None:
+        cfg_path = folder / "config.json"
+        cfg = AvatarForcingConfig.from_json(cfg_path) if cfg_path.is_file() else official()
+    files = [folder / f"motion_autoencoder{s}" for s in (".safetensors", ".pth")]
+    path = next((p for p in files if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"no motion_autoencoder.safetensors or .pth in {folder}")
+    with parameters_on_meta():
+        model = MotionAutoencoder(cfg)
+    apply_weights(model, load_weights_file(path), prefix="motion_autoencoder.", where=str(path))
+    return model.to(device=device, dtype=dtype).eval()
+
+
+class AvatarForcingRenderer(FrameRenderer):
+    """FrameRenderer for the `avatar_forcing/lia_motion` latent space."""
+
+    latent_space = LATENT_SPACE
+
+    def __init__(self, model: MotionAutoencoder, output_size: int | None = None,
+                 pad_ratio: float = 1.0):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.output_size = output_size or self.cfg.input_size
+        self.pad_ratio = pad_ratio
+        self.latent_dim = self.cfg.dim_w
+        self._s_r: torch.Tensor | None = None
+        self._feats: list[torch.Tensor] | None = None
+        self.identity_motion: torch.Tensor | None = None   # r_s (1, dim_w), for the generator
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_dir: str | Path, device: str = "cpu",
+                        dtype: str | torch.dtype = "float32", output_size: int | None = None
+                        ) -> "AvatarForcingRenderer":
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            dtype = _DTYPES[dtype]
+        return cls(load_motion_autoencoder(checkpoint_dir, device, dtype), output_size)
+
+    @classmethod
+    def from_options(cls, checkpoint_dir: str = "", device: str = "cpu", dtype: str = "float32",
+                     output_size: int = 0, **_ignored) -> "AvatarForcingRenderer":
+        """Factory used by backends/registry.py (BackendOptions fields as keywords)."""
+        if not checkpoint_dir:
+            raise ValueError("the avatar_forcing renderer needs checkpoint_dir")
+        return cls.from_checkpoint(checkpoint_dir, device, dtype, output_size or None)
+
+    # ---- FrameRenderer ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def set_portrait(self, portrait_rgb: np.ndarray) -> None:
+        """Portrait (H, W, 3) uint8 RGB: crop the face, compute s_r, feats and r_s once."""
+        size = self.cfg.input_size
+        face = crop_portrait(portrait_rgb, size, self.pad_ratio)
+        if face is None:
+            log.warning("no face found in the portrait; using the centred square crop")
+            face = apply_crop(portrait_rgb, center_square(portrait_rgb.shape[:2]), size)
+        self.set_cropped_portrait(face)
+
+    @torch.inference_mode()
+    def set_cropped_portrait(self, face_rgb: np.ndarray) -> None:
+        """An already cropped (S, S, 3) uint8 face (S = input_size): no detection."""
+        p = next(self.model.parameters())
+        img = to_model_input(face_rgb).to(p.device, p.dtype)                 # (1, 3, S, S)
+        s_r, r_lambda, feats = self.model.encode_appearance(img)
+        self._s_r, self._feats = s_r, feats
+        self.identity_motion = self.model.dec.direction(r_lambda)
+
+    @torch.inference_mode()
+    def render(self, latents: np.ndarray) -> np.ndarray:
+        """(N, dim_w) float32 latents -> (N, out, out, 3) uint8 RGB."""
+        if self._s_r is None:
+            raise ValueError("set_portrait must be called before render")
+        lat = np.asarray(latents, dtype=np.float32)
+        if lat.ndim != 2 or lat.shape[1] != self.latent_dim:
+            raise ValueError(f"expected latents (N, {self.latent_dim}), got {lat.shape}")
+        if lat.shape[0] == 0:
+            return np.zeros((0, self.output_size, self.output_size, 3), np.uint8)
+        p = next(self.model.parameters())
+        r_d = torch.from_numpy(lat).to(p.device, p.dtype)
+        block = min(lat.shape[0], self.cfg.num_frames_per_block)
+        images = to_uint8_images(self.model.decode(self._s_r, self._feats, r_d, block=block))
+        if self.output_size != self.cfg.input_size:
+            images = np.stack([cv2.resize(im, (self.output_size, self.output_size),
+                                          interpolation=cv2.INTER_LINEAR) for im in images])
+        return images

@@ -1,0 +1,65 @@
+"""Decoder API / neural renderer with the parity-tiny motion autoencoder."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from skimage import data
+
+from avatar_forcing_ros.backends.avatar_forcing_renderer import (AvatarForcingRenderer,
+                                                                 load_motion_autoencoder)
+from avatar_forcing_ros.backends.base import FrameRenderer
+from avatar_forcing_ros.core.face_crop import to_uint8_images
+
+TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
+pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present")
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return AvatarForcingRenderer.from_checkpoint(TINY)
+
+
+@pytest.fixture(scope="module")
+def gold():
+    return load_file(str(TINY / "goldens.safetensors"))
+
+
+def test_is_a_frame_renderer(renderer):
+    assert isinstance(renderer, FrameRenderer)
+    assert renderer.latent_space == "avatar_forcing/lia_motion" and renderer.latent_dim == 64
+    with pytest.raises(ValueError, match="set_portrait must be called"):
+        AvatarForcingRenderer.from_checkpoint(TINY).render(np.zeros((1, 64), np.float32))
+
+
+@torch.inference_mode()
+def test_render_equals_decoder_on_golden_latents(renderer, gold):
+    renderer._s_r = gold["s_r"]                    # the golden appearance, not a requantised one
+    renderer._feats = [gold[f"s_r_feats.{i}"] for i in range(4)]
+    r_d = gold["r_d"][0, :23].numpy()
+    block = renderer.render(r_d)                   # 10 + 10 + 3 frames
+    assert block.shape == (23, 64, 64, 3) and block.dtype == np.uint8
+    expected = to_uint8_images(gold["d_hat"][:23])
+    assert np.abs(block.astype(int) - expected.astype(int)).max() <= 1
+    one_by_one = np.concatenate([renderer.render(r_d[i:i + 1]) for i in range(3)])
+    assert np.abs(one_by_one.astype(int) - block[:3].astype(int)).max() <= 1
+    with pytest.raises(ValueError, match=r"expected latents \(N, 64\)"):
+        renderer.render(np.zeros((2, 20), np.float32))
+
+
+def test_portrait_crop_and_resized_output():
+    r = AvatarForcingRenderer.from_options(checkpoint_dir=str(TINY), output_size=96)
+    r.set_portrait(data.astronaut())
+    assert r.identity_motion.shape == (1, 64)
+    out = r.render(np.zeros((2, 64), np.float32))
+    assert out.shape == (2, 96, 96, 3)
+    r.set_portrait(np.full((100, 150, 3), 90, np.uint8))        # no face: centred square fallback
+    assert r.render(np.zeros((1, 64), np.float32)).shape == (1, 96, 96, 3)
+
+
+def test_missing_checkpoint_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no motion_autoencoder.safetensors or .pth"):
+        load_motion_autoencoder(tmp_path)
+    with pytest.raises(ValueError, match="needs checkpoint_dir"):
+        AvatarForcingRenderer.from_options()
