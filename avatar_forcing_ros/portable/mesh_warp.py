@@ -4,11 +4,12 @@ Set-up (once per portrait): Delaunay-triangulate the rest positions of the verti
 every pixel of a coarse grid (``field_scale`` of the output), store its triangle's three vertex
 ids and barycentric weights as one sparse matrix W (pixels x vertices).
 
-Per frame: vertex displacements (N, 2) -> coarse displacement field W @ D -> bilinear upsample
--> backward sampling map. The forward displacement d(x) maps a source point x to x + d(x); the
-output pixel p must sample the source at x with x + d(x) = p. Starting from x0 = p - d(p), one
-fixed-point step x1 = p - d(x0) makes this accurate for the smooth motions a face makes (a
-single step would be off by d . grad d, visible at the opening jaw). One cv2.remap then warps.
+Per frame: vertex displacements (N, 2) -> coarse displacement field W @ D -> backward
+correction on the coarse grid -> bilinear upsample -> sampling map -> one cv2.remap.
+The forward displacement d(x) maps a source point x to x + d(x); the output pixel p must
+sample the source at x with x + d(x) = p. Starting from x0 = p - d(p), one fixed-point step
+x1 = p - d(x0) makes this accurate for the smooth motions a face makes (x0 alone would be off
+by about d . grad d, visible at the opening jaw).
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ class MeshWarp:
         self.weights = self._pixel_weights(rest)
         grid = np.arange(size, dtype=np.float32)
         self._grid_x, self._grid_y = np.meshgrid(grid, grid)   # (S, S) each
+        coarse = np.arange(self.coarse, dtype=np.float32)
+        self._coarse_grid = np.stack(np.meshgrid(coarse, coarse), axis=-1)   # (c, c, 2)
 
     def _pixel_weights(self, rest: np.ndarray) -> sparse.csr_matrix:
         """Sparse (coarse^2, N) barycentric weights of the coarse grid's pixel centres."""
@@ -55,14 +58,19 @@ class MeshWarp:
     def sampling_map(self, displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) vertex displacements in pixels -> (map_x, map_y), each (S, S) float32."""
         coarse = (self.weights @ displacement.astype(np.float32)).astype(np.float32)  # (P, 2)
-        coarse = coarse.reshape(self.coarse, self.coarse, 2)
+        coarse = coarse.reshape(self.coarse, self.coarse, 2)                           # (c, c, 2)
+        # Fixed-point step on the coarse grid: coarse pixel i sits at full-res (i + 0.5) * step - 0.5,
+        # so the full-res point p - d(p) is coarse coordinate i - d / step.
+        step = self.size / self.coarse
+        back = self._coarse_grid - coarse / step
+        coarse = cv2.remap(coarse, back[..., 0], back[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
         field = cv2.resize(coarse, (self.size, self.size), interpolation=cv2.INTER_LINEAR)  # (S, S, 2)
-        map_x = self._grid_x - field[..., 0]
-        map_y = self._grid_y - field[..., 1]
-        field = cv2.remap(field, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return self._grid_x - field[..., 0], self._grid_y - field[..., 1]
 
     def warp(self, image: np.ndarray, displacement: np.ndarray) -> np.ndarray:
         """Warp an (S, S, C) image so that each vertex moves by its displacement."""
         map_x, map_y = self.sampling_map(displacement)
-        return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Fixed-point maps (1/32 pixel) make the remap itself about 1.5x faster.
+        fixed, fraction = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+        return cv2.remap(image, fixed, fraction, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
