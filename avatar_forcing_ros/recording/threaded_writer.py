@@ -69,10 +69,14 @@ class ThreadedBagWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=max_messages)
         self._types: dict[str, str] = {}
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
-        self._writer.open()
+        self._closed = False
+        self._opened = threading.Event()
+        # sqlite3 objects belong to the thread that made them: the writer thread opens the bag
         self._thread = threading.Thread(target=self._run, name='bag-writer', daemon=True)
         self._thread.start()
-        self._closed = False
+        self._opened.wait()
+        if self.stats.errors:
+            raise ValueError(f'cannot open bag {self.path}: {self.stats.errors[0]}')
 
     def add_topic(self, topic: str, msgtype: str, msgdef: str | None = None) -> None:
         """Declare a topic before its messages; ``msgdef`` (.msg text) registers unknown types.
@@ -119,6 +123,13 @@ class ThreadedBagWriter:
         return self.stats
 
     def _run(self) -> None:
+        try:
+            self._writer.open()
+        except Exception as err:  # rosbags raises its own and OS errors
+            self.stats.errors.append(f'{type(err).__name__}: {err}')
+            return
+        finally:
+            self._opened.set()
         connections = {}
         try:
             while (item := self._queue.get()) is not _STOP:
