@@ -163,6 +163,21 @@ def test_any_output_size_and_whole_image_framing():
     assert _change(frames[0], frames[1]) > 0.2
 
 
+def test_portrait_from_a_file_of_any_shape(tmp_path):
+    import cv2
+
+    from avatar_forcing_ros.portable.portrait import load_portrait
+
+    wide = cv2.resize(default_portrait()[:, ::-1], (700, 500))          # mirrored, non-square
+    path = tmp_path / "portrait.jpg"
+    cv2.imwrite(str(path), cv2.cvtColor(wide, cv2.COLOR_RGB2BGR))
+    renderer = PortableRenderer(RendererConfig(output_size=320), portrait=load_portrait(path))
+    frames = renderer.render(np.stack([ms.NEUTRAL, ms.from_dict({"jaw_open": 0.6})]))
+    assert frames.shape == (2, 320, 320, 3) and _change(frames[0], frames[1]) > 0.3
+    with pytest.raises(ValueError):
+        load_portrait(tmp_path / "missing.png")
+
+
 def test_portable_package_imports_without_ros():
     code = ("import sys; sys.modules['rclpy'] = None\n"
             "import avatar_forcing_ros.portable.behaviour, avatar_forcing_ros.portable.mesh_renderer\n"
