@@ -110,6 +110,19 @@ def test_nod_at_user_pause_and_not_without_speech():
     assert np.array_equal(_run(quiet, 5.0), _run(PortableBackend(), 5.0))
 
 
+def test_microphone_gap_neither_speech_nor_pause():
+    """Frames whose user audio never arrived do not end the user's turn (no nod in a dropout)."""
+    backend = PortableBackend()
+    speech = (0.15 * np.random.default_rng(1).standard_normal(2 * SR)).astype(np.float32)
+    backend.push_user_audio(speech, 0)                         # 2 s of speech, then nothing at all
+    assert np.array_equal(_run(backend, 5.0), _run(PortableBackend(), 5.0))
+    backend.reset()
+    backend.push_user_audio(speech, 0)
+    backend.push_user_audio(np.zeros(SR, np.float32), 3 * SR)  # 1 s gap, then a real pause
+    pitch = _run(backend, 5.0)[:, I["head_pitch"]] - _run(PortableBackend(), 5.0)[:, I["head_pitch"]]
+    assert np.abs(pitch[:75]).max() < 1e-6 and np.abs(pitch[75:110]).max() > 2.0
+
+
 def test_no_backchannel_while_avatar_speaks():
     backend = PortableBackend()
     _user_speech_session(backend, 2.0, 3.0)

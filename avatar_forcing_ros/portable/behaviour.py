@@ -24,7 +24,7 @@ Rules (constants in behaviour_rules.BehaviourParams):
    camera image's right turns the avatar's eyes to its image left (``camera_mirrored`` flips it).
 
 Null condition: absent avatar audio closes the mouth; absent user audio triggers no
-backchannels; an absent or stale face (no observation for ``user_timeout_s``) gives no mirrored
+backchannels (a frame whose user audio never arrived counts as neither speech nor pause); an absent or stale face (no observation for ``user_timeout_s``) gives no mirrored
 smile and a straight gaze. Nothing absent raises.
 """
 from __future__ import annotations

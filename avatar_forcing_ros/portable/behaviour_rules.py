@@ -133,8 +133,7 @@ class BackchannelDetector:
         """Feed one frame's user level (None: absent); True when a backchannel should start."""
         p, fps = self._p, self._fps
         self._since_last += 1
-        if level_db is None:      # no microphone data: nothing to react to
-            self._voiced, self._silent = 0, 0
+        if level_db is None:      # no microphone data for this frame: neither speech nor pause
             return False
         if level_db > p.user_speech_db:
             self._voiced += 1
