@@ -15,7 +15,6 @@ Node pattern (see audio_file_player_node.py for a complete example)::
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Callable, Sequence, TypeVar
 
 import rclpy
@@ -83,7 +82,7 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
 
     Returns:
         0 after Ctrl-C/shutdown; 2 when the node refuses its parameters at start-up (the
-        reason goes to stderr and the log).
+        reason is logged as FATAL).
     """
     rclpy.init(args=args)
     node = None
@@ -92,10 +91,7 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
         executor = MultiThreadedExecutor(num_threads) if num_threads > 1 else None
         rclpy.spin(node, executor=executor)
     except (ConfigError, ParameterException) as error:
-        message = f'invalid parameters: {error}'
-        if node is None:
-            rclpy.logging.get_logger('avatar_forcing_ros').fatal(message)
-        print(message, file=sys.stderr)
+        rclpy.logging.get_logger('avatar_forcing_ros').fatal(f'invalid parameters: {error}')
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
