@@ -19,6 +19,9 @@ left is meant):
   > 0 towards image right / image down.
 
 The neutral vector is all zeros: a frontal face, mouth closed, eyes open, looking ahead.
+Perception reports absolute values (calibrated on typical faces); the renderer applies the
+vector as offsets from the portrait's own expression (a smiling photograph at smile 0 keeps
+its smile, and its head pose is pose 0).
 """
 from __future__ import annotations
 
