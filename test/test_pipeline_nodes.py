@@ -1,0 +1,91 @@
+"""generator + renderer as separate processes over DDS (portable backend; the neural tiny preset
+when its backend and the parity weights exist): fixed rate, media-time stamps, identical stamps on
+latents and images, inputs stopping, malformed bursts, start-up validation. Wide timing bounds."""
+import time
+
+import pytest
+
+pytest.importorskip("rclpy")
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent  # noqa: E402
+from pipeline_ros_helpers import LiveInputs, received_between, stamp_ns, wait  # noqa: E402
+from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa: E402
+
+FRAME_NS = 40_000_000
+PORTABLE = {"backend": "portable"}
+
+
+def _assert_rate(latents, start, end, what):
+    n = len(received_between(latents, start, end))
+    expected = 25 * (end - start)
+    assert 0.75 * expected <= n <= 1.25 * expected, f"{what}: {n} frames in {end - start:.1f} s"
+
+
+def test_stream_rate_stamps_stale_inputs_and_malformed_burst():
+    domain = unique_domain_id()
+    env = ros_env(domain)
+    with NodeProcess("generator", env, {**PORTABLE, "latency_budget_ms": 800.0, "camera_timeout_s": 0.5,
+                                        "user_audio_timeout_s": 0.5, "avatar_audio_timeout_s": 0.5}) as gen, \
+            NodeProcess("renderer", env, {**PORTABLE, "output_size": 64}) as ren, Listener(domain) as lis:
+        latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100), with_arrival=True)
+        images = lis.collect(Image, "avatar/image",
+                             QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT), with_arrival=True)
+        statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10, with_arrival=True)
+        inputs = LiveInputs(lis.node)
+        assert lis.spin_until(lambda: len(images) > 10, 90), gen.output() + ren.output()
+        # phase 1: all inputs live
+        t1 = time.monotonic()
+        wait(lis, 5.0)
+        t2 = time.monotonic()
+        _assert_rate(latents, t1, t2, "live inputs")
+        fresh = received_between(statuses, t1 + 1.5, t2)
+        assert fresh and not any(s.camera_stale or s.user_audio_stale or s.avatar_audio_stale for s in fresh)
+        # phase 2: every input stops; the stream goes on, status reports them stale
+        for key in inputs.enabled:
+            inputs.enabled[key] = False
+        wait(lis, 4.0)
+        t3 = time.monotonic()
+        _assert_rate(latents, t2 + 1.0, t3, "inputs stopped")
+        last = statuses[-1][0]
+        assert last.camera_stale and last.user_audio_stale and last.avatar_audio_stale
+        assert last.camera_age_s > 1.0 and last.avatar_audio_age_s > 1.0
+        # phase 3: a burst of malformed messages on every input (30 per input in 1.2 s)
+        inputs.malformed_left = 30
+        wait(lis, 3.0)
+        t4 = time.monotonic()
+        _assert_rate(latents, t3, t4, "malformed burst")
+        assert lis.spin_until(lambda: statuses[-1][0].malformed_inputs >= 60, 5), statuses[-1][0]
+        assert gen.process.poll() is None and ren.process.poll() is None
+        codes = gen.interrupt(), ren.interrupt()
+        gen_out, ren_out = gen.output(), ren.output()
+    assert codes == (0, 0), gen_out + ren_out
+    for out in (gen_out, ren_out):
+        assert "Traceback" not in out, out
+    assert "dropped malformed input" in gen_out
+    # stamps: media times t0 + n / fps, consecutive, identical on latent and image
+    msgs = [m for m, _ in latents]
+    idx = [m.frame_index for m in msgs]
+    assert idx == list(range(idx[0], idx[0] + len(idx)))
+    t0 = stamp_ns(msgs[0]) - msgs[0].frame_index * FRAME_NS
+    assert all(stamp_ns(m) == t0 + m.frame_index * FRAME_NS for m in msgs)
+    assert all(m.block_index == m.frame_index // 10 for m in msgs)
+    by_stamp = {stamp_ns(m): m for m in msgs}
+    matched = [img for img, _ in images if stamp_ns(img) in by_stamp]
+    assert len(matched) >= 0.8 * len(images) and len(matched) > 100
+    assert all(img.header.frame_id == by_stamp[stamp_ns(img)].header.frame_id for img in matched)
+    assert {img.encoding for img in matched} == {"rgb8"} and {img.width for img in matched} == {64}
+
+
+def test_invalid_start_up_parameters_fail_fast():
+    env = ros_env(unique_domain_id())
+    cases = [("generator", {**PORTABLE, "dtype": "int8"}, "dtype must be one of"),
+             ("generator", {**PORTABLE, "nfe": 4, "nfe_min": 6}, "nfe_min"),
+             ("generator", {**PORTABLE, "latency_budget_ms": 300.0}, "480 ms of media"),
+             ("generator", {"backend": "nope"}, "unknown backend 'nope'"),
+             ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "cannot read portrait")]
+    procs = [(NodeProcess(name, env, params), text) for name, params, text in cases]
+    for proc, text in procs:
+        assert proc.wait(120) == 2, proc.output()
+        assert text in proc.output(), proc.output()
