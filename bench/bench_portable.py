@@ -6,6 +6,7 @@ Stages, each warmed up and timed separately:
 - perception: MediaPipe face mesh + parameter extraction on a 640x480 frame (target 30 fps);
 - renderer: one 512x512 frame of the default portrait with moving parameters (target 25 fps);
 - behaviour: one 10-frame block with all inputs present (target < 5 ms).
+Means include preemption by other processes; medians are closer to the undisturbed cost.
 Torch/OpenCV threads are limited to one; run it under ``taskset -c 0`` to pin MediaPipe too.
 """
 from __future__ import annotations
@@ -25,31 +26,33 @@ from avatar_forcing_ros.portable.perception import FacePerceiver
 from avatar_forcing_ros.portable.portrait import default_portrait
 
 
-def _timed(fn, count: int, warmup: int = 10) -> float:
-    """Mean seconds per call after `warmup` calls."""
+def _timed(fn, count: int, warmup: int = 10) -> np.ndarray:
+    """Seconds of each of `count` calls after `warmup` calls."""
     for i in range(warmup):
         fn(i)
-    start = time.perf_counter()
-    for i in range(warmup, warmup + count):
+    times = np.empty(count)
+    for k, i in enumerate(range(warmup, warmup + count)):
+        start = time.perf_counter()
         fn(i)
-    return (time.perf_counter() - start) / count
+        times[k] = time.perf_counter() - start
+    return times
 
 
-def bench_perception(count: int) -> float:
+def bench_perception(count: int) -> np.ndarray:
     frame = cv2.resize(default_portrait(), (640, 480))
     with FacePerceiver() as perceiver:
         assert perceiver.observe(frame) is not None
         return _timed(lambda i: perceiver.observe(frame), count)
 
 
-def bench_renderer(count: int, size: int) -> float:
+def bench_renderer(count: int, size: int) -> np.ndarray:
     renderer = PortableRenderer(RendererConfig(output_size=size), portrait=default_portrait())
     rng = np.random.default_rng(0)
     params = ms.clip(rng.uniform(ms.LOW, ms.HIGH, size=(64, ms.DIM)) * 0.5)
     return _timed(lambda i: renderer.render(params[i % 64][None]), count)
 
 
-def bench_behaviour(count: int) -> float:
+def bench_behaviour(count: int) -> np.ndarray:
     backend = PortableBackend()
     seconds = (count + 10) * 0.4 + 1
     rng = np.random.default_rng(0)
@@ -80,10 +83,12 @@ def main() -> None:
     behaviour = bench_behaviour(args.frames)
     rows = [("perception 640x480", perception, 1 / 30), (f"renderer {args.size}x{args.size}", renderer, 1 / 25),
             ("behaviour block (10 frames)", behaviour, 0.005)]
-    print(f"{'stage':30s} {'ms':>8s} {'per s':>8s} {'target ms':>10s} {'headroom':>9s}")
-    for name, seconds, target in rows:
-        print(f"{name:30s} {seconds * 1e3:8.2f} {1 / seconds:8.1f} {target * 1e3:10.1f} {target / seconds:8.1f}x")
-
+    print(f"{'stage':30s} {'mean ms':>8s} {'median':>8s} {'per s':>8s} {'target ms':>10s} {'headroom':>9s}")
+    for name, times, target in rows:
+        mean, median = times.mean(), np.median(times)
+        print(f"{name:30s} {mean * 1e3:8.2f} {median * 1e3:8.2f} {1 / mean:8.1f} {target * 1e3:10.1f} "
+              f"{target / mean:8.1f}x")
+    print(f"load average over the last minute: {os.getloadavg()[0]:.1f} (other processes share the core)")
 
 if __name__ == "__main__":
     main()
