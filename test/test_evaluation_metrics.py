@@ -45,7 +45,7 @@ def _session() -> tuple[SyntheticSession, dict]:
     latency = 100.0 + 5.0 * (np.arange(FRAMES) % 2)   # alternately 100 and 105 ms
     session = SyntheticSession(avatar, user_motion=user, motion_latency_ms=latency, is_hold=hold,
                                nfe=nfe, image_jpeg=b'\xff\xd8' + b'\0' * 500, avatar_audio=audio,
-                               user_audio=audio, camera_hw=(4, 4))
+                               user_audio=audio, camera_hw=(4, 4), diagnostics=True)
     expected_smile_r = np.corrcoef(user[:-LAG_SMILE, idx['smile']],
                                    avatar[LAG_SMILE:, idx['smile']])[0, 1]
     return session, {'smile_r': expected_smile_r, 'avatar': avatar}
@@ -90,6 +90,13 @@ def test_hold_and_nfe(evaluated):
     assert gen['hold_frames'] == 10 and gen['longest_hold_run_frames'] == 10
     assert gen['nfe_histogram'] == {'6': FRAMES - 400, '10': 400}
     assert gen['latent_space'] == motion_space.LATENT_SPACE
+
+
+def test_status_and_diagnostics(evaluated):
+    result = evaluated[0]
+    assert result['diagnostics'] == {'messages': 30, 'warn_statuses': 30, 'error_statuses': 0}
+    assert result['status']['messages'] == 30
+    assert result['status']['last_counters']['frames_published'] == 29 * 25
 
 
 def test_reactiveness_recovers_lag_and_r(evaluated):

@@ -61,6 +61,8 @@ def test_every_published_message_is_recorded(stop_signal, tmp_path):
         if raw.topic == '/avatar/motion':
             assert list(msg.latent) == [float(msg.frame_index)] * 11
     assert not source.problems
+    from avatar_forcing_ros.evaluation.cli import main as evaluate
+    assert evaluate([str(bag), '-o', str(tmp_path / 'report'), '--no-progress']) == 0
     expected = [(1000 + i, i) for i in range(COUNT)]
     for topic in TOPICS:
         assert stamps[topic] == expected, topic

@@ -43,6 +43,20 @@ SUMMARY_ROWS: tuple[tuple[str, tuple, str], ...] = (
 )
 
 
+DEFINITIONS: dict[str, str] = {
+    'latency': 'bag log (receive) time minus header.stamp, ms; outputs are stamped with the media '
+               'time they represent, so for them this is end-to-end delay; inputs: transport delay',
+    'rate': 'from log times of consecutive messages; jitter = |interval - 1000/fps| ms',
+    'hold frames': 'MotionLatent.is_hold frames (generation fell behind and a frame was repeated)',
+    'reactiveness': 'Pearson r of user[t] and avatar[t+lag] per dim on a common fps grid by stamp; '
+                    'group score = mean |r| over its dims; best lag in frames maximises it',
+    'expressiveness': 'variance per latent dim (latent units^2); SID = entropy (bits) of the '
+                      'histogram of nearest k-means clusters of the reference motion windows',
+    'lip-sync': 'Pearson r of the avatar audio RMS envelope (per frame) and mouth activity '
+                '(jaw_open, else latent speed), best lag in [-N, N] frames (> 0: mouth lags)',
+}
+
+
 def lookup(result: dict, path: tuple) -> object:
     """Nested dict lookup; None when any key is missing."""
     value: object = result
@@ -93,7 +107,9 @@ def write_report(results: list[dict], images: list[list[str]], outdir: Path) -> 
              'evaluation</title><style>body{font-family:sans-serif}td,th{border:1px solid #ccc;'
              'padding:2px 6px}table{border-collapse:collapse}</style></head><body>',
              '<h1>Session evaluation</h1>', f'<table><tr><th>figure</th>{head}</tr>{body}</table>',
-             '<p>Definitions and every figure: evaluation.json; units in the row labels.</p>']
+             '<h3>Definitions</h3><ul>' + ''.join(
+                 f'<li><b>{esc(k)}</b>: {esc(v)}</li>' for k, v in DEFINITIONS.items()) + '</ul>',
+             '<p>Every figure: evaluation.json; units in the row labels.</p>']
     for result, names in zip(results, images):
         parts.append(f'<h2>{esc(result["bag"])}</h2>')
         if result['problems']:
@@ -109,7 +125,8 @@ def write_report(results: list[dict], images: list[list[str]], outdir: Path) -> 
 def write_json(results: list[dict], options: dict, outdir: Path) -> Path:
     """``evaluation.json``: options used and one result per bag."""
     path = outdir / 'evaluation.json'
-    path.write_text(json.dumps({'options': options, 'bags': results}, indent=1))
+    path.write_text(json.dumps({'definitions': DEFINITIONS, 'options': options, 'bags': results},
+                               indent=1))
     return path
 
 

@@ -43,6 +43,7 @@ class SyntheticSession:
     camera_hw: tuple[int, int] | None = None       # raw user camera Image at fps, tiny pixels
     input_latency_ms: float = 5.0
     status: bool = True                            # GeneratorStatus at 1 Hz
+    diagnostics: bool = False                      # /diagnostics at 1 Hz: one OK, one WARN status
 
     def frames(self) -> int:
         return len(self.avatar_motion)
@@ -119,7 +120,19 @@ class _Stream:
                    self.store.serialize_cdr(msg, _OWN + 'GeneratorStatus'))
 
 
-_TYPES = {'avatar/motion': _OWN + 'MotionLatent', 'user/motion': _OWN + 'MotionLatent',
+    def diagnostics(self) -> Iterator[tuple]:
+        s, T = self.s, self.T
+        for sec in range(int(s.frames() / s.fps)):
+            statuses = [T['diagnostic_msgs/msg/DiagnosticStatus'](
+                level=level, name=name, message='', hardware_id='', values=[])
+                for level, name in ((0, 'generator'), (1, 'camera'))]
+            msg = T['diagnostic_msgs/msg/DiagnosticArray'](header=self.header(self.stamp(int(sec * s.fps))),
+                                                           status=statuses)
+            yield (self.stamp(int(sec * s.fps)), 'diagnostics',
+                   self.store.serialize_cdr(msg, 'diagnostic_msgs/msg/DiagnosticArray'))
+
+
+_TYPES = {'diagnostics': 'diagnostic_msgs/msg/DiagnosticArray', 'avatar/motion': _OWN + 'MotionLatent', 'user/motion': _OWN + 'MotionLatent',
           'avatar/image/compressed': 'sensor_msgs/msg/CompressedImage',
           'image': 'sensor_msgs/msg/Image', 'avatar/audio': _OWN + 'AudioChunk',
           'user/audio': _OWN + 'AudioChunk', 'avatar/generator_status': _OWN + 'GeneratorStatus'}
@@ -139,6 +152,8 @@ def _streams(stream: _Stream, s: SyntheticSession) -> list[Iterator[tuple]]:
         out.append(stream.audio('user/audio', s.user_audio))
     if s.status:
         out.append(stream.status())
+    if s.diagnostics:
+        out.append(stream.diagnostics())
     return out
 
 
