@@ -1,0 +1,48 @@
+"""The generator's latency controller and run-time parameters, over DDS (portable backend):
+an injected compute delay steps quality down with hold frames counted, removing it steps back
+up; parameter changes take effect; invalid values are rejected with a reason."""
+import pytest
+
+pytest.importorskip("rclpy")
+from rclpy.qos import QoSProfile  # noqa: E402
+
+from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent  # noqa: E402
+from pipeline_ros_helpers import LiveInputs, set_parameters  # noqa: E402
+from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa: E402
+
+
+def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
+    domain = unique_domain_id()
+    params = {"backend": "portable", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6,
+              "test_compute_delay_ms": 250.0}          # compute window 600 - 480 - 20 = 100 ms
+    with NodeProcess("generator", ros_env(domain), params) as gen, Listener(domain) as lis:
+        latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100))
+        statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10)
+        LiveInputs(lis.node)
+        status = lambda: statuses[-1] if statuses else None  # noqa: E731
+        assert lis.spin_until(lambda: status() is not None, 90), gen.output()
+        # down the ladder: 10 -> 8 -> 6 NFE, then 3 -> 2 -> 1 branches, one step per late block
+        assert lis.spin_until(lambda: (status().nfe, status().guidance_branches) == (6, 1), 20), status()
+        holds = status().hold_frames
+        assert holds > 0 and status().late_blocks > 0
+        assert any(m.is_hold for m in latents)
+        assert lis.spin_until(lambda: status().hold_frames > holds, 5)      # still overloaded: holds go on
+        # remove the delay: back up to full quality (one rung per 3 good blocks)
+        assert set_parameters(lis, "generator", test_compute_delay_ms=0.0)[0].successful
+        assert lis.spin_until(lambda: (status().nfe, status().guidance_branches) == (10, 3), 30), status()
+        log = gen.output()
+        assert "10 NFE/3 branches -> 8 NFE/3 branches" in log and "headroom" in log
+        # run-time changes take effect
+        results = set_parameters(lis, "generator", nfe=8, latency_budget_ms=900.0, avatar_audio_guidance=3.0)
+        assert all(r.successful for r in results), results
+        assert lis.spin_until(lambda: status().nfe == 8 and status().latency_budget_ms == 900.0, 5), status()
+        assert lis.spin_until(lambda: abs(status().last_latency_ms - 900.0) < 60.0, 5), status()
+        # invalid values are rejected with a reason, and change nothing
+        cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 300.0}, "480 ms of media"),
+                 ({"nfe": 0}, ""), ({"backend": "avatar_forcing"}, "read-only")]
+        for values, reason in cases:
+            (result,) = set_parameters(lis, "generator", **values)
+            assert not result.successful and reason in result.reason, (values, result.reason)
+        assert lis.spin_until(lambda: status().nfe == 8 and status().latency_budget_ms == 900.0, 3)
+        assert gen.interrupt() == 0
+        assert "Traceback" not in gen.output()
