@@ -74,16 +74,25 @@ class FaceRig:
         self.head_weight = np.concatenate([np.ones(len(points)), head_weight])   # (N,)
         self.num_landmarks = len(points)
         self.basis = np.zeros((ms.DIM, len(self.vertices), 3))                   # (DIM, N, 3)
+        # Expressions are built in face-aligned coordinates (x along the eye line, y from
+        # forehead to chin) and then turned into the image, so a tilted portrait still opens
+        # its jaw along its own face.
+        down = points[lm.CHIN, :2] - points[lm.FOREHEAD, :2]
+        down /= np.linalg.norm(down)
+        axes = np.array([[-down[1], down[0]], down])                              # rows: right, down
+        face = points.copy()
+        face[:, :2] = (points[:, :2] - points[lm.NOSE_BRIDGE, :2]) @ axes.T      # (478, 3)
         landmark_basis = self.basis[:, : self.num_landmarks]
-        self._jaw(points, landmark_basis[ms.INDEX["jaw_open"]])
-        self._smile(points, landmark_basis[ms.INDEX["smile"]])
-        self._pucker(points, landmark_basis[ms.INDEX["mouth_pucker"]])
-        self._blink(points, landmark_basis[ms.INDEX["blink_left"]], lm.LEFT_UPPER_LID,
+        self._jaw(face, landmark_basis[ms.INDEX["jaw_open"]])
+        self._smile(face, landmark_basis[ms.INDEX["smile"]])
+        self._pucker(face, landmark_basis[ms.INDEX["mouth_pucker"]])
+        self._blink(face, landmark_basis[ms.INDEX["blink_left"]], lm.LEFT_UPPER_LID,
                     lm.LEFT_LOWER_LID, _LEFT_LID_RINGS, lm.LEFT_IRIS)
-        self._blink(points, landmark_basis[ms.INDEX["blink_right"]], lm.RIGHT_UPPER_LID,
+        self._blink(face, landmark_basis[ms.INDEX["blink_right"]], lm.RIGHT_UPPER_LID,
                     lm.RIGHT_LOWER_LID, _RIGHT_LID_RINGS, lm.RIGHT_IRIS)
-        self._brows(points, landmark_basis[ms.INDEX["brow_raise"]])
-        self._gaze(points, landmark_basis[ms.INDEX["gaze_x"]], landmark_basis[ms.INDEX["gaze_y"]])
+        self._brows(face, landmark_basis[ms.INDEX["brow_raise"]])
+        self._gaze(face, landmark_basis[ms.INDEX["gaze_x"]], landmark_basis[ms.INDEX["gaze_y"]])
+        self.basis[..., :2] = self.basis[..., :2] @ axes                         # face -> image
         self.pivot = np.array([points[lm.NOSE_BRIDGE, 0], points[lm.NOSE_TIP, 1],
                                points[lm.NOSE_BRIDGE, 2] + config.pivot_depth * self.scale])
         self._expression_index = ms.group_indices("expression")
@@ -120,7 +129,7 @@ class FaceRig:
         s, drop = self.scale, self.config.jaw_drop * self.scale
         mouth_y = 0.5 * (p[lm.MOUTH_LEFT, 1] + p[lm.MOUTH_RIGHT, 1])
         centre_x = p[lm.CHIN, 0]
-        half_width = 0.5 * abs(p[454, 0] - p[234, 0])
+        half_width = 0.5 * abs(p[lm.FACE_RIGHT_EDGE, 0] - p[lm.FACE_LEFT_EDGE, 0])
         vertical = _smoothstep((p[:, 1] - mouth_y) / (0.35 * s))
         lateral = np.clip(1.0 - ((p[:, 0] - centre_x) / half_width) ** 2, 0.0, 1.0)
         weight = vertical * (0.3 + 0.7 * lateral)

@@ -11,6 +11,7 @@ FOREHEAD = 10
 CHIN = 152
 NOSE_TIP = 1
 NOSE_BRIDGE = 168          # between the eyes
+FACE_LEFT_EDGE, FACE_RIGHT_EDGE = 234, 454   # face outline at eye height
 
 # Eyes: outer and inner corner, upper lid and lower lid contours (paired column by column,
 # from the outer corner to the inner one), iris centre and iris ring.
