@@ -63,3 +63,11 @@ def test_rejects_unknown_type_and_existing_path(tmp_path):
     writer.write('/x', 5, STORE.serialize_cdr(T['other_pkg/msg/Thing'](a=3, b='hi'),
                                               'other_pkg/msg/Thing'))
     assert writer.close().written['/x'] == 1
+
+
+def test_writer_is_ros_free():
+    import subprocess
+    import sys
+    code = ('import sys, avatar_forcing_ros.recording.threaded_writer; '
+            'assert not [m for m in sys.modules if m.startswith("rclpy")]')
+    assert subprocess.run([sys.executable, '-c', code], timeout=60).returncode == 0

@@ -21,8 +21,10 @@ from .topics import TopicConfig
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='avatar-forcing-evaluate', description=__doc__.split('\n\n')[0])
-    p.add_argument('bags', nargs='+', type=Path, help='rosbag2 directories (MCAP or sqlite3) or .mcap files')
+    p = argparse.ArgumentParser(prog='avatar-forcing-evaluate',
+                                description=__doc__.split('\n\n')[0])
+    p.add_argument('bags', nargs='+', type=Path,
+                   help='rosbag2 directories (MCAP or sqlite3) or .mcap files')
     p.add_argument('-o', '--output', type=Path, default=Path('evaluation'), help='output directory')
     p.add_argument('--reference', type=Path, help='bag whose avatar motion defines the SID clusters')
     p.add_argument('--namespace', default='/', help='namespace that resolves relative topic names')
@@ -43,7 +45,8 @@ def _options(args: argparse.Namespace) -> EvaluationOptions:
     for item in args.topic:
         role, sep, name = item.partition('=')
         if not sep or role not in TopicConfig.roles():
-            raise ValueError(f'--topic expects ROLE=NAME with ROLE in {TopicConfig.roles()}, got {item!r}')
+            raise ValueError(f'--topic expects ROLE=NAME with ROLE in {TopicConfig.roles()}, '
+                             f'got {item!r}')
         overrides[role] = name
     topics = dataclasses.replace(TopicConfig(), **overrides)
     topics.resolved(args.namespace)  # fail early on bad names

@@ -123,16 +123,18 @@ class _Stream:
     def diagnostics(self) -> Iterator[tuple]:
         s, T = self.s, self.T
         for sec in range(int(s.frames() / s.fps)):
+            stamp = self.stamp(int(sec * s.fps))
             statuses = [T['diagnostic_msgs/msg/DiagnosticStatus'](
                 level=level, name=name, message='', hardware_id='', values=[])
                 for level, name in ((0, 'generator'), (1, 'camera'))]
-            msg = T['diagnostic_msgs/msg/DiagnosticArray'](header=self.header(self.stamp(int(sec * s.fps))),
+            msg = T['diagnostic_msgs/msg/DiagnosticArray'](header=self.header(stamp),
                                                            status=statuses)
-            yield (self.stamp(int(sec * s.fps)), 'diagnostics',
+            yield (stamp, 'diagnostics',
                    self.store.serialize_cdr(msg, 'diagnostic_msgs/msg/DiagnosticArray'))
 
 
-_TYPES = {'diagnostics': 'diagnostic_msgs/msg/DiagnosticArray', 'avatar/motion': _OWN + 'MotionLatent', 'user/motion': _OWN + 'MotionLatent',
+_TYPES = {'diagnostics': 'diagnostic_msgs/msg/DiagnosticArray',
+          'avatar/motion': _OWN + 'MotionLatent', 'user/motion': _OWN + 'MotionLatent',
           'avatar/image/compressed': 'sensor_msgs/msg/CompressedImage',
           'image': 'sensor_msgs/msg/Image', 'avatar/audio': _OWN + 'AudioChunk',
           'user/audio': _OWN + 'AudioChunk', 'avatar/generator_status': _OWN + 'GeneratorStatus'}
