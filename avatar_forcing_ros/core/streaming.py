@@ -166,12 +166,20 @@ class StreamingGenerator:
             raise ValueError(f"total_frames must be >= 1, got {total_frames}")
         self.end_frame = total_frames - 1
 
+    def condition_window(self, block_index: int) -> tuple[int, int] | None:
+        """Condition frames [start, end) that generating `block_index` reads, or None when the
+        block is served from the already computed first window (blocks 1..4)."""
+        cfg = self.cfg
+        first_blocks = cfg.window_frames // cfg.num_frames_per_block
+        if block_index < first_blocks:
+            return (0, cfg.window_frames) if block_index == 0 else None
+        first = block_index * cfg.num_frames_per_block
+        return first - cfg.context_frames, first + cfg.num_frames_per_block
+
     def frames_needed(self, block_index: int) -> int:
         """Condition frames [0, n) that must be known before `block_index` can be generated."""
-        first_blocks = self.cfg.window_frames // self.cfg.num_frames_per_block
-        if block_index < first_blocks:
-            return self.cfg.window_frames
-        return (block_index + 1) * self.cfg.num_frames_per_block
+        window = self.condition_window(block_index)
+        return window[1] if window is not None else self.cfg.window_frames
 
     def frames_known(self) -> int:
         return min(t.known for t in self.tracks.values())

@@ -1,0 +1,180 @@
+"""Neural motion backend: the Avatar Forcing model behind the MotionBackend interface.
+
+Raw inputs are turned into the generator's per-frame conditions here:
+- avatar / user audio (16 kHz mono, placed by sample index) -> wav2vec2 over a sliding window
+  (core/audio_window.py) -> projected features, read for a block's frames when it is generated;
+- user camera frames -> face crop (core/face_crop.py) -> motion latent (motion encoder), batched
+  per block; `None` (no face) and frames never pushed are the null condition.
+Already-encoded features can be pushed directly (`push_*_features`, `push_user_motion_latents`),
+which is how whole-track features reproduce the reference exactly.
+
+The portrait's identity motion r_s is needed before the first block: `set_portrait(rgb)` (crops
+and encodes it here) or `set_identity(r_s)` (e.g. from the renderer's `identity_motion`).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.audio_window import DEFAULT_WINDOW_S, SlidingWindowAudioEncoder
+from ..core.face_crop import FaceDetector, apply_crop, center_square, crop_portrait, square_crop, to_model_input
+from ..core.model import AvatarForcing
+from ..core.streaming import NoiseSource, StreamingGenerator
+from .base import GenerationSettings, MotionBackend, MotionBlock
+
+log = logging.getLogger(__name__)
+
+LATENT_SPACE = "avatar_forcing/lia_motion"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class AvatarForcingBackend(MotionBackend):
+    """Streaming Avatar Forcing generator fed with raw or pre-encoded conditions."""
+
+    latent_space = LATENT_SPACE
+    # A streaming block uses conditions up to its own last frame (window [10k-2, 10k+10)),
+    # so nothing past the block's end is waited for.
+    lookahead_frames = 0
+
+    def __init__(self, model: AvatarForcing, identity: torch.Tensor | None = None, seed: int = 0,
+                 audio_window_s: float = DEFAULT_WINDOW_S, crop_user_frames: bool = True) -> None:
+        self.model = model.eval()
+        cfg = model.cfg
+        self.cfg = cfg
+        self.latent_dim, self.fps = cfg.dim_w, cfg.fps
+        self.block_frames, self.sample_rate = cfg.num_frames_per_block, cfg.sampling_rate
+        self.crop_user_frames = crop_user_frames
+        self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed))
+        self.audio = {"avatar_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s),
+                      "user_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s)}
+        self._pending_frames: dict[int, np.ndarray] = {}   # cropped user faces awaiting encoding
+        self._frames_seen = 0                               # user frames [0, n) pushed (face or None)
+        self._detector: FaceDetector | None = None
+
+    @classmethod
+    def from_options(cls, *, checkpoint_dir: str = "", wav2vec2_dir: str = "", device: str = "cpu",
+                     dtype: str = "float32", seed: int = 0, **_ignored) -> "AvatarForcingBackend":
+        """Factory used by backends/registry.py (BackendOptions fields as keywords)."""
+        if not checkpoint_dir or not wav2vec2_dir:
+            raise ValueError("the avatar_forcing backend needs checkpoint_dir and wav2vec2_dir")
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        model = AvatarForcing.from_pretrained(Path(checkpoint_dir), Path(wav2vec2_dir), device, _DTYPES[dtype])
+        return cls(model, seed=seed)
+
+    # -- identity -------------------------------------------------------------------------------
+    def set_identity(self, identity: torch.Tensor | np.ndarray) -> None:
+        """The portrait's identity motion r_s, (dim_w,) or (1, dim_w)."""
+        self.generator.set_identity(torch.as_tensor(np.asarray(identity, dtype=np.float32)))
+
+    def set_portrait(self, portrait_rgb: np.ndarray) -> None:
+        """Portrait (H, W, 3) uint8 RGB: face crop, then r_s = Direction(fc(appearance code))."""
+        face = crop_portrait(portrait_rgb, self.cfg.input_size)
+        if face is None:
+            log.warning("no face found in the portrait; using the centred square crop")
+            face = apply_crop(portrait_rgb, center_square(portrait_rgb.shape[:2]), self.cfg.input_size)
+        _, r_s, _ = self.model.encode_portrait(self._to_model(to_model_input(face)))
+        self.generator.set_identity(r_s)
+
+    # -- raw inputs -----------------------------------------------------------------------------
+    def push_avatar_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        self.audio["avatar_audio"].push(samples, start_sample)
+
+    def push_user_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        self.audio["user_audio"].push(samples, start_sample)
+
+    def push_user_frame(self, frame_rgb: np.ndarray | None, frame_index: int) -> None:
+        """Camera frame (H, W, 3) uint8 RGB; None (no face in view) is the null condition."""
+        self._frames_seen = max(self._frames_seen, frame_index + 1)
+        if frame_rgb is None:
+            self._pending_frames.pop(frame_index, None)
+            self.generator.declare_absent("user_motion", frame_index + 1)
+            return
+        face = self._crop_user(frame_rgb)
+        if face is None:
+            self.generator.declare_absent("user_motion", frame_index + 1)
+        else:
+            self._pending_frames[frame_index] = face
+
+    # -- pre-encoded inputs ---------------------------------------------------------------------
+    def push_avatar_audio_features(self, first_frame: int, features: torch.Tensor) -> None:
+        """Projected avatar-audio features (n, dim_a) for frames first_frame.. (bypasses wav2vec2)."""
+        self.generator.push_avatar_audio(first_frame, self._to_model(features))
+
+    def push_user_audio_features(self, first_frame: int, features: torch.Tensor) -> None:
+        """Projected user-audio features (n, dim_a)."""
+        self.generator.push_user_audio(first_frame, self._to_model(features))
+
+    def push_user_motion_latents(self, first_frame: int, latents: torch.Tensor) -> None:
+        """User motion latents (n, dim_w) (bypasses the motion encoder)."""
+        self.generator.push_user_motion(first_frame, self._to_model(latents))
+
+    # -- generation -----------------------------------------------------------------------------
+    def block_ready(self, block_index: int) -> bool:
+        """Whether every condition of `block_index` has arrived (raw or pre-encoded)."""
+        needed = self.generator.frames_needed(block_index)
+        tracks = self.generator.tracks
+        known = {"avatar_audio": self.audio["avatar_audio"].frames_available(),
+                 "user_audio": self.audio["user_audio"].frames_available(),
+                 "user_motion": self._frames_seen}
+        return all(max(known[name], tracks[name].known) >= needed for name in known)
+
+    def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
+        gen = self.generator
+        window = gen.condition_window(block_index)
+        if window is not None:
+            self._pull_audio(*window)
+            self._encode_pending_frames()
+        latents = gen.generate_block(block_index, settings.nfe, settings.guidance_branches,
+                                     settings.avatar_audio_scale, settings.user_scale)
+        return MotionBlock(block_index=block_index, first_frame=block_index * self.block_frames,
+                           latents=latents.float().cpu().numpy(), nfe=settings.nfe,
+                           guidance_branches=settings.guidance_branches)
+
+    def reset(self) -> None:
+        self.generator.reset()
+        for live in self.audio.values():
+            live.reset()
+        self._pending_frames.clear()
+        self._frames_seen = 0
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        p = next(self.model.parameters())
+        return torch.as_tensor(x).to(device=p.device, dtype=p.dtype)
+
+    def _pull_audio(self, start: int, end: int) -> None:
+        """Live features of frames [start, end) that have audio, from each sliding window."""
+        pushers = {"avatar_audio": self.generator.push_avatar_audio,
+                   "user_audio": self.generator.push_user_audio}
+        for name, live in self.audio.items():
+            stop = min(end, live.frames_available())
+            if stop > start:
+                pushers[name](start, live.features(start, stop)[0])
+
+    def _crop_user(self, frame_rgb: np.ndarray) -> np.ndarray | None:
+        size = self.cfg.input_size
+        if not self.crop_user_frames:
+            if frame_rgb.shape[:2] != (size, size):
+                raise ValueError(f"uncropped user frames must be ({size}, {size}, 3), got {frame_rgb.shape}")
+            return frame_rgb
+        if self._detector is None:
+            self._detector = FaceDetector()
+        box = self._detector.detect(frame_rgb)
+        if box is None:
+            return None
+        return apply_crop(frame_rgb, square_crop([box], frame_rgb.shape[:2]), size)
+
+    @torch.inference_mode()
+    def _encode_pending_frames(self) -> None:
+        if not self._pending_frames:
+            return
+        indices = sorted(self._pending_frames)
+        frames = self._to_model(to_model_input(np.stack([self._pending_frames[i] for i in indices])))
+        latents = self.model.motion_autoencoder.encode_motion(frames)          # (N, dim_w)
+        for i, latent in zip(indices, latents):
+            self.generator.push_user_motion(i, latent[None])
+        self._pending_frames.clear()

@@ -1,0 +1,78 @@
+"""The neural MotionBackend: pre-encoded features reproduce the reference; raw inputs stream."""
+import numpy as np
+import pytest
+import torch
+
+from avatar_forcing_ros.backends.avatar_forcing import AvatarForcingBackend
+from avatar_forcing_ros.backends.base import GenerationSettings
+from avatar_forcing_ros.core.model import AvatarForcing
+from core_generator_fixtures import TINY, main_noise, tensors
+
+
+@pytest.fixture(scope="module")
+def model():
+    return AvatarForcing.from_pretrained(TINY, TINY / "wav2vec2")
+
+
+def test_pre_encoded_features_pushed_per_frame_give_golden_r_d(model):
+    """20 ms of timeline per iteration: a frame's features arrive once its audio is complete."""
+    g = tensors("goldens")
+    backend = AvatarForcingBackend(model, identity=g["r_s"])
+    backend.generator.noise = main_noise()
+    blocks, pushed = [], 0
+    for ms20 in range(200):                            # 4 s in 20 ms steps; a frame is 40 ms
+        complete = (ms20 + 1) // 2
+        for f in range(pushed, complete):
+            backend.push_avatar_audio_features(f, g["avatar_wa"][0, f:f + 1])
+            backend.push_user_audio_features(f, g["user_wa"][0, f:f + 1])
+            backend.push_user_motion_latents(f, g["user_r_d"][0, f:f + 1])
+        pushed = complete
+        k = len(blocks)
+        if backend.block_ready(k):
+            blocks.append(backend.generate_block(k, GenerationSettings()))
+    assert [b.first_frame for b in blocks] == list(range(0, 100, 10))
+    r_d = np.concatenate([b.latents for b in blocks])
+    assert np.abs(r_d - g["r_d"][0].numpy()).max() < 1e-4
+    assert blocks[0].nfe == 10 and blocks[0].guidance_branches == 3
+
+
+def test_raw_audio_and_frames_stream_through_the_encoders(model):
+    g, inputs = tensors("goldens"), tensors("inputs")
+    backend = AvatarForcingBackend(model, crop_user_frames=False)
+    portrait = ((inputs["avatar_ref"][0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    backend.set_identity(g["r_s"])
+    frames = ((inputs["user_frames"][:60].permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
+    avatar, user = inputs["avatar_audio"][0].numpy(), inputs["user_audio"][0].numpy()
+    seen = {}
+    conditions = backend.generator._conditions
+    backend.generator._conditions = lambda start, n: seen.setdefault(start, conditions(start, n))
+    out = []
+    for chunk in range(60 * 2):                        # 20 ms = 320 samples
+        s = slice(320 * chunk, 320 * (chunk + 1))
+        backend.push_avatar_audio(avatar[s], s.start)
+        backend.push_user_audio(user[s], s.start)
+        if chunk % 2 == 1:
+            f = chunk // 2
+            backend.push_user_frame(frames[f] if f != 55 else None, f)
+        if backend.block_ready(len(out)):
+            out.append(backend.generate_block(len(out), GenerationSettings(nfe=4, guidance_branches=2)))
+    assert len(out) == 6
+    latents = np.concatenate([b.latents for b in out])
+    assert latents.shape == (60, 64) and np.isfinite(latents).all()
+    assert out[5].nfe == 4 and out[5].guidance_branches == 2
+    # frame 55 was pushed as None: the null condition, not an encoded face
+    avatar_audio, user_audio, user_motion = seen[48]             # block 5 reads frames 48..59
+    assert torch.equal(user_motion[2, 55 - 48], torch.zeros(64))
+    assert user_motion[2, 56 - 48].abs().max() > 0 and user_audio[2].abs().min() > 0
+    assert torch.equal(user_motion[:2], torch.zeros_like(user_motion[:2]))     # null branches
+    backend.set_portrait(portrait)                     # tiny 64 px portrait: crop falls back or detects
+    backend.reset()
+    assert backend.generator.next_block == 0 and backend.audio["avatar_audio"].samples_received == 0
+
+
+def test_from_options_validates():
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        AvatarForcingBackend.from_options(checkpoint_dir="", wav2vec2_dir="")
+    with pytest.raises(ValueError, match="dtype"):
+        AvatarForcingBackend.from_options(checkpoint_dir=str(TINY), wav2vec2_dir=str(TINY / "wav2vec2"),
+                                          dtype="float64")
