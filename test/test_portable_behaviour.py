@@ -41,7 +41,7 @@ def test_block_format_and_null_condition():
     out = _run(PortableBackend(), 6.0)[10:]   # nothing pushed at all: neutral behaviour, valid output
     assert np.all(np.isfinite(out)) and np.all(out >= ms.LOW) and np.all(out <= ms.HIGH)
     assert out[:, I["jaw_open"]].max() < 1e-6 and np.abs(out[:, I["smile"]]).max() < 1e-6
-    assert np.abs(out[:, I["gaze_x"]]).max() < 1e-6
+    assert np.abs(out[:, I["gaze_x"]]).max() <= BehaviourParams().saccade_amplitude + 1e-6   # saccades only
     backend.push_user_frame(None, 200)          # "no face in view" is fine too
     backend.push_user_params(None, 201)
     assert np.isfinite(backend.generate_block(20, GenerationSettings()).latents).all()
@@ -147,6 +147,12 @@ def test_blinks_never_too_far_apart(seed):
     assert starts[0] <= params.blink_max_interval_s * FPS
 
 
+def test_eyes_make_small_saccades_when_idle():
+    gaze = _run(PortableBackend(), 20.0)[:, [I["gaze_x"], I["gaze_y"]]]
+    jumps = np.flatnonzero(np.abs(np.diff(gaze[:, 0])) > 1e-6)
+    assert 8 <= jumps.size <= 40 and np.abs(gaze).max() <= BehaviourParams().saccade_amplitude + 1e-6
+
+
 def test_idle_head_moves_slightly():
     out = _run(PortableBackend(), 20.0)
     for name in ("head_yaw", "head_pitch", "head_roll"):
@@ -175,7 +181,8 @@ def test_face_lost_returns_to_neutral_gaze():
     for frame in range(25):
         backend.push_user_params(_user_face(0.9), frame, (0.9, 0.0))
     out = _run(backend, 4.0)                                  # no observations after 1 s
-    assert np.abs(out[-10:, I["gaze_x"]]).max() < 0.05 and out[-10:, I["smile"]].max() < 0.05
+    assert np.abs(out[-10:, I["gaze_x"]]).max() < BehaviourParams().saccade_amplitude + 0.05
+    assert out[-10:, I["smile"]].max() < 0.05
 
 
 def test_push_user_frame_runs_perception():

@@ -22,10 +22,11 @@ Rules (constants in behaviour_rules.BehaviourParams):
 6. Gaze: the eyes (and the head, by ``head_follow_deg``) turn towards the user's face position
    in the camera image; looking at the camera mirrors left and right, so a face on the raw
    camera image's right turns the avatar's eyes to its image left (``camera_mirrored`` flips it).
+   Small saccades (``saccade_amplitude``, at random intervals) keep the eyes alive.
 
 Null condition: absent avatar audio closes the mouth; absent user audio triggers no
 backchannels (a frame whose user audio never arrived counts as neither speech nor pause); an absent or stale face (no observation for ``user_timeout_s``) gives no mirrored
-smile and a straight gaze. Nothing absent raises.
+smile and a straight gaze (plus saccades). Nothing absent raises.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from avatar_forcing_ros.backends.base import GenerationSettings, MotionBackend, 
 from avatar_forcing_ros.portable import motion_space as ms
 from avatar_forcing_ros.portable.audio_energy import FrameEnergy
 from avatar_forcing_ros.portable.behaviour_rules import (
-    Backchannel, BackchannelDetector, BehaviourParams, Blinker, Sway, smoothing)
+    Backchannel, BackchannelDetector, BehaviourParams, Blinker, Saccades, Sway, smoothing)
 
 _I = ms.INDEX
 
@@ -105,7 +106,8 @@ class PortableBackend(MotionBackend):
 
     def reset(self) -> None:
         p = self.params
-        rng = np.random.default_rng(p.seed)
+        # One random stream per rule, so that one rule's draws never shift another's.
+        blink_rng, sway_rng, nod_rng, saccade_rng = np.random.default_rng(p.seed).spawn(4)
         self._avatar_audio.clear()
         self._user_audio.clear()
         self._observations: dict[int, tuple[np.ndarray, float, float] | None] = {}
@@ -113,10 +115,11 @@ class PortableBackend(MotionBackend):
         self._face_frame = -(10 ** 9)
         delay = round(p.mirror_delay_s * self.fps)
         self._user_smile = np.zeros(delay + 1)     # ring buffer of perceived user smile
-        self._blinker = Blinker(p, self.fps, rng)
-        self._sway = Sway(p, self.fps, rng)
+        self._blinker = Blinker(p, self.fps, blink_rng)
+        self._sway = Sway(p, self.fps, sway_rng)
         self._detector = BackchannelDetector(p, self.fps)
-        self._backchannel = Backchannel(p, self.fps, rng)
+        self._backchannel = Backchannel(p, self.fps, nod_rng)
+        self._saccades = Saccades(p, self.fps, saccade_rng)
         self._state = {"jaw": 0.0, "speech": 0.0, "smile": p.resting_smile, "gaze_x": 0.0,
                        "gaze_y": 0.0, "follow": 0.0}
         self._next_frame = 0
@@ -200,7 +203,8 @@ class PortableBackend(MotionBackend):
         out[_I["head_yaw"]] = sway[0] + s["follow"]
         out[_I["head_pitch"]] = sway[1] + nod_pitch + p.speech_pitch_deg * s["jaw"]
         out[_I["head_roll"]] = sway[2]
-        out[_I["gaze_x"]], out[_I["gaze_y"]] = s["gaze_x"], s["gaze_y"]
+        jump_x, jump_y = self._saccades.step()
+        out[_I["gaze_x"]], out[_I["gaze_y"]] = s["gaze_x"] + jump_x, s["gaze_y"] + jump_y
         return ms.clip(out)
 
     def close(self) -> None:

@@ -58,6 +58,8 @@ class BehaviourParams:
     head_follow_deg: float = 6.0        # head yaw towards a face at the image edge
     camera_mirrored: bool = False       # True if user frames are mirrored (selfie view)
     gaze_time_constant_s: float = 0.12
+    saccade_amplitude: float = 0.12     # small gaze jumps around the target (eyes never freeze)
+    saccade_interval_s: tuple[float, float] = (0.6, 2.5)   # random time between jumps
     user_timeout_s: float = 0.5         # a face observation older than this is absent
     seed: int = 0                       # seeds blinks, sway and backchannel variety
 
@@ -115,6 +117,28 @@ class Sway:
         t = frame / self._fps
         waves = np.sin(2.0 * math.pi * self._freq * t + self._phase).sum(axis=1) / 3.0
         return self._amp * waves
+
+
+class Saccades:
+    """Small gaze jumps at random intervals: a piecewise-constant (x, y) offset."""
+
+    def __init__(self, params: BehaviourParams, fps: int, rng: np.random.Generator):
+        self._p, self._fps, self._rng = params, fps, rng
+        self._offset = (0.0, 0.0)
+        self._next = self._interval()
+
+    def _interval(self) -> int:
+        low, high = self._p.saccade_interval_s
+        return max(1, round(self._rng.uniform(low, high) * self._fps))
+
+    def step(self) -> tuple[float, float]:
+        """Gaze offset (x, y) of the next frame."""
+        self._next -= 1
+        if self._next <= 0:
+            amp = self._p.saccade_amplitude
+            self._offset = (float(self._rng.uniform(-amp, amp)), float(self._rng.uniform(-amp, amp) / 2))
+            self._next = self._interval()
+        return self._offset
 
 
 class BackchannelDetector:

@@ -88,7 +88,8 @@ class MouthInterior:
                     cv2.LINE_AA)
         colour = self._blend(colour, cv2.GaussianBlur(tongue, (5, 5), 0).astype(np.float32) / 255.0 * 0.6, _TONGUE)
         teeth_h = min(0.07 * self.eye_distance, 0.3 * gap)
-        drop = np.array([0.0, teeth_h])
+        down = moved[lm.CHIN] - moved[lm.FOREHEAD]
+        drop = teeth_h * down / max(float(np.linalg.norm(down)), 1e-6)   # along the face's own vertical
         upper_band = np.concatenate([upper, (upper + drop)[::-1]])
         teeth_mask = cv2.GaussianBlur(_polygon_mask(shape, [upper_band]), (3, 3), 0)
         fade = 1.0 - 0.15 * np.clip((rows - top) / max(teeth_h, 1.0), 0.0, 1.0)       # (h, 1, 1)
