@@ -196,6 +196,8 @@ def test_push_user_frame_runs_perception():
         assert face is not None and face[0][I["smile"]] > 0.4     # the astronaut smiles
         backend.push_user_frame(np.zeros((480, 640, 3), np.uint8), 12)
         assert backend._observations[12] is None
+        backend.push_user_frame(default_portrait(), 12)      # same frame index: perceived once
+        assert backend._observations[12] is None
     finally:
         backend.close()
 

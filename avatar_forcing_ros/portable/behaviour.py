@@ -70,9 +70,15 @@ class PortableBackend(MotionBackend):
         self._user_audio.push(samples, start_sample)
 
     def push_user_frame(self, frame_rgb: np.ndarray | None, frame_index: int) -> None:
-        """Perceive a user camera frame (None: no face in view) and store the observation."""
+        """Perceive a user camera frame (None: no face in view) and store the observation.
+
+        Perception costs about 10 ms, so a camera faster than ``fps`` is perceived at most once
+        per avatar frame: later frames with an already observed index are skipped.
+        """
         if frame_rgb is None:
             self.push_user_params(None, frame_index)
+            return
+        if frame_index in self._observations:
             return
         if self._perceiver is None:
             from avatar_forcing_ros.portable.perception import FacePerceiver
