@@ -90,7 +90,9 @@ def test_render_then_perceive_round_trip(renderer, perceiver):
     read = {}
     for name, values in {"neutral": {}, "jaw": {"jaw_open": 0.5}, "blink": {"blink_left": 1.0, "blink_right": 1.0},
                          "yaw+": {"head_yaw": 12.0}, "yaw-": {"head_yaw": -12.0},
-                         "pitch+": {"head_pitch": 10.0}, "roll+": {"head_roll": 10.0}}.items():
+                         "pitch+": {"head_pitch": 10.0}, "roll+": {"head_roll": 10.0},
+                         "frown": {"smile": -0.5}, "brow": {"brow_raise": 1.0},
+                         "gaze+": {"gaze_x": 1.0}, "gaze-": {"gaze_x": -1.0}}.items():
         obs = perceiver.observe(_render(renderer, **values))
         assert obs is not None, name
         read[name] = ms.to_dict(obs.params)
@@ -101,11 +103,36 @@ def test_render_then_perceive_round_trip(renderer, perceiver):
     assert read["yaw+"]["head_yaw"] > n["head_yaw"] + 7 and read["yaw-"]["head_yaw"] < n["head_yaw"] - 7
     assert read["pitch+"]["head_pitch"] > n["head_pitch"] + 5
     assert read["roll+"]["head_roll"] > n["head_roll"] + 5
+    assert read["frown"]["smile"] < n["smile"] - 0.25          # the portrait already smiles
+    assert read["brow"]["brow_raise"] > n["brow_raise"] + 0.25
+    assert read["gaze+"]["gaze_x"] > read["gaze-"]["gaze_x"] + 0.3
 
 
 def test_params_from_landmarks_rejects_bad_shape():
     with pytest.raises(ValueError):
         params_from_landmarks(np.zeros((468, 3)))
+
+
+def test_rig_moves_points_in_the_documented_directions(renderer):
+    rig, p = renderer.rig, renderer.landmarks[:, :2]
+
+    def moved(**values: float) -> np.ndarray:
+        return rig.deform(ms.from_dict(values))[: lm.NUM_LANDMARKS] - p
+
+    assert moved(gaze_x=1.0)[lm.LEFT_IRIS[0], 0] > 1 and moved(gaze_y=1.0)[lm.RIGHT_IRIS[0], 1] > 0.5
+    assert moved(jaw_open=1.0)[lm.LOWER_LIP_INNER, 1] > 0.25 * rig.scale
+    assert abs(moved(jaw_open=1.0)[lm.UPPER_LIP_INNER]).max() < 0.01 * rig.scale
+    smile = moved(smile=1.0)
+    assert smile[lm.MOUTH_LEFT, 0] < -1 and smile[lm.MOUTH_RIGHT, 0] > 1     # corners out
+    assert smile[lm.MOUTH_LEFT, 1] < -1 and smile[lm.MOUTH_RIGHT, 1] < -1    # and up
+    blink = moved(blink_left=1.0)
+    assert blink[159, 1] > 0.7 * (p[145, 1] - p[159, 1]) and abs(blink[386]).max() < 1e-9
+    assert moved(brow_raise=1.0)[105, 1] < -1
+    yaw = moved(head_yaw=10.0)
+    assert yaw[lm.NOSE_TIP, 0] > yaw[lm.FACE_LEFT_EDGE, 0] > 0                # nose moves most
+    assert moved(head_pitch=10.0)[lm.NOSE_TIP, 1] > 1                         # nose goes down
+    roll = moved(head_roll=10.0)
+    assert roll[lm.FOREHEAD, 0] > 1 and roll[lm.CHIN, 0] < -1                # clockwise
 
 
 def test_renderer_output_and_regions(renderer):

@@ -79,7 +79,7 @@ class FaceRig:
         # its jaw along its own face.
         down = points[lm.CHIN, :2] - points[lm.FOREHEAD, :2]
         down /= np.linalg.norm(down)
-        axes = np.array([[-down[1], down[0]], down])                              # rows: right, down
+        axes = np.array([[down[1], -down[0]], down])                              # rows: right, down
         face = points.copy()
         face[:, :2] = (points[:, :2] - points[lm.NOSE_BRIDGE, :2]) @ axes.T      # (478, 3)
         landmark_basis = self.basis[:, : self.num_landmarks]
