@@ -20,7 +20,9 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from avatar_forcing_ros.backends.registry import BackendOptions, check_backend_name, create_backend
+from avatar_forcing_ros.backends.base import MotionBackend
+from avatar_forcing_ros.backends.registry import (BackendOptions, check_backend_name, create_backend,
+                                                   default_portrait, load_portrait)
 from avatar_forcing_ros.conversions import (MalformedMessageError, audio_chunk_to_array, image_to_array,
                                             make_header, stamp_to_seconds)
 from avatar_forcing_ros.msg import AudioChunk, GeneratorStatus, MotionLatent
@@ -43,11 +45,7 @@ class GeneratorNode(Node):
         self._declare_parameters()
         try:
             self.config = read_config(self, GeneratorConfig)
-            check_backend_name(self.config.backend)
-            self._backend = create_backend(self.config.backend, BackendOptions(
-                self.config.checkpoint_dir, self.config.wav2vec2_dir, self.config.device,
-                self.config.dtype, self.config.seed))
-            b = self._backend
+            self._backend = b = self._create_backend(self.config)
             check_latency_budget(self.config.latency_budget_ms, b.block_frames, b.lookahead_frames, b.fps)
         except ValueError as error:   # includes ConfigError; backends raise ValueError on bad files
             raise ConfigError(str(error)) from error
@@ -65,6 +63,21 @@ class GeneratorNode(Node):
             f"backend {self.config.backend} ({b.latent_space}, {b.latent_dim}-d) at {b.fps} fps, "
             f"budget {self.config.latency_budget_ms:g} ms, inputs: camera={self.config.use_camera} "
             f"user_audio={self.config.use_user_audio} avatar_audio={self.config.use_avatar_audio}")
+
+    @staticmethod
+    def _create_backend(c: GeneratorConfig) -> MotionBackend:
+        """Build the backend; a backend that needs the avatar's identity gets the portrait now."""
+        check_backend_name(c.backend)
+        wav2vec2_dir = c.wav2vec2_dir or (str(Path(c.checkpoint_dir) / "wav2vec2") if c.checkpoint_dir else "")
+        backend = create_backend(c.backend, BackendOptions(c.checkpoint_dir, wav2vec2_dir, c.device,
+                                                           c.dtype, c.seed))
+        set_portrait = getattr(backend, "set_portrait", None)   # neural backend: identity from the portrait
+        if set_portrait is not None:
+            portrait = load_portrait(c.portrait) if c.portrait else default_portrait(c.backend)
+            if portrait is None:
+                raise ValueError(f"backend {c.backend!r} needs the avatar's portrait: set 'portrait'")
+            set_portrait(portrait)
+        return backend
 
     def _declare_parameters(self) -> None:
         ro = dict(read_only=True)

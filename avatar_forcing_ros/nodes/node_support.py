@@ -15,6 +15,8 @@ Node pattern (see audio_file_player_node.py for a complete example)::
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 from typing import Callable, Sequence, TypeVar
 
 import rclpy
@@ -96,6 +98,10 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if threading.current_thread() is threading.main_thread():
+            # rclpy forwards Ctrl-C to Python's handler after shutting down the context, so a
+            # KeyboardInterrupt may still be pending here: it must not interrupt the clean-up.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
