@@ -53,7 +53,7 @@ def videos(tmp_path: Path) -> Path:
 
 
 def test_preprocess_converts_reports_and_resumes(videos: Path, tmp_path: Path, monkeypatch, capsys) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     monkeypatch.setattr(face_crop.FaceDetector, "detect", stub_detect)
     out = tmp_path / "data"
     argv = [str(videos), str(out), "--checkpoint", str(PARITY), "--wav2vec2", str(PARITY / "wav2vec2"),

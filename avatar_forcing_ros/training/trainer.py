@@ -105,6 +105,7 @@ class Trainer:
         self.audio_features = index["audio_features"]
         self.dataset = WindowDataset(train_sessions, cfg.window_frames, settings.stride)
         self.val_dataset = WindowDataset(val_sessions, cfg.window_frames, cfg.window_frames) if val_sessions else None
+        torch.manual_seed(settings.seed)                          # the initial weights
         self.model = TrainableModel(cfg, self.audio_features).to(self.device)
         if self.model.audio_dim != index["audio_dim"]:
             raise ValueError(f"dataset audio features have {index['audio_dim']} values per frame; the config "

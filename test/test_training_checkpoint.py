@@ -1,0 +1,78 @@
+"""Training checkpoints: official-named weights load in the inference core unchanged; exact resume."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from avatar_forcing_ros.core.checkpoint import load_weights_file
+from avatar_forcing_ros.core.config import parity_tiny
+from avatar_forcing_ros.core.model import AvatarForcing
+from avatar_forcing_ros.core.streaming import NoiseSource, generate_clip
+from avatar_forcing_ros.training.train import main as train_main
+from avatar_forcing_ros.training.synthetic import make_dataset
+from avatar_forcing_ros.training.trainable import TrainableModel
+
+PARITY = Path("/work/shared/parity/tiny")
+TRAIN = ["--preset", "parity-tiny", "--threads", "1", "--no-progress", "--batch-size", "4", "--lr", "1e-3",
+         "--warmup-steps", "3", "--val-every", "4", "--val-windows", "4", "--log-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    return make_dataset(tmp_path_factory.mktemp("syn"), parity_tiny(), sessions=2, frames=80, val_sessions=1)
+
+
+def losses(run: Path) -> dict[int, float]:
+    with open(run / "metrics.csv") as fh:
+        return {int(r["step"]): float(r["loss"]) for r in csv.DictReader(fh)}
+
+
+def test_resume_reproduces_the_uninterrupted_loss_curve(data: Path, tmp_path: Path) -> None:
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert train_main(["--data", str(data), "--out", str(full), "--steps", "8", "--save-every", "0", *TRAIN]) == 0
+    assert train_main(["--data", str(data), "--out", str(part), "--steps", "5", "--save-every", "0", *TRAIN]) == 0
+    assert train_main(["--data", str(data), "--out", str(part), "--steps", "8", "--save-every", "0",
+                       "--resume", str(part), *TRAIN]) == 0
+    a, b = losses(full), losses(part)
+    assert sorted(a) == sorted(b) == list(range(1, 9))
+    assert [b[s] for s in range(1, 9)] == [a[s] for s in range(1, 9)]      # bit-exact, steps 6..8 after resume
+    ta = torch.load(full / "checkpoints/step_0000008/train_state.pt", weights_only=True)
+    tb = torch.load(part / "checkpoints/step_0000008/train_state.pt", weights_only=True)
+    assert all(torch.equal(ta["model"][k], tb["model"][k]) for k in ta["model"])
+    assert all(torch.equal(ta["ema"]["shadow"][k], tb["ema"]["shadow"][k]) for k in ta["ema"]["shadow"])
+
+
+@pytest.mark.skipif(not PARITY.is_dir(), reason="parity fixtures (motion autoencoder, wav2vec2) not available")
+@pytest.mark.parametrize("fmt", ["safetensors", "pth"])
+def test_trained_checkpoint_loads_in_the_inference_core(data: Path, tmp_path: Path, fmt: str) -> None:
+    run = tmp_path / "run"
+    assert train_main(["--data", str(data), "--out", str(run), "--steps", "3", "--save-every", "0",
+                       "--weights-format", fmt, "--ema-decay", "0.9", *TRAIN]) == 0
+    folder = run / "checkpoints/step_0000003"
+    weights = load_weights_file(folder / f"flow_transformer.{fmt}")
+    assert {k.split(".")[0] for k in weights} == {"flow_transformer", "audio_encoder"}
+    # the release layout: the (frozen) motion autoencoder file sits beside the trained weights
+    (folder / "motion_autoencoder.safetensors").symlink_to(PARITY / "motion_autoencoder.safetensors")
+    core = AvatarForcing.from_pretrained(folder, PARITY / "wav2vec2")
+
+    state = torch.load(folder / "train_state.pt", weights_only=True)
+    mine = TrainableModel(parity_tiny())
+    mine.load_state_dict({**mine.state_dict(), **{k: v for k, v in state["ema"]["shadow"].items()}})
+    mine.eval()
+    assert any(not torch.equal(state["model"][k], state["ema"]["shadow"][k]) for k in state["ema"]["shadow"])
+
+    gen = torch.Generator().manual_seed(3)
+    feats = torch.randn(1, 60, 64, generator=gen)
+    user_audio, motion, identity = torch.randn(1, 60, 64, generator=gen), torch.randn(1, 60, 64), torch.randn(1, 64)
+    with torch.no_grad():
+        a_mine, u_mine = mine.project_audio(feats), mine.project_audio(user_audio)
+        a_core = core.audio_encoder.audio_projection(feats)
+        u_core = core.audio_encoder.audio_projection(user_audio)
+    assert torch.equal(a_mine, a_core) and torch.equal(u_mine, u_core)
+    out_mine = generate_clip(mine.flow_transformer, identity, a_mine, u_mine, motion, noise=NoiseSource(seed=1))
+    out_core = generate_clip(core.flow_transformer, identity, a_core, u_core, motion, noise=NoiseSource(seed=1))
+    assert torch.equal(out_mine, out_core)
