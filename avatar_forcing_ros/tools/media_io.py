@@ -1,0 +1,116 @@
+"""Media files for the offline command: audio in, video frames in, MP4 (H.264 + AAC) out.
+
+Audio and muxing use the `ffmpeg` program (Debian package `ffmpeg`; scripts/setup.sh installs
+it); video frames are read with OpenCV. Every failure is a `MediaError` (a ValueError) whose
+message names the file.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus")
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+
+
+class MediaError(ValueError):
+    """A media file that is missing, of an unsupported type, or unreadable."""
+
+
+def check_input(path: str | Path, kind: str, exts: tuple[str, ...]) -> Path:
+    """The path if it exists and has one of `exts`; MediaError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{kind} not found: {path}")
+    if path.suffix.lower() not in exts:
+        raise MediaError(f"unsupported {kind} type '{path.suffix}' ({path}); "
+                         f"supported: {' '.join(exts)}")
+    return path
+
+
+def _ffmpeg() -> str:
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise MediaError("ffmpeg not found (install the Debian package 'ffmpeg'; "
+                         "scripts/setup.sh does)")
+    return exe
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise MediaError(f"cannot decode image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_audio(path: Path, sampling_rate: int) -> np.ndarray:
+    """Mono float32 samples at `sampling_rate` from an audio file or a video's audio track."""
+    cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
+           "-ar", str(sampling_rate), "-f", "f32le", "-"]
+    run = subprocess.run(cmd, capture_output=True)
+    if run.returncode != 0:
+        raise MediaError(f"cannot read audio of {path}: {run.stderr.decode(errors='replace')[-300:]}")
+    audio = np.frombuffer(run.stdout, dtype=np.float32)
+    if audio.size == 0:
+        raise MediaError(f"{path} has no audio")
+    return audio.copy()
+
+
+def has_audio_track(path: Path) -> bool:
+    """Whether ffmpeg finds an audio stream in `path`."""
+    run = subprocess.run([_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
+                          "-t", "0.01", "-f", "null", "-"], capture_output=True)
+    return run.returncode == 0
+
+
+def read_video_frames(path: Path, fps: int) -> list[np.ndarray]:
+    """RGB uint8 frames resampled to `fps` by nearest source frame time."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MediaError(f"cannot open video {path}")
+    src_fps = cap.get(cv2.CAP_PROP_FPS) or float(fps)
+    source = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        source.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    if not source:
+        raise MediaError(f"no frames could be decoded from {path}")
+    count = max(1, int(len(source) * fps / src_fps))
+    return [source[min(len(source) - 1, round(n * src_fps / fps))] for n in range(count)]
+
+
+class Mp4Writer:
+    """Streams RGB frames to ffmpeg (libx264, yuv420p) and muxes an audio file in (AAC)."""
+
+    def __init__(self, out_path: Path, size: int, fps: int, audio_path: Path | None = None):
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [_ffmpeg(), "-y", "-nostdin", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{size}x{size}", "-framerate", str(fps), "-i", "-"]
+        if audio_path is not None:
+            cmd += ["-i", str(audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac",
+                    "-b:a", "128k"]
+        cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast",
+                "-movflags", "+faststart", str(out_path)]
+        self.path = out_path
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.frames = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        """(N, S, S, 3) uint8 RGB."""
+        self._proc.stdin.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+        self.frames += len(frames)
+
+    def close(self) -> None:
+        self._proc.stdin.close()
+        err = self._proc.stderr.read().decode(errors="replace")
+        if self._proc.wait() != 0:
+            raise MediaError(f"ffmpeg failed to write {self.path}: {err[-300:]}")
