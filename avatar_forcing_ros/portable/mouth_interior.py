@@ -2,9 +2,10 @@
 
 Warping alone would fill an opening mouth with stretched lip (or teeth) pixels. Inside the
 moved inner-lip contour this draws a dark cavity (darker towards the throat), a tongue hint at
-the bottom and an upper-teeth band following the upper lip, all
+the bottom and upper teeth that stay with the upper lip (the upper jaw does not move), all
 anti-aliased and faded in with the extra opening, so a closed mouth shows the photograph as it is.
-Teeth take the colour of the portrait's own visible teeth when its lips are parted.
+When the portrait's lips are parted, its own mouth opening (usually its teeth) is reused as the
+upper teeth; otherwise a synthetic teeth band follows the upper lip.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _DEFAULT_TEETH = np.array([228.0, 222.0, 212.0])
 _CAVITY_TOP = np.array([70.0, 30.0, 32.0])
 _CAVITY_BOTTOM = np.array([24.0, 9.0, 11.0])
 _TONGUE = np.array([128.0, 58.0, 60.0])
+_LIP = np.array([170.0, 100.0, 100.0])
 _SUBPIXEL = 3                  # cv2 drawing shift: coordinates in 1/8 pixel
 _CONTOUR = list(lm.UPPER_INNER_LIP) + list(lm.LOWER_INNER_LIP[-2:0:-1])
 
@@ -36,6 +38,31 @@ class MouthInterior:
         self.eye_distance = eye_distance
         self.rest_gap = float(np.linalg.norm(points[lm.LOWER_LIP_INNER, :2] - points[lm.UPPER_LIP_INNER, :2]))
         self.teeth = self._teeth_colour(portrait, points)
+        self._own_teeth = self._own_opening(portrait, points) if self.rest_gap >= 3.0 else None
+        self.lip = self._lower_lip_colour(portrait, points)
+
+    @staticmethod
+    def _lower_lip_colour(portrait: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Median colour of the portrait's lower lip (between its inner and outer contours)."""
+        polygon = np.concatenate([points[list(lm.LOWER_INNER_LIP), :2], points[list(lm.LOWER_OUTER_LIP[::-1]), :2]])
+        inside = _polygon_mask(portrait.shape[:2], [polygon]) > 0.5
+        pixels = portrait[inside]
+        return np.median(pixels, axis=0).astype(np.float32) if len(pixels) >= 4 else _LIP
+
+    @staticmethod
+    def _own_opening(portrait: np.ndarray, points: np.ndarray) -> tuple | None:
+        """The portrait's open-mouth pixels: (patch (h, w, 3), mask (h, w), origin, upper-lip anchor)."""
+        contour = points[_CONTOUR, :2]
+        x0, y0 = np.floor(contour.min(axis=0)).astype(int) - 1
+        x1, y1 = np.ceil(contour.max(axis=0)).astype(int) + 2
+        x0, y0 = max(x0, 0), max(y0, 0)
+        origin = np.array([x0, y0], dtype=np.float64)
+        mask = _polygon_mask((y1 - y0, x1 - x0), [contour - origin])
+        mask = cv2.erode(mask, np.ones((3, 3), np.uint8))           # keep lip pixels out
+        if mask.sum() < 12:
+            return None
+        patch = portrait[y0:y1, x0:x1].astype(np.float32)
+        return patch, mask, origin, points[list(lm.UPPER_INNER_LIP), :2].mean(axis=0)
 
     def _teeth_colour(self, portrait: np.ndarray, points: np.ndarray) -> np.ndarray:
         """Mean colour of the brightest quarter of the portrait's open mouth, else a default."""
@@ -87,13 +114,37 @@ class MouthInterior:
                     (max(1, round(0.3 * width)), max(1, round(0.35 * gap))), 0, 180, 360, 255, -1,
                     cv2.LINE_AA)
         colour = self._blend(colour, cv2.GaussianBlur(tongue, (5, 5), 0).astype(np.float32) / 255.0 * 0.6, _TONGUE)
+        # The lower lip's inner rim: a lip-coloured band above the moved lower inner contour,
+        # so the opening is framed by a lip as in a real open mouth.
+        rim = np.concatenate([lower, (lower - 0.05 * self.eye_distance * self._down(moved))[::-1]])
+        rim_alpha = cv2.GaussianBlur(_polygon_mask(shape, [rim]), (3, 3), 0)
+        colour = self._blend(colour, rim_alpha, 0.85 * self.lip)
+        if self._own_teeth is not None:
+            return self._blend(colour, *self._moved_own_teeth(shape, moved, origin))
         teeth_h = min(0.07 * self.eye_distance, 0.3 * gap)
-        down = moved[lm.CHIN] - moved[lm.FOREHEAD]
-        drop = teeth_h * down / max(float(np.linalg.norm(down)), 1e-6)   # along the face's own vertical
+        drop = teeth_h * self._down(moved)                   # along the face's own vertical
         upper_band = np.concatenate([upper, (upper + drop)[::-1]])
         teeth_mask = cv2.GaussianBlur(_polygon_mask(shape, [upper_band]), (3, 3), 0)
         fade = 1.0 - 0.15 * np.clip((rows - top) / max(teeth_h, 1.0), 0.0, 1.0)       # (h, 1, 1)
         return self._blend(colour, teeth_mask, self.teeth * self._shade(shape, upper) * fade)
+
+    def _moved_own_teeth(self, shape: tuple[int, int], moved: np.ndarray,
+                         origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha (h, w), colour (h, w, 3)) of the portrait's own opening, moved with the upper lip."""
+        patch, mask, patch_origin, anchor = self._own_teeth
+        shift = moved[list(lm.UPPER_INNER_LIP)].mean(axis=0) - anchor
+        tx, ty = patch_origin + shift - origin
+        affine = np.array([[1.0, 0.0, tx], [0.0, 1.0, ty]], dtype=np.float32)
+        size = (shape[1], shape[0])
+        layer = cv2.warpAffine(patch, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+        return alpha, layer
+
+    @staticmethod
+    def _down(moved: np.ndarray) -> np.ndarray:
+        """Unit vector from forehead to chin of the moved face."""
+        down = moved[lm.CHIN] - moved[lm.FOREHEAD]
+        return down / max(float(np.linalg.norm(down)), 1e-6)
 
     @staticmethod
     def _shade(shape: tuple[int, int], lip: np.ndarray) -> np.ndarray:
