@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _stop(children: list[tuple[str, subprocess.Popen]]) -> None:
+def stop_processes(children: list[tuple[str, subprocess.Popen]]) -> None:
     for _, proc in children:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -125,7 +125,7 @@ def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float)
         if failed:
             code = dict(children)[failed].returncode
             LOG.error("%s exited with status %s; stopping the pipeline", failed, code)
-        _stop(children)
+        stop_processes(children)
     finally:
         for sig, previous in old.items():
             signal.signal(sig, previous)
