@@ -233,7 +233,9 @@ class MotionAutoencoder(nn.Module):
             raise ValueError(f"batch mismatch: r_d {tuple(r_d.shape)}, s_r {tuple(s_r.shape)}, "
                              f"feats {[tuple(f.shape) for f in feats]}")
         block = block or self.cfg.num_frames_per_block
-        feats_rep = [f.repeat_interleave(block, dim=0) for f in feats]     # (B*block, C, H, W)
+        # (B*block, C, H, W); a single portrait is broadcast without copying (66 MB a frame at 512 px)
+        feats_rep = [f.expand(block, -1, -1, -1) if b == 1 else f.repeat_interleave(block, dim=0)
+                     for f in feats]
         images = []
         for start in range(0, t, block):
             chunk = r_d[:, start:start + block]                            # (B, n, D)
