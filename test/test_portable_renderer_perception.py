@@ -172,6 +172,25 @@ def test_background_stays_still_and_no_tearing(renderer):
         assert max(jumps) < 6.0, values
 
 
+def test_mouth_interior_for_closed_lips_in_the_portrait(renderer):
+    """A portrait with closed lips has no teeth to reuse: a synthetic teeth band is drawn."""
+    from avatar_forcing_ros.portable.mouth_interior import MouthInterior
+
+    points = renderer.landmarks.copy()
+    points[list(lm.LOWER_INNER_LIP[1:-1])] = points[list(lm.UPPER_INNER_LIP[1:-1])]   # lips closed
+    mouth = MouthInterior(renderer.image, points, renderer.rig.scale)
+    assert mouth.rest_gap < 1.0 and mouth._own_teeth is None
+    moved = points[:, :2].copy()
+    moved[list(lm.LOWER_INNER_LIP[1:-1]), 1] += 0.3 * renderer.rig.scale
+    moved[list(lm.LOWER_OUTER_LIP[1:-1]), 1] += 0.3 * renderer.rig.scale
+    image = renderer.image.copy()
+    mouth.paint(image, moved)
+    centre = np.round(0.5 * (moved[lm.UPPER_LIP_INNER] + moved[lm.LOWER_LIP_INNER])).astype(int)
+    assert image[centre[1], centre[0]].mean() < renderer.image[centre[1], centre[0]].mean() - 40
+    teeth = np.round(moved[lm.UPPER_LIP_INNER] + [0, 2]).astype(int)
+    assert image[teeth[1], teeth[0]].mean() > 150                       # light teeth under the lip
+
+
 def test_renderer_rejects_bad_input(renderer):
     with pytest.raises(ValueError):
         renderer.render(np.zeros((2, ms.DIM + 1), np.float32))
