@@ -37,7 +37,6 @@ class MouthInterior:
     def __init__(self, portrait: np.ndarray, points: np.ndarray, eye_distance: float):
         self.eye_distance = eye_distance
         self.rest_gap = float(np.linalg.norm(points[lm.LOWER_LIP_INNER, :2] - points[lm.UPPER_LIP_INNER, :2]))
-        self.teeth = self._teeth_colour(portrait, points)
         self._own_teeth = self._own_opening(portrait, points) if self.rest_gap >= 3.0 else None
         self.lip = self._lower_lip_colour(portrait, points)
 
@@ -63,18 +62,6 @@ class MouthInterior:
             return None
         patch = portrait[y0:y1, x0:x1].astype(np.float32)
         return patch, mask, origin, points[list(lm.UPPER_INNER_LIP), :2].mean(axis=0)
-
-    def _teeth_colour(self, portrait: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Mean colour of the brightest quarter of the portrait's open mouth, else a default."""
-        if self.rest_gap < 3.0:
-            return _DEFAULT_TEETH
-        inside = _polygon_mask(portrait.shape[:2], [points[_CONTOUR, :2]]) > 0.99
-        pixels = portrait[inside].astype(np.float64)
-        if len(pixels) < 12:
-            return _DEFAULT_TEETH
-        luminance = pixels @ np.array([0.299, 0.587, 0.114])
-        bright = pixels[luminance >= np.percentile(luminance, 75)].mean(axis=0)
-        return 0.5 * bright + 0.5 * _DEFAULT_TEETH if bright.mean() > 120 else _DEFAULT_TEETH
 
     def paint(self, image: np.ndarray, moved: np.ndarray) -> None:
         """Draw into `image` (S, S, 3) uint8 in place, given moved landmarks (>= 478, 2)."""
@@ -126,7 +113,7 @@ class MouthInterior:
         upper_band = np.concatenate([upper, (upper + drop)[::-1]])
         teeth_mask = cv2.GaussianBlur(_polygon_mask(shape, [upper_band]), (3, 3), 0)
         fade = 1.0 - 0.15 * np.clip((rows - top) / max(teeth_h, 1.0), 0.0, 1.0)       # (h, 1, 1)
-        return self._blend(colour, teeth_mask, self.teeth * self._shade(shape, upper) * fade)
+        return self._blend(colour, teeth_mask, _DEFAULT_TEETH * self._shade(shape, upper) * fade)
 
     def _moved_own_teeth(self, shape: tuple[int, int], moved: np.ndarray,
                          origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
