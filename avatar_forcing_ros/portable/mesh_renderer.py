@@ -8,8 +8,9 @@ Pipeline per frame (all set-up work happens once in ``set_portrait``):
    barycentric weights (half resolution, upsampled) -> one cv2.remap of the portrait; the
    border anchors hold the background still and the rings make the motion fade out, so the
    face never tears from the background;
-3. ``MouthInterior.paint``: a dark cavity with tongue and teeth hints where the lips part
-   further than in the photograph.
+3. ``MouthInterior.paint``: where the lips part further than in the photograph, a dark cavity
+   with a tongue hint, a lower-lip rim, and upper teeth (the photograph's own when it shows
+   them, else a synthetic band) that stay with the upper lip.
 
 4. ``Eyelids.paint``: past half a blink, lid-skin colour over the remaining eye opening and a
    soft lash line (the warp has already slid the upper lid down onto the lower one).
