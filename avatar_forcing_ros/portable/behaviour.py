@@ -173,45 +173,59 @@ class PortableBackend(MotionBackend):
 
     def _step(self, frame: int) -> np.ndarray:
         """Advance every rule by one frame -> (DIM,) parameters."""
-        p, s, fps = self.params, self._state, self.fps
         out = ms.NEUTRAL.copy()
-        # 1. lips
-        level = self._speech_level(frame)
-        lag = p.lip_attack_s if level * p.jaw_open_max > s["jaw"] else p.lip_release_s
-        s["jaw"] += smoothing(lag, fps) * (level * p.jaw_open_max - s["jaw"])
-        s["speech"] += smoothing(0.5, fps) * (float(level > 0.2) - s["speech"])   # slow "is speaking"
-        out[_I["jaw_open"]] = s["jaw"]
-        out[_I["mouth_pucker"]] = p.speech_pucker * s["jaw"]
-        # 2. smile mirroring (ring buffer holds the last delay + 1 frames of user smile)
+        self._lips(frame, out)
         face = self._user_face(frame)
-        slot = frame % self._user_smile.size
-        self._user_smile[slot] = 0.0 if face is None else float(face[0][_I["smile"]])
-        delayed = self._user_smile[(frame + 1) % self._user_smile.size]
-        above = max(0.0, delayed - p.mirror_threshold) / (1.0 - p.mirror_threshold)
-        target = p.resting_smile + p.mirror_gain * above
-        s["smile"] += smoothing(p.smile_time_constant_s, fps) * (target - s["smile"])
-        # 3. backchannels
-        if self._detector.step(self._user_audio.level_db(frame), avatar_speaking=s["speech"] > 0.5):
+        smile = self._mirrored_smile(frame, face)
+        speaking = self._state["speech"] > 0.5
+        if self._detector.step(self._user_audio.level_db(frame), avatar_speaking=speaking):
             self._backchannel.start(frame)
         nod_pitch, nod_smile, nod_brow = self._backchannel.at(frame)
-        out[_I["smile"]] = s["smile"] + nod_smile
+        out[_I["smile"]] = smile + nod_smile
         out[_I["brow_raise"]] = nod_brow
-        # 4. blinks
         out[_I["blink_left"]] = out[_I["blink_right"]] = self._blinker.step()
-        # 5. idle sway (+ speech) and 6. gaze towards the user
+        self._head_and_gaze(frame, face, nod_pitch, out)
+        return ms.clip(out)
+
+    def _lips(self, frame: int, out: np.ndarray) -> None:
+        """Rule 1: jaw (and a little pucker) from the avatar's speech level."""
+        p, s, fps = self.params, self._state, self.fps
+        level = self._speech_level(frame)
+        target = level * p.jaw_open_max
+        lag = p.lip_attack_s if target > s["jaw"] else p.lip_release_s
+        s["jaw"] += smoothing(lag, fps) * (target - s["jaw"])
+        speaking = float(level > p.speaking_level)
+        s["speech"] += smoothing(p.speaking_time_constant_s, fps) * (speaking - s["speech"])
+        out[_I["jaw_open"]] = s["jaw"]
+        out[_I["mouth_pucker"]] = p.speech_pucker * s["jaw"]
+
+    def _mirrored_smile(self, frame: int, face: tuple[np.ndarray, float, float] | None) -> float:
+        """Rule 2: the avatar's smile follows the user's, mirror_delay_s later."""
+        p, s = self.params, self._state
+        ring = self._user_smile            # holds the last delay + 1 frames of user smile
+        ring[frame % ring.size] = 0.0 if face is None else float(face[0][_I["smile"]])
+        delayed = ring[(frame + 1) % ring.size]
+        above = max(0.0, delayed - p.mirror_threshold) / (1.0 - p.mirror_threshold)
+        target = p.resting_smile + p.mirror_gain * above
+        s["smile"] += smoothing(p.smile_time_constant_s, self.fps) * (target - s["smile"])
+        return s["smile"]
+
+    def _head_and_gaze(self, frame: int, face: tuple[np.ndarray, float, float] | None,
+                       nod_pitch: float, out: np.ndarray) -> None:
+        """Rules 5 and 6 (plus the nod of rule 3): head sway, head and eyes towards the user."""
+        p, s, fps = self.params, self._state, self.fps
         sign = 1.0 if p.camera_mirrored else -1.0
         gx, gy = (0.0, 0.0) if face is None else (sign * face[1], face[2])
         a = smoothing(p.gaze_time_constant_s, fps)
         s["gaze_x"] += a * (p.gaze_gain_x * gx - s["gaze_x"])
         s["gaze_y"] += a * (p.gaze_gain_y * gy - s["gaze_y"])
-        s["follow"] += smoothing(0.4, fps) * (p.head_follow_deg * gx - s["follow"])
+        s["follow"] += smoothing(p.head_follow_time_constant_s, fps) * (p.head_follow_deg * gx - s["follow"])
         sway = self._sway.at(frame) * (1.0 + (p.speech_motion_gain - 1.0) * s["speech"])
         out[_I["head_yaw"]] = sway[0] + s["follow"]
         out[_I["head_pitch"]] = sway[1] + nod_pitch + p.speech_pitch_deg * s["jaw"]
         out[_I["head_roll"]] = sway[2]
         jump_x, jump_y = self._saccades.step()
         out[_I["gaze_x"]], out[_I["gaze_y"]] = s["gaze_x"] + jump_x, s["gaze_y"] + jump_y
-        return ms.clip(out)
 
     def close(self) -> None:
         """Release the perception graph, if one was started."""

@@ -23,6 +23,8 @@ class BehaviourParams:
     lip_release_s: float = 0.06         # smoothing when closing
     lip_anticipation_frames: int = 1    # lips lead the sound (<= the backend's look-ahead)
     speech_pucker: float = 0.15         # mouth narrows a little while speaking
+    speaking_level: float = 0.2         # speech level (0-1) above which the avatar "is speaking"
+    speaking_time_constant_s: float = 0.5   # smoothing of that state (sway, backchannel gating)
     # Smile mirroring: the avatar smiles back after a natural delay.
     mirror_delay_s: float = 0.5         # reaction delay
     mirror_threshold: float = 0.15      # user smile below this counts as neutral
@@ -56,6 +58,7 @@ class BehaviourParams:
     gaze_gain_x: float = 0.8            # gaze_x per unit of face position (image half-width)
     gaze_gain_y: float = 0.5
     head_follow_deg: float = 6.0        # head yaw towards a face at the image edge
+    head_follow_time_constant_s: float = 0.4
     camera_mirrored: bool = False       # True if user frames are mirrored (selfie view)
     gaze_time_constant_s: float = 0.12
     saccade_amplitude: float = 0.12     # small gaze jumps around the target (eyes never freeze)
