@@ -25,8 +25,9 @@ Rules (constants in behaviour_rules.BehaviourParams):
    Small saccades (``saccade_amplitude``, at random intervals) keep the eyes alive.
 
 Null condition: absent avatar audio closes the mouth; absent user audio triggers no
-backchannels (a frame whose user audio never arrived counts as neither speech nor pause); an absent or stale face (no observation for ``user_timeout_s``) gives no mirrored
-smile and a straight gaze (plus saccades). Nothing absent raises.
+backchannels (a frame whose user audio never arrived counts as neither speech nor pause); an
+absent or stale face (no observation for ``user_timeout_s``) gives no mirrored smile and a
+straight gaze (plus saccades). Nothing absent raises.
 """
 from __future__ import annotations
 
