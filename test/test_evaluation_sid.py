@@ -53,3 +53,11 @@ def test_lagged_pearson_matches_direct_correlation():
             assert abs(r[lag, d] - direct) < 1e-9
     assert np.isnan(r[:, 2]).all()
     assert np.argmax(r[:, 0]) == 4
+
+
+def test_sid_of_motionless_reference_is_zero():
+    still = np.zeros((500, 3))
+    assert sid(still, still, clusters=40, window=25)['sid_bits'] == 0.0
+    few = np.repeat(np.eye(3), 250, axis=0)             # three poses: few distinct windows
+    result = sid(few, few, clusters=40, window=25)
+    assert result['clusters'] < 20 and 0 < result['sid_bits'] <= result['max_bits']

@@ -92,7 +92,8 @@ class RecorderNode(Node):
         if not self._pending:
             return
         types = dict(self.get_topic_names_and_types())
-        for topic in [t for t in self._pending if types.get(t)]:
+        # a topic that only has subscribers so far: wait for a publisher to match its QoS
+        for topic in [t for t in self._pending if types.get(t) and self.count_publishers(t)]:
             msgtype = types[topic][0]
             try:
                 msg_class = _message_class(msgtype)

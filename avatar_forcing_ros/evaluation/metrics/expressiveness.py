@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.cluster.vq import kmeans2, vq
 
@@ -41,8 +43,14 @@ def sid(reference: np.ndarray, evaluated: np.ndarray, clusters: int, window: int
     eval_w = windows((evaluated - mean) / std, window)
     if len(ref_w) < 4 or len(eval_w) == 0:
         return {'sid_bits': None, 'reason': f'too few windows of {window} frames'}
-    k = int(min(clusters, len(ref_w) // 2))
-    centroids, _ = kmeans2(ref_w, k, minit='++', seed=np.random.default_rng(seed))
+    distinct = len(np.unique(ref_w.round(6), axis=0))
+    k = int(min(clusters, len(ref_w) // 2, distinct))
+    if k < 2:   # the reference never moves: one cluster, zero diversity
+        return {'sid_bits': 0.0, 'clusters': 1, 'max_bits': 0.0, 'windows': int(len(eval_w)),
+                'window_frames': window}
+    with warnings.catch_warnings():   # an empty cluster only means a zero histogram bin
+        warnings.simplefilter('ignore')
+        centroids, _ = kmeans2(ref_w, k, minit='++', seed=np.random.default_rng(seed))
     labels, _ = vq(eval_w, centroids)
     hist = np.bincount(labels, minlength=k) / len(labels)
     nonzero = hist[hist > 0]
