@@ -224,6 +224,20 @@ def test_frame_energy_absent_vs_silent():
     assert energy.rms(1) is None and energy.rms(5) == 0.0
 
 
+def test_long_session_keeps_memory_bounded():
+    backend = PortableBackend()
+    chunk = np.zeros(SPF * 10, np.float32)
+    for block in range(300):                                  # 2 minutes, pushed as it goes
+        first = block * 10
+        backend.push_avatar_audio(chunk, first * SPF)
+        backend.push_user_audio(chunk, first * SPF)
+        for frame in range(first, first + 10):
+            backend.push_user_params(_user_face(), frame)
+        backend.generate_block(block, GenerationSettings())
+    assert len(backend._observations) < 100
+    assert len(backend._avatar_audio._count) < 100 and len(backend._user_audio._count) < 100
+
+
 def test_block_generation_is_fast():
     backend = PortableBackend()
     samples, _ = _speech(4.0)
