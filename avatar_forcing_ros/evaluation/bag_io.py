@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -153,7 +154,7 @@ def _mcap_scan(path: Path, topics: set[str], problems: list[str],
                     last_ns = record.log_time
                     yield RawMessage(channel.topic, schema.name if schema else '',
                                      record.log_time, record.data)
-        except (McapError, EOFError, ValueError, OSError) as err:
+        except (McapError, EOFError, ValueError, OSError, struct.error) as err:
             problems.append(f'{path}: damaged or truncated after {count} messages of the requested '
                             f'topics (last log time {last_ns} ns): {type(err).__name__}: '
                             f'{err or "the file ends inside a record"}')
