@@ -54,5 +54,5 @@ def test_cut_zstd_mcap_directory_gives_partial_results(tmp_path, capsys):
     assert main([str(bag), '-o', str(tmp_path / 'out'), '--no-progress']) == 1
     assert 'truncated' in capsys.readouterr().err
     result = json.loads((tmp_path / 'out' / 'evaluation.json').read_text())['bags'][0]
-    assert FRAMES // 3 < result['generation']['frames'] < FRAMES * 2 // 3 + 1
+    assert FRAMES // 3 < result['generation']['frames'] < FRAMES      # the index is lost too
     assert result['rate']['avatar_motion']['missing_frames'] == 0   # a clean prefix
