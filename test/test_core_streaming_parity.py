@@ -120,3 +120,11 @@ def test_dropped_branches_still_get_their_cache_updated():
     for slot in range(3):
         assert torch.equal(after[:, slot, :, :28], before[:, slot, :, 10:])
         assert (after[:, slot, :, 28:] - before[:, slot, :, 28:]).abs().max() > 1e-3
+
+
+def test_bfloat16_model_keeps_float32_latents_close_to_golden():
+    g = tensors("goldens")
+    model = tiny_transformer().to(torch.bfloat16)
+    r_d = generate_clip(model, g["r_s"], g["avatar_wa"], g["user_wa"], g["user_r_d"], main_noise())
+    assert r_d.dtype == torch.float32
+    assert (r_d - g["r_d"]).abs().mean() < 0.05

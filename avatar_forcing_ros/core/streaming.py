@@ -88,12 +88,12 @@ class ConditionTrack:
 
     def window(self, start: int, end: int, last_frame: int | None, like: Tensor) -> Tensor:
         """Frames [start, end) as (end - start, dim); beyond `last_frame` the last frame is repeated."""
+        zeros = torch.zeros(self.dim, device=like.device, dtype=like.dtype)
         rows = []
         for f in range(start, end):
-            f = min(f, last_frame) if last_frame is not None else f
-            row = self.frames.get(f)
-            rows.append(row if row is not None else torch.zeros(self.dim))
-        return torch.stack(rows).to(device=like.device, dtype=like.dtype)
+            row = self.frames.get(min(f, last_frame) if last_frame is not None else f)
+            rows.append(row.to(device=like.device, dtype=like.dtype) if row is not None else zeros)
+        return torch.stack(rows)
 
     def drop_before(self, frame: int) -> None:
         for f in [f for f in self.frames if f < frame]:
@@ -194,7 +194,7 @@ class StreamingGenerator:
     @torch.inference_mode()
     def generate_block(self, block_index: int, nfe: int | None = None, guidance_branches: int = 3,
                        a_scale: float | None = None, u_scale: float | None = None) -> Tensor:
-        """Latents (F, dim_w) of frames [F*k, F*k + F) (fewer at a declared clip end).
+        """Float32 latents (F, dim_w) of frames [F*k, F*k + F) (fewer at a declared clip end).
 
         Blocks must be asked for in order. Frames not pushed by now are the null condition.
         Blocks 0..4 share one 50-frame window computed at block 0 with block 0's settings.
@@ -211,12 +211,12 @@ class StreamingGenerator:
                 cfg.a_cfg_scale if a_scale is None else a_scale, cfg.u_cfg_scale if u_scale is None else u_scale)
         if first < cfg.window_frames:
             if block_index == 0:
-                x = self.noise((1, cfg.window_frames, cfg.dim_w), self.dtype, self.device)
+                x = self.noise((1, cfg.window_frames, cfg.dim_w), torch.float32, self.device)
                 self._first_window = self._run_window(0, x, 0, *args)
                 self._context = self._first_window[:, cfg.window_frames - cfg.context_frames:]
             out = self._first_window[0, first:first + fpb]
         else:
-            x = torch.cat([self._context, self.noise((1, fpb, cfg.dim_w), self.dtype, self.device)], dim=1)
+            x = torch.cat([self._context, self.noise((1, fpb, cfg.dim_w), torch.float32, self.device)], dim=1)
             x = self._run_window(first - cfg.context_frames, x, cfg.context_frames, *args)
             self._context = x[:, -cfg.context_frames:]
             out = x[0, cfg.context_frames:]
@@ -248,7 +248,10 @@ class StreamingGenerator:
 
     def _run_window(self, start: int, x: Tensor, n_context: int, nfe: int, branches: int,
                     a_scale: float, u_scale: float) -> Tensor:
-        """Denoise window tokens x (1, n, dim_w) for frames [start, start+n), then update the cache."""
+        """Denoise window tokens x (1, n, dim_w) for frames [start, start+n), then update the cache.
+
+        Latents stay float32 (the Euler update runs in float64) whatever the model's dtype.
+        """
         model, cache, aw = self.model, self.cache, self.cfg.attention_window
         n, past_len, cross_len = x.shape[1], cache.length, cache.cross_length
         c = model.embed_condition(*self._conditions(start, n))                  # (3, n, H)
@@ -269,10 +272,10 @@ class StreamingGenerator:
         block_index = self.next_block
 
         def velocity(step: int, xb: Tensor) -> Tensor:
-            h = model.embed_input(xb, identity)                                 # (S, n, H)
+            h = model.embed_input(xb.to(self.dtype), identity)                  # (S, n, H)
             for i, blk in enumerate(model.blocks):
                 h, _, _ = blk(h, mods[step], rot, masks[0], cross_s[i], masks[1], past_s[i])
-            v = model.final_layer(h, final_mods[step])                          # (S, n, dim_w)
+            v = model.final_layer(h, final_mods[step]).float()                  # (S, n, dim_w)
             if self.step_observer is not None:
                 self.step_observer(block_index, step, xb[:1], v)
             return v
@@ -290,7 +293,8 @@ class StreamingGenerator:
         frames are re-fed as the next block's context, so they are not cached.
         """
         model, n_keep = self.model, x.shape[1] - self.cfg.context_frames
-        h = model.embed_input(x.expand(len(ALL_BRANCHES), -1, -1), self.identity.expand(len(ALL_BRANCHES), -1))
+        branches = len(ALL_BRANCHES)
+        h = model.embed_input(x.to(self.dtype).expand(branches, -1, -1), self.identity.expand(branches, -1))
         kvs = []
         for i, blk in enumerate(model.blocks):
             if i < len(model.blocks) - 1:
