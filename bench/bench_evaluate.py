@@ -5,7 +5,8 @@ The bag holds what a live session records: 25 Hz avatar motion latents (and user
 chunks of 20 ms for the user and the avatar, and 1 Hz generator status. It is written with
 rosbags (not timed), then evaluated through the command-line entry point (timed, wall clock).
 
-    PYTHONPATH=. python bench/bench_evaluate.py [--minutes 10] [--latent-dim 11] [--storage mcap] [--keep DIR]
+    PYTHONPATH=. python bench/bench_evaluate.py [--minutes 10] [--latent-dim 11]
+                                                [--storage mcap] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def _session(minutes: float, latent_dim: int) -> SyntheticSession:
     audio = (rng.normal(size=frames * 640) * 0.1).astype(np.float32)
     ok, jpeg = cv2.imencode('.jpg', astronaut()[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
-    space = motion_space.LATENT_SPACE if latent_dim == motion_space.DIM else 'avatar_forcing/lia_motion'
+    portable = latent_dim == motion_space.DIM
+    space = motion_space.LATENT_SPACE if portable else 'avatar_forcing/lia_motion'
     return SyntheticSession(avatar, latent_space=space, user_motion=user,
                             motion_latency_ms=100 + rng.normal(size=frames) * 3,
                             image_jpeg=jpeg.tobytes(), avatar_audio=audio, user_audio=audio)

@@ -57,7 +57,8 @@ def publish(seconds: float, best_effort_images: bool) -> None:
             for t, c in types.items()}
     while any(p.get_subscription_count() == 0 for p in pubs.values()):
         rclpy.spin_once(node, timeout_sec=0.05)
-    jpeg = cv2.imencode('.jpg', astronaut()[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    quality = [cv2.IMWRITE_JPEG_QUALITY, 90]
+    jpeg = cv2.imencode('.jpg', astronaut()[:, :, ::-1], quality)[1].tobytes()
     samples = (np.random.default_rng(0).normal(size=320) * 0.1).astype(np.float32).tolist()
     counts: Counter = Counter()
     start = time.monotonic()
@@ -72,7 +73,8 @@ def publish(seconds: float, best_effort_images: bool) -> None:
             out['avatar/motion'] = MotionLatent(header=header, frame_index=tick // 2,
                                                 latent_space='bench', latent=[0.1] * 11, nfe=10,
                                                 guidance_branches=3)
-            out['avatar/image/compressed'] = CompressedImage(header=header, format='jpeg', data=jpeg)
+            out['avatar/image/compressed'] = CompressedImage(header=header, format='jpeg',
+                                                             data=jpeg)
         if tick % 50 == 0:
             out['avatar/generator_status'] = GeneratorStatus(header=header, backend='bench')
         for topic, msg in out.items():
@@ -93,13 +95,14 @@ def _peak_rss_mb(pid: int) -> float:
 
 def _bag_figures(bag: Path) -> tuple[Counter, dict[str, np.ndarray]]:
     from avatar_forcing_ros.evaluation.bag_io import open_bag
-    from avatar_forcing_ros.evaluation.session import _header_stamp
+    from avatar_forcing_ros.evaluation.session import header_stamp_ns
     source = open_bag(bag)
     counts: Counter = Counter()
     delays: dict[str, list] = {}
     for raw in source.messages({'/' + t for t in TOPICS}):
         counts[raw.topic.lstrip('/')] += 1
-        delays.setdefault(raw.topic.lstrip('/'), []).append((raw.log_ns - _header_stamp(raw.data)) / 1e6)
+        delay_ms = (raw.log_ns - header_stamp_ns(raw.data)) / 1e6
+        delays.setdefault(raw.topic.lstrip('/'), []).append(delay_ms)
     if source.problems:
         print('bag problems:', source.problems)
     return counts, {t: np.asarray(v) for t, v in delays.items()}
@@ -107,7 +110,8 @@ def _bag_figures(bag: Path) -> tuple[Counter, dict[str, np.ndarray]]:
 
 def run(seconds: float, best_effort_images: bool) -> None:
     env = dict(os.environ, ROS_DOMAIN_ID=str(150 + os.getpid() % 50),
-               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', PYTHONPATH=f'{REPO}:' + os.environ.get('PYTHONPATH', ''))
+               ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
+               PYTHONPATH=f'{REPO}:' + os.environ.get('PYTHONPATH', ''))
     root = Path(tempfile.mkdtemp(prefix='bench_recorder_'))
     bag = root / 'bag'
     try:
@@ -117,9 +121,9 @@ def run(seconds: float, best_effort_images: bool) -> None:
              '-p', 'discovery_period_s:=0.1'], env=env, cwd=REPO,
             stdout=(root / 'recorder.log').open('w'), stderr=subprocess.STDOUT)
         flags = ['--best-effort-images'] if best_effort_images else []
-        publisher = subprocess.run([sys.executable, __file__, '--publish', '--seconds', str(seconds),
-                                    *flags], env=env, cwd=REPO, capture_output=True, text=True,
-                                   timeout=seconds + 120)
+        publisher = subprocess.run(
+            [sys.executable, __file__, '--publish', '--seconds', str(seconds), *flags],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=seconds + 120)
         published = Counter(json.loads(publisher.stdout.strip().splitlines()[-1]))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         peak_mb = _peak_rss_mb(recorder.pid)
@@ -136,7 +140,8 @@ def run(seconds: float, best_effort_images: bool) -> None:
             d = delays.get(topic, np.zeros(1))
             print(f'  {topic:26s} published {published[topic]:6d} recorded {recorded[topic]:6d} '
                   f'lost {published[topic] - recorded[topic]:4d}  receive delay p50 '
-                  f'{np.percentile(d, 50):.2f} ms p99 {np.percentile(d, 99):.2f} ms max {d.max():.1f} ms')
+                  f'{np.percentile(d, 50):.2f} ms p99 {np.percentile(d, 99):.2f} ms '
+                  f'max {d.max():.1f} ms')
         print('  recorder summary:', [line.split(']: ')[-1] for line in
                                       (root / 'recorder.log').read_text().splitlines()
                                       if 'bag closed' in line])
@@ -146,7 +151,8 @@ def run(seconds: float, best_effort_images: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--seconds', type=float, default=60.0, help='session length (s); 600 = issue figure')
+    parser.add_argument('--seconds', type=float, default=60.0,
+                        help='session length (s); 600 = the issue figure')
     parser.add_argument('--best-effort-images', action='store_true')
     parser.add_argument('--publish', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()

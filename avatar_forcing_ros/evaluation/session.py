@@ -52,7 +52,8 @@ class MotionSeries(StampSeries):
 
 @dataclass
 class AudioSeries(StampSeries):
-    """AudioChunk messages; ``samples`` is the mono mix of every chunk (list of float32 arrays)."""
+    """AudioChunk messages; ``samples``: the mono mix of every chunk (list of float32 arrays),
+    kept for the avatar audio only (the lip-sync envelope); empty arrays for the user audio."""
 
     sample_rate: int = 0
     samples: list = field(default_factory=list)
@@ -76,7 +77,7 @@ class Session:
     problems: list[str] = field(default_factory=list)
 
 
-def _header_stamp(data: bytes | memoryview) -> int:
+def header_stamp_ns(data: bytes | memoryview) -> int:
     """header.stamp in ns read straight from CDR bytes (a Header is the first field)."""
     little = bytes(data[1:2]) == b'\x01'
     sec, nsec = struct.unpack_from('<iI' if little else '>iI', data, 4)
@@ -105,7 +106,7 @@ class _Collector:
         self.counts[raw.topic] += 1
         handler: Callable = getattr(self, f'_row_{role}', None) or self._row_stamp
         if raw.msgtype in _IMAGE_TYPES:  # only the stamp is needed: skip decoding pixels
-            row = (raw.log_ns, _header_stamp(raw.data))
+            row = (raw.log_ns, header_stamp_ns(raw.data))
         else:
             row = handler(raw.log_ns, self.deserialize(raw))
         self.rows.setdefault(role, []).append(row)
@@ -126,8 +127,10 @@ class _Collector:
         mono = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
         return (log_ns, _stamp_ns(msg), int(msg.sample_rate), mono)
 
-    _row_user_audio = _row_audio
     _row_avatar_audio = _row_audio
+
+    def _row_user_audio(self, log_ns: int, msg: Any) -> tuple:
+        return (log_ns, _stamp_ns(msg), int(msg.sample_rate), np.zeros(0, np.float32))
 
     def _row_status(self, log_ns: int, msg: Any) -> tuple:
         return (log_ns, *(float(getattr(msg, name)) for name in _STATUS_FIELDS))
