@@ -24,7 +24,7 @@ from pathlib import Path
 from . import node_plan
 
 LOG = logging.getLogger("avatar_forcing_launch")
-GRACE_S = 10.0
+GRACE_S = 20.0   # torch-based nodes can take seconds to finalise on a loaded CPU
 
 
 def package_prefix() -> Path:
@@ -98,7 +98,7 @@ def stop_processes(children: list[tuple[str, subprocess.Popen]]) -> None:
         try:
             proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            LOG.warning("%s ignored SIGINT; terminating", name)
+            LOG.warning("%s did not stop within %.0f s of SIGINT; terminating", name, GRACE_S)
             proc.terminate()
             try:
                 proc.wait(3.0)
