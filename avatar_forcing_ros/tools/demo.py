@@ -1,0 +1,145 @@
+"""avatar-forcing-demo: the live avatar end to end on this machine, with whatever it has.
+
+What it starts (as separate processes, through the same node plan as the launch file):
+video_source (a webcam if one opens, else a synthetic user video), audio_capture (a real
+microphone if the machine has a capture device, else a *synthetic user*: a private PulseAudio
+server whose null-sink monitor is the microphone while espeak-ng speech plays into it, so the
+real PortAudio capture path runs), audio_file_player (the avatar's speech), generator, renderer,
+display (a window when a screen exists, else headless), audio_playback (the speaker, or a
+second null sink) and the recorder. When the session ends (``--duration`` or Ctrl-C) it writes
+into the output folder:
+
+- ``session_bag/``: the rosbag2 (MCAP) of the session,
+- ``avatar.mp4``: the avatar with its speech muxed in,
+- ``evaluation/``: report.html + evaluation.json, and prints the evaluation summary.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from avatar_forcing_ros.evaluation import cli as evaluate_cli
+from avatar_forcing_ros.tools import bag_to_mp4, launcher, node_plan
+from avatar_forcing_ros.tools.demo_media import make_demo_media
+from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
+
+LOG = logging.getLogger("avatar_forcing_demo")
+USER_SINK = "avatar_demo_user"        # the synthetic user speaks into this sink; its monitor is the mic
+SPEAKER_SINK = "avatar_demo_speaker"  # the avatar's speech plays here when there is no sound card
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="avatar-forcing-demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: out/demo-<date-time> in the current directory)")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds to run; 0 = until Ctrl-C")
+    p.add_argument("--backend", default="portable", choices=["portable", "avatar_forcing"])
+    p.add_argument("--checkpoint-dir", default="", help="neural backend: folder with the release files")
+    p.add_argument("--portrait", default="", help="portrait image (default: the backend's default portrait)")
+    p.add_argument("--camera", default="auto",
+                   help="'auto' (webcam if one opens, else synthetic), 'synthetic', a camera index or a video file")
+    p.add_argument("--microphone", default="auto", choices=["auto", "real", "synthetic"],
+                   help="'auto': a real capture device if the machine has one, else the synthetic user")
+    p.add_argument("--display", default="auto", choices=["auto", "on", "off"],
+                   help="'auto': a window when $DISPLAY is set")
+    return p.parse_args(argv)
+
+
+def webcam_available() -> bool:
+    """True when a V4L2 camera opens and delivers a frame."""
+    import cv2  # noqa: PLC0415 (only needed for this probe)
+
+    if not glob.glob("/dev/video*"):
+        return False
+    capture = cv2.VideoCapture(0)
+    try:
+        return bool(capture.isOpened() and capture.read()[0])
+    finally:
+        capture.release()
+
+
+def capture_device_available() -> bool:
+    """True when ALSA lists a hardware capture device (a real microphone)."""
+    return bool(glob.glob("/dev/snd/pcmC*D*c"))
+
+
+def start_synthetic_user(speech_wav: Path, env: dict[str, str]) -> subprocess.Popen:
+    """The synthetic user talks into the user sink: the speech file, a pause, again, until stopped."""
+    loop = f'while true; do paplay --device={USER_SINK} "$0"; sleep 1.5; done'
+    return subprocess.Popen(["bash", "-c", loop, str(speech_wav)], env=env, start_new_session=True)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM to the process and its children (it leads its own session), then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="[avatar-forcing-demo] %(message)s")
+    args = parse_args(argv)
+    out = (args.out or Path("out") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    media = make_demo_media(out.parent / "demo_media")
+
+    camera = args.camera
+    if camera == "auto":
+        camera = "0" if webcam_available() else "synthetic"
+    video_source = str(media.user_video) if camera == "synthetic" else camera
+    synthetic_user = args.microphone == "synthetic" or (
+        args.microphone == "auto" and not capture_device_available())
+    display = args.display == "on" or (args.display == "auto" and bool(os.environ.get("DISPLAY")))
+    LOG.info("camera: %s; microphone: %s; display: %s; output: %s", video_source,
+             "synthetic user (PulseAudio null sink)" if synthetic_user else "default capture device",
+             "window" if display else "headless", out)
+
+    bag = out / "session_bag"
+    launch_args = node_plan.complete_arguments({
+        "backend": args.backend, "checkpoint_dir": args.checkpoint_dir, "portrait": args.portrait,
+        "video_source": video_source, "use_microphone": "true",
+        "avatar_audio_file": str(media.avatar_speech_wav), "display": str(display).lower(),
+        "speaker": "true", "record": "true", "record_output": str(bag)})
+    prefix = launcher.package_prefix()
+    share = launcher.share_dir(prefix)
+    plan = launcher.process_plan(launch_args, prefix, node_plan.config_file(share))
+    plan.append(("topic_monitor", launcher.node_command(
+        node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, node_plan.config_file(share), "")))
+    env = dict(os.environ)
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
+
+    with ExitStack() as stack:
+        if synthetic_user:
+            pulse = stack.enter_context(PrivatePulseServer([USER_SINK, SPEAKER_SINK]))
+            # the avatar speaks into its own sink, so the synthetic user's microphone never hears it
+            env.update(pulse.env, PULSE_SINK=SPEAKER_SINK, PULSE_SOURCE=f"{USER_SINK}.monitor")
+            stack.callback(stop_process_group, start_synthetic_user(media.user_speech_wav, env))
+        status = launcher.run(plan, env, args.duration)
+
+    return finish(bag, out) or status
+
+
+def finish(bag: Path, out: Path) -> int:
+    """Write the MP4 and the evaluation of the recorded session; 0 when both worked."""
+    if not bag.exists():
+        LOG.error("no bag was recorded at %s", bag)
+        return 1
+    status = bag_to_mp4.main([str(bag), str(out / "avatar.mp4")])
+    LOG.info("evaluating the session")
+    status |= evaluate_cli.main([str(bag), "-o", str(out / "evaluation"), "--no-progress"])
+    LOG.info("done: %s", out)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
