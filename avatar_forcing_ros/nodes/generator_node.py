@@ -53,7 +53,7 @@ class GeneratorNode(Node):
         self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
         self._malformed = MalformedInputCounter(self)
         self.core = GeneratorCore(self._backend, self.config, now=self._now,
-                                  on_event=lambda text: self.get_logger().info(text))
+                                  on_event=self._log_event)
         self._create_interfaces(topics)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -137,6 +137,11 @@ class GeneratorNode(Node):
         self.create_timer(1.0 / self._backend.fps, self._on_tick,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._on_status, callback_group=MutuallyExclusiveCallbackGroup())
+
+    def _log_event(self, text: str) -> None:
+        """Latency-controller changes, logged once each (not after shutdown: no rosout then)."""
+        if self.context.ok():
+            self.get_logger().info(text)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

@@ -43,7 +43,7 @@ class RendererConfig:
     jpeg_quality: int = 85
     publish_compressed: bool = True
     max_batch: int = 8
-    queue_size: int = 50
+    queue_size: int = 25
     image_reliable: bool = False
     fps: float = 25.0
     motion_topic: str = "avatar/motion"
@@ -114,7 +114,8 @@ class RendererNode(Node):
         p("jpeg_quality", 85, describe("JPEG quality of avatar/image/compressed", int_range=(1, 100), **ro))
         p("publish_compressed", True, describe("Also publish <image_topic>/compressed (jpeg)", **ro))
         p("max_batch", 8, describe("Most latents decoded in one batch when behind", int_range=(1, 256), **ro))
-        p("queue_size", 50, describe("Latents waiting to be decoded; oldest dropped when full",
+        p("queue_size", 25, describe("Latents waiting to be decoded (bounds the added latency: 25 = 1 s); "
+                                     "oldest dropped when full",
                                      int_range=(1, 10000), **ro))
         p("image_reliable", False, describe("Reliable image QoS (default best effort, keep last 1)", **ro))
         p("fps", 25.0, describe("Frame rate of the motion stream; a latent waiting longer than one "
