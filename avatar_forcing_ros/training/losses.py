@@ -149,6 +149,6 @@ def dpo_objective(policy_w: Tensor, policy_l: Tensor, ref_w: Tensor, ref_l: Tens
     """
     margin = (policy_w - ref_w) - (policy_l - ref_l)                         # (B,)
     loss = -F.logsigmoid(-beta * margin).mean()
-    stats = {"dpo_accuracy": float((margin < 0).float().mean()), "winner_error": float(policy_w.mean()),
-             "loser_error": float(policy_l.mean())}
+    stats = {"dpo_accuracy": float((margin < 0).float().mean()), "winner_error": float(policy_w.detach().mean()),
+             "loser_error": float(policy_l.detach().mean())}
     return loss, stats

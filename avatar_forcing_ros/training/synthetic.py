@@ -1,6 +1,7 @@
 """Synthetic dyadic sessions with a known reaction: the avatar copies the user's motion `lag` frames late.
 
-Used by the tests and the training benchmark (no real data needed). Per session:
+Used by the tests and the training benchmark (no real data needed); `reactiveness` measures how
+well a model reproduces the lag. Per session:
 user_motion(t) = A s(t), s(t) = `factors` slow sinusoids (0.2-0.6 Hz, random phase) plus a little
 noise, A a fixed random (dim_w, factors) mixing; avatar_motion(t) = user_motion(t - lag) +
 `noise` * N(0, 1); audio features i.i.d. N(0, 1) per frame (no information); identity random.
@@ -10,10 +11,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from avatar_forcing_ros.core.config import AvatarForcingConfig
+from avatar_forcing_ros.core.streaming import NoiseSource, generate_clip
+from avatar_forcing_ros.evaluation.metrics.stats import lagged_pearson
 from avatar_forcing_ros.training.dataset import Session, write_index, write_session
+from avatar_forcing_ros.training.trainable import TrainableModel
 
 
 def make_session(name: str, frames: int, cfg: AvatarForcingConfig, audio_dim: int, lag: int,
@@ -46,3 +51,27 @@ def make_dataset(root: str | Path, cfg: AvatarForcingConfig, sessions: int = 8, 
     write_index(root, entries, fps=cfg.fps, dim_w=cfg.dim_w, audio_features="wav2vec2_layers",
                 audio_dim=cfg.audio_feature_dim, config=cfg.to_dict())
     return Path(root)
+
+
+@torch.no_grad()
+def reactiveness(model: TrainableModel, sessions: list[Session], lag: int, seeds: tuple[int, ...] = (0, 1),
+                 frames: int | None = None) -> float:
+    """Mean Pearson r between user motion and the model's generated avatar motion `lag` frames later.
+
+    Each session (cut to `frames`) is sampled with the streaming inference sampler
+    (core.streaming.generate_clip, the config's NFE and guidance) once per seed; r is computed
+    per latent channel (evaluation.metrics.stats.lagged_pearson) and averaged over channels,
+    seeds and sessions. Chance level is 0.
+    """
+    model.eval()
+    values = []
+    for s in sessions:
+        cut = slice(0, frames or s.frames)
+        batch = {k: getattr(s, k)[cut][None] for k in ("avatar_audio", "user_audio", "user_motion")}
+        cond = model.conditions({**batch, "identity": s.identity[None]})
+        for seed in seeds:
+            out = generate_clip(model.flow_transformer, cond.identity, cond.avatar_audio, cond.user_audio,
+                                cond.user_motion, noise=NoiseSource(seed=seed))
+            r = lagged_pearson(s.user_motion[cut].numpy(), out[0].numpy(), lag)
+            values.append(float(np.nanmean(r[lag])))
+    return float(np.mean(values))

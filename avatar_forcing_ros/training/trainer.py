@@ -66,7 +66,7 @@ class TrainSettings:
     weights_format: str = "safetensors"
     progress: bool = True
     # DPO stage
-    dpo_beta: float = 1000.0
+    dpo_beta: float = 10.0
     dpo_sft_weight: float = 1.0
     loser_nfe: int | None = None
     loser_cache: str | None = None
