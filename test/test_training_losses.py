@@ -1,0 +1,78 @@
+"""Unit tests of the training objective: noise layout, convention, dropout, DPO, on-the-fly losers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from avatar_forcing_ros.core.config import parity_tiny
+from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+from avatar_forcing_ros.training.dataset import WindowDataset, load_sessions
+from avatar_forcing_ros.training.losses import (
+    Conditions, NoiseLayout, dpo_objective, noised, per_sample_error, sample_dropout, sample_layout)
+from avatar_forcing_ros.training.synthetic import make_dataset
+from avatar_forcing_ros.training.train import main as train_main
+
+
+def test_layout_levels_come_from_the_table_per_block_with_streaming_windows() -> None:
+    sched = FlowMatchScheduler(1000)
+    layout = sample_layout(400, 50, 4, 10, sched, torch.Generator().manual_seed(0), stream_prob=0.25)
+    blocks = layout.t.view(400, 5, 10)
+    assert (blocks == blocks[..., :1]).all()                              # one level per block
+    noisy = layout.t[layout.t > 0]
+    idx = torch.searchsorted(-sched.timesteps, -noisy)                    # table is descending
+    assert torch.equal(sched.timesteps[idx], noisy)                      # only table entries, never sigma 0
+    assert torch.allclose(layout.sigma, layout.t / 1000, atol=1e-6)
+    streaming = (blocks[:, :4, 0] == 0).all(dim=1) & (blocks[:, 4, 0] > 0)
+    assert 0.15 < streaming.float().mean() < 0.35                         # ~stream_prob of the windows
+    assert (blocks[..., 0] > 0).all(dim=1).float().mean() > 0.6           # the rest: independent levels
+
+
+def test_noising_follows_the_sampler_convention() -> None:
+    """An exact velocity stepped with the inference Euler update lands on x_0."""
+    x0, noise = torch.randn(1, 10, 4), torch.randn(1, 10, 4)
+    t = torch.full((1, 10), 1000.0)
+    x_t, v = noised(x0, NoiseLayout(t, t / 1000, noise))
+    assert torch.allclose(x_t, noise)
+    out = FlowMatchScheduler.euler_step(x_t, v, 1.0, 0.0)
+    assert torch.allclose(out, x0, atol=1e-6)
+
+
+def test_dropout_zeroes_whole_conditions_independently() -> None:
+    gen = torch.Generator().manual_seed(0)
+    drop_a, drop_u = sample_dropout(4000, gen, 0.2, 0.3)
+    assert abs(drop_a.float().mean() - 0.2) < 0.03 and abs(drop_u.float().mean() - 0.3) < 0.03
+    assert abs((drop_a & drop_u).float().mean() - 0.06) < 0.02
+    cond = Conditions(torch.ones(2, 5, 3), torch.ones(2, 5, 3), torch.ones(2, 5, 3), torch.ones(2, 3))
+    out = cond.drop(torch.tensor([True, False]), torch.tensor([False, True]))
+    assert out.avatar_audio[0].abs().sum() == 0 and out.avatar_audio[1].eq(1).all()
+    assert out.user_audio[1].abs().sum() == 0 and out.user_motion[1].abs().sum() == 0
+    assert out.user_motion[0].eq(1).all() and out.identity.eq(1).all()
+
+
+def test_error_ignores_clean_tokens_and_dpo_prefers_fitting_the_winner() -> None:
+    pred, target = torch.zeros(1, 4, 2), torch.tensor([[[1.0, 1.0], [2.0, 2.0], [9.0, 9.0], [9.0, 9.0]]])
+    noisy = torch.tensor([[True, True, False, False]])
+    assert per_sample_error(pred, target, noisy).item() == pytest.approx(2.5)
+    ref = torch.tensor([1.0])
+    better, _ = dpo_objective(torch.tensor([0.5]), torch.tensor([1.5]), ref, ref, beta=10.0)
+    worse, _ = dpo_objective(torch.tensor([1.5]), torch.tensor([0.5]), ref, ref, beta=10.0)
+    same, stats = dpo_objective(ref, ref, ref, ref, beta=10.0)
+    assert better < same < worse and same.item() == pytest.approx(0.6931, abs=1e-4)
+    assert stats["dpo_accuracy"] == 0.0
+
+
+def test_dpo_with_losers_sampled_on_the_fly(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    data = make_dataset(tmp_path / "data", parity_tiny(), sessions=1, frames=50, val_sessions=0)
+    common = ["--data", str(data), "--preset", "parity-tiny", "--threads", "1", "--no-progress", "--batch-size", "1",
+              "--val-every", "0", "--save-every", "0", "--stride", "50"]
+    assert train_main([*common, "--out", str(tmp_path / "sft"), "--steps", "1"]) == 0
+    init = tmp_path / "sft/checkpoints/step_0000001/flow_transformer.safetensors"
+    assert train_main([*common, "--out", str(tmp_path / "dpo"), "--steps", "2", "--stage", "dpo", "--init", str(init),
+                       "--loser-nfe", "4"]) == 0
+    assert (tmp_path / "dpo/checkpoints/step_0000002/train_state.pt").is_file()
+    assert train_main([*common, "--out", str(tmp_path / "x"), "--steps", "1", "--stage", "dpo"]) == 2  # needs --init
+    _, sessions = load_sessions(data)
+    assert len(WindowDataset(sessions, 50, 10)) == 1
