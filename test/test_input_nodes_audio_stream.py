@@ -53,3 +53,20 @@ def test_load_audio_mixdown_resample_and_errors(tmp_path):
     (tmp_path / 'junk.wav').write_bytes(b'not audio')
     with pytest.raises(ValueError, match='junk.wav'):
         load_audio(tmp_path / 'junk.wav', 16000)
+
+
+def test_stamp_smoother_removes_jitter_follows_drift_and_resets():
+    from avatar_forcing_ros.media.audio_stream import StampSmoother
+    smoother = StampSmoother(16000)
+    jitter = np.random.default_rng(3).uniform(-6e6, 6e6, 600)
+    drift = 1.001  # device clock 0.1 % fast
+    measured = (np.arange(600) * 20e6 * drift + jitter).astype(np.int64)
+    stamps = np.array([smoother.update(int(m), 320) for m in measured])
+    steps = np.diff(stamps[100:]) / 1e6
+    assert np.all(np.abs(steps - 20) < 1.5)  # raw steps jitter by up to 20 ms
+    assert abs(np.median(steps) - 20 * drift) < 0.01
+    assert abs(stamps[-1] - 599 * 20e6 * drift) < 3e6
+    assert smoother.update(int(measured[-1] + 5e9), 320) == int(measured[-1] + 5e9)  # a gap
+    catch_up = [smoother.update(int(measured[-1] + 5e9 + k * 40e6), 320) for k in range(1, 5)]
+    assert catch_up == [int(measured[-1] + 5e9 + k * 40e6) for k in range(1, 5)]  # followed
+    assert smoother.update(0, 320, after_gap=True) == 0

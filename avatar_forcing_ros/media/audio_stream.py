@@ -114,3 +114,30 @@ class ChunkAssembler:
             self._blocks.popleft()
         first_index, stamp_ns = self._blocks[0]
         return stamp_ns + round((position - first_index) * _NS_PER_S / self.in_rate)
+
+
+class StampSmoother:
+    """Smooths the per-block capture times a driver reports (ALSA's pulse plugin jitters by
+    about a block) into a steady timeline that still follows the device clock.
+
+    Each block's time is predicted from the previous one plus its duration and nudged by a
+    fraction ``gain`` of the measured error; an error larger than ``reset_ns`` (a gap, lost
+    blocks, a clock step), or a block the caller marks as following lost audio, restarts the
+    timeline from the measurement. (PulseAudio's ALSA plugin, for one, jitters by up to ~10 ms,
+    and starts a 16 kHz stream with a ~0.4 s backlog whose reported capture times then advance
+    by two blocks per block while it drops audio to catch up: those are followed, not smoothed.)
+    """
+
+    def __init__(self, sample_rate: float, gain: float = 0.1,
+                 reset_ns: int = 15_000_000) -> None:
+        self.sample_rate, self.gain, self.reset_ns = sample_rate, gain, reset_ns
+        self._next_ns: float | None = None  # predicted time of the next block's first sample
+
+    def update(self, measured_ns: int, frames: int, after_gap: bool = False) -> int:
+        """Capture time to use for a block of ``frames`` samples measured at ``measured_ns``."""
+        if after_gap or self._next_ns is None or abs(measured_ns - self._next_ns) > self.reset_ns:
+            stamp = float(measured_ns)
+        else:
+            stamp = self._next_ns + self.gain * (measured_ns - self._next_ns)
+        self._next_ns = stamp + frames * _NS_PER_S / self.sample_rate
+        return round(stamp)
