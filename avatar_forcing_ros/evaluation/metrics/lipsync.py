@@ -21,15 +21,16 @@ def rms_envelope(audio: AudioSeries, grid_ns: np.ndarray, fps: float) -> np.ndar
     rate = float(audio.sample_rate)
     if rate <= 0:
         raise ValueError(f'audio sample rate must be positive, got {rate}')
-    sums = np.zeros(len(grid_ns))
-    counts = np.zeros(len(grid_ns))
-    origin = grid_ns[0]
-    for stamp, chunk in zip(audio.stamp_ns, audio.samples):
-        times_s = (stamp - origin) / 1e9 + np.arange(len(chunk)) / rate
-        bins = np.floor(times_s * fps).astype(np.int64)
-        keep = (bins >= 0) & (bins < len(grid_ns))
-        np.add.at(sums, bins[keep], chunk[keep].astype(np.float64) ** 2)
-        np.add.at(counts, bins[keep], 1)
+    lengths = np.array([len(chunk) for chunk in audio.samples])
+    if lengths.sum() == 0:
+        return np.zeros(len(grid_ns))
+    samples = np.concatenate(audio.samples).astype(np.float64)                  # (S,)
+    starts_s = np.repeat((audio.stamp_ns - grid_ns[0]) / 1e9, lengths)           # (S,)
+    offsets = np.arange(len(samples)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    bins = np.floor((starts_s + offsets / rate) * fps).astype(np.int64)         # frame per sample
+    keep = (bins >= 0) & (bins < len(grid_ns))
+    sums = np.bincount(bins[keep], weights=samples[keep] ** 2, minlength=len(grid_ns))
+    counts = np.bincount(bins[keep], minlength=len(grid_ns)).astype(np.float64)
     return np.sqrt(np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0))
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 
 from ...portable import motion_space
 
 PCA_COMPONENTS = 8
+PCA_MAX_ROWS = 3000
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,20 @@ def is_portable(latent_space: str, dim: int) -> bool:
     return latent_space == motion_space.LATENT_SPACE and dim == motion_space.DIM
 
 
-def pca_basis(pooled: np.ndarray, components: int = PCA_COMPONENTS) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (D,), basis (D, K)) of the top-K principal components of (N, D) ``pooled``."""
-    mean = pooled.mean(axis=0)
-    centred = (pooled - mean).astype(np.float64)
-    eigval, eigvec = np.linalg.eigh(centred.T @ centred)       # ascending; (D,), (D, D)
-    order = np.argsort(eigval)[::-1][:components]
-    return mean, eigvec[:, order]
+def pca_basis(pooled: np.ndarray, components: int = PCA_COMPONENTS,
+              max_rows: int = PCA_MAX_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (D,), basis (D, K)) of the top-K principal components of (N, D) ``pooled``.
+
+    Fitted on at most ``max_rows`` evenly spaced rows (plenty for a few components, and it
+    keeps a 10-minute 512-D session fast).
+    """
+    rows = pooled[:: max(1, len(pooled) // max_rows)].astype(np.float64)
+    mean = rows.mean(axis=0)
+    dim = rows.shape[1]
+    k = min(components, dim)
+    _, eigvec = scipy.linalg.eigh((rows - mean).T @ (rows - mean),
+                                  subset_by_index=[dim - k, dim - 1])   # ascending; (D, k)
+    return mean, eigvec[:, ::-1]
 
 
 def groups_for(latent_space: str, pooled: np.ndarray) -> list[Group]:

@@ -61,7 +61,12 @@ def resample(times_ns: np.ndarray, values: np.ndarray, grid_ns: np.ndarray) -> n
     Duplicate times keep their last value; the grid must lie inside [times[0], times[-1]].
     """
     times_ns, keep = np.unique(times_ns[::-1], return_index=True)
-    values = values[::-1][keep]
+    values = np.asarray(values, np.float64)[::-1][keep]                   # (N, D)
+    if len(times_ns) == 1:
+        return np.repeat(values, len(grid_ns), axis=0)
     t = (times_ns - grid_ns[0]).astype(np.float64)
     g = (grid_ns - grid_ns[0]).astype(np.float64)
-    return np.stack([np.interp(g, t, values[:, d]) for d in range(values.shape[1])], axis=1)
+    right = np.clip(np.searchsorted(t, g, side='right'), 1, len(t) - 1)  # (T,)
+    left = right - 1
+    weight = np.clip((g - t[left]) / (t[right] - t[left]), 0.0, 1.0)[:, None]
+    return values[left] * (1.0 - weight) + values[right] * weight        # (T, D)

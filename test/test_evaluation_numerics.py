@@ -1,4 +1,4 @@
-"""SID diversity and PCA groups for a latent space without named dimensions."""
+"""Numeric pieces: SID diversity, PCA groups, lag search, resampling, audio envelope."""
 from __future__ import annotations
 
 import numpy as np
@@ -61,3 +61,27 @@ def test_sid_of_motionless_reference_is_zero():
     few = np.repeat(np.eye(3), 250, axis=0)             # three poses: few distinct windows
     result = sid(few, few, clusters=40, window=25)
     assert result['clusters'] < 20 and 0 < result['sid_bits'] <= result['max_bits']
+
+
+def test_resample_interpolates_every_column():
+    from avatar_forcing_ros.evaluation.metrics.stats import resample
+    times = np.array([0, 10, 30, 30, 60], np.int64)             # a duplicate keeps the last value
+    values = np.array([[0.0, 1], [10, 1], [99, 1], [30, 1], [60, 2]])
+    grid = np.array([0, 5, 20, 45, 60], np.int64)
+    out = resample(times, values, grid)
+    np.testing.assert_allclose(out[:, 0], [0, 5, 20, 45, 60])
+    np.testing.assert_allclose(out[:, 1], [1, 1, 1, 1.5, 2])
+
+
+def test_rms_envelope_per_frame_bins():
+    from avatar_forcing_ros.evaluation.metrics.lipsync import rms_envelope
+    from avatar_forcing_ros.evaluation.session import AudioSeries
+    rate, t0 = 1000, 5_000_000_000
+    # 50 ms of amplitude 1, then 60 ms of amplitude 3; 40 ms frames from 20 ms before the audio
+    chunks = [np.full(50, 1.0, np.float32), np.full(60, -3.0, np.float32)]
+    stamps = np.array([t0, t0 + 50_000_000], np.int64)
+    audio = AudioSeries(stamps, stamps, sample_rate=rate, samples=chunks)
+    grid = t0 - 20_000_000 + np.arange(5, dtype=np.int64) * 40_000_000
+    env = rms_envelope(audio, grid, fps=25.0)
+    expected = [1.0, np.sqrt((30 * 1 + 10 * 9) / 40), 3.0, 3.0, 0.0]   # last frame: no audio
+    np.testing.assert_allclose(env, expected, rtol=1e-6)
