@@ -80,6 +80,10 @@ class Rotation:
     cos: Tensor
     sin: Tensor
 
+    def rows(self, start: int) -> "Rotation":
+        """The rotations of positions start.. only."""
+        return self if start == 0 else Rotation(self.cos[start:], self.sin[start:])
+
     def apply(self, x: Tensor) -> Tensor:
         """Rotate adjacent channel pairs (2i, 2i+1) of x (B, heads, N, head_dim) as complex numbers."""
         pairs = x.unflatten(-1, (-1, 2))                                  # (B, h, N, D/2, 2)
@@ -136,6 +140,16 @@ class ConditionEncoder(nn.Module):
         return self.to_cond_user(both)                                                 # (B, N, H)
 
 
+def block_norm(x: Tensor) -> Tensor:
+    """The blocks' LayerNorm: no affine weights, eps 1e-6."""
+    return F.layer_norm(x, x.shape[-1:], eps=LN_EPS)
+
+
+def token_rows(mod: Tensor, start: int) -> Tensor:
+    """Rows start.. of a per-token modulation (..., N, C); a per-step one (C,) is shared by all."""
+    return mod if start == 0 or mod.dim() == 1 else mod[..., start:, :]
+
+
 # ---- attention -----------------------------------------------------------------------------
 def split_heads(x: Tensor, heads: int) -> Tensor:
     return x.unflatten(-1, (heads, -1)).transpose(1, 2)                  # (B, h, N, Dh)
@@ -165,16 +179,21 @@ class SelfAttention(nn.Module):
         k, v = kv.chunk(2, dim=-1)
         return split_heads(k, self.heads), split_heads(v, self.heads)
 
-    def forward(self, x: Tensor, rot: Rotation, mask: Tensor,
-                past: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, N, H) at the positions of `rot`; `past` = rotated keys/values (B, h, P, Dh) before them."""
+    def forward(self, x: Tensor, rot: Rotation, mask: Tensor, past: tuple[Tensor, Tensor] | None = None,
+                q_from: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, N, H) at the positions of `rot`; `past` = rotated keys/values (B, h, P, Dh) before them.
+
+        Keys and values are computed for all N tokens, queries (and the output) only for tokens
+        q_from.. (callers that need only some rows save the rest of the work).
+        """
         q, k, v = (split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
         k_rot = rot.apply(k)
         keys, values = k_rot, v
         if past is not None:
             keys = torch.cat([past[0], k_rot], dim=2)                     # (B, h, P + N, Dh)
             values = torch.cat([past[1], v], dim=2)
-        out = F.scaled_dot_product_attention(rot.apply(q), keys, values, attn_mask=mask)
+        q = rot.rows(q_from).apply(q[:, :, q_from:])
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[q_from:])
         return self.proj(merge_heads(out)), k, v
 
 
@@ -221,16 +240,26 @@ class DFoTBlock(nn.Module):
         self.cross_attn = CrossAttention(hidden, heads)
         self.mlp = Mlp(hidden, int(hidden * mlp_ratio))
 
+    def attend_self(self, x: Tensor, mod: Tensor, rot: Rotation, self_mask: Tensor,
+                    past: tuple[Tensor, Tensor] | None = None, q_from: int = 0
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """First half: x (B, N, H) -> (x rows q_from.., new un-rotated keys, new values) of all N."""
+        shift, scale, gate = mod.chunk(6, dim=-1)[:3]
+        attn, k, v = self.attn(modulate(block_norm(x), shift, scale), rot, self_mask, past, q_from)
+        return x[:, q_from:] + token_rows(gate, q_from) * attn, k, v
+
+    def attend_rest(self, x: Tensor, mod: Tensor, cross_kv: tuple[Tensor, Tensor], cross_mask: Tensor) -> Tensor:
+        """Second half (cross-attention, MLP) for rows x (B, M, H); mod/cross_mask for those rows."""
+        shift, scale, gate = mod.chunk(6, dim=-1)[3:]
+        x = x + self.cross_attn(block_norm(x), cross_kv, cross_mask)
+        return x + gate * self.mlp(modulate(block_norm(x), shift, scale))
+
     def forward(self, x: Tensor, mod: Tensor, rot: Rotation, self_mask: Tensor,
                 cross_kv: tuple[Tensor, Tensor], cross_mask: Tensor,
-                past: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, N, H) -> (x, new un-rotated keys, new values)."""
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mod.chunk(6, dim=-1)
-        norm = lambda h: F.layer_norm(h, h.shape[-1:], eps=LN_EPS)  # noqa: E731
-        attn, k, v = self.attn(modulate(norm(x), shift_a, scale_a), rot, self_mask, past)
-        x = x + gate_a * attn
-        x = x + self.cross_attn(norm(x), cross_kv, cross_mask)
-        x = x + gate_m * self.mlp(modulate(norm(x), shift_m, scale_m))
+                past: tuple[Tensor, Tensor] | None = None, q_from: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, N, H) -> (x rows q_from.., new un-rotated keys, new values)."""
+        x, k, v = self.attend_self(x, mod, rot, self_mask, past, q_from)
+        x = self.attend_rest(x, token_rows(mod, q_from), cross_kv, cross_mask[q_from:])
         return x, k, v
 
 
@@ -243,7 +272,7 @@ class FinalLayer(nn.Module):
     def forward(self, x: Tensor, mod: Tensor) -> Tensor:
         """x (B, N, H), mod (..., 2H) = precomputed shift/scale -> (B, N, dim_w)."""
         shift, scale = mod.chunk(2, dim=-1)
-        return self.linear(modulate(F.layer_norm(x, x.shape[-1:], eps=LN_EPS), shift, scale))
+        return self.linear(modulate(block_norm(x), shift, scale))
 
 
 # ---- the model -----------------------------------------------------------------------------

@@ -61,7 +61,8 @@ def guided_euler(x: Tensor, velocity: Callable[[int, Tensor], Tensor], plan: Ste
                  num_context: int, num_branches: int, a_scale: float, u_scale: float) -> Tensor:
     """Denoise x (1, N, D) whose first `num_context` frames are clean context.
 
-    `velocity(step, x_batched)` returns the raw branch velocities (num_branches, N, D).
+    `velocity(step, x_batched)` returns the raw branch velocities of the noisy frames
+    (num_branches, N - num_context, D) (the context frames' velocities are never used).
     Only the plan's `num_updates` steps run: the last entry of the step list (t = 0 to t = 0)
     leaves x unchanged, so its forward is skipped. Context frames are copied unchanged.
     """
@@ -69,7 +70,7 @@ def guided_euler(x: Tensor, velocity: Callable[[int, Tensor], Tensor], plan: Ste
     for step in range(plan.num_updates):
         v = velocity(step, x.expand(num_branches, -1, -1))
         v = guided_velocity(v, num_branches, a_scale, u_scale)
-        noisy = FlowMatchScheduler.euler_step(x[:, num_context:], v[:, num_context:],
+        noisy = FlowMatchScheduler.euler_step(x[:, num_context:], v,
                                               sigmas[step], sigmas[step + 1])
         x = torch.cat([x[:, :num_context], noisy], dim=1)
     return x

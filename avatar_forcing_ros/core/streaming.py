@@ -27,14 +27,14 @@ Design note
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from avatar_forcing_ros.core.flow_transformer import (
-    FlowTransformer, Rotation, alignment_mask, lookahead_mask, modulate, LN_EPS)
+    FlowTransformer, Rotation, alignment_mask, block_norm, lookahead_mask, modulate, token_rows)
 from avatar_forcing_ros.core.kv_cache import KVCache
 from avatar_forcing_ros.core.sampler import ALL_BRANCHES, branch_conditions, branch_slots, guided_euler
 from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
@@ -252,61 +252,95 @@ class StreamingGenerator:
 
         Latents stay float32 (the Euler update runs in float64) whatever the model's dtype.
         """
-        model, cache, aw = self.model, self.cache, self.cfg.attention_window
-        n, past_len, cross_len = x.shape[1], cache.length, cache.cross_length
-        c = model.embed_condition(*self._conditions(start, n))                  # (3, n, H)
-        new_cross = [blk.cross_attn.condition_kv(c) for blk in model.blocks]
-        cross = [(torch.cat([cache.cross_kv(i)[0], k], 2), torch.cat([cache.cross_kv(i)[1], v], 2))
-                 for i, (k, v) in enumerate(new_cross)]                           # (3, h, cross_len + n, Dh)
-        rot = model.rope(torch.arange(past_len, past_len + n, device=self.device), self.dtype)
-        rot_past = model.rope(torch.arange(past_len, device=self.device), self.dtype)
-        past = [(rot_past.apply(k), v) for k, v in (cache.self_kv(i, list(ALL_BRANCHES))
-                                                     for i in range(len(model.blocks)))]
-        masks = (lookahead_mask(n, past_len + n, aw).to(self.device),
-                 alignment_mask(n, cross_len + n, aw).to(self.device))
-        mods, final_mods, zero_mod = self._modulation_tables(nfe, n, n_context)
+        win = self._prepare_window(start, x.shape[1], nfe, n_context)
         slots = branch_slots(branches)
-        pick = (lambda kv: kv) if len(slots) == 3 else (lambda kv: tuple(t[slots] for t in kv))
-        past_s, cross_s = [pick(p) for p in past], [pick(cr) for cr in cross]
-        identity = self.identity.expand(len(slots), -1)
         block_index = self.next_block
 
         def velocity(step: int, xb: Tensor) -> Tensor:
-            h = model.embed_input(xb.to(self.dtype), identity)                  # (S, n, H)
-            for i, blk in enumerate(model.blocks):
-                h, _, _ = blk(h, mods[step], rot, masks[0], cross_s[i], masks[1], past_s[i])
-            v = model.final_layer(h, final_mods[step]).float()                  # (S, n, dim_w)
+            h, _ = self._layers(win, xb[:1], win.mods[step], slots, rows_from=n_context)
+            v = self.model.final_layer(h, win.final_mods[step][n_context:]).float()  # (S, n - ctx, dim_w)
             if self.step_observer is not None:
                 self.step_observer(block_index, step, xb[:1], v)
             return v
 
         x = guided_euler(x, velocity, self.scheduler.plan(nfe), n_context, len(slots), a_scale, u_scale)
-        self._update_cache(x, rot, masks, past, cross, new_cross, zero_mod)
+        self._update_cache(win, x)
         return x
 
-    def _update_cache(self, x: Tensor, rot: Rotation, masks: tuple[Tensor, Tensor], past: list,
-                      cross: list, new_cross: list, zero_mod: Tensor) -> None:
+    def _prepare_window(self, start: int, n: int, nfe: int, n_context: int) -> "_Window":
+        """Everything fixed during a window's steps: conditions' K/V, rotations, masks, tables."""
+        model, cache, aw = self.model, self.cache, self.cfg.attention_window
+        past_len, cross_len = cache.length, cache.cross_length
+        c = model.embed_condition(*self._conditions(start, n))                  # (3, n, H)
+        new_cross = [blk.cross_attn.condition_kv(c) for blk in model.blocks]   # (3, h, n, Dh) each
+        cross = [(torch.cat([cache.cross_kv(i)[0], k], 2), torch.cat([cache.cross_kv(i)[1], v], 2))
+                 for i, (k, v) in enumerate(new_cross)]                          # (3, h, cross_len + n, Dh)
+        rot_past = model.rope(torch.arange(past_len, device=self.device), self.dtype)
+        past = [(rot_past.apply(k), v) for k, v in (cache.self_kv(i, list(ALL_BRANCHES))
+                                                     for i in range(len(model.blocks)))]
+        mods, final_mods, zero_mod = self._modulation_tables(nfe, n, n_context)
+        return _Window(rot=model.rope(torch.arange(past_len, past_len + n, device=self.device), self.dtype),
+                       self_mask=lookahead_mask(n, past_len + n, aw).to(self.device),
+                       cross_mask=alignment_mask(n, cross_len + n, aw).to(self.device),
+                       past=past, cross=cross, new_cross=new_cross,
+                       mods=mods, final_mods=final_mods, zero_mod=zero_mod)
+
+    def _layers(self, win: "_Window", x: Tensor, mod: Tensor, slots: list[int], rows_from: int = 0,
+                kv_only_last: bool = False) -> tuple[Tensor | None, list[tuple[Tensor, Tensor]]]:
+        """The transformer blocks for branch `slots` on shared latents x (1, n, dim_w).
+
+        Every branch has the same input tokens, and the same layer-0 cache (it is computed from
+        those tokens too), so layer 0's self-attention runs once and is broadcast; branches
+        differ from layer 0's cross-attention on. The last layer computes rows `rows_from`..
+        only (earlier rows' outputs are discarded), or only its K/V when `kv_only_last`.
+        Returns (hidden rows (S, n - rows_from, H) or None, per-layer new un-rotated K/V).
+        """
+        h = self.model.embed_input(x.to(self.dtype), self.identity)              # (1, n, H)
+        pick = (lambda kv: kv) if len(slots) == len(ALL_BRANCHES) else (lambda kv: tuple(t[slots] for t in kv))
+        kvs, last = [], len(self.model.blocks) - 1
+        for i, blk in enumerate(self.model.blocks):
+            if kv_only_last and i == last:
+                shift, scale = mod.chunk(6, dim=-1)[:2]
+                kvs.append(blk.attn.project_kv(modulate(block_norm(h), shift, scale)))
+                return None, kvs
+            q_from = rows_from if i == last else 0
+            past = tuple(t[:1] for t in win.past[0]) if i == 0 else pick(win.past[i])
+            h, k, v = blk.attend_self(h, mod, win.rot, win.self_mask, past, q_from)
+            kvs.append((k, v))
+            h = h.expand(len(slots), -1, -1) if i == 0 else h                   # (S, n, H)
+            h = blk.attend_rest(h, token_rows(mod, q_from), pick(win.cross[i]), win.cross_mask[q_from:])
+        return h, kvs
+
+    def _update_cache(self, win: "_Window", x: Tensor) -> None:
         """Run the final latents once more at t=0 (all branches) and keep each layer's K/V.
 
         Only K/V are needed, so the last layer stops after its key/value projection and the final
         layer is not run. Frames [0, n - context) are cached: the window's last `context_frames`
         frames are re-fed as the next block's context, so they are not cached.
         """
-        model, n_keep = self.model, x.shape[1] - self.cfg.context_frames
+        n_keep = x.shape[1] - self.cfg.context_frames
         branches = len(ALL_BRANCHES)
-        h = model.embed_input(x.to(self.dtype).expand(branches, -1, -1), self.identity.expand(branches, -1))
-        kvs = []
-        for i, blk in enumerate(model.blocks):
-            if i < len(model.blocks) - 1:
-                h, k, v = blk(h, zero_mod, rot, masks[0], cross[i], masks[1], past[i])
-            else:
-                shift, scale = zero_mod.chunk(6, dim=-1)[:2]
-                k, v = blk.attn.project_kv(modulate(F.layer_norm(h, h.shape[-1:], eps=LN_EPS), shift, scale))
-            kvs.append((k[:, :, :n_keep], v[:, :, :n_keep]))
+        _, kvs = self._layers(win, x, win.zero_mod, list(ALL_BRANCHES), kv_only_last=True)
         for i, (k, v) in enumerate(kvs):
+            k, v = (t[:, :, :n_keep].expand(branches, -1, -1, -1) for t in (k, v))
             self.cache.write_self(i, k, v)
-            self.cache.write_cross(i, new_cross[i][0][:, :, :n_keep], new_cross[i][1][:, :, :n_keep])
+            self.cache.write_cross(i, win.new_cross[i][0][:, :, :n_keep], win.new_cross[i][1][:, :, :n_keep])
         self.cache.advance(n_keep, n_keep)
+
+
+@dataclass
+class _Window:
+    """Per-window constants of the denoising loop (all guidance branches)."""
+
+    rot: Rotation                          # rotations of the window's tokens (window-relative positions)
+    self_mask: Tensor                      # (n, past + n)
+    cross_mask: Tensor                     # (n, cross_past + n)
+    past: list[tuple[Tensor, Tensor]]      # per layer: rotated cached keys, values (3, h, past, Dh)
+    cross: list[tuple[Tensor, Tensor]]     # per layer: condition keys, values (3, h, cross_past + n, Dh)
+    new_cross: list[tuple[Tensor, Tensor]]  # per layer: this window's condition keys, values (3, h, n, Dh)
+    mods: Tensor                           # (steps, n, 6H) per-token adaLN of each step
+    final_mods: Tensor                     # (steps, n, 2H)
+    zero_mod: Tensor                       # (6H,) adaLN at t=0
 
 
 @torch.inference_mode()
