@@ -1,6 +1,7 @@
 """Dense image warping driven by displacements of a triangulated set of control points.
 
-Set-up (once per portrait): Delaunay-triangulate the rest positions of the vertices and, for
+Set-up (once per portrait): Delaunay-triangulate the rest positions of the vertices (nudging
+exact duplicates apart so that every vertex takes part) and, for
 every pixel of a coarse grid (``field_scale`` of the output), store its triangle's three vertex
 ids and barycentric weights as one sparse matrix W (pixels x vertices).
 
@@ -19,6 +20,18 @@ from scipy import sparse
 from scipy.spatial import Delaunay
 
 
+def _separate_duplicates(points: np.ndarray, min_distance: float = 0.25) -> np.ndarray:
+    """Nudge vertices lying on top of an earlier one (e.g. closed lips) so each stays a vertex."""
+    points = points.copy()
+    for _ in range(4):
+        diff = points[:, None] - points[None]                           # (N, N, 2)
+        close = np.triu((diff ** 2).sum(-1) < min_distance ** 2, k=1)
+        if not close.any():
+            return points
+        points[np.unique(np.nonzero(close)[1]), 1] += 2.0 * min_distance
+    return points
+
+
 class MeshWarp:
     """Warps (size, size) images by displacing the vertices of a fixed triangulation."""
 
@@ -30,30 +43,52 @@ class MeshWarp:
             raise ValueError(f"field_scale must be in (0, 1], got {field_scale}")
         self.size = size
         self.coarse = max(8, round(size * field_scale))
-        # "QJ" joggles the input so that every vertex, even a near-duplicate (closed lips), is used.
-        self.triangulation = Delaunay(rest, qhull_options="QJ")
-        self.weights = self._pixel_weights(rest)
+        self.triangulation = Delaunay(_separate_duplicates(rest))
+        if len(self.triangulation.coplanar):
+            raise ValueError("some mesh vertices coincide and would be ignored by the triangulation")
+        self.weights = self._pixel_weights()
         grid = np.arange(size, dtype=np.float32)
         self._grid_x, self._grid_y = np.meshgrid(grid, grid)   # (S, S) each
         coarse = np.arange(self.coarse, dtype=np.float32)
         self._coarse_grid = np.stack(np.meshgrid(coarse, coarse), axis=-1)   # (c, c, 2)
 
-    def _pixel_weights(self, rest: np.ndarray) -> sparse.csr_matrix:
+    def _pixel_weights(self) -> sparse.csr_matrix:
         """Sparse (coarse^2, N) barycentric weights of the coarse grid's pixel centres."""
         step = self.size / self.coarse
         centres = (np.arange(self.coarse) + 0.5) * step - 0.5     # in output pixels
         xs, ys = np.meshgrid(centres, centres)
         pixels = np.stack([xs.ravel(), ys.ravel()], axis=1)        # (P, 2)
-        simplex = self.triangulation.find_simplex(pixels)
+        simplex = self._rasterise(step).ravel()
+        bary = self._barycentric(simplex, pixels)
+        # Pixels that drawing left unclaimed or gave to a neighbouring sliver: exact point location
+        # (scipy's walk is fast per point but can be slow over a whole image, hence the drawing).
+        redo = ~(bary.min(axis=1) >= -1e-3)
+        if np.any(redo):
+            simplex[redo] = self.triangulation.find_simplex(pixels[redo])
+            bary[redo] = self._barycentric(simplex[redo], pixels[redo])
         if np.any(simplex < 0):
             raise ValueError("the control points do not cover the image; add border anchors")
-        transform = self.triangulation.transform[simplex]          # (P, 3, 2)
-        b01 = np.einsum("pij,pj->pi", transform[:, :2], pixels - transform[:, 2])  # (P, 2)
-        bary = np.concatenate([b01, 1.0 - b01.sum(axis=1, keepdims=True)], axis=1)  # (P, 3)
         vertex_ids = self.triangulation.simplices[simplex]          # (P, 3)
         rows = np.repeat(np.arange(len(pixels)), 3)
         return sparse.csr_matrix((bary.ravel(), (rows, vertex_ids.ravel())),
-                                 shape=(len(pixels), len(rest)), dtype=np.float32)
+                                 shape=(len(pixels), self.triangulation.npoints), dtype=np.float32)
+
+    def _barycentric(self, simplex: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """(P, 3) barycentric coordinates of (P, 2) pixels in their triangles (NaN where id < 0)."""
+        transform = self.triangulation.transform[simplex]          # (P, 3, 2)
+        b01 = np.einsum("pij,pj->pi", transform[:, :2], pixels - transform[:, 2])  # (P, 2)
+        bary = np.concatenate([b01, 1.0 - b01.sum(axis=1, keepdims=True)], axis=1)
+        bary[simplex < 0] = np.nan
+        return bary
+
+    def _rasterise(self, step: float) -> np.ndarray:
+        """(coarse, coarse) int32 id of the triangle drawn over each coarse pixel, -1 for none."""
+        ids = np.full((self.coarse, self.coarse), -1, dtype=np.int32)
+        coarse_xy = (self.triangulation.points + 0.5) / step - 0.5     # vertices in coarse pixels
+        corners = np.round(coarse_xy[self.triangulation.simplices] * 16).astype(np.int32)  # (T, 3, 2)
+        for index, triangle in enumerate(corners):
+            cv2.fillConvexPoly(ids, triangle, index, lineType=cv2.LINE_8, shift=4)
+        return ids
 
     def sampling_map(self, displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 2) vertex displacements in pixels -> (map_x, map_y), each (S, S) float32."""
