@@ -71,6 +71,21 @@ class ReferenceWork(StreamingGenerator):
         # 3) cache update: the last layer past its K/V, and the final layer
         model.blocks[-1](h, zero_mod, rot, masks[0], cross, masks[1], past[-1])
         model.final_layer(h, final_mods[-1])
+        # 4) layer 0's self-attention for every branch but one (8 denoising forwards + cache update)
+        updates = self.scheduler.plan(nfe).num_updates
+        for branches_done, mod in [(s, mods[i]) for i in range(updates)] + [(3, zero_mod)]:
+            if branches_done > 1:
+                h0 = model.embed_input(out.expand(branches_done - 1, -1, -1),
+                                       self.identity.expand(branches_done - 1, -1))
+                p0 = tuple(t[: branches_done - 1] for t in cache.self_kv(0, [0, 1, 2]))
+                model.blocks[0].attend_self(h0, mod, rot, masks[0], p0)
+        # 5) the last layer's rows of the context frames, whose outputs are discarded
+        if n_context:
+            rows = h[:, :n_context]
+            for step in range(updates):
+                model.blocks[-1].attn.proj(rows)
+                model.blocks[-1].attend_rest(rows, mods[step][:n_context], cross, masks[1][:n_context])
+                model.final_layer(rows, final_mods[step][:n_context])
         return out
 
 

@@ -18,7 +18,9 @@ Design note
   denoising step (t=0 -> t=0, a no-op), the final layer and the last layer's attention/MLP in the
   cache-update forward (only K/V are kept), the per-step recomputation of cross-attention K/V of
   conditions (computed once per block) and of the rotated cached keys (once per block), and the
-  timestep modulation (tables built once per NFE and window shape).
+  timestep modulation (tables built once per NFE and window shape). Also exact: all branches
+  share their input tokens and their layer-0 cache, so layer 0's self-attention runs once for all
+  branches; the last layer computes only the rows whose output is used (not the context frames).
 * Guidance branches are batched [uncond, avatar-audio, user]; fewer can be used per block
   (sampler.py). The cache-update forward always runs all three so any branch can come back.
 * Whole-clip sampling (`generate_clip`) is this same generator fed everything at once with the
