@@ -1,0 +1,124 @@
+"""topic_monitor: live rate, count and age of a list of topics, logged once per period.
+
+Types are discovered at run time (the graph says 'pkg/msg/Type'; the class is imported by
+name), so any message type installed on the machine works. Subscriptions are best effort
+(they match both reliable and best-effort publishers). Age is now minus ``header.stamp`` for
+messages with a header, else the time since the last message arrived.
+
+Example line:
+    /image: 25.0 Hz, 250 msgs, age 12 ms | /user/audio: 50.0 Hz, 500 msgs, age 40 ms | ...
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from avatar_forcing_ros.nodes.node_support import ConfigError, describe, read_config, run_node
+
+DEFAULT_TOPICS = ['image', 'user/audio', 'avatar/audio', 'avatar/motion', 'avatar/image']
+
+
+@dataclass(frozen=True)
+class TopicMonitorConfig:
+    topics: tuple[str, ...]  # topics to watch (relative names resolve in the node's namespace)
+    period_s: float          # report period (s)
+
+    def validate(self) -> None:
+        if not self.topics or any(not t.strip() for t in self.topics):
+            raise ConfigError("parameter 'topics' must list at least one non-empty topic name")
+
+
+@dataclass
+class TopicStats:
+    type_name: str = ''
+    count: int = 0           # messages since start
+    window_count: int = 0    # messages in the current report period
+    last_arrival: float = 0.0  # time.monotonic() of the last message
+    last_stamp_ns: int | None = None  # header.stamp of the last message, if it has one
+    extra_types: list[str] = field(default_factory=list)
+
+
+def import_message_type(type_name: str) -> type:
+    """'sensor_msgs/msg/Image' -> the class sensor_msgs.msg.Image. Raises ValueError."""
+    parts = type_name.split('/')
+    if len(parts) != 3:
+        raise ValueError(f'unexpected type name {type_name!r}')
+    package, kind, name = parts
+    try:
+        return getattr(importlib.import_module(f'{package}.{kind}'), name)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f'type {type_name!r} is not installed here: {error}') from error
+
+
+class TopicMonitorNode(Node):
+    def __init__(self) -> None:
+        super().__init__('topic_monitor')
+        self._declare_parameters()
+        self.config = read_config(self, TopicMonitorConfig)
+        self._names = [self.resolve_topic_name(t.strip()) for t in self.config.topics]
+        self._stats = {name: TopicStats() for name in self._names}
+        self._window_start = time.monotonic()
+        self._qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+        self.create_timer(self.config.period_s, self._report)
+
+    def _declare_parameters(self) -> None:
+        self.declare_parameter('topics', DEFAULT_TOPICS, describe(
+            'Topics to monitor; their types are discovered at run time', read_only=True))
+        self.declare_parameter('period_s', 1.0, describe(
+            'Report period (s)', float_range=(0.1, 60.0), read_only=True))
+
+    def _subscribe_new_topics(self) -> None:
+        graph = dict(self.get_topic_names_and_types())
+        for name, stats in self._stats.items():
+            if stats.type_name or name not in graph:
+                continue
+            type_name, *others = graph[name]
+            try:
+                msg_type = import_message_type(type_name)
+            except ValueError as error:
+                self.get_logger().warning(f'{name}: {error}', throttle_duration_sec=10.0)
+                continue
+            stats.type_name, stats.extra_types = type_name, others
+            self.create_subscription(msg_type, name, lambda msg, s=stats: self._on_message(msg, s),
+                                     self._qos)
+            self.get_logger().info(f'monitoring {name} ({type_name})')
+
+    def _on_message(self, msg: object, stats: TopicStats) -> None:
+        stats.count += 1
+        stats.window_count += 1
+        stats.last_arrival = time.monotonic()
+        header = getattr(msg, 'header', None)
+        if header is not None and hasattr(header, 'stamp'):
+            stats.last_stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+    def _report(self) -> None:
+        self._subscribe_new_topics()
+        now, now_ns = time.monotonic(), self.get_clock().now().nanoseconds
+        elapsed = max(now - self._window_start, 1e-9)
+        self._window_start = now
+        parts = []
+        for name, stats in self._stats.items():
+            if not stats.type_name:
+                parts.append(f'{name}: not published')
+                continue
+            if stats.count == 0:
+                age = 'no message yet'
+            elif stats.last_stamp_ns:
+                age = f'age {(now_ns - stats.last_stamp_ns) / 1e6:.0f} ms'
+            else:
+                age = f'last {(now - stats.last_arrival) * 1e3:.0f} ms ago'
+            parts.append(f'{name}: {stats.window_count / elapsed:.1f} Hz, {stats.count} msgs, {age}')
+            stats.window_count = 0
+        self.get_logger().info(' | '.join(parts))
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(TopicMonitorNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
