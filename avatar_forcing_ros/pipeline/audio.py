@@ -7,6 +7,7 @@ from __future__ import annotations
 from math import gcd
 
 import numpy as np
+from scipy.signal import resample_poly  # at start-up: importing it in the worker would stall a block
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -25,6 +26,5 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
         raise ValueError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
     if rate_in == rate_out:
         return samples
-    from scipy.signal import resample_poly  # imported on first use: slow to import, rarely needed
     g = gcd(rate_in, rate_out)
     return resample_poly(samples, rate_out // g, rate_in // g).astype(np.float32)
