@@ -29,3 +29,11 @@ def test_registry_import_is_lazy():
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith('avatar_forcing_ros.portable') "
             "or m.startswith('avatar_forcing_ros.backends.avatar_forcing')]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pipeline_and_node_plan_import_without_ros():
+    """The pipeline core and the node plan are ROS-free (the launch file imports the plan too)."""
+    code = ("import sys; sys.modules['rclpy'] = None; sys.modules['avatar_forcing_ros.msg'] = None; "
+            "import avatar_forcing_ros.pipeline.generator_core, avatar_forcing_ros.pipeline.presentation, "
+            "avatar_forcing_ros.tools.node_plan")
+    subprocess.run([sys.executable, "-c", code], check=True)
