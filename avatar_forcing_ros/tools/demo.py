@@ -26,6 +26,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+import yaml
+
 from avatar_forcing_ros.evaluation import cli as evaluate_cli
 from avatar_forcing_ros.tools import bag_to_mp4, launcher, node_plan
 from avatar_forcing_ros.tools.demo_media import make_demo_media
@@ -71,6 +73,17 @@ def capture_device_available() -> bool:
     return bool(glob.glob("/dev/snd/pcmC*D*c"))
 
 
+def write_demo_parameters(package_yaml: Path, out_path: Path) -> Path:
+    """The package's parameter file with the demo's changes: the input files loop for the whole session."""
+    params = yaml.safe_load(package_yaml.read_text())
+    for node in ("video_source", "audio_file_player"):
+        block = params.setdefault(f"/**/{node}", {}).setdefault("ros__parameters", {}) or {}
+        block["loop"] = True
+        params[f"/**/{node}"]["ros__parameters"] = block
+    out_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return out_path
+
+
 def start_synthetic_user(speech_wav: Path, env: dict[str, str]) -> subprocess.Popen:
     """The synthetic user talks into the user sink: the speech file, a pause, again, until stopped."""
     loop = f'while true; do paplay --device={USER_SINK} "$0"; sleep 1.5; done'
@@ -112,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         "speaker": "true", "record": "true", "record_output": str(bag)})
     prefix = launcher.package_prefix()
     share = launcher.share_dir(prefix)
-    plan = launcher.process_plan(launch_args, prefix, node_plan.config_file(share))
+    params = write_demo_parameters(node_plan.config_file(share), out / "parameters.yaml")
+    plan = launcher.process_plan(launch_args, prefix, params)
     plan.append(("topic_monitor", launcher.node_command(
-        node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, node_plan.config_file(share), "")))
+        node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "")))
     env = dict(os.environ)
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
 
