@@ -55,11 +55,13 @@ def test_raw_audio_and_frames_stream_through_the_encoders(model):
             f = chunk // 2
             backend.push_user_frame(frames[f] if f != 55 else None, f)
         if backend.block_ready(len(out)):
-            out.append(backend.generate_block(len(out), GenerationSettings(nfe=4, guidance_branches=2)))
+            settings = GenerationSettings(nfe=4 if out else 5, guidance_branches=2)
+            out.append(backend.generate_block(len(out), settings))
     assert len(out) == 6
     latents = np.concatenate([b.latents for b in out])
     assert latents.shape == (60, 64) and np.isfinite(latents).all()
     assert out[5].nfe == 4 and out[5].guidance_branches == 2
+    assert out[3].nfe == 5                             # blocks 1..4 come from block 0's window
     # frame 55 was pushed as None: the null condition, not an encoded face
     avatar_audio, user_audio, user_motion = seen[48]             # block 5 reads frames 48..59
     assert torch.equal(user_motion[2, 55 - 48], torch.zeros(64))

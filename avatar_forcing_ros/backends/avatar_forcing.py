@@ -130,9 +130,9 @@ class AvatarForcingBackend(MotionBackend):
             self._encode_pending_frames()
         latents = gen.generate_block(block_index, settings.nfe, settings.guidance_branches,
                                      settings.avatar_audio_scale, settings.user_scale)
+        nfe, branches = gen.settings_used        # blocks 1..4 report block 0's (shared window)
         return MotionBlock(block_index=block_index, first_frame=block_index * self.block_frames,
-                           latents=latents.float().cpu().numpy(), nfe=settings.nfe,
-                           guidance_branches=settings.guidance_branches)
+                           latents=latents.float().cpu().numpy(), nfe=nfe, guidance_branches=branches)
 
     def reset(self) -> None:
         self.generator.reset()

@@ -135,6 +135,7 @@ class StreamingGenerator:
         self.next_block = 0
         self._first_window: Tensor | None = None      # (1, W, dim_w) latents of blocks 0..W/F-1
         self._context: Tensor | None = None           # (1, context, dim_w) last final latents
+        self.settings_used: tuple[int, int] | None = None  # (nfe, branches) of the last block's window
 
     def set_identity(self, identity: Tensor) -> None:
         """The portrait's reference motion r_s, (dim_w,) or (1, dim_w)."""
@@ -211,6 +212,8 @@ class StreamingGenerator:
             raise ValueError(f"block {block_index} starts after the declared clip end (frame {self.end_frame})")
         args = (nfe or cfg.nfe, guidance_branches,
                 cfg.a_cfg_scale if a_scale is None else a_scale, cfg.u_cfg_scale if u_scale is None else u_scale)
+        if first >= cfg.window_frames or block_index == 0:
+            self.settings_used = args[:2]
         if first < cfg.window_frames:
             if block_index == 0:
                 x = self.noise((1, cfg.window_frames, cfg.dim_w), torch.float32, self.device)
