@@ -21,8 +21,13 @@ from .topics import TopicConfig
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='avatar-forcing-evaluate',
-                                description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(
+        prog='avatar-forcing-evaluate',
+        description='Evaluate recorded avatar sessions (rosbag2 bags): latency, rate and jitter, '
+                    'hold frames and NFE, reactiveness, expressiveness, lip-sync proxy.',
+        epilog='Writes OUTPUT/evaluation.json and OUTPUT/report.html (with PNG plots). Exit '
+               'status 0: every bag read completely; 1: a bag was unreadable or damaged (what '
+               'was readable is still reported); 2: usage error.')
     p.add_argument('bags', nargs='+', type=Path,
                    help='rosbag2 directories (MCAP or sqlite3) or .mcap files')
     p.add_argument('-o', '--output', type=Path, default=Path('evaluation'), help='output directory')
