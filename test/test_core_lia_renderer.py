@@ -59,7 +59,7 @@ def test_portrait_crop_and_resized_output():
 
 
 def test_missing_checkpoint_is_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no motion_autoencoder.safetensors or .pth"):
+    with pytest.raises(FileNotFoundError, match="no motion_autoencoder.safetensors or motion_autoencoder.pth"):
         load_motion_autoencoder(tmp_path)
     with pytest.raises(ValueError, match="needs checkpoint_dir"):
         AvatarForcingRenderer.from_options()

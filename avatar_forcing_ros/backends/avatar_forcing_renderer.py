@@ -20,6 +20,7 @@ from ..core.checkpoint import apply_weights, load_weights_file, parameters_on_me
 from ..core.config import AvatarForcingConfig, official
 from ..core.face_crop import (apply_crop, center_square, crop_portrait, to_model_input,
                               to_uint8_images)
+from ..core.model import CONFIG_FILE, MOTION_FILE, find_weights_file
 from ..core.motion_autoencoder import MotionAutoencoder
 from .base import FrameRenderer
 
@@ -40,12 +41,9 @@ def load_motion_autoencoder(checkpoint_dir: str | Path, device: str | torch.devi
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {folder}")
     if cfg is None:
-        cfg_path = folder / "config.json"
+        cfg_path = folder / CONFIG_FILE
         cfg = AvatarForcingConfig.from_json(cfg_path) if cfg_path.is_file() else official()
-    files = [folder / f"motion_autoencoder{s}" for s in (".safetensors", ".pth")]
-    path = next((p for p in files if p.is_file()), None)
-    if path is None:
-        raise FileNotFoundError(f"no motion_autoencoder.safetensors or .pth in {folder}")
+    path = find_weights_file(folder, MOTION_FILE)
     with parameters_on_meta():
         model = MotionAutoencoder(cfg)
     apply_weights(model, load_weights_file(path), prefix="motion_autoencoder.", where=str(path))
