@@ -101,3 +101,30 @@ def test_bad_parameters_fail_at_start_up(tmp_path):
     player = NodeProcess('audio_file_player', env, params={'sample_rate': 10})
     assert player.wait(timeout=30) != 0
     assert 'sample_rate' in player.output()
+
+
+def test_file_parameter_at_run_time_is_validated_then_applied(tmp_path, domain):
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    domain_id, listener = domain
+    speech = write_wav(tmp_path / 'speech.wav', 0.6, seed=4)
+    received = listener.collect(AudioChunk, 'avatar/audio')
+    with NodeProcess('audio_file_player', ros_env(domain_id), params={'loop': True}) as player:
+        client = AsyncParameterClient(listener.node, 'audio_file_player')
+        assert listener.spin_until(lambda: client.services_are_ready(), 20), player.output()
+
+        def set_file(path: str):
+            future = client.set_parameters([Parameter('file', value=path)])
+            assert listener.spin_until(future.done, 10)
+            return future.result().results[0]
+
+        refused = set_file(str(tmp_path / 'missing.wav'))
+        assert not refused.successful and 'missing.wav' in refused.reason
+        assert set_file(str(tmp_path / 'speech.wav')).successful
+        assert listener.spin_until(
+            lambda: sum(len(m.samples) for m in received) >= 2 * len(speech), 10), player.output()
+        played = samples_of(received)
+        assert np.array_equal(played[:len(speech)], speech)  # from the file's start, looped
+        assert np.array_equal(played[len(speech):2 * len(speech)], speech)
+        assert player.interrupt() == 0
