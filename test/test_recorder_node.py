@@ -77,3 +77,15 @@ def test_bag_definitions_decode_without_our_message_files(tmp_path):
         conns = [c for c in reader.connections if c.topic == '/avatar/generator_status']
         msgs = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(conns)]
     assert len(msgs) == COUNT and msgs[-1].backend == 'test'
+
+
+def test_invalid_parameters_refused_at_start(tmp_path):
+    (tmp_path / 'taken').mkdir()
+    env = ros_env(unique_domain_id())
+    for params, text in ((['storage:=tape'], "parameter 'storage'"),
+                         ([f'output:={tmp_path / "taken"}'], "parameter 'output'")):
+        args = [sys.executable, '-m', 'avatar_forcing_ros.nodes.recorder_node', '--ros-args']
+        for p in params:
+            args += ['-p', p]
+        proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and text in proc.stderr, proc.stderr
