@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     prefix = launcher.package_prefix()
     plan = launcher.process_plan(args, prefix, node_plan.config_file(launcher.share_dir(prefix)))
     extra = {"generator": ["-p", f"latency_budget_ms:={a.latency_budget_ms}"],
-             "renderer": ["-p", f"output_size:={a.output_size}"], "audio_file_player": ["-p", "loop:=true"]}
+             "renderer": ["-p", f"output_size:={a.output_size}"], "audio_file_player": ["-p", "loop:=true"],
+             "video_source": ["-p", "loop:=true"]}
     domain = 1 + os.getpid() % 100
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=str(tmp / "log"))

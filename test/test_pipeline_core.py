@@ -63,3 +63,18 @@ def test_compute_delay_steps_quality_down_then_back_up():
     core.stop()
     assert high.nfe == 10 and high.guidance_branches == 3
     assert any("-> 8 NFE" in e for e in events) and any("headroom" in e for e in events)
+
+
+def test_worker_skips_camera_backlog_but_keeps_all_audio():
+    """Frames queued faster than perception runs: only the newest is pushed, the rest counted."""
+    backend = FakeBackend()
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=700))
+    core.start()
+    t0 = core.clock.t0
+    core.stop()                                   # worker idle: feed the batch logic directly
+    for i in range(5):
+        core.submit_camera(np.zeros((4, 4, 3), np.uint8), t0 + 0.04 * i)
+        core.submit_user_audio(np.zeros(640, np.float32), 16000, t0 + 0.04 * i)
+    core._push_batch(core._inputs.get_batch(100, 0.0))
+    assert backend.frames == [4] and len(backend.audio["user"]) == 5
+    assert core.snapshot().camera_frames_skipped == 4

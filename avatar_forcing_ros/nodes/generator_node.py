@@ -210,6 +210,7 @@ class GeneratorNode(Node):
                   "last_latency_ms": f"{s.last_latency_ms:.1f}", "hold_frames": s.hold_frames,
                   "late_blocks": s.late_blocks, "late_frames": s.late_frames,
                   "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
+                  "camera_frames_skipped": s.camera_frames_skipped,
                   "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}"}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,
                                   hardware_id=self.config.backend,

@@ -68,6 +68,7 @@ class GeneratorSnapshot:
     late_frames: int
     malformed_inputs: int
     dropped_inputs: int
+    camera_frames_skipped: int
     ages: dict[str, float]
     stale: dict[str, bool]
     blocks_generated: int
@@ -104,6 +105,7 @@ class GeneratorCore:
         self._late_blocks = 0
         self._malformed = 0
         self._blocks = 0
+        self._camera_skipped = 0
         self.worker_error: BaseException | None = None
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -199,20 +201,20 @@ class GeneratorCore:
             ages = {n: s.age(now) for n, s in self._tracker.inputs.items()}
             stale = {n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()}
             malformed, late_blocks, blocks = self._malformed, self._late_blocks, self._blocks
+            skipped = self._camera_skipped
             budget = self._budget_ms
         q = self._queue
         return GeneratorSnapshot(
             self._last_compute, float(np.mean(period)) if period else 0.0, q.depth(), budget,
             self._last_latency * 1e3, level.nfe, level.guidance_branches, q.frames_published,
-            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, ages, stale, blocks)
+            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, skipped, ages, stale, blocks)
 
     # ---- worker --------------------------------------------------------------------------
     def _run(self) -> None:
         block = 0
         try:
             while not self._stop.is_set():
-                for item in self._inputs.get_batch(64, timeout=0.005):
-                    self._push(item)
+                self._push_batch(self._inputs.get_batch(self._config.input_queue_size, timeout=0.005))
                 now = self._now()
                 with self._lock:
                     decision = self._scheduler.decide(block, now, self._tracker, self._compute_ema)
@@ -222,6 +224,18 @@ class GeneratorCore:
         except Exception as exc:  # reported by the node; the timer keeps publishing holds
             self.worker_error = exc
             LOG.exception("generator worker stopped")
+
+    def _push_batch(self, items: list[_Input]) -> None:
+        """All audio, but only the newest camera frame: when perception is slower than the camera,
+        older frames are skipped (counted) so the worker never falls behind real time."""
+        cameras = [item for item in items if item.kind is _Kind.CAMERA]
+        for item in items:
+            if item.kind is not _Kind.CAMERA:
+                self._push(item)
+        if cameras:
+            self._push(cameras[-1])
+            with self._lock:
+                self._camera_skipped += len(cameras) - 1
 
     def _push(self, item: _Input) -> None:
         b, clock = self._backend, self.clock
