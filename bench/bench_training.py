@@ -4,7 +4,7 @@ CPU: the parity-tiny preset. GPU (if CUDA is available): the official size too, 
 memory at batch 1 (torch.cuda.max_memory_allocated). Each measurement warms up first, then times
 `--steps` optimisation steps (synchronising the GPU).
 
-    python bench/bench_training.py [--steps 20] [--threads 1] [--batch-sizes 1,8]
+    PYTHONPATH=. python bench/bench_training.py [--steps 20] [--threads 1] [--batch-sizes 1,8]
 """
 from __future__ import annotations
 
