@@ -144,7 +144,7 @@ def _decode_raw_numpy(msg: Image, channels: int, dtype: np.dtype) -> np.ndarray:
     rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.height * msg.step)
     rows = rows.reshape(msg.height, msg.step)[:, :msg.width * channels * dtype.itemsize]
     wire = dtype.newbyteorder('>' if msg.is_bigendian else '<')
-    pixels = np.ascontiguousarray(rows).view(wire).reshape(msg.height, msg.width, channels)
+    pixels = rows.copy().view(wire).reshape(msg.height, msg.width, channels)  # own memory
     return pixels.astype(dtype, copy=False)
 
 
@@ -203,8 +203,9 @@ def _encode_raw(arr: np.ndarray, encoding: str) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3 or arr.shape[2] != channels or arr.dtype != dtype:
-        raise ValueError(f'{encoding} needs an array of shape (H, W{", %d" % channels if channels > 1 else ""}) '
-                         f'and dtype {dtype}, got {arr.shape} {arr.dtype}')
+        shape = '(H, W)' if channels == 1 else f'(H, W, {channels})'
+        raise ValueError(f'{encoding} needs an array of shape {shape} and dtype {dtype}, '
+                         f'got {arr.shape} {arr.dtype}')
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f'image must not be empty, got shape {arr.shape}')
     return np.ascontiguousarray(arr)

@@ -43,6 +43,15 @@ def test_round_trip_native_layout(encoding, width):
     assert back.dtype == arr.dtype and np.array_equal(back, arr)
 
 
+def test_decoded_array_does_not_alias_the_message():
+    arr = random_array('rgb8')
+    msg = conv.array_to_image(arr, 'rgb8')
+    for want in (None, 'rgb8'):
+        decoded = conv.image_to_array(msg, want=want)
+        decoded[...] = 0
+        assert bytes(msg.data) == arr.tobytes()
+
+
 @pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16'])
 @pytest.mark.parametrize('pad', [1, 3])
 def test_padded_step_odd_width(encoding, pad):

@@ -70,3 +70,15 @@ def test_stamp_smoother_removes_jitter_follows_drift_and_resets():
     catch_up = [smoother.update(int(measured[-1] + 5e9 + k * 40e6), 320) for k in range(1, 5)]
     assert catch_up == [int(measured[-1] + 5e9 + k * 40e6) for k in range(1, 5)]  # followed
     assert smoother.update(0, 320, after_gap=True) == 0
+
+
+def test_media_helpers_import_without_ros():
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "for name in ('rclpy', 'std_msgs', 'sensor_msgs', 'builtin_interfaces',\n"
+            "             'avatar_forcing_ros.msg'):\n"
+            "    sys.modules[name] = None  # any import of these now fails\n"
+            "import avatar_forcing_ros.media.audio_stream\n")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
