@@ -152,8 +152,8 @@ def _decode_raw(msg: Image, channels: int, dtype: np.dtype) -> np.ndarray:
     bridge = _cv_bridge()
     if bridge is None:
         return _decode_raw_numpy(msg, channels, dtype)
-    raw = np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding='passthrough'))
-    return raw.astype(dtype, copy=False).reshape(msg.height, msg.width, channels)
+    raw = np.array(bridge.imgmsg_to_cv2(msg, desired_encoding='passthrough'), dtype=dtype)  # copy
+    return raw.reshape(msg.height, msg.width, channels)
 
 
 def _convert_colour(pixels: np.ndarray, encoding: str, want: str | None) -> np.ndarray:
