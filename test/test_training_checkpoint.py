@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +79,17 @@ def test_trained_checkpoint_loads_in_the_inference_core(data: Path, tmp_path: Pa
     out_mine = generate_clip(mine.flow_transformer, identity, a_mine, u_mine, motion, noise=NoiseSource(seed=1))
     out_core = generate_clip(core.flow_transformer, identity, a_core, u_core, motion, noise=NoiseSource(seed=1))
     assert torch.equal(out_mine, out_core)
+
+
+def test_torchrun_two_processes_on_cpu(data: Path, tmp_path: Path) -> None:
+    """The multi-GPU path (torchrun, env:// init, DDP, DistributedSampler) run with Gloo on CPU."""
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "avatar_forcing_ros.training.train", "--data", str(data), "--out", str(run), "--steps", "2",
+           "--save-every", "0", *TRAIN]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(losses(run)) == [1, 2]                                   # rank 0 logs once per step
+    state = torch.load(run / "checkpoints/step_0000002/train_state.pt", weights_only=True)
+    assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0], state["rng"][1])
