@@ -43,6 +43,7 @@ class RigConfig:
     lid_close: float = 0.88         # fraction of the lid gap the upper lid travels
     pivot_depth: float = 1.3        # head pivot behind the nose bridge
     depth_smoothing: float = 0.2    # width of the depth smoothing (avoids folds at the outline)
+    depth_gain: float = 2.0         # depth exaggeration: perception then reads back about the commanded turn
     ring_scales: tuple[float, ...] = (1.3, 1.8)       # anchor rings, x face-oval size
     ring_head_weights: tuple[float, ...] = (1.0, 0.3)  # how much each ring follows the head
     border_step: int = 64           # spacing of fixed border anchors, pixels
@@ -71,7 +72,8 @@ class FaceRig:
         self.size = size
         self.scale = float(np.linalg.norm(points[lm.RIGHT_EYE_OUTER, :2] - points[lm.LEFT_EYE_OUTER, :2]))
         points = points.copy()
-        points[:, 2] = self._smooth_depth(points, config.depth_smoothing * self.scale)
+        depth = self._smooth_depth(points, config.depth_smoothing * self.scale)
+        points[:, 2] = points[lm.NOSE_BRIDGE, 2] + config.depth_gain * (depth - points[lm.NOSE_BRIDGE, 2])
         anchors, head_weight = self._anchors(points)
         self.vertices = np.concatenate([points, anchors]).astype(np.float64)     # (N, 3)
         self.head_weight = np.concatenate([np.ones(len(points)), head_weight])   # (N,)
@@ -103,17 +105,19 @@ class FaceRig:
 
     @staticmethod
     def _smooth_depth(points: np.ndarray, sigma: float) -> np.ndarray:
-        """(N,) Gaussian-smoothed depth (image-plane neighbourhood of width `sigma`).
+        """(N,) depth, Gaussian-smoothed (width `sigma` in the image) near the face outline.
 
-        At the face outline MediaPipe's depth falls steeply over a few pixels; rotating such
-        depth would move neighbouring vertices so differently that the warp folds (a jagged
-        cheek). Smoothing keeps the 2.5D parallax of the face as a whole.
+        At the outline MediaPipe's depth falls steeply over a few pixels; rotating such depth
+        would move neighbouring vertices so differently that the warp folds (a jagged cheek).
+        Inside the face (nose, eyes) the raw depth is kept for a convincing parallax.
         """
         if sigma <= 0:
             return points[:, 2]
         d2 = ((points[:, None, :2] - points[None, :, :2]) ** 2).sum(-1)       # (N, N)
         weights = np.exp(-d2 / (2.0 * sigma * sigma))
-        return weights @ points[:, 2] / weights.sum(axis=1)
+        smooth = weights @ points[:, 2] / weights.sum(axis=1)
+        near_outline = _gaussian(points, points[list(lm.FACE_OVAL)], sigma)
+        return near_outline * smooth + (1.0 - near_outline) * points[:, 2]
 
     def _anchors(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Face-oval rings (moving with the head) and fixed border points -> (M, 3), (M,)."""
