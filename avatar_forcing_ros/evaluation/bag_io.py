@@ -11,7 +11,6 @@ the caller can evaluate what is readable and still fail the run.
 """
 from __future__ import annotations
 
-import logging
 import sqlite3
 import struct
 from dataclasses import dataclass, field
@@ -21,12 +20,10 @@ from typing import Iterator
 from mcap.exceptions import McapError
 from mcap.records import Channel, Message, Schema
 from mcap.stream_reader import StreamReader
-from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition
-from rosbags.interfaces import MessageDefinitionFormat
+from rosbags.interfaces import (Connection, ConnectionExtRosbag2, MessageDefinition,
+                                MessageDefinitionFormat)
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
-
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ summaries. ``problems`` lists everything that could not be read; ``ok`` is False
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +21,6 @@ from .metrics.reactiveness import reactiveness
 from .metrics.timing import latency_metrics, rate_report
 from .session import MotionSeries, Session, read_session
 from .topics import TopicConfig
-
-_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ for generated outputs; see DESIGN.md, Time).
 """
 from __future__ import annotations
 
-import logging
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from .bag_io import BagSource, RawMessage
 from .msg_types import register_from_connections
 from .topics import TopicConfig
 
-_log = logging.getLogger(__name__)
 _IMAGE_TYPES = {'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'}
 _STATUS_FIELDS = ('last_block_compute_s', 'mean_block_compute_s', 'queue_depth',
                   'latency_budget_ms', 'last_latency_ms', 'nfe', 'guidance_branches',
