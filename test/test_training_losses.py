@@ -76,3 +76,18 @@ def test_dpo_with_losers_sampled_on_the_fly(tmp_path: Path) -> None:
     assert train_main([*common, "--out", str(tmp_path / "x"), "--steps", "1", "--stage", "dpo"]) == 2  # needs --init
     _, sessions = load_sessions(data)
     assert len(WindowDataset(sessions, 50, 10)) == 1
+
+
+def test_dataset_refuses_malformed_sessions(tmp_path: Path) -> None:
+    from avatar_forcing_ros.training.dataset import Session, write_index, write_session
+    bad = Session("bad", torch.zeros(60, 64), torch.zeros(60, 64), torch.zeros(60, 32), torch.zeros(60, 64),
+                  torch.zeros(64))
+    path = write_session(tmp_path, bad)
+    write_index(tmp_path, [{"name": "bad", "file": str(path.relative_to(tmp_path)), "frames": 60}], fps=25,
+                dim_w=64, audio_features="wav2vec2_layers", audio_dim=64)
+    with pytest.raises(ValueError, match="avatar_audio has shape"):
+        load_sessions(tmp_path)
+    with pytest.raises(ValueError, match="index.json is missing"):
+        load_sessions(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no session has 50 frames"):
+        WindowDataset([Session("short", *(torch.zeros(20, 4) for _ in range(4)), torch.zeros(4))], 50)
