@@ -247,4 +247,4 @@ def test_block_generation_is_fast():
         backend.push_user_params(_user_face(0.5), frame, (0.2, 0.1))
     start = time.perf_counter()
     _run(backend, 4.0)
-    assert (time.perf_counter() - start) / 10 < 0.02          # target 5 ms; wide bound for loaded CI
+    assert (time.perf_counter() - start) / 10 < 0.05          # target 5 ms (bench); wide bound for loaded CI
