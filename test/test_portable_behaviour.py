@@ -248,3 +248,25 @@ def test_block_generation_is_fast():
     start = time.perf_counter()
     _run(backend, 4.0)
     assert (time.perf_counter() - start) / 10 < 0.05          # target 5 ms (bench); wide bound for loaded CI
+
+
+def test_end_to_end_rendered_user_smile_is_mirrored():
+    """A synthetic user (the portrait rendered by the portable renderer) frowns, then smiles;
+    camera frames go through perception into the backend, whose avatar smiles back."""
+    import cv2
+
+    from avatar_forcing_ros.portable.mesh_renderer import PortableRenderer, RendererConfig
+    from avatar_forcing_ros.portable.portrait import default_portrait
+
+    user = PortableRenderer(RendererConfig(output_size=320), portrait=default_portrait())
+    backend = PortableBackend()
+    try:
+        for frame in range(75):                              # 3 s: frown, then smile from 1.2 s
+            face = ms.from_dict({"smile": -0.5 if frame < 30 else 1.0})
+            camera = cv2.copyMakeBorder(user.render_frame(face), 80, 80, 160, 160, cv2.BORDER_REPLICATE)
+            backend.push_user_frame(camera, frame)           # (480, 640, 3), like a webcam
+        out = _run(backend, 3.0)
+    finally:
+        backend.close()
+    smile = out[:, I["smile"]]
+    assert smile[55:75].mean() > smile[15:30].mean() + 0.3
