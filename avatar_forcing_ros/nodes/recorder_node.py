@@ -21,11 +21,13 @@ from pathlib import Path
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from avatar_forcing_ros.evaluation.topics import TopicConfig
 from avatar_forcing_ros.nodes.node_support import ConfigError, describe, read_config, run_node
 from avatar_forcing_ros.recording.threaded_writer import STORAGES, ThreadedBagWriter
 
-DEFAULT_TOPICS = ('image', 'user/audio', 'avatar/audio', 'avatar/motion',
-                  'avatar/image/compressed', 'avatar/generator_status')
+# the inputs, the avatar motion, its compressed images and the generator status
+DEFAULT_TOPICS = tuple(getattr(TopicConfig(), role) for role in (
+    'camera', 'user_audio', 'avatar_audio', 'avatar_motion', 'avatar_image_compressed', 'status'))
 
 
 @dataclass(frozen=True)
