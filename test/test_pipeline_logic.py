@@ -55,7 +55,7 @@ def test_scheduler_waits_for_conditions_including_lookahead():
     assert s.decide(0, T0 + 0.48, t, 0.05) is Decision.READY
     # block 1 needs data to T0 + 0.88: the audio stops, so the deadline decides
     deadline = s.deadline(1, 0.05)
-    assert deadline == pytest.approx(T0 + 0.4 + 0.8 - 0.05 - 0.02)
+    assert deadline == pytest.approx(T0 + 0.4 + 0.8 - 0.02 - 0.05 - 0.02)   # - half period - compute - margin
     assert s.decide(1, deadline - 0.01, t, 0.05) is Decision.WAIT
     assert s.decide(1, deadline, t, 0.05) is Decision.DEADLINE
 
@@ -69,11 +69,12 @@ def test_scheduler_never_runs_ahead_of_real_time_and_skips_stale_inputs():
 
 def test_frames_due_follow_media_time_plus_budget():
     s = _scheduler(budget=0.8)
-    assert list(s.frames_due(0, T0 + 0.7)) == []
-    assert list(s.frames_due(0, T0 + 0.8)) == [0]
+    assert list(s.frames_due(0, T0 + 0.77)) == []
+    assert list(s.frames_due(0, T0 + 0.78)) == [0]                   # half a period early at most
     assert list(s.frames_due(0, T0 + 0.8 + 0.121)) == [0, 1, 2, 3]   # a late tick catches up
     assert list(s.frames_due(4, T0 + 0.8 + 0.121)) == []
-    assert s.compute_window_s() == pytest.approx(0.8 - 0.48 - 0.02)
+    assert s.publish_time(4) == pytest.approx(T0 + 0.16 + 0.8 - 0.02)
+    assert s.compute_window_s() == pytest.approx(0.8 - 0.02 - 0.48 - 0.02)
 
 
 def _block(k, dim=3, nfe=10, branches=3):

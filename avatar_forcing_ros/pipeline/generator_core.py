@@ -98,7 +98,8 @@ class GeneratorCore:
         self._scheduler: BlockScheduler | None = None
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._compute_ema = 0.05
+        self._compute_ema = 0.05        # expected generate_block time (s)
+        self._push_ema = 0.0            # expected time to hand one input batch to the backend (s)
         self._last_compute = 0.0
         self._period_computes: list[float] = []
         self._last_latency = 0.0
@@ -214,10 +215,16 @@ class GeneratorCore:
         block = 0
         try:
             while not self._stop.is_set():
-                self._push_batch(self._inputs.get_batch(self._config.input_queue_size, timeout=0.005))
+                batch = self._inputs.get_batch(self._config.input_queue_size, timeout=0.005)
+                if batch:
+                    started = self._now()
+                    self._push_batch(batch)
+                    # perception etc. delays the next decision: start blocks that much earlier
+                    self._push_ema = 0.8 * self._push_ema + 0.2 * (self._now() - started)
                 now = self._now()
                 with self._lock:
-                    decision = self._scheduler.decide(block, now, self._tracker, self._compute_ema)
+                    decision = self._scheduler.decide(block, now, self._tracker,
+                                                      self._compute_ema + self._push_ema)
                 if decision is not Decision.WAIT:
                     self._generate(block)
                     block += 1

@@ -38,8 +38,9 @@ class BlockScheduler:
         return self.clock.frame_time(end_frame)
 
     def publish_time(self, frame_index: int) -> float:
-        """Wall time (s) at which frame `frame_index` is due for publication."""
-        return self.clock.frame_time(frame_index) + self.latency_budget_s
+        """Wall time (s) from which the timer may publish frame `frame_index`: its media time plus
+        the budget, less half a period (a tick that fires slightly early still takes its frame)."""
+        return self.clock.frame_time(frame_index) + self.latency_budget_s - 0.5 * self.clock.frame_period
 
     def block_publish_time(self, block_index: int) -> float:
         """Wall time (s) at which the first frame of block `block_index` is published."""
@@ -51,8 +52,8 @@ class BlockScheduler:
 
     def compute_window_s(self) -> float:
         """Compute time (s) a block may take when its conditions arrive in real time."""
-        wait = (self.clock.block_frames + self.lookahead_frames) / self.clock.fps
-        return self.latency_budget_s - wait - self.safety_margin_s
+        ready = self.conditions_time(0) - self.clock.t0
+        return self.publish_time(0) - self.clock.t0 - ready - self.safety_margin_s
 
     def decide(self, block_index: int, now: float, inputs: StalenessTracker,
                compute_estimate_s: float) -> Decision:
@@ -66,8 +67,6 @@ class BlockScheduler:
         return Decision.WAIT
 
     def frames_due(self, next_frame: int, now: float) -> range:
-        """Frames from `next_frame` on whose publication time has come (half a period early at
-        most, so a timer tick that fires slightly early still publishes its frame)."""
-        elapsed = now - self.clock.t0 - self.latency_budget_s + 0.5 * self.clock.frame_period
-        last = math.floor(elapsed * self.clock.fps + 1e-9)
+        """Frames from `next_frame` on whose publication time has come."""
+        last = math.floor((now - self.publish_time(0)) * self.clock.fps + 1e-9)
         return range(next_frame, max(next_frame, last + 1))
