@@ -78,3 +78,11 @@ def test_worker_skips_camera_backlog_but_keeps_all_audio():
     core._push_batch(core._inputs.get_batch(100, 0.0))
     assert backend.frames == [4] and len(backend.audio["user"]) == 5
     assert core.snapshot().camera_frames_skipped == 4
+
+
+def test_warm_up_runs_the_backend_once_then_resets_it():
+    backend = FakeBackend()
+    core = GeneratorCore(backend, GeneratorConfig(use_user_audio=False))
+    assert core.warm_up() >= 0.0
+    assert backend.frames == [0] and backend.audio["avatar"] == [(0, 16000)] and backend.audio["user"] == []
+    assert backend.calls == []          # FakeBackend.reset clears its call log: the session starts clean

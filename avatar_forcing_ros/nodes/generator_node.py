@@ -57,11 +57,13 @@ class GeneratorNode(Node):
         self._create_interfaces(topics)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        warm_up_s = self.core.warm_up()
         self._t0_ns = self.get_clock().now().nanoseconds
         self.core.start(self._t0_ns * 1e-9)
         self.get_logger().info(
             f"backend {self.config.backend} ({b.latent_space}, {b.latent_dim}-d) at {b.fps} fps, "
-            f"budget {self.config.latency_budget_ms:g} ms, inputs: camera={self.config.use_camera} "
+            f"budget {self.config.latency_budget_ms:g} ms, warm-up {warm_up_s:.1f} s, "
+            f"inputs: camera={self.config.use_camera} "
             f"user_audio={self.config.use_user_audio} avatar_audio={self.config.use_avatar_audio}")
 
     @staticmethod

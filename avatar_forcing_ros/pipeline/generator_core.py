@@ -116,6 +116,26 @@ class GeneratorCore:
             raise RuntimeError("GeneratorCore.start() has not been called")
         return self._clock
 
+    def warm_up(self) -> float:
+        """Run the backend once on neutral inputs, then reset it; returns the seconds it took.
+
+        Lazy start-up work (a perception graph created on the first camera frame, first-call
+        kernels) then happens before the session instead of stalling its first live blocks.
+        """
+        b, c = self._backend, self._config
+        started = time.monotonic()
+        if c.use_camera:
+            b.push_user_frame(np.full((256, 256, 3), 128, np.uint8), 0)
+        silence = np.zeros(b.sample_rate, np.float32)              # 1 s
+        if c.use_user_audio:
+            b.push_user_audio(silence, 0)
+        if c.use_avatar_audio:
+            b.push_avatar_audio(silence, 0)
+        level = self._controller.level
+        b.generate_block(0, GenerationSettings(level.nfe, self._scales[0], self._scales[1], level.guidance_branches))
+        b.reset()
+        return time.monotonic() - started
+
     def start(self, t0: float | None = None) -> None:
         """Fix the session's media time origin (now by default) and start the worker."""
         b = self._backend
