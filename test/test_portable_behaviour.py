@@ -270,3 +270,15 @@ def test_end_to_end_rendered_user_smile_is_mirrored():
         backend.close()
     smile = out[:, I["smile"]]
     assert smile[55:75].mean() > smile[15:30].mean() + 0.3
+
+
+def test_block_carries_the_perceived_user_motion_for_evaluation():
+    backend = PortableBackend()
+    seen = np.linspace(-0.2, 0.8, ms.DIM).astype(np.float32)
+    backend.push_user_params(seen, 3)
+    backend.push_user_params(None, 4)                       # no face in view
+    block = backend.generate_block(0, GenerationSettings())
+    assert block.user_motion.shape == (10, ms.DIM)
+    np.testing.assert_array_equal(block.user_motion[3], ms.clip(seen))
+    unseen = [i for i in range(10) if i != 3]
+    assert np.isnan(block.user_motion[unseen]).all()

@@ -38,6 +38,10 @@ class MotionBlock:
     latents: np.ndarray              # (F, latent_dim) float32
     nfe: int                         # NFE actually used
     guidance_branches: int           # guidance branches actually used
+    # The user's motion the block was conditioned on, in the same latent space, one row per
+    # frame of the block; NaN rows where the user was absent. Published on `user/motion` so
+    # that a session bag can be evaluated for reactiveness. None: the backend does not observe it.
+    user_motion: np.ndarray | None = None   # (F, latent_dim) float32
 
 
 class MotionBackend(abc.ABC):

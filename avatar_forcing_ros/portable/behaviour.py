@@ -147,7 +147,17 @@ class PortableBackend(MotionBackend):
         self._next_frame = first + self.block_frames
         self._forget_before(first - self._user_smile.size - self.fps)
         return MotionBlock(block_index=block_index, first_frame=first,
-                           latents=latents.astype(np.float32), nfe=0, guidance_branches=0)
+                           latents=latents.astype(np.float32), nfe=0, guidance_branches=0,
+                           user_motion=self._observed_user(first))
+
+    def _observed_user(self, first: int) -> np.ndarray:
+        """(block_frames, DIM) perceived user parameters of the block's frames; NaN where unseen."""
+        rows = np.full((self.block_frames, ms.DIM), np.nan, dtype=np.float32)
+        for i in range(self.block_frames):
+            observation = self._observations.get(first + i)
+            if observation is not None:
+                rows[i] = observation[0]
+        return rows
 
     def _forget_before(self, frame: int) -> None:
         self._avatar_audio.forget_before(frame)
