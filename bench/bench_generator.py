@@ -52,10 +52,10 @@ class ReferenceWork(StreamingGenerator):
         s = len(branch_slots(branches))
         c = model.embed_condition(*self._conditions(start, n))[:s]           # (S, n, H)
         mods, final_mods, zero_mod = self._modulation_tables(nfe, n, n_context)
-        rot = model.rope(torch.arange(cache.length - 10, cache.length - 10 + n), self.dtype)
+        rot = model.rope(torch.arange(cache.length - 10, cache.length - 10 + n, device=self.device), self.dtype)
         past = [tuple(t[:s] for t in cache.self_kv(i, [0, 1, 2])) for i in range(len(model.blocks))]
-        masks = (torch.ones(n, past[0][0].shape[2] + n, dtype=torch.bool),
-                 torch.ones(n, cache.cross_length + n, dtype=torch.bool))
+        masks = (torch.ones(n, past[0][0].shape[2] + n, dtype=torch.bool, device=self.device),
+                 torch.ones(n, cache.cross_length + n, dtype=torch.bool, device=self.device))
         # 1) the no-op last denoising forward (with its cross-attention K/V)
         h = model.embed_input(out.expand(s, -1, -1), self.identity.expand(s, -1))
         for i, blk in enumerate(model.blocks):
