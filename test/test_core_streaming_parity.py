@@ -128,3 +128,14 @@ def test_bfloat16_model_keeps_float32_latents_close_to_golden():
     r_d = generate_clip(model, g["r_s"], g["avatar_wa"], g["user_wa"], g["user_r_d"], main_noise())
     assert r_d.dtype == torch.float32
     assert (r_d - g["r_d"]).abs().mean() < 0.05
+
+
+def test_clip_shorter_than_the_window_is_replicate_padded_then_cropped():
+    g = tensors("goldens")
+    short = [g[k][:, :30] for k in ("avatar_wa", "user_wa", "user_r_d")]
+    padded = [torch.cat([t, t[:, -1:].expand(-1, 20, -1)], dim=1) for t in short]
+    noise = tensors("noise")["noise_000"]
+    out = generate_clip(tiny_transformer(), g["r_s"], *short, NoiseSource(tensors=[noise]))
+    full = generate_clip(tiny_transformer(), g["r_s"], *padded, NoiseSource(tensors=[noise]))
+    assert out.shape == (1, 30, 64)
+    assert torch.equal(out, full[:, :30])
