@@ -10,7 +10,8 @@ from avatar_forcing_ros.core.config import parity_tiny
 from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
 from avatar_forcing_ros.training.dataset import WindowDataset, load_sessions
 from avatar_forcing_ros.training.losses import (
-    Conditions, NoiseLayout, dpo_objective, noised, per_sample_error, sample_dropout, sample_layout)
+    Conditions, NoiseLayout, dpo_objective, noised, per_sample_error, reference_weights, sample_dropout,
+    sample_layout)
 from avatar_forcing_ros.training.synthetic import make_dataset
 from avatar_forcing_ros.training.train import main as train_main
 
@@ -33,7 +34,7 @@ def test_noising_follows_the_sampler_convention() -> None:
     """An exact velocity stepped with the inference Euler update lands on x_0."""
     x0, noise = torch.randn(1, 10, 4), torch.randn(1, 10, 4)
     t = torch.full((1, 10), 1000.0)
-    x_t, v = noised(x0, NoiseLayout(t, t / 1000, noise))
+    x_t, v = noised(x0, NoiseLayout(t, t / 1000, noise, torch.ones(1, 10)))
     assert torch.allclose(x_t, noise)
     out = FlowMatchScheduler.euler_step(x_t, v, 1.0, 0.0)
     assert torch.allclose(out, x0, atol=1e-6)
@@ -41,20 +42,44 @@ def test_noising_follows_the_sampler_convention() -> None:
 
 def test_dropout_zeroes_whole_conditions_independently() -> None:
     gen = torch.Generator().manual_seed(0)
-    drop_a, drop_u = sample_dropout(4000, gen, 0.2, 0.3)
-    assert abs(drop_a.float().mean() - 0.2) < 0.03 and abs(drop_u.float().mean() - 0.3) < 0.03
-    assert abs((drop_a & drop_u).float().mean() - 0.06) < 0.02
+    rates = {"avatar_audio": 0.1, "user_audio": 0.2, "user_motion": 0.3, "identity": 0.05, "user": 0.1}
+    flags = sample_dropout(20000, gen, rates)
+    f = {k: v.float() for k, v in flags.items()}
+    assert set(flags) == {"avatar_audio", "user_audio", "user_motion", "identity"}
+    assert abs(f["avatar_audio"].mean() - 0.1) < 0.01 and abs(f["identity"].mean() - 0.05) < 0.01
+    assert abs(f["user_audio"].mean() - (1 - 0.8 * 0.9)) < 0.015           # own drop or the joint one
+    assert abs(f["user_motion"].mean() - (1 - 0.7 * 0.9)) < 0.015
+    both = (f["user_audio"] * f["user_motion"]).mean()
+    assert abs(both - (0.1 + 0.9 * 0.2 * 0.3)) < 0.015                     # joint drops are frequent
+    assert abs((f["avatar_audio"] * f["user_audio"]).mean() - 0.1 * f["user_audio"].mean()) < 0.01
+    with pytest.raises(ValueError, match="unknown dropout keys"):
+        sample_dropout(2, gen, {"audio": 0.1})
     cond = Conditions(torch.ones(2, 5, 3), torch.ones(2, 5, 3), torch.ones(2, 5, 3), torch.ones(2, 3))
-    out = cond.drop(torch.tensor([True, False]), torch.tensor([False, True]))
+    out = cond.drop({"avatar_audio": torch.tensor([True, False]), "user_audio": torch.tensor([False, True]),
+                     "user_motion": torch.tensor([False, True]), "identity": torch.tensor([False, True])})
     assert out.avatar_audio[0].abs().sum() == 0 and out.avatar_audio[1].eq(1).all()
     assert out.user_audio[1].abs().sum() == 0 and out.user_motion[1].abs().sum() == 0
-    assert out.user_motion[0].eq(1).all() and out.identity.eq(1).all()
+    assert out.user_motion[0].eq(1).all() and out.identity[0].eq(1).all() and out.identity[1].eq(0).all()
+
+
+def test_reference_timestep_weighting() -> None:
+    sched = FlowMatchScheduler(1000)
+    w = reference_weights(sched)
+    assert w.mean().item() == pytest.approx(1.0, abs=1e-5) and w.min().item() == pytest.approx(0.0, abs=1e-6)
+    assert w[0] < 0.01 and w[-1] < 0.01 and w[499] == w.max()             # bell over t, peak at t = 500
+    layout = sample_layout(64, 50, 2, 10, sched, torch.Generator().manual_seed(1))
+    idx = torch.searchsorted(-sched.timesteps, -layout.t[layout.t > 0])
+    assert torch.allclose(layout.weight[layout.t > 0], w[idx])
+    assert (layout.weight[layout.t == 0] == 0).all()
+    flat = sample_layout(8, 50, 2, 10, sched, torch.Generator().manual_seed(1), weighting="none")
+    assert (flat.weight[flat.t > 0] == 1).all()
 
 
 def test_error_ignores_clean_tokens_and_dpo_prefers_fitting_the_winner() -> None:
     pred, target = torch.zeros(1, 4, 2), torch.tensor([[[1.0, 1.0], [2.0, 2.0], [9.0, 9.0], [9.0, 9.0]]])
-    noisy = torch.tensor([[True, True, False, False]])
-    assert per_sample_error(pred, target, noisy).item() == pytest.approx(2.5)
+    t = torch.tensor([[500.0, 100.0, 0.0, 0.0]])
+    layout = NoiseLayout(t, t / 1000, torch.zeros(1, 4, 2), torch.tensor([[1.0, 0.5, 0.0, 0.0]]))
+    assert per_sample_error(pred, target, layout).item() == pytest.approx((1.0 * 1 + 0.5 * 4) / 2)
     ref = torch.tensor([1.0])
     better, _ = dpo_objective(torch.tensor([0.5]), torch.tensor([1.5]), ref, ref, beta=10.0)
     worse, _ = dpo_objective(torch.tensor([1.5]), torch.tensor([0.5]), ref, ref, beta=10.0)

@@ -37,8 +37,7 @@ from torch import Tensor
 from avatar_forcing_ros.core.streaming import NoiseSource, generate_clip
 from avatar_forcing_ros.training.dataset import atomic_save
 from avatar_forcing_ros.training.losses import (
-    concat_conditions, concat_layouts, dpo_objective, noised, per_sample_error, sample_dropout,
-    sample_layout, velocity)
+    concat_conditions, concat_layouts, dpo_objective, noised, per_sample_error, sample_dropout, velocity)
 from avatar_forcing_ros.training.trainable import TrainableModel, copy_model, unwrap
 from avatar_forcing_ros.training.trainer import Trainer, autocast_for
 
@@ -99,26 +98,23 @@ class DPOTrainer(Trainer):
         winner = batch["avatar_motion"]
         loser = self.losers_for(batch)
         b, n, d = winner.shape
-        layout = sample_layout(b, n, d, self.cfg.num_frames_per_block, self.scheduler, self.generator,
-                               self.s.timestep_sampling, self.s.stream_prob)
-        sft_layout = sample_layout(b, n, d, self.cfg.num_frames_per_block, self.scheduler, self.generator,
-                                   self.s.timestep_sampling, self.s.stream_prob)
-        drop_a, drop_u = sample_dropout(b, self.generator, self.s.p_drop_avatar, self.s.p_drop_user)
+        layout, sft_layout = self.layout(b, n, d), self.layout(b, n, d)
+        drops = sample_dropout(b, self.generator, self.dropout_rates())
         with autocast_for(self.device):
             cond = unwrap(self.ddp).conditions(batch)
             x_w, v_w = noised(winner, layout)
             x_l, v_l = noised(loser, layout)
             x_s, v_s = noised(winner, sft_layout)
-            sft_cond = cond.drop(drop_a.to(self.device), drop_u.to(self.device))
+            sft_cond = cond.drop(drops)
             pair_layout = concat_layouts(layout, layout)
             pair_cond = concat_conditions(cond, cond)
             targets = torch.cat([v_w, v_l, v_s])
             all_layout = concat_layouts(pair_layout, sft_layout)
             pred = velocity(self.ddp, torch.cat([x_w, x_l, x_s]), all_layout, concat_conditions(pair_cond, sft_cond))
-            err = per_sample_error(pred, targets, all_layout.noisy)                       # (3B,)
+            err = per_sample_error(pred, targets, all_layout)                       # (3B,)
             with torch.no_grad():
                 ref_err = per_sample_error(velocity(self.reference, torch.cat([x_w, x_l]), pair_layout, pair_cond),
-                                           torch.cat([v_w, v_l]), pair_layout.noisy)
+                                           torch.cat([v_w, v_l]), pair_layout)
         loss, stats = dpo_objective(err[:b], err[b:2 * b], ref_err[:b], ref_err[b:], self.s.dpo_beta)
         sft = err[2 * b:].mean()
         return loss + self.s.dpo_sft_weight * sft, {**stats, "sft_loss": float(sft.detach())}

@@ -8,17 +8,23 @@ samples correctly with `FlowMatchScheduler` and `guided_euler` unchanged.
 Choices (the paper states diffusion forcing with per-block noise; the rest is ours):
 - Timesteps are drawn per 10-frame block from the scheduler's own 1000-entry table, never the
   sigma = 0 entry, so each (t, sigma) pair is one the sampler looks up at inference.
-  "uniform": index uniform over the table (uniform sigma), loss weight 1 (default; the inference
-  step list is uniform in sigma). "logit_normal": sigma = sigmoid(N(0, 1)) snapped to the table
-  (SD3's choice), still weight 1.
+  "uniform": index uniform over the table (uniform sigma; the inference step list is uniform in
+  sigma). "logit_normal": sigma = sigmoid(N(0, 1)) snapped to the table (SD3's choice).
+- Timestep weighting ("reference", default): the bell-shaped per-token weight of the reference's
+  scheduler (`training_weight` of its FlowMatchScheduler, with the training table):
+  w(t) = exp(-2 ((t - 500) / 1000)^2), shifted so its minimum over the table is 0 and scaled so its
+  mean over the table is 1. "none": weight 1.
 - With probability `stream_prob` a window takes the streaming layout of inference: every block
   but the last is clean (t = 0; the 38 cached frames and the 2 context frames), only the last block
   is noisy. Otherwise every block has an independent level (diffusion forcing).
-- The loss is the mean squared velocity error over noisy tokens only: a clean token (t = 0) has
-  x_t = x_0 and no learnable target, and at inference its output is discarded.
-- Condition dropout for CFG: per window, the avatar audio is dropped with `p_drop_avatar` and,
-  independently, the user audio + user motion together with `p_drop_user`; dropped means zeros in
-  the projected-feature space, the null condition of the sampler's guidance branches.
+- The loss is the weighted mean squared velocity error over noisy tokens only: a clean token
+  (t = 0) has x_t = x_0 and no learnable target, and at inference its output is discarded.
+- Condition dropout for CFG, per window and independently, as the reference model's training path
+  does it: avatar audio, user audio and user motion each with its own probability (the reference
+  config's audio_dropout_prob = 0.1), the identity r_s with ref_dropout_prob = 0.1; plus (ours) a
+  joint drop of user audio + motion with `user` probability, so the inference branches that null
+  both user inputs at once are seen often enough. Dropped means zeros in the projected-feature
+  space, the null condition of the sampler's guidance branches.
 """
 from __future__ import annotations
 
@@ -31,6 +37,8 @@ from torch.nn import functional as F
 from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
+TIMESTEP_WEIGHTING = ("reference", "none")
+DROP_KEYS = ("avatar_audio", "user_audio", "user_motion", "identity", "user")
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class NoiseLayout:
     t: Tensor       # (B, N) on the 0..1000 scale; 0 for clean tokens
     sigma: Tensor   # (B, N)
     noise: Tensor   # (B, N, D)
+    weight: Tensor  # (B, N) loss weight of each token
 
     @property
     def noisy(self) -> Tensor:
@@ -56,21 +65,33 @@ class Conditions:
     user_motion: Tensor
     identity: Tensor
 
-    def drop(self, avatar: Tensor, user: Tensor) -> "Conditions":
-        """Zero the avatar audio where `avatar` (B,) and the user inputs where `user` (B,) is True."""
-        keep_a = (~avatar).to(self.avatar_audio.dtype)[:, None, None]
-        keep_u = (~user).to(self.user_audio.dtype)[:, None, None]
-        return Conditions(self.avatar_audio * keep_a, self.user_audio * keep_u,
-                          self.user_motion * keep_u, self.identity)
+    def drop(self, flags: dict[str, Tensor]) -> "Conditions":
+        """Zero, per window, the conditions whose flag (B,) bool is True (see `sample_dropout`)."""
+        def keep(x: Tensor, key: str) -> Tensor:
+            if key not in flags:
+                return x
+            mask = (~flags[key]).to(x.device, x.dtype)
+            return x * mask.view(-1, *([1] * (x.ndim - 1)))
+        return Conditions(keep(self.avatar_audio, "avatar_audio"), keep(self.user_audio, "user_audio"),
+                          keep(self.user_motion, "user_motion"), keep(self.identity, "identity"))
 
     def without_user(self) -> "Conditions":
         return Conditions(self.avatar_audio, torch.zeros_like(self.user_audio),
                           torch.zeros_like(self.user_motion), self.identity)
 
 
+def reference_weights(scheduler: FlowMatchScheduler) -> Tensor:
+    """The reference's bell-shaped weight of every table entry (K,), mean 1, 0 at the extremes."""
+    k = scheduler.num_train_timesteps
+    bell = torch.exp(-2 * ((scheduler.timesteps - k / 2) / k) ** 2)
+    bell = bell - bell.min()
+    return bell * (k / bell.sum())
+
+
 def sample_block_levels(batch: int, blocks: int, scheduler: FlowMatchScheduler, generator: torch.Generator,
-                        sampling: str = "uniform", stream_prob: float = 0.25) -> tuple[Tensor, Tensor]:
-    """Per-block (t, sigma), each (B, blocks), drawn on the CPU from `generator`."""
+                        sampling: str = "uniform", stream_prob: float = 0.25) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-block (t, sigma, table index), each (B, blocks), drawn on the CPU from `generator`;
+    clean blocks have t = sigma = 0 and index -1."""
     if sampling not in TIMESTEP_SAMPLING:
         raise ValueError(f"timestep sampling must be one of {TIMESTEP_SAMPLING}, got {sampling!r}")
     last = scheduler.num_train_timesteps - 1                     # table index of sigma = 0, excluded
@@ -82,18 +103,23 @@ def sample_block_levels(batch: int, blocks: int, scheduler: FlowMatchScheduler, 
     t, sigma = scheduler.timesteps[index], scheduler.sigmas[index]
     streaming = torch.rand(batch, generator=generator) < stream_prob
     clean = streaming[:, None] & (torch.arange(blocks)[None, :] < blocks - 1)
-    return torch.where(clean, 0.0, t), torch.where(clean, 0.0, sigma)
+    return torch.where(clean, 0.0, t), torch.where(clean, 0.0, sigma), torch.where(clean, -1, index)
 
 
 def sample_layout(batch: int, frames: int, dim: int, block_frames: int, scheduler: FlowMatchScheduler,
-                  generator: torch.Generator, sampling: str = "uniform", stream_prob: float = 0.25) -> NoiseLayout:
-    """Draw block levels and Gaussian noise for a batch of `frames`-long windows (CPU tensors)."""
+                  generator: torch.Generator, sampling: str = "uniform", stream_prob: float = 0.25,
+                  weighting: str = "reference") -> NoiseLayout:
+    """Draw block levels, their loss weights and Gaussian noise for `frames`-long windows (CPU tensors)."""
     if frames % block_frames:
         raise ValueError(f"window of {frames} frames is not a whole number of {block_frames}-frame blocks")
-    t, sigma = sample_block_levels(batch, frames // block_frames, scheduler, generator, sampling, stream_prob)
+    if weighting not in TIMESTEP_WEIGHTING:
+        raise ValueError(f"timestep weighting must be one of {TIMESTEP_WEIGHTING}, got {weighting!r}")
+    t, sigma, index = sample_block_levels(batch, frames // block_frames, scheduler, generator, sampling, stream_prob)
+    table = reference_weights(scheduler) if weighting == "reference" else torch.ones(scheduler.num_train_timesteps)
+    weight = torch.where(index >= 0, table[index.clamp_min(0)], 0.0)
     noise = torch.randn(batch, frames, dim, generator=generator)
-    return NoiseLayout(t.repeat_interleave(block_frames, dim=1), sigma.repeat_interleave(block_frames, dim=1),
-                       noise)
+    per_token = lambda x: x.repeat_interleave(block_frames, dim=1)  # noqa: E731
+    return NoiseLayout(per_token(t), per_token(sigma), noise, per_token(weight))
 
 
 def noised(x0: Tensor, layout: NoiseLayout) -> tuple[Tensor, Tensor]:
@@ -103,13 +129,23 @@ def noised(x0: Tensor, layout: NoiseLayout) -> tuple[Tensor, Tensor]:
     return (1.0 - sigma) * x0 + sigma * noise, noise - x0
 
 
-def sample_dropout(batch: int, generator: torch.Generator, p_avatar: float, p_user: float) -> tuple[Tensor, Tensor]:
-    """Independent per-window drop flags (B,) bool for the avatar audio and for the user inputs."""
-    return torch.rand(batch, generator=generator) < p_avatar, torch.rand(batch, generator=generator) < p_user
+def sample_dropout(batch: int, generator: torch.Generator, rates: dict[str, float]) -> dict[str, Tensor]:
+    """Independent per-window drop flags (B,) bool for each key of DROP_KEYS in `rates`.
+
+    The joint "user" flag is folded into "user_audio" and "user_motion".
+    """
+    unknown = set(rates) - set(DROP_KEYS)
+    if unknown:
+        raise ValueError(f"unknown dropout keys {sorted(unknown)}; expected {DROP_KEYS}")
+    flags = {k: torch.rand(batch, generator=generator) < rates.get(k, 0.0) for k in DROP_KEYS}
+    user = flags.pop("user")
+    flags["user_audio"] = flags["user_audio"] | user
+    flags["user_motion"] = flags["user_motion"] | user
+    return flags
 
 
 def concat_layouts(*layouts: NoiseLayout) -> NoiseLayout:
-    return NoiseLayout(*(torch.cat([getattr(l, k) for l in layouts]) for k in ("t", "sigma", "noise")))
+    return NoiseLayout(*(torch.cat([getattr(l, k) for l in layouts]) for k in ("t", "sigma", "noise", "weight")))
 
 
 def concat_conditions(*conds: Conditions) -> Conditions:
@@ -123,17 +159,22 @@ def velocity(model, x_t: Tensor, layout: NoiseLayout, cond: Conditions) -> Tenso
     return model(t, x_t, cond.avatar_audio, cond.user_audio, cond.user_motion, cond.identity)
 
 
-def per_sample_error(pred: Tensor, target: Tensor, noisy: Tensor) -> Tensor:
-    """Mean squared error over the noisy tokens and channels of each window -> (B,) fp32."""
+def per_sample_error(pred: Tensor, target: Tensor, layout: NoiseLayout) -> Tensor:
+    """Weighted mean squared error over the noisy tokens of each window -> (B,) fp32.
+
+    pred, target (B, N, D): sum over noisy tokens of w_n * mean_d (pred - target)^2, divided by
+    the number of noisy tokens (clean tokens, t = 0, contribute nothing).
+    """
     err = (pred.float() - target.float()).pow(2).mean(dim=-1)                 # (B, N)
-    mask = noisy.to(err.device, err.dtype)
-    return (err * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
+    noisy = layout.noisy.to(err.device)
+    w = torch.where(noisy, layout.weight.to(err.device, err.dtype), 0.0)
+    return (err * w).sum(dim=1) / noisy.sum(dim=1).clamp_min(1).to(err.dtype)
 
 
 def flow_matching_loss(model, x0: Tensor, cond: Conditions, layout: NoiseLayout) -> Tensor:
     """Scalar diffusion-forcing flow-matching loss of a batch (mean over windows)."""
     x_t, target = noised(x0, layout)
-    return per_sample_error(velocity(model, x_t, layout, cond), target, layout.noisy).mean()
+    return per_sample_error(velocity(model, x_t, layout, cond), target, layout).mean()
 
 
 def dpo_objective(policy_w: Tensor, policy_l: Tensor, ref_w: Tensor, ref_l: Tensor,

@@ -18,7 +18,7 @@ from dataclasses import fields
 import torch
 
 from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
-from avatar_forcing_ros.training.losses import TIMESTEP_SAMPLING
+from avatar_forcing_ros.training.losses import TIMESTEP_SAMPLING, TIMESTEP_WEIGHTING
 from avatar_forcing_ros.training.trainer import Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,12 @@ _HELP = {
     "lr": "peak AdamW learning rate", "weight_decay": "AdamW weight decay",
     "warmup_steps": "linear learning-rate warm-up steps, constant afterwards",
     "grad_clip": "global gradient-norm clip", "ema_decay": "EMA decay (0 disables EMA; exported weights are raw then)",
-    "p_drop_avatar": "probability of dropping the avatar audio of a window (CFG)",
-    "p_drop_user": "probability of dropping user audio + motion of a window (CFG), independent",
+    "p_drop_avatar_audio": "probability of dropping a window's avatar audio (CFG; the reference's 0.1)",
+    "p_drop_user_audio": "probability of dropping a window's user audio (CFG; independent)",
+    "p_drop_user_motion": "probability of dropping a window's user motion (CFG; independent)",
+    "p_drop_identity": "probability of dropping a window's identity r_s (the reference's ref_dropout_prob)",
+    "p_drop_user": "probability of dropping user audio and motion together (ours; the inference null-user branches)",
+    "timestep_weighting": f"loss weight over noise levels: {', '.join(TIMESTEP_WEIGHTING)}",
     "timestep_sampling": f"per-block noise-level distribution: {', '.join(TIMESTEP_SAMPLING)}",
     "stream_prob": "probability of the streaming layout (all blocks but the last clean)",
     "stride": "frames between the starts of consecutive training windows",

@@ -52,9 +52,13 @@ class TrainSettings:
     warmup_steps: int = 100
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    p_drop_avatar: float = 0.2
-    p_drop_user: float = 0.2
+    p_drop_avatar_audio: float = 0.1
+    p_drop_user_audio: float = 0.1
+    p_drop_user_motion: float = 0.1
+    p_drop_identity: float = 0.1
+    p_drop_user: float = 0.1
     timestep_sampling: str = "uniform"
+    timestep_weighting: str = "reference"
     stream_prob: float = 0.25
     stride: int = 10
     val_every: int = 200
@@ -129,15 +133,24 @@ class Trainer:
     def stage_setup(self) -> None:
         """Hook run after the model is built and initialised, before the optimiser exists."""
 
+    def dropout_rates(self) -> dict[str, float]:
+        s = self.s
+        return {"avatar_audio": s.p_drop_avatar_audio, "user_audio": s.p_drop_user_audio,
+                "user_motion": s.p_drop_user_motion, "identity": s.p_drop_identity, "user": s.p_drop_user}
+
+    def layout(self, batch: int, frames: int, dim: int, generator: torch.Generator | None = None):
+        """Per-block noise levels, weights and noise of a batch (losses.sample_layout)."""
+        return sample_layout(batch, frames, dim, self.cfg.num_frames_per_block, self.scheduler,
+                             generator or self.generator, self.s.timestep_sampling, self.s.stream_prob,
+                             self.s.timestep_weighting)
+
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """Supervised diffusion-forcing flow-matching loss of one batch."""
         x0 = batch["avatar_motion"]
-        b, n, d = x0.shape
-        drop_a, drop_u = sample_dropout(b, self.generator, self.s.p_drop_avatar, self.s.p_drop_user)
-        layout = sample_layout(b, n, d, self.cfg.num_frames_per_block, self.scheduler, self.generator,
-                               self.s.timestep_sampling, self.s.stream_prob)
+        drops = sample_dropout(x0.shape[0], self.generator, self.dropout_rates())
+        layout = self.layout(*x0.shape)
         with autocast_for(self.device):
-            cond = unwrap(self.ddp).conditions(batch).drop(drop_a.to(self.device), drop_u.to(self.device))
+            cond = unwrap(self.ddp).conditions(batch).drop(drops)
             loss = flow_matching_loss(self.ddp, x0, cond, layout)
         return loss, {}
 
@@ -188,8 +201,7 @@ class Trainer:
         for batch in loader:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             x0 = batch["avatar_motion"]
-            layout = sample_layout(*x0.shape, self.cfg.num_frames_per_block, self.scheduler, gen,
-                                   self.s.timestep_sampling, self.s.stream_prob)
+            layout = self.layout(*x0.shape, generator=gen)
             with autocast_for(self.device):
                 loss = flow_matching_loss(self.model, x0, self.model.conditions(batch), layout)
             total, seen = total + float(loss) * x0.shape[0], seen + x0.shape[0]
