@@ -92,3 +92,17 @@ def test_mismatched_file_is_refused_naming_keys(tmp_path):
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="flow_transformer"):
         AvatarForcing.from_pretrained(tmp_path, W2V)
+
+
+def test_wav2vec2_weights_inside_a_release_file_are_loaded(tmp_path):
+    """The reference loader takes any official name a file holds, wav2vec2 included."""
+    model = AvatarForcing.from_pretrained(TINY, W2V)
+    state = load_weights_file(TINY / "flow_transformer.safetensors")
+    w2v = {f"audio_encoder.wav2vec2.{k}": v + 1.0 for k, v in model.audio_encoder.wav2vec2.state_dict().items()}
+    save_weights_file({**state, **w2v}, tmp_path / "flow_transformer.safetensors")
+    save_weights_file(load_weights_file(TINY / "motion_autoencoder.safetensors"),
+                      tmp_path / "motion_autoencoder.safetensors")
+    (tmp_path / "config.json").write_text((TINY / "config.json").read_text())
+    loaded = AvatarForcing.from_pretrained(tmp_path, W2V)
+    key = "encoder.layers.0.attention.k_proj.weight"
+    assert torch.equal(loaded.audio_encoder.wav2vec2.state_dict()[key], w2v["audio_encoder.wav2vec2." + key])

@@ -40,6 +40,9 @@ _FILE_PREFIXES = {
     FLOW_FILE: ("flow_transformer.", "audio_encoder.audio_projection."),
     MOTION_FILE: ("motion_autoencoder.",),
 }
+# The reference loader copies whatever named parameters a file holds, so a release file may also
+# carry the (frozen) wav2vec2 under its official names; such keys are loaded over the folder's.
+WAV2VEC2_PREFIX = "audio_encoder.wav2vec2."
 
 
 def default_wav2vec2_config(cfg: AvatarForcingConfig) -> Wav2Vec2Config:
@@ -91,19 +94,21 @@ class AvatarForcing(nn.Module):
             cfg = AvatarForcingConfig.from_json(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else official()
         paths = {stem: find_weights_file(folder, stem) for stem in _FILE_PREFIXES}
         model = cls.on_meta(cfg, read_wav2vec2_config(wav2vec2_dir))
+        model.audio_encoder.load_wav2vec2_folder(wav2vec2_dir)
         for stem, prefixes in _FILE_PREFIXES.items():
             path = paths[stem]
             state = load_weights_file(path)
             model._apply_file(state, prefixes, str(path))
             del state
-        model.audio_encoder.load_wav2vec2_folder(wav2vec2_dir)
         log.info("loaded Avatar Forcing from %s (wav2vec2 %s)", folder, wav2vec2_dir)
         return model.to(device=device, dtype=dtype).eval()
 
     def _apply_file(self, state: dict[str, torch.Tensor], prefixes: tuple[str, ...], where: str) -> None:
-        stray = sorted(k for k in state if not k.startswith(prefixes))
+        stray = sorted(k for k in state if not k.startswith(prefixes + (WAV2VEC2_PREFIX,)))
         if stray:
             raise CheckpointMismatchError(where, [], stray, [])
+        if any(k.startswith(WAV2VEC2_PREFIX) for k in state):
+            prefixes = prefixes + (WAV2VEC2_PREFIX,)
         for prefix in prefixes:
             module = self.get_submodule(prefix.rstrip("."))
             apply_weights(module, state, prefix, where=f"{where} ({prefix}*)")
