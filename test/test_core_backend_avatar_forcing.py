@@ -78,3 +78,15 @@ def test_from_options_validates():
     with pytest.raises(ValueError, match="dtype"):
         AvatarForcingBackend.from_options(checkpoint_dir=str(TINY), wav2vec2_dir=str(TINY / "wav2vec2"),
                                           dtype="float64")
+
+
+def test_declared_absent_sources_make_blocks_ready(model):
+    backend = AvatarForcingBackend(model, identity=torch.zeros(1, 64))
+    assert not backend.block_ready(0)
+    backend.push_avatar_audio(np.zeros(50 * 640, np.float32), 0)
+    backend.declare_absent("user_audio", 50)
+    assert not backend.block_ready(0)
+    backend.declare_absent("user_motion", 50)
+    assert backend.block_ready(0) and not backend.block_ready(5)
+    with pytest.raises(ValueError, match="unknown track"):
+        backend.declare_absent("camera", 10)

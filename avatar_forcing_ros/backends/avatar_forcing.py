@@ -112,6 +112,11 @@ class AvatarForcingBackend(MotionBackend):
         """User motion latents (n, dim_w) (bypasses the motion encoder)."""
         self.generator.push_user_motion(first_frame, self._to_model(latents))
 
+    def declare_absent(self, condition: str, through_frame: int) -> None:
+        """Frames [0, through_frame) of `condition` ('avatar_audio', 'user_audio', 'user_motion')
+        that have not arrived are absent (null condition), so `block_ready` need not wait for them."""
+        self.generator.declare_absent(condition, through_frame)
+
     # -- generation -----------------------------------------------------------------------------
     def block_ready(self, block_index: int) -> bool:
         """Whether every condition of `block_index` has arrived (raw or pre-encoded)."""
