@@ -21,6 +21,13 @@ def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
+def face_frame(size: int = 256) -> np.ndarray:
+    """A camera frame with a real face in it (scikit-image's public-domain astronaut), RGB uint8."""
+    import cv2
+    from skimage import data
+    return cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+
+
 class LiveInputs:
     """Publishes camera frames and both audio streams in real time from a listener's timer."""
 
@@ -33,7 +40,7 @@ class LiveInputs:
         self._rate, self._seq = audio_rate, 0
         self._chunk = int(audio_rate / rate_hz)
         self._rng = np.random.default_rng(0)
-        self._frame = np.full((64, 64, 3), 90, np.uint8)
+        self._frame = face_frame()
         node.create_timer(1.0 / rate_hz, self._tick)
         self._clock = node.get_clock()
 

@@ -58,6 +58,7 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
         images = lis.collect(Image, "avatar/image",
                              QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT), with_arrival=True)
         statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10, with_arrival=True)
+        user_motion = lis.collect(MotionLatent, "user/motion", QoSProfile(depth=100))
         inputs = LiveInputs(lis.node)
         assert lis.spin_until(lambda: len(images) > 10, 150), gen.output() + ren.output()
         # phase 1: all inputs live
@@ -103,6 +104,11 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
     assert len(matched) >= 0.8 * len(images) and len(matched) > 100
     assert all(img.header.frame_id == by_stamp[stamp_ns(img)].header.frame_id for img in matched)
     assert {img.encoding for img in matched} == {"rgb8"} and {img.width for img in matched} == {64}
+    # the user motion the blocks were conditioned on (the camera shows a face), on the same timeline
+    if backend == "portable":
+        assert len(user_motion) > 25
+    for m in user_motion:
+        assert stamp_ns(m) == t0 + m.frame_index * FRAME_NS and m.latent_space == msgs[0].latent_space
 
 
 def test_invalid_start_up_parameters_fail_fast():

@@ -30,7 +30,8 @@ class BackendOptions:
 
 def _portable_backend(options: BackendOptions) -> MotionBackend:
     from ..portable.behaviour import PortableBackend
-    return PortableBackend()   # rule-based: no checkpoint, device or seed
+    from ..portable.behaviour_rules import BehaviourParams
+    return PortableBackend(BehaviourParams(seed=options.seed))   # rule-based: no checkpoint or device
 
 
 def _portable_renderer(options: BackendOptions) -> FrameRenderer:

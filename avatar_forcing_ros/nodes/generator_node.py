@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from avatar_forcing_ros.backends.base import MotionBackend
+from avatar_forcing_ros.backends.base import MotionBackend, MotionBlock
 from avatar_forcing_ros.backends.registry import (BackendOptions, check_backend_name, create_backend,
                                                    default_portrait, load_portrait)
 from avatar_forcing_ros.conversions import (MalformedMessageError, audio_chunk_to_array, image_to_array,
@@ -36,7 +36,7 @@ RUNTIME_PARAMETERS = ("nfe", "nfe_min", "avatar_audio_guidance", "user_guidance"
                       "test_compute_delay_ms")
 TOPIC_PARAMETERS = {"camera_topic": "image", "user_audio_topic": "user/audio",
                     "avatar_audio_topic": "avatar/audio", "motion_topic": "avatar/motion",
-                    "status_topic": "avatar/generator_status"}
+                    "user_motion_topic": "user/motion", "status_topic": "avatar/generator_status"}
 
 
 class GeneratorNode(Node):
@@ -53,7 +53,7 @@ class GeneratorNode(Node):
         self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
         self._malformed = MalformedInputCounter(self)
         self.core = GeneratorCore(self._backend, self.config, now=self._now,
-                                  on_event=self._log_event)
+                                  on_event=self._log_event, on_block=self._publish_user_motion)
         self._create_interfaces(topics)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -134,6 +134,8 @@ class GeneratorNode(Node):
                                      callback_group=inputs)
         self._motion_pub = self.create_publisher(
             MotionLatent, topics["motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        self._user_motion_pub = self.create_publisher(
+            MotionLatent, topics["user_motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self._status_pub = self.create_publisher(GeneratorStatus, topics["status_topic"], 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0 / self._backend.fps, self._on_tick,
@@ -174,16 +176,32 @@ class GeneratorNode(Node):
         self._malformed.record(source, error)
 
     # ---- timers ---------------------------------------------------------------------------
+    def _motion_msg(self, frame_index: int, latent: np.ndarray, frame_id: str) -> MotionLatent:
+        """A MotionLatent stamped with the exact media time of `frame_index` (t0 + n / fps)."""
+        b = self._backend
+        msg = MotionLatent(header=make_header(self._t0_ns + frame_index * 1_000_000_000 // b.fps, frame_id),
+                           frame_index=frame_index, block_index=frame_index // b.block_frames,
+                           latent_space=b.latent_space)
+        msg.latent = np.asarray(latent, np.float32).tolist()
+        return msg
+
     def _on_tick(self) -> None:
-        space = self._backend.latent_space
         for item in self.core.due_frames():
             f = item.frame
-            stamp_ns = self._t0_ns + f.frame_index * 1_000_000_000 // self._backend.fps  # exact media time
-            msg = MotionLatent(header=make_header(stamp_ns, self._frame_id),
-                               frame_index=f.frame_index, block_index=f.block_index, latent_space=space,
-                               nfe=f.nfe, guidance_branches=f.guidance_branches, is_hold=f.is_hold)
-            msg.latent = np.asarray(f.latent, np.float32).tolist()
+            msg = self._motion_msg(f.frame_index, f.latent, self._frame_id)
+            msg.nfe, msg.guidance_branches, msg.is_hold = f.nfe, f.guidance_branches, f.is_hold
             self._motion_pub.publish(msg)
+
+    def _publish_user_motion(self, block: MotionBlock) -> None:
+        """The user motion a block was conditioned on, on user/motion (rows where the user was seen),
+        stamped like the avatar frames of the same media time (called from the worker)."""
+        if block.user_motion is None or not self.context.ok():
+            return
+        for i, row in enumerate(np.asarray(block.user_motion, np.float32)):
+            if np.all(np.isfinite(row)):
+                msg = self._motion_msg(block.first_frame + i, row, "user")
+                msg.nfe, msg.guidance_branches = block.nfe, block.guidance_branches
+                self._user_motion_pub.publish(msg)
 
     def _on_status(self) -> None:
         s = self.core.snapshot()

@@ -157,8 +157,10 @@ class RendererNode(Node):
         size = self.config.output_size
         if image.shape[0] != size or image.shape[1] != size:
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        self._image_pub.publish(array_to_image(image, "rgb8", header.stamp, header.frame_id))
-        if self._jpeg_pub is not None:
+        # Encode only what someone listens to (JPEG costs about as much as rendering a frame).
+        if self._image_pub.get_subscription_count() > 0:
+            self._image_pub.publish(array_to_image(image, "rgb8", header.stamp, header.frame_id))
+        if self._jpeg_pub is not None and self._jpeg_pub.get_subscription_count() > 0:
             self._jpeg_pub.publish(array_to_compressed(image, "rgb8", "jpeg", self.config.jpeg_quality,
                                                        header.stamp, header.frame_id))
         self.rendered += 1

@@ -16,7 +16,7 @@ from enum import Enum
 
 import numpy as np
 
-from ..backends.base import GenerationSettings, MotionBackend
+from ..backends.base import GenerationSettings, MotionBackend, MotionBlock
 from .audio import resample, to_mono
 from .bounded_queue import BoundedQueue
 from .clock import SessionClock
@@ -77,12 +77,14 @@ class GeneratorSnapshot:
 class GeneratorCore:
     def __init__(self, backend: MotionBackend, config: GeneratorConfig,
                  now: Callable[[], float] = time.time,
-                 on_event: Callable[[str], None] = LOG.info):
+                 on_event: Callable[[str], None] = LOG.info,
+                 on_block: Callable[[MotionBlock], None] | None = None):
         config.validate()
         self._backend = backend
         self._config = config
         self._now = now
         self._on_event = on_event
+        self._on_block = on_block      # called from the worker with every generated block
         self._inputs: BoundedQueue[_Input] = BoundedQueue(config.input_queue_size)
         self._tracker = StalenessTracker()
         self._tracker.add(CAMERA, config.camera_timeout_s, config.use_camera)
@@ -294,6 +296,8 @@ class GeneratorCore:
         finish = self._now()
         compute = finish - start
         self._queue.push_block(result)
+        if self._on_block is not None:
+            self._on_block(result)
         late = finish > self._scheduler.block_publish_time(block_index)
         with self._lock:
             self._blocks += 1
