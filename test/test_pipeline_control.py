@@ -14,7 +14,7 @@ from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa
 def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
     domain = unique_domain_id()
     params = {"backend": "portable", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6,
-              "test_compute_delay_ms": 250.0}          # compute window 600 - 20 - 480 - 20 = 80 ms
+              "test_compute_delay_ms": 250.0}          # compute window 600 - 20 - 480 - 10 = 90 ms
     with NodeProcess("generator", ros_env(domain), params) as gen, Listener(domain) as lis:
         latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100))
         statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10)

@@ -53,7 +53,7 @@ def test_compute_delay_steps_quality_down_then_back_up():
                                                         test_compute_delay_ms=250),
                          on_event=events.append)
     core.start()
-    _run(core, 3.0)                    # window = 600 - 20 - 480 - 20 = 80 ms < 250 ms
+    _run(core, 3.0)                    # window = 600 - 20 - 480 - 10 = 90 ms < 250 ms
     low = core.snapshot()
     assert (low.nfe, low.guidance_branches) == (6, 1)
     assert low.hold_frames > 0 and low.late_blocks > 0

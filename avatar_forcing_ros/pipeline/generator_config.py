@@ -65,8 +65,9 @@ def check_guidance(name: str, scale: float) -> None:
 def check_latency_budget(budget_ms: float, block_frames: int, lookahead_frames: int, fps: int) -> None:
     """The budget must leave compute time after a block's conditions (block + look-ahead) arrive."""
     wait_ms = 1000.0 * (block_frames + lookahead_frames) / fps
-    if not wait_ms + 50.0 <= budget_ms <= 10000.0:
+    low = wait_ms + 1000.0 / fps     # + one frame period: half for the timer's tolerance, half for compute
+    if not low <= budget_ms <= 10000.0:
         raise ValueError(
-            f"latency_budget_ms={budget_ms:g} must be in [{wait_ms + 50:g}, 10000]: a block's conditions "
+            f"latency_budget_ms={budget_ms:g} must be in [{low:g}, 10000]: a block's conditions "
             f"take {wait_ms:g} ms of media to arrive ({block_frames} frames + {lookahead_frames} look-ahead "
             f"at {fps} fps) and compute needs time after that")

@@ -30,7 +30,7 @@ class BlockScheduler:
     clock: SessionClock
     lookahead_frames: int
     latency_budget_s: float        # target delay between a frame's media time and its publication
-    safety_margin_s: float = 0.02  # start this much before the last possible moment
+    safety_margin_s: float = 0.01  # start this much before the last possible moment
 
     def conditions_time(self, block_index: int) -> float:
         """Media time (s) up to which block `block_index` needs its conditions."""
