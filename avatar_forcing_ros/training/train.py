@@ -81,6 +81,9 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
                                 if f.name not in ("out", "stage", "progress")})
     if settings.weights_format not in ("safetensors", "pth"):
         raise ValueError("--weights-format must be safetensors or pth")
+    if settings.timestep_sampling not in TIMESTEP_SAMPLING or settings.timestep_weighting not in TIMESTEP_WEIGHTING:
+        raise ValueError(f"--timestep-sampling must be one of {TIMESTEP_SAMPLING} and --timestep-weighting "
+                         f"one of {TIMESTEP_WEIGHTING}")
     if args.stage == "dpo":
         if not args.init:
             raise ValueError("--stage dpo needs --init (the supervised model, also the frozen reference; "
