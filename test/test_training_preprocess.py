@@ -7,6 +7,8 @@ pipeline (pairing, resampling, encoders, report, resume), not the detector.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -80,3 +82,20 @@ def test_preprocess_converts_reports_and_resumes(videos: Path, tmp_path: Path, m
     assert preprocess.main(argv) == 1
     assert calls == ["dark"]                                       # "good" is not redone
     assert [e["name"] for e in json.loads((out / "index.json").read_text())["sessions"]] == ["good"]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (scripts/setup.sh installs it)")
+def test_audio_comes_from_the_video_through_ffmpeg_without_a_side_wav(tmp_path: Path) -> None:
+    video = tmp_path / "x_avatar.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-f", "lavfi",
+                    "-i", "sine=frequency=440:sample_rate=44100", "-t", "2", "-c:v", "mpeg4", "-c:a", "aac",
+                    str(video)], check=True)
+    audio = preprocess.read_audio(video, 16000)
+    assert audio.dtype == np.float32 and abs(audio.size - 32000) < 1000 and 0.05 < np.abs(audio).max() <= 1.0
+    frames = preprocess.read_frames(video, 25)
+    assert len(frames) == 50 and frames[0].shape == (64, 64, 3)
+    silent = tmp_path / "y_user.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-t", "1",
+                    "-c:v", "mpeg4", str(silent)], check=True)
+    with pytest.raises(preprocess.SessionError, match="audio"):
+        preprocess.read_audio(silent, 16000)
