@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+import yaml
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -110,15 +111,21 @@ def main(argv: list[str] | None = None) -> int:
         "display": "false", "speaker": "false"})
     prefix = launcher.package_prefix()
     plan = launcher.process_plan(args, prefix, node_plan.config_file(launcher.share_dir(prefix)))
-    extra = {"generator": ["-p", f"latency_budget_ms:={a.latency_budget_ms}"],
-             "renderer": ["-p", f"output_size:={a.output_size}"], "audio_file_player": ["-p", "loop:=true"],
-             "video_source": ["-p", "loop:=true"]}
+    # Bench settings as a second parameter file: a `-p` override would lose against the YAML's
+    # node-specific block (rclpy applies `/**` values first, then `/**/<node>` ones).
+    overrides = tmp / "bench_params.yaml"
+    overrides.write_text(yaml.safe_dump({
+        "/**/generator": {"ros__parameters": {"latency_budget_ms": a.latency_budget_ms}},
+        "/**/renderer": {"ros__parameters": {"output_size": a.output_size}},
+        "/**/audio_file_player": {"ros__parameters": {"loop": True}},
+        "/**/video_source": {"ros__parameters": {"loop": True}}}))
+    extra = ["--params-file", str(overrides)]
     domain = 1 + os.getpid() % 100
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOG_DIR=str(tmp / "log"))
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(launcher.share_dir(prefix))))
     logs = {name: open(tmp / f"{name}.log", "w") for name, _ in plan}
-    children = [(name, subprocess.Popen(cmd + extra.get(name, []), env=env, stdout=logs[name],
+    children = [(name, subprocess.Popen(cmd + extra, env=env, stdout=logs[name],
                                         stderr=subprocess.STDOUT)) for name, cmd in plan]
     try:
         got = _collect(domain, a.duration, a.warmup)

@@ -164,3 +164,14 @@ def test_launcher_dry_run_and_bad_arguments(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "generator: " in out and "__ns:=/r2" in out and "audio_playback" not in out
     assert launcher.main(["--dry-run", "--params-file", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_yaml_never_sets_what_launch_arguments_override():
+    """rclpy applies `/**` values before node-specific ones, so a per-run override passed like a
+    `-p`/dict parameter would silently lose against the same name in a node's YAML block."""
+    config = yaml.safe_load((REPO / "config" / "avatar_forcing.yaml").read_text())
+    full = {**node_plan.DEFAULTS, "video_source": "v.mp4", "avatar_audio_file": "a.wav", "portrait": "p.png",
+            "checkpoint_dir": "/c"}
+    for planned in node_plan.plan_nodes(full):
+        block = config.get(f"/**/{planned.name}", {}).get("ros__parameters", {})
+        assert not set(block) & set(planned.parameters), (planned.name, set(block) & set(planned.parameters))
