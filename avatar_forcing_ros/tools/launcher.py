@@ -33,7 +33,7 @@ def package_prefix() -> Path:
         from ament_index_python.packages import PackageNotFoundError, get_package_prefix
         try:
             return Path(get_package_prefix(node_plan.PACKAGE))
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):   # OSError: AMENT_PREFIX_PATH unset
             pass
     except ImportError:
         pass
