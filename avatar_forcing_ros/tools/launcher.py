@@ -40,8 +40,10 @@ def package_prefix() -> Path:
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
         if prefix and (Path(prefix) / "lib" / node_plan.PACKAGE).is_dir():
             return Path(prefix)
-    # <prefix>/lib/pythonX.Y/site-packages/avatar_forcing_ros/tools/launcher.py
-    return Path(__file__).parents[5]
+    here = Path(__file__)
+    if "site-packages" in here.parts:   # <prefix>/lib/pythonX.Y/site-packages/avatar_forcing_ros/tools/launcher.py
+        return here.parents[5]
+    return here.parents[2] / "install" / node_plan.PACKAGE   # a source checkout built by scripts/setup.sh
 
 
 def share_dir(prefix: Path) -> Path:
