@@ -5,7 +5,9 @@ device cannot open at that rate, and publishes chunks of exactly ``chunk_ms``. E
 ``header.stamp`` is the capture time of its first sample: PortAudio's ADC time of the device
 block (``inputBufferAdcTime``), mapped to ROS time with an offset measured against the stream
 clock at start; when a driver reports no ADC time, the callback time minus the block duration. Block times
-are smoothed (StampSmoother) since drivers jitter by about a block.
+are smoothed (StampSmoother) since drivers jitter by about a block. Stamps are only as good as
+the driver's times: through PulseAudio's ALSA plugin the first one or two seconds of a stream
+are stamped up to ~0.5 s early (the plugin reports a decaying delay the data do not have).
 
 The PortAudio callback only copies the block into a queue; a timer drains it and publishes.
 """
