@@ -90,3 +90,10 @@ def test_declared_absent_sources_make_blocks_ready(model):
     assert backend.block_ready(0) and not backend.block_ready(5)
     with pytest.raises(ValueError, match="unknown track"):
         backend.declare_absent("camera", 10)
+
+
+def test_audio_pushed_far_ahead_does_not_stop_the_stream(model):
+    backend = AvatarForcingBackend(model, identity=torch.zeros(1, 64))
+    backend.push_avatar_audio(np.random.default_rng(0).standard_normal(16000 * 10).astype(np.float32), 0)
+    block = backend.generate_block(0, GenerationSettings(nfe=3))
+    assert block.latents.shape == (10, 64) and np.isfinite(block.latents).all()

@@ -157,8 +157,15 @@ class AvatarForcingBackend(MotionBackend):
                    "user_audio": self.generator.push_user_audio}
         for name, live in self.audio.items():
             stop = min(end, live.frames_available())
-            if stop > start:
-                pushers[name](start, live.features(start, stop)[0])
+            if stop <= start:
+                continue
+            try:
+                features = live.features(start, stop)[0]
+            except ValueError as err:        # audio pushed far ahead: these frames were discarded
+                log.warning("%s frames [%d, %d) unavailable, using the null condition: %s",
+                            name, start, stop, err)
+                continue
+            pushers[name](start, features)
 
     def _crop_user(self, frame_rgb: np.ndarray) -> np.ndarray | None:
         size = self.cfg.input_size
