@@ -53,6 +53,7 @@ class AvatarForcingBackend(MotionBackend):
         self._pending_frames: dict[int, np.ndarray] = {}   # cropped user faces awaiting encoding
         self._frames_seen = 0                               # user frames [0, n) pushed (face or None)
         self._detector: FaceDetector | None = None
+        self._warned: set[str] = set()
 
     @classmethod
     def from_options(cls, *, checkpoint_dir: str = "", wav2vec2_dir: str = "", device: str = "cpu",
@@ -145,6 +146,7 @@ class AvatarForcingBackend(MotionBackend):
             live.reset()
         self._pending_frames.clear()
         self._frames_seen = 0
+        self._warned.clear()
 
     # -- helpers --------------------------------------------------------------------------------
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,8 +164,10 @@ class AvatarForcingBackend(MotionBackend):
             try:
                 features = live.features(start, stop)[0]
             except ValueError as err:        # audio pushed far ahead: these frames were discarded
-                log.warning("%s frames [%d, %d) unavailable, using the null condition: %s",
-                            name, start, stop, err)
+                if name not in self._warned:        # once per stream and session (hot path)
+                    self._warned.add(name)
+                    log.warning("%s frames [%d, %d) unavailable, using the null condition: %s",
+                                name, start, stop, err)
                 continue
             pushers[name](start, features)
 
