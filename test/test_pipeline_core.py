@@ -44,7 +44,7 @@ def test_core_publishes_consecutive_frames_and_places_inputs():
     assert backend.frames == [2]
     snap = core.snapshot()
     assert snap.stale["camera"] and snap.ages["camera"] > 1.0                 # silent for > 0.5 s
-    assert snap.frames_published == len(idx) and core.worker_error is None
+    assert snap.frames_published == len(idx) and snap.backend_errors == 0
 
 
 def test_compute_delay_steps_quality_down_then_back_up():
@@ -86,3 +86,22 @@ def test_warm_up_runs_the_backend_once_then_resets_it():
     assert core.warm_up() >= 0.0
     assert backend.frames == [0] and backend.audio["avatar"] == [(0, 16000)] and backend.audio["user"] == []
     assert backend.calls == []          # FakeBackend.reset clears its call log: the session starts clean
+
+
+class _FailingBackend(FakeBackend):
+    def generate_block(self, block_index, settings):
+        if block_index == 1:
+            raise RuntimeError("model exploded")
+        return super().generate_block(block_index, settings)
+
+
+def test_a_failing_block_costs_its_frames_not_the_stream():
+    core = GeneratorCore(_FailingBackend(), GeneratorConfig(latency_budget_ms=600))
+    core.start()
+    frames = _run(core, 2.5)
+    core.stop()
+    by_index = {p.frame.frame_index: p.frame for p in frames}
+    assert all(by_index[n].is_hold for n in range(10, 20))                    # block 1 failed: holds
+    assert not by_index[25].is_hold and by_index[25].latent[0] == 25         # block 2 generated again
+    snap = core.snapshot()
+    assert snap.backend_errors == 1 and "block 1: RuntimeError: model exploded" in core.last_error

@@ -220,8 +220,10 @@ class GeneratorNode(Node):
 
     def _diagnostics(self, s, header) -> DiagnosticArray:
         stale = [n for n, v in s.stale.items() if v]
-        if self.core.worker_error is not None:
-            level, text = DiagnosticStatus.ERROR, f"worker stopped: {self.core.worker_error}"
+        if self.core.last_error and self._now() - self.core.last_error_time < 5.0:
+            level = DiagnosticStatus.ERROR
+            text = f"backend failing ({s.backend_errors} errors): {self.core.last_error}"
+            self.get_logger().error(text, throttle_duration_sec=5.0)
         elif stale:
             level, text = DiagnosticStatus.WARN, "stale inputs (null condition): " + ", ".join(stale)
         else:
@@ -230,7 +232,7 @@ class GeneratorNode(Node):
                   "last_latency_ms": f"{s.last_latency_ms:.1f}", "hold_frames": s.hold_frames,
                   "late_blocks": s.late_blocks, "late_frames": s.late_frames,
                   "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
-                  "camera_frames_skipped": s.camera_frames_skipped,
+                  "camera_frames_skipped": s.camera_frames_skipped, "backend_errors": s.backend_errors,
                   "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}"}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,
                                   hardware_id=self.config.backend,

@@ -69,6 +69,7 @@ class GeneratorSnapshot:
     malformed_inputs: int
     dropped_inputs: int
     camera_frames_skipped: int
+    backend_errors: int
     ages: dict[str, float]
     stale: dict[str, bool]
     blocks_generated: int
@@ -109,7 +110,9 @@ class GeneratorCore:
         self._malformed = 0
         self._blocks = 0
         self._camera_skipped = 0
-        self.worker_error: BaseException | None = None
+        self._backend_errors = 0
+        self.last_error = ""               # the latest backend exception, for diagnostics
+        self.last_error_time = -1.0        # when it happened (s, session clock)
 
     # ---- life cycle ----------------------------------------------------------------------
     @property
@@ -224,35 +227,44 @@ class GeneratorCore:
             ages = {n: s.age(now) for n, s in self._tracker.inputs.items()}
             stale = {n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()}
             malformed, late_blocks, blocks = self._malformed, self._late_blocks, self._blocks
-            skipped = self._camera_skipped
+            skipped, errors = self._camera_skipped, self._backend_errors
             budget = self._budget_ms
         q = self._queue
         return GeneratorSnapshot(
             self._last_compute, float(np.mean(period)) if period else 0.0, q.depth(), budget,
             self._last_latency * 1e3, level.nfe, level.guidance_branches, q.frames_published,
-            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, skipped, ages, stale, blocks)
+            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, skipped, errors, ages,
+            stale, blocks)
 
     # ---- worker --------------------------------------------------------------------------
     def _run(self) -> None:
         block = 0
+        while not self._stop.is_set():
+            batch = self._inputs.get_batch(self._config.input_queue_size, timeout=0.005)
+            if batch:
+                started = self._now()
+                self._guarded(f"inputs before block {block}", self._push_batch, batch)
+                # perception etc. delays the next decision: start blocks that much earlier
+                self._push_ema = 0.8 * self._push_ema + 0.2 * (self._now() - started)
+            now = self._now()
+            with self._lock:
+                decision = self._scheduler.decide(block, now, self._tracker,
+                                                  self._compute_ema + self._push_ema)
+            if decision is not Decision.WAIT:
+                self._guarded(f"block {block}", self._generate, block)
+                block += 1
+
+    def _guarded(self, what: str, fn: Callable, *args) -> None:
+        """Run one backend step; an exception costs that step (its frames become holds), never the
+        stream. Any exception: backends are third-party code and the worker must survive them."""
         try:
-            while not self._stop.is_set():
-                batch = self._inputs.get_batch(self._config.input_queue_size, timeout=0.005)
-                if batch:
-                    started = self._now()
-                    self._push_batch(batch)
-                    # perception etc. delays the next decision: start blocks that much earlier
-                    self._push_ema = 0.8 * self._push_ema + 0.2 * (self._now() - started)
-                now = self._now()
-                with self._lock:
-                    decision = self._scheduler.decide(block, now, self._tracker,
-                                                      self._compute_ema + self._push_ema)
-                if decision is not Decision.WAIT:
-                    self._generate(block)
-                    block += 1
-        except Exception as exc:  # reported by the node; the timer keeps publishing holds
-            self.worker_error = exc
-            LOG.exception("generator worker stopped")
+            fn(*args)
+        except Exception as exc:  # noqa: BLE001 - counted, reported in status/diagnostics, logged
+            with self._lock:
+                self._backend_errors += 1
+                self.last_error = f"{what}: {type(exc).__name__}: {exc}"
+                self.last_error_time = self._now()
+            LOG.exception("backend failed on %s", what)
 
     def _push_batch(self, items: list[_Input]) -> None:
         """All audio, but only the newest camera frame: when perception is slower than the camera,
