@@ -154,7 +154,8 @@ def test_config_has_a_block_for_every_node():
     for node in ("generator", "renderer", "display", "audio_playback", "audio_capture", "audio_file_player",
                  "video_source", "recorder", "topic_monitor"):
         assert "ros__parameters" in config[f"/**/{node}"], node
-    assert config["/**"]["ros__parameters"]["presentation_delay_ms"] > config["/**/generator"]["ros__parameters"]["latency_budget_ms"]
+    shared, generator = config["/**"]["ros__parameters"], config["/**/generator"]["ros__parameters"]
+    assert shared["presentation_delay_ms"] > generator["latency_budget_ms"]
 
 
 def test_launcher_dry_run_and_bad_arguments(capsys, tmp_path):

@@ -67,7 +67,8 @@ class LatencyController:
             self._good_blocks = 0
             if self._rung < len(self._ladder) - 1:
                 self._rung += 1
-                reason = "late block" if finished_late else f"compute {compute_s * 1e3:.0f} ms > window {window_s * 1e3:.0f} ms"
+                reason = ("late block" if finished_late
+                          else f"compute {compute_s * 1e3:.0f} ms > window {window_s * 1e3:.0f} ms")
                 return self._describe(old, reason)
             return None
         if self._rung == 0:
