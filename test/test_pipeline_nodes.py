@@ -81,6 +81,9 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
         assert last.camera_age_s > 2.0 and last.avatar_audio_age_s > 2.0
         # phase 3: a burst of malformed messages on every input (30 per input in 1.2 s)
         inputs.malformed_left = 30
+        foreign = lis.node.create_publisher(MotionLatent, "avatar/motion", QoSProfile(depth=100))
+        for i in range(5):    # latents of another space reach the renderer: rejected, counted
+            foreign.publish(MotionLatent(frame_index=i, latent_space="other/space", latent=[0.0] * 4))
         wait(lis, 3.0)
         t4 = time.monotonic()
         _assert_rate(latents, t3, t4, "malformed burst")
@@ -92,8 +95,9 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
     for out in (gen_out, ren_out):
         assert "Traceback" not in out, out
     assert "dropped malformed input" in gen_out
+    assert "rejected MotionLatent of space 'other/space'" in ren_out
     # stamps: media times t0 + n / fps, consecutive, identical on latent and image
-    msgs = [m for m, _ in latents]
+    msgs = [m for m, _ in latents if m.latent_space != "other/space"]
     idx = [m.frame_index for m in msgs]
     assert idx == list(range(idx[0], idx[0] + len(idx)))
     t0 = stamp_ns(msgs[0]) - msgs[0].frame_index * FRAME_NS
