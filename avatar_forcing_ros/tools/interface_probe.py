@@ -106,7 +106,8 @@ def declared_defaults(name: str, context: Context) -> dict[str, Any]:
                 enable_rosout=False)
     try:
         node_class._declare_parameters(bare)
-        return {n: p.value for n, p in bare._parameters.items() if n not in STANDARD_PARAMETERS}
+        names = bare.list_parameters([], 0).names   # declaration order (0: every depth)
+        return {n: bare.get_parameter(n).value for n in names if n not in STANDARD_PARAMETERS}
     finally:
         bare.destroy_node()
 
@@ -230,9 +231,14 @@ class _RunningNode:
             return '~/' + topic[len(private):]
         return topic[len(self.namespace) + 1:] if topic.startswith(self.namespace + '/') else topic
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ctrl-C the node (not waiting: the others stop meanwhile)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
+
+    def close(self) -> None:
+        self.stop()
+        if self.process.poll() is None:
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -313,4 +319,6 @@ def probe_nodes(names: tuple[str, ...] = NODE_NAMES) -> list[NodeInterface]:
             interface.parameters = _parameters(node, defaults, deadline)
             interface.endpoints = node.endpoints(deadline)
             interfaces.append(interface)
+        for node in running:
+            node.stop()
         return interfaces
