@@ -89,6 +89,10 @@ def test_missing_device_lists_available_devices(pulseaudio_null_sink):
     output = capture.output()
     assert "parameter 'device'" in output and 'no_such_microphone' in output
     assert 'available input devices' in output and 'pulse' in output
+    capture = NodeProcess('audio_capture', ros_env(unique_domain_id(), pulse_env),
+                          params={'device': 99})  # an index, given as an integer
+    assert capture.wait(timeout=30) == 2
+    assert "no input device matches '99'" in capture.output(), capture.output()
 
 
 def test_bad_parameter_fails_at_start_up():

@@ -89,6 +89,7 @@ def test_end_of_file_idles_and_exits_cleanly(video_file):
 
 @pytest.mark.parametrize('params, text', [
     ({'source': '/nonexistent/video.mp4'}, "parameter 'source'"),
+    ({'source': '9'}, "cannot open camera index '9'"),
     ({'source': 'x.avi', 'encoding': 'rgb16'}, "parameter 'encoding'"),
     ({'source': 'x.avi', 'width': 32}, "'width'/'height'"),
     ({'source': 'x.avi', 'fps': -1.0}, 'fps'),

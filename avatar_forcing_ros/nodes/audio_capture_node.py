@@ -44,6 +44,9 @@ class AudioCaptureConfig:
     def chunk_frames(self) -> int:
         return round(self.sample_rate * self.chunk_ms / 1000)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, 'device', str(self.device))  # an index may arrive as an int
+
     def validate(self) -> None:
         if self.chunk_frames < 1:
             raise ConfigError("parameters 'sample_rate'/'chunk_ms' give chunks of 0 samples")
@@ -109,9 +112,10 @@ class AudioCaptureNode(Node):
         self._offset_ns = self.get_clock().now().nanoseconds - round(self._stream.time * _NS_PER_S)
 
     def _declare_parameters(self) -> None:
-        self.declare_parameter('device', '', describe(
-            "Input device: '' = the default, an index, or a case-insensitive name substring",
-            read_only=True))
+        device = describe("Input device: '' = the default, an index, or a case-insensitive name "
+                          'substring', read_only=True)
+        device.dynamic_typing = True  # `-p device:=2` arrives as an integer
+        self.declare_parameter('device', '', device)
         self.declare_parameter('sample_rate', 16000, describe(
             'Published sample rate (Hz)', int_range=(8000, 192000), read_only=True))
         self.declare_parameter('device_sample_rate', 0, describe(

@@ -39,6 +39,9 @@ class VideoSourceConfig:
     fps: float        # file rate override (0 = the file's own rate)
     frame_id: str     # header.frame_id
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, 'source', str(self.source))  # an index may arrive as an int
+
     @property
     def is_camera(self) -> bool:
         return self.source.strip().isdigit()
@@ -69,8 +72,10 @@ class VideoSourceNode(Node):
         self._thread.start()
 
     def _declare_parameters(self) -> None:
-        self.declare_parameter('source', '0', describe(
-            "A video file path, or a camera index such as '0' (/dev/video0)", read_only=True))
+        source = describe("A video file path, or a camera index such as 0 (/dev/video0)",
+                          read_only=True)
+        source.dynamic_typing = True  # `-p source:=0` arrives as an integer
+        self.declare_parameter('source', '0', source)
         self.declare_parameter('encoding', 'rgb8', describe(
             'Published image encoding', constraints=' | '.join(sorted(_FROM_BGR)),
             read_only=True))
