@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 import rclpy
+from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -260,6 +261,9 @@ def _durability(policy: DurabilityPolicy) -> str:
 
 
 def _parameters(node: _RunningNode, defaults: dict[str, Any], deadline: float) -> list[ParameterInfo]:
+    """The running node's parameters through its services, in declaration order. Each is set to
+    its own current value: accepted = settable at run time (read-only ones are refused), without
+    changing anything."""
     names = [n for n in node.call(node.client.list_parameters, 'list_parameters', deadline).result.names
              if n not in STANDARD_PARAMETERS]
     if set(names) != set(defaults):
@@ -269,15 +273,10 @@ def _parameters(node: _RunningNode, defaults: dict[str, Any], deadline: float) -
     descriptors = node.call(lambda: node.client.describe_parameters(names), 'describe_parameters',
                             deadline).descriptors
     values = node.call(lambda: node.client.get_parameters(names), 'get_parameters', deadline).values
-    current = [Parameter.from_parameter_msg(_named(n, v)) for n, v in zip(names, values)]
+    current = [Parameter.from_parameter_msg(ParameterMsg(name=n, value=v)) for n, v in zip(names, values)]
     results = node.call(lambda: node.client.set_parameters(current), 'set_parameters', deadline).results
     return [_parameter_info(n, defaults[n], d, r.successful, r.reason)
             for n, d, r in zip(names, descriptors, results)]
-
-
-def _named(name: str, value) -> Any:
-    from rcl_interfaces.msg import Parameter as ParameterMsg
-    return ParameterMsg(name=name, value=value)
 
 
 def _parameter_info(name: str, default: Any, d: ParameterDescriptor, accepted: bool,
