@@ -211,6 +211,13 @@ def _encode_raw(arr: np.ndarray, encoding: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _byte_array(arr: np.ndarray) -> array.array:
+    """The bytes of ``arr`` as the array('B') a uint8[] field holds (one copy, no conversion)."""
+    out = array.array('B')
+    out.frombytes(np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data)
+    return out
+
+
 def array_to_image(arr: np.ndarray, encoding: str = 'rgb8',
                    stamp: Time | float | int | None = None, frame_id: str = '') -> Image:
     """Encode an array as a ``sensor_msgs/Image`` with no row padding, native byte order.
@@ -235,7 +242,7 @@ def array_to_image(arr: np.ndarray, encoding: str = 'rgb8',
         msg = Image(height=raw.shape[0], width=raw.shape[1], encoding=encoding,
                     is_bigendian=int(sys.byteorder == 'big'),
                     step=raw.shape[1] * raw.shape[2] * raw.dtype.itemsize)
-        msg.data = raw.tobytes()
+        msg.data = _byte_array(raw)
     msg.header = make_header(stamp, frame_id)
     return msg
 
@@ -338,7 +345,7 @@ def array_to_compressed(arr: np.ndarray, encoding: str = 'rgb8', fmt: str = 'jpe
     if not ok:
         raise ValueError(f'OpenCV could not encode a {pixels.shape} image as {fmt}')
     msg = CompressedImage(format=f'{encoding}; {fmt} compressed {target}')
-    msg.data = buffer.tobytes()
+    msg.data = _byte_array(buffer)
     msg.header = make_header(stamp, frame_id)
     return msg
 
