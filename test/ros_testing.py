@@ -23,6 +23,7 @@ from rclpy.qos import QoSProfile
 
 REPO = Path(__file__).resolve().parents[1]
 _domains = itertools.count()
+_LOG_DIR = tempfile.mkdtemp(prefix='af_roslog_')  # one per test session, not one per process
 
 
 def unique_domain_id() -> int:
@@ -35,7 +36,7 @@ def ros_env(domain_id: int, extra: dict[str, str] | None = None) -> dict[str, st
     """Environment for a child ROS process on ``domain_id``, discovery limited to this host."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST',
                PYTHONUNBUFFERED='1', RCUTILS_COLORIZED_OUTPUT='0',
-               ROS_LOG_DIR=tempfile.mkdtemp(prefix='af_roslog_'))
+               ROS_LOG_DIR=_LOG_DIR)
     env.update(extra or {})
     return env
 
