@@ -3,8 +3,6 @@
 The module fixture starts all nine nodes once (about 40 s; each in its own DDS domain, discovery
 waited for with timeouts: see avatar_forcing_ros.tools.interface_probe).
 """
-import difflib
-
 import pytest
 
 from avatar_forcing_ros.tools import interface_docs
@@ -19,16 +17,11 @@ def interfaces():
     return probe_nodes()
 
 
-def test_committed_docs_are_up_to_date(interfaces, tmp_path):
-    generated = tmp_path / 'interface.md'
-    generated.write_text(interface_docs.render(interfaces))
+def test_committed_docs_are_up_to_date(interfaces):
     committed = interface_docs.default_output()
     assert committed.is_file(), f'{committed} is missing: {UPDATE}'
-    old, new = committed.read_text(), generated.read_text()
-    if old != new:
-        diff = ''.join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                            'docs/interface.md (committed)', 'regenerated'))
-        pytest.fail(f'docs/interface.md is out of date: {UPDATE}\n{diff[:4000]}')
+    difference = interface_docs.difference_from(committed, interface_docs.render(interfaces))
+    assert not difference, difference
 
 
 def test_every_node_started_and_answered(interfaces):
@@ -52,7 +45,7 @@ def test_parameter_declarations_have_ranges_and_honest_read_only_flags(interface
 def _parameter(**changes) -> ParameterInfo:
     fields = dict(name='rate', type_name='integer', default=5, description='Rate (Hz)',
                   int_range=(1, 10, 0), float_range=None, constraints='', read_only=True,
-                  settable=False, refusal='read-only')
+                  dynamic_typing=False, settable=False, refusal='read-only')
     return ParameterInfo(**{**fields, **changes})
 
 
@@ -60,13 +53,22 @@ def test_render_escapes_table_cells_and_marks_run_time_settings():
     node = NodeInterface('demo', 'demo: does things', {}, [
         _parameter(),
         _parameter(name='mode', type_name='string', default='a|b', description='Mode <x> | more',
-                   int_range=None, constraints='a|b', read_only=False, settable=True, refusal=''),
+                   int_range=None, constraints='a|b', read_only=False, dynamic_typing=True,
+                   settable=True, refusal=''),
         _parameter(name='gain', type_name='double', default=1.0, int_range=None,
                    float_range=(0.0, 2.0, 0.5), read_only=False, settable=False, refusal='no')],
         [EndpointInfo('publishes', 'out', ('std_msgs/msg/String',), 'reliable', 'transient local')])
     page = interface_docs.render([node])
     assert '| `rate` | integer | `5` | 1 … 10 | read-only | Rate (Hz) |' in page
-    assert '| `mode` | string | `"a\\|b"` | a\\|b | settable | Mode &lt;x&gt; \\| more |' in page
+    assert '| `mode` | string (dynamic type) | `"a\\|b"` | a\\|b | settable | Mode &lt;x&gt; \\| more |' in page
     assert '| `gain` | double | `1.0` | 0.0 … 2.0 step 0.5 | refused: no | Rate (Hz) |' in page
     assert '| publishes | `out` | `std_msgs/msg/String` | reliable, transient local |' in page
     assert interface_docs.lint([node]) == ['demo.gain: not read-only, yet refuses its current value (no)']
+
+
+def test_difference_says_how_to_update(tmp_path):
+    path = tmp_path / 'interface.md'
+    path.write_text('same\nold\n')
+    assert interface_docs.difference_from(path, 'same\nold\n') == ''
+    difference = interface_docs.difference_from(path, 'same\nnew\n')
+    assert UPDATE in difference and '-old' in difference and '+new' in difference

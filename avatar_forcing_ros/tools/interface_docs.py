@@ -11,6 +11,7 @@ module docstring), topics and parameters. Takes about 40 s on a 2-core machine.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import sys
@@ -126,7 +127,8 @@ def _node_section(interface: NodeInterface) -> str:
 
 
 def _parameter_row(p: ParameterInfo) -> str:
-    cells = [_code(p.name), _TYPE_NAMES.get(p.type_name, p.type_name), _code(_value(p.default)),
+    type_name = _TYPE_NAMES.get(p.type_name, p.type_name) + (' (dynamic type)' if p.dynamic_typing else '')
+    cells = [_code(p.name), type_name, _code(_value(p.default)),
              _text(_allowed(p)), _text(_run_time(p)), _text(p.description)]
     return '| ' + ' | '.join(cells) + ' |'
 
@@ -192,6 +194,16 @@ def lint(interfaces: Sequence[NodeInterface]) -> list[str]:
     return problems
 
 
+def difference_from(path: Path, text: str) -> str:
+    """'' when ``path`` holds ``text``; else what to do and a unified diff (first 4000 characters)."""
+    old = path.read_text() if path.is_file() else ''
+    if old == text:
+        return ''
+    diff = ''.join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
+                                        f'{path} (current)', 'regenerated'))
+    return f'{path} is out of date: run {REGENERATE} to update\n{diff[:4000]}'
+
+
 def default_output() -> Path:
     """docs/interface.md of the source checkout this module lives in."""
     root = Path(__file__).resolve().parents[2]
@@ -212,9 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.warning('parameter declaration: %s', problem)
     text = render(interfaces)
     if args.check:
-        same = output.is_file() and output.read_text() == text
-        LOG.info('%s is %s', output, 'up to date' if same else f'out of date: run {REGENERATE}')
-        return 0 if same else 1
+        difference = difference_from(output, text)
+        LOG.info('%s', difference or f'{output} is up to date')
+        return 1 if difference else 0
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     LOG.info('wrote %s', output)

@@ -66,6 +66,7 @@ class ParameterInfo:
     float_range: tuple[float, float, float] | None
     constraints: str               # additional_constraints text
     read_only: bool
+    dynamic_typing: bool           # accepts a value of another type than the default's
     settable: bool                 # set_parameters with the current value was accepted
     refusal: str                   # its reason when refused
 
@@ -288,7 +289,7 @@ def _parameter_info(name: str, default: Any, d: ParameterDescriptor, accepted: b
     type_name = Parameter.Type(d.type).name.lower()
     return ParameterInfo(name, type_name, list(default) if isinstance(default, tuple) else default,
                          d.description, int_range, float_range, d.additional_constraints,
-                         d.read_only, accepted, '' if accepted else reason)
+                         d.read_only, d.dynamic_typing, accepted, '' if accepted else reason)
 
 
 def probe_nodes(names: tuple[str, ...] = NODE_NAMES) -> list[NodeInterface]:
