@@ -13,9 +13,10 @@ Columns "context": audio already normalised over the whole track (isolates the m
 context); "live": raw audio with the running normalisation (the real pipeline).
 Models: the parity-tiny wav2vec2 + projection (../shared/parity/tiny) and a randomly
 initialised wav2vec2-base (Wav2Vec2Config(), seed 0) with the official projection size.
-Audio: espeak-ng speech (12 sentences' worth, ~15 s), or a synthetic vowel train without it.
+Audio: espeak-ng speech (first --seconds, default 12 s), or a synthetic vowel train without it.
 
 Usage: PYTHONPATH=. python bench/audio_window_study.py [--windows 0.4 0.8 1.2 2 3 4] [--ahead 0 10]
+       [--seconds 12] [--models tiny base]
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ TEXT = ("Hello, I am the avatar of this robot. I can listen to you and answer in
 
 
 def speech(sr: int = 16000) -> np.ndarray:
-    """~15 s of espeak-ng speech at `sr`, or a synthetic syllable train if espeak-ng is absent."""
+    """~25 s of espeak-ng speech at `sr`, or a synthetic syllable train if espeak-ng is absent."""
     if shutil.which("espeak-ng"):
         with tempfile.TemporaryDirectory() as tmp:
             wav = Path(tmp) / "s.wav"
@@ -116,11 +117,16 @@ def main() -> None:
     ap.add_argument("--windows", type=float, nargs="+", default=[0.4, 0.8, 1.2, 2.0, 3.0, 4.0])
     ap.add_argument("--ahead", type=int, nargs="+", default=[0, 10])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=12.0, help="length of the speech used")
+    ap.add_argument("--models", nargs="+", choices=["tiny", "base"], default=["tiny", "base"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    raw = speech()
-    for name, enc in (("parity-tiny wav2vec2", tiny_encoder()),
-                      ("random wav2vec2-base", base_encoder())):
+    raw = speech()[: int(args.seconds * 16000)]
+    builders = {"tiny": ("parity-tiny wav2vec2", tiny_encoder),
+                "base": ("random wav2vec2-base", base_encoder)}
+    for key in args.models:
+        name, build = builders[key]
+        enc = build()
         for ahead in args.ahead:
             study(name, enc, raw, args.windows, ahead)
 
