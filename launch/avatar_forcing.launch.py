@@ -26,7 +26,7 @@ def _pipeline(context, share_dir):
             package=node_plan.PACKAGE,
             executable=planned.executable,
             name=planned.name,
-            parameters=[params_file, planned.parameters],
+            parameters=[params_file, planned.parameters] if planned.parameters else [params_file],
             remappings=list(planned.remappings),
             output="screen",
         ))

@@ -17,9 +17,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from . import node_plan
 
@@ -50,30 +53,43 @@ def share_dir(prefix: Path) -> Path:
     return prefix / "share" / node_plan.PACKAGE
 
 
-def node_command(planned: node_plan.PlannedNode, prefix: Path, params_file: Path, namespace: str) -> list[str]:
-    """The command line of one planned node."""
+def overrides_file(planned: node_plan.PlannedNode, directory: Path) -> Path:
+    """The node's per-run parameters as a parameter file under the YAML's own key (`/**/<name>`).
+
+    Passed after the package YAML, it overrides it like launch_ros's parameter dicts do; a `-p`
+    would not (rclpy applies `/**` values, where `-p` lands, before node-specific ones)."""
+    path = directory / f"{planned.name}.yaml"
+    path.write_text(yaml.safe_dump({f"/**/{planned.name}": {"ros__parameters": dict(planned.parameters)}}))
+    return path
+
+
+def node_command(planned: node_plan.PlannedNode, prefix: Path, params_file: Path, namespace: str,
+                 overrides_dir: Path | None = None) -> list[str]:
+    """The command line of one planned node (its overrides are written into `overrides_dir`)."""
     exe = prefix / "lib" / node_plan.PACKAGE / planned.executable
     cmd = [sys.executable, str(exe), "--ros-args", "-r", f"__node:={planned.name}"]
     if namespace.strip("/"):
         cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
     cmd += ["--params-file", str(params_file)]
-    for key, value in planned.parameters.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        cmd += ["-p", f"{key}:={text}"]
+    if planned.parameters:
+        directory = overrides_dir or Path(tempfile.mkdtemp(prefix="af_launch_"))
+        cmd += ["--params-file", str(overrides_file(planned, directory))]
     for source, target in planned.remappings:
         cmd += ["-r", f"{source}:={target}"]
     return cmd
 
 
-def process_plan(args: dict[str, str], prefix: Path, params_file: Path) -> list[tuple[str, list[str]]]:
+def process_plan(args: dict[str, str], prefix: Path, params_file: Path,
+                 overrides_dir: Path | None = None) -> list[tuple[str, list[str]]]:
     """(name, command) of every process to start, recorder included when recording."""
     plan = list(node_plan.plan_nodes(args))
     if node_plan.parse_bool(args.get("record", "false")):
-        params = {"topics": "[" + ",".join(node_plan.record_topics(args)) + "]"}
+        params: dict[str, object] = {"topics": node_plan.record_topics(args)}
         if args.get("record_output"):
             params["output"] = args["record_output"]
         plan.append(node_plan.PlannedNode("recorder", "recorder", params))
-    return [(p.name, node_command(p, prefix, params_file, args.get("namespace", ""))) for p in plan]
+    directory = overrides_dir or Path(tempfile.mkdtemp(prefix="af_launch_"))
+    return [(p.name, node_command(p, prefix, params_file, args.get("namespace", ""), directory)) for p in plan]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
