@@ -97,6 +97,11 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # A message take racing with Ctrl-C's shutdown of the context fails inside spin
+        # ("Unable to convert call argument"); that is a clean stop, anything else is not.
+        if rclpy.ok():
+            raise
     finally:
         if threading.current_thread() is threading.main_thread():
             # rclpy forwards Ctrl-C to Python's handler after shutting down the context, so a
