@@ -75,6 +75,10 @@ class MalformedInputCounter:
                              f'({self.count} dropped so far)', throttle_duration_sec=1.0)
 
 
+def _ignore_signal(signum: int, frame: object) -> None:
+    """Python-level SIGINT handler behind rclpy's: the context is already shut down."""
+
+
 def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None,
              num_threads: int = 1) -> int:
     """Initialise rclpy, build the node, spin until Ctrl-C, clean up.
@@ -86,6 +90,12 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
         0 after Ctrl-C/shutdown; 2 when the node refuses its parameters at start-up (the
         reason is logged as FATAL).
     """
+    if threading.current_thread() is threading.main_thread():
+        # rclpy.init puts its own SIGINT handler in front of Python's: it shuts the context down
+        # (spin then raises ExternalShutdownException) and chains to Python's handler, whose
+        # default would raise a KeyboardInterrupt at an arbitrary later bytecode, even inside
+        # the clean-up below (seen as exit code 1 under load). Chain to a no-op instead.
+        signal.signal(signal.SIGINT, _ignore_signal)
     rclpy.init(args=args)
     node = None
     try:
@@ -103,10 +113,6 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
         if rclpy.ok():
             raise
     finally:
-        if threading.current_thread() is threading.main_thread():
-            # rclpy forwards Ctrl-C to Python's handler after shutting down the context, so a
-            # KeyboardInterrupt may still be pending here: it must not interrupt the clean-up.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
