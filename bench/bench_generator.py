@@ -11,7 +11,7 @@ reference does and this implementation skips (`ReferenceWork`: the t=0 no-op for
 cross-attention K/V of the conditions at every forward, the last layer's attention/MLP and the
 final layer in the cache-update forward). Its ratio is the same-machine estimate.
 
-    python bench/bench_generator.py [--threads 2] [--blocks 6] [--device cpu|cuda]
+    python bench/bench_generator.py [--threads 2] [--blocks 6] [--device cpu|cuda] [--flops]
 """
 from __future__ import annotations
 
@@ -131,14 +131,37 @@ def run(device: torch.device, blocks: int, nfe: int) -> tuple[float, list[float]
     return first, times, ref_times
 
 
+def count_flops(nfe: int) -> tuple[float, float]:
+    """Matmul/attention FLOPs of one streaming block: (this generator, with the reference's extra work)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    model = FlowTransformer(official()).eval()
+    totals = []
+    for cls in (StreamingGenerator, ReferenceWork):
+        gen = make_generator(cls, model, 80, torch.device("cpu"))
+        for k in range(6):
+            gen.generate_block(k, nfe)
+        with FlopCounterMode(display=False) as counter:
+            gen.generate_block(6, nfe)
+        totals.append(counter.get_total_flops() / 1e9)
+    return totals[0], totals[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--blocks", type=int, default=6, help="timed streaming blocks (after warm-up)")
     parser.add_argument("--nfe", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--flops", action="store_true", help="only count FLOPs per streaming block (load-independent)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.flops:
+        ours, ref = count_flops(args.nfe)
+        print(f"streaming block FLOPs: {ours:.1f} G (this generator) vs {ref:.1f} G "
+              f"(with the reference's extra work), ratio {ours / ref:.3f}")
+        return
     device = torch.device(args.device)
     ref_block, ref_first = reference_figures()
     first, times, ref_times = run(device, args.blocks, args.nfe)
