@@ -17,12 +17,18 @@ makes no measurable difference: the first conv layer's GroupNorm removes any aff
 the input. That GroupNorm also normalises over the *window's* time axis, which is why the error
 against whole-track features decays only slowly with the window length.
 
-Default window 2.0 s, from bench/audio_window_study.py (12 s of espeak-ng speech, block
-frames read as soon as their audio has arrived; relative Frobenius error vs whole track):
-parity-tiny 0.55 (0.4 s), 0.39 (0.8 s), 0.35 (1.2 s), 0.28 (2 s), 0.24 (3 s), 0.23 (4 s);
-with 0.4 s of audio ahead of the block (TTS) 0.22 at 2 s. Past 2 s the gain is small while
-the wav2vec2 cost grows linearly (base on CPU: about 0.09 s per 2 s window, once per block);
-2 s also equals the transformer's attention window.
+Default window 3.0 s, from bench/audio_window_study.py (12 s of espeak-ng speech; each block's
+frames read as soon as their audio has arrived; relative Frobenius error of the projected
+features against whole-track encoding):
+
+    window s              0.4   0.8   1.2   2     3     4
+    parity-tiny           0.55  0.39  0.35  0.28  0.24  0.23
+    random wav2vec2-base  0.57  0.48  0.44  0.39  0.33  0.33
+
+(parity-tiny with 0.4 s of audio ahead of the block, as from a TTS: 0.22 at 2 s, 0.17 at 3 s.)
+Both models stop improving past 3 s, while wav2vec2's cost grows with the window (base on CPU,
+reference timing: 0.05 s for 0.4 s and 0.09 s for 2 s of audio; one window per 0.4 s block).
+The figures are from random or tiny weights: re-run the study with the released wav2vec2.
 
 Both classes offer `frames_available()` and `features(first, end)`, so a streaming generator
 can take either (`PrecomputedAudioFeatures` wraps whole-track features for exact parity).
@@ -34,7 +40,7 @@ import torch
 
 from .audio_encoder import NORM_EPS, AudioEncoder
 
-DEFAULT_WINDOW_S = 2.0
+DEFAULT_WINDOW_S = 3.0
 
 
 class PrecomputedAudioFeatures:
