@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -36,13 +37,15 @@ from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
 LOG = logging.getLogger("avatar_forcing_demo")
 USER_SINK = "avatar_demo_user"        # the synthetic user speaks into this sink; its monitor is the mic
 SPEAKER_SINK = "avatar_demo_speaker"  # the avatar's speech plays here when there is no sound card
+AVATAR_IMAGE_TOPIC = "avatar/image/compressed"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="avatar-forcing-demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: out/demo-<date-time> in the current directory)")
-    p.add_argument("--duration", type=float, default=30.0, help="seconds to run; 0 = until Ctrl-C")
+    p.add_argument("--duration", type=float, default=30.0,
+                   help="seconds to run from the avatar's first image; 0 = until Ctrl-C")
     p.add_argument("--backend", default="portable", choices=["portable", "avatar_forcing"])
     p.add_argument("--checkpoint-dir", default="", help="neural backend: folder with the release files")
     p.add_argument("--portrait", default="", help="portrait image (default: the backend's default portrait)")
@@ -71,6 +74,60 @@ def webcam_available() -> bool:
 def capture_device_available() -> bool:
     """True when ALSA lists a hardware capture device (a real microphone)."""
     return bool(glob.glob("/dev/snd/pcmC*D*c"))
+
+
+class FirstMessageWatch:
+    """Context manager: a private rclpy node that notes the first message on ``topic``.
+
+    The demo's duration counts from the avatar's first image, not from process start: start-up
+    (imports, face tracker, first block) takes seconds on a small machine, longer under load.
+    After ``timeout_s`` without a message the clock starts anyway.
+    """
+
+    def __init__(self, topic: str, timeout_s: float = 180.0) -> None:
+        self.topic, self.timeout_s = topic, timeout_s
+        self._received = threading.Event()
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + timeout_s
+
+    def seen(self) -> bool:
+        if time.monotonic() > self._deadline and not self._received.is_set():
+            LOG.warning("no %s after %.0f s: starting the clock anyway", self.topic, self.timeout_s)
+            self._received.set()
+        return self._received.is_set()
+
+    def __enter__(self) -> "FirstMessageWatch":
+        import rclpy  # noqa: PLC0415 (the demo needs ROS only here)
+        from rclpy.context import Context  # noqa: PLC0415
+        from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
+        from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
+        from sensor_msgs.msg import CompressedImage  # noqa: PLC0415
+
+        self._context = Context()
+        rclpy.init(context=self._context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
+        self._node = rclpy.create_node("avatar_forcing_demo_watch", context=self._context)
+        self._node.create_subscription(CompressedImage, self.topic, self._on_message, qos_profile_sensor_data)
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self._node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        return self
+
+    def _on_message(self, _msg) -> None:
+        if not self._received.is_set():
+            LOG.info("the avatar is live: first image on %s", self.topic)
+            self._received.set()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self._executor.spin_once(timeout_sec=0.1)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._executor.shutdown()
+        self._node.destroy_node()
+        self._context.try_shutdown()
 
 
 def write_demo_parameters(package_yaml: Path, out_path: Path) -> Path:
@@ -126,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     prefix = launcher.package_prefix()
     share = launcher.share_dir(prefix)
     params = write_demo_parameters(node_plan.config_file(share), out / "parameters.yaml")
-    plan = launcher.process_plan(launch_args, prefix, params)
+    (out / "overrides").mkdir(exist_ok=True)
+    plan = launcher.process_plan(launch_args, prefix, params, out / "overrides")
     plan.append(("topic_monitor", launcher.node_command(
-        node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "")))
+        node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
     env = dict(os.environ)
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
 
@@ -138,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             # the avatar speaks into its own sink, so the synthetic user's microphone never hears it
             env.update(pulse.env, PULSE_SINK=SPEAKER_SINK, PULSE_SOURCE=f"{USER_SINK}.monitor")
             stack.callback(stop_process_group, start_synthetic_user(media.user_speech_wav, env))
-        status = launcher.run(plan, env, args.duration)
+        with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
+            status = launcher.run(plan, env, args.duration, clock_started=first_image.seen)
 
     return finish(bag, out) or status
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import yaml
@@ -125,7 +125,12 @@ def stop_processes(children: list[tuple[str, subprocess.Popen]]) -> None:
                 proc.wait()
 
 
-def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float) -> int:
+def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float,
+        clock_started: Callable[[], bool] = lambda: True) -> int:
+    """Start every process of ``plan``; stop them all on SIGINT/SIGTERM, when one exits, or
+    ``duration`` seconds (0 = no limit) after ``clock_started()`` first returns True (by default
+    at once; the demo starts the clock at the avatar's first image). Returns 0 when every process
+    stopped cleanly."""
     stopping = []
     handler = lambda signum, frame: stopping.append(signum)  # noqa: E731
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -136,8 +141,10 @@ def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float)
             LOG.info("starting %s", name)
             # own process group: a terminal's Ctrl-C reaches the launcher only, which forwards it once
             children.append((name, subprocess.Popen(cmd, env=env, start_new_session=True)))
-        end = time.monotonic() + duration if duration > 0 else float("inf")
+        end = float("inf")
         while not stopping and time.monotonic() < end and failed is None:
+            if duration > 0 and end == float("inf") and clock_started():
+                end = time.monotonic() + duration
             failed = next((n for n, p in children if p.poll() is not None), None)
             time.sleep(0.1)
         if failed:
