@@ -31,11 +31,9 @@ import argparse
 import json
 import logging
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import soundfile
 import torch
@@ -44,6 +42,8 @@ from tqdm import tqdm
 from avatar_forcing_ros.core.audio_encoder import normalize_audio
 from avatar_forcing_ros.core.face_crop import FaceDetector, crop_video, to_model_input
 from avatar_forcing_ros.core.model import AvatarForcing
+from avatar_forcing_ros.tools.media_io import MediaError, read_video_frames
+from avatar_forcing_ros.tools.media_io import read_audio as read_media_audio
 from avatar_forcing_ros.training.dataset import FORMAT, Session, write_index, write_session
 
 log = logging.getLogger(__name__)
@@ -73,44 +73,25 @@ def find_pairs(folder: Path) -> tuple[dict[str, dict[str, Path]], list[str]]:
 
 
 def read_frames(path: Path, fps: int) -> list[np.ndarray]:
-    """RGB uint8 frames resampled to `fps` by nearest source frame time."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise SessionError(f"cannot open video {path.name}")
-    src_fps = cap.get(cv2.CAP_PROP_FPS) or float(fps)
-    source = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        source.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    if not source:
-        raise SessionError(f"no frames could be decoded from {path.name}")
-    count = int(len(source) * fps / src_fps)
-    return [source[min(len(source) - 1, round(n * src_fps / fps))] for n in range(count)]
+    """RGB uint8 frames resampled to `fps` (the offline command's reader)."""
+    try:
+        return read_video_frames(path, fps)
+    except MediaError as err:
+        raise SessionError(str(err)) from err
 
 
 def read_audio(video: Path, sampling_rate: int) -> np.ndarray:
-    """Mono float32 at `sampling_rate`: the side WAV if present, else ffmpeg on the video."""
+    """Mono float32 at `sampling_rate`: the side WAV if present, else the video's track (ffmpeg)."""
     wav = video.with_suffix(".wav")
     if wav.is_file():
         data, rate = soundfile.read(str(wav), dtype="float32", always_2d=True)
         if rate != sampling_rate:
             raise SessionError(f"{wav.name} is {rate} Hz; provide {sampling_rate} Hz or let ffmpeg extract it")
         return data.mean(axis=1)
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-vn", "-ac", "1", "-ar",
-           str(sampling_rate), "-f", "f32le", "-"]
     try:
-        out = subprocess.run(cmd, capture_output=True, check=True).stdout
-    except FileNotFoundError as err:
-        raise SessionError("ffmpeg is not installed (run scripts/setup.sh) and no side WAV exists") from err
-    except subprocess.CalledProcessError as err:
-        raise SessionError(f"ffmpeg could not read audio of {video.name}: {err.stderr.decode()[-200:]}") from err
-    audio = np.frombuffer(out, dtype=np.float32)
-    if audio.size == 0:
-        raise SessionError(f"{video.name} has no audio track")
-    return audio
+        return read_media_audio(video, sampling_rate)
+    except MediaError as err:
+        raise SessionError(str(err)) from err
 
 
 class Encoders:
