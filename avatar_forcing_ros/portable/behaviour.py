@@ -49,9 +49,7 @@ class PortableBackend(MotionBackend):
     latent_dim = ms.DIM
 
     def __init__(self, params: BehaviourParams = BehaviourParams(), fps: int = 25,
-                 block_frames: int = 10, lookahead_frames: int = 1, sample_rate: int = 16000):
-        # The default look-ahead is one frame: the lips read one frame of speech ahead
-        # (lip_anticipation_frames) and nothing else looks further; waiting longer only adds latency.
+                 block_frames: int = 10, lookahead_frames: int = 2, sample_rate: int = 16000):
         if block_frames <= 0 or lookahead_frames < 0:
             raise ValueError("block_frames must be > 0 and lookahead_frames >= 0")
         if params.lip_anticipation_frames > lookahead_frames:

@@ -130,10 +130,10 @@ class FirstMessageWatch:
         self._context.try_shutdown()
 
 
-# The portable backend (one look-ahead frame) could publish a frame one block + one look-ahead
-# frame + one frame period (480 ms) after its media time; on a loaded 2-core machine 80 ms more
-# keeps hold frames rare (bench/bench_pipeline.py: 490 ms gave 1.4 % holds over 10 minutes,
-# 560 ms 0.2 %). The package default (800 ms) leaves room for a GPU's neural compute.
+# The portable backend (two look-ahead frames, like the neural model's blocks) can publish a frame
+# one block + the look-ahead + one frame period (520 ms) after its media time; 40 ms more keeps
+# hold frames rare on a 2-core machine (bench/bench_pipeline.py measures it). The package default
+# (800 ms) leaves room for a GPU's neural compute.
 PORTABLE_LATENCY_BUDGET_MS = 560.0
 
 
