@@ -8,8 +8,10 @@ PortAudio/ALSA's pulse plugin from any process started with the yielded environm
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file
 
 from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
 
@@ -25,3 +27,18 @@ def pulseaudio_null_sink():
     # absence is a failure of the set-up, not a reason to skip.
     with PrivatePulseServer([sink]) as server:
         yield sink, server.env
+
+
+PARITY_TINY = Path(__file__).resolve().parents[2] / 'shared' / 'parity' / 'tiny'
+
+
+@pytest.fixture(scope='session')
+def gold():
+    """The parity-tiny goldens (../shared/parity/tiny/goldens.safetensors), read once per run."""
+    return load_file(str(PARITY_TINY / 'goldens.safetensors'))
+
+
+@pytest.fixture(scope='session')
+def inputs():
+    """The parity-tiny inputs (../shared/parity/tiny/inputs.safetensors), read once per run."""
+    return load_file(str(PARITY_TINY / 'inputs.safetensors'))

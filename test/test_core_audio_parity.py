@@ -29,16 +29,6 @@ def enc():
     return e.eval()
 
 
-@pytest.fixture(scope="module")
-def gold():
-    return load_file(str(TINY / "goldens.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def inputs():
-    return load_file(str(TINY / "inputs.safetensors"))
-
-
 def _maxdiff(a, b):
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a - b).abs().max().item()

@@ -22,16 +22,6 @@ def mae():
     return m
 
 
-@pytest.fixture(scope="module")
-def gold():
-    return load_file(str(TINY / "goldens.safetensors"))
-
-
-@pytest.fixture(scope="module")
-def inputs():
-    return load_file(str(TINY / "inputs.safetensors"))
-
-
 def _feats(g, prefix="s_r_feats"):
     return [g[f"{prefix}.{i}"] for i in range(4)]
 

@@ -4,7 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 from skimage import data
 
 from avatar_forcing_ros.backends.avatar_forcing_renderer import (AvatarForcingRenderer,
@@ -19,11 +18,6 @@ pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not p
 @pytest.fixture(scope="module")
 def renderer():
     return AvatarForcingRenderer.from_checkpoint(TINY)
-
-
-@pytest.fixture(scope="module")
-def gold():
-    return load_file(str(TINY / "goldens.safetensors"))
 
 
 def test_is_a_frame_renderer(renderer):
