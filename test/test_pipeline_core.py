@@ -1,5 +1,6 @@
 """GeneratorCore with a fake backend, in real time (wide bounds): frame order, input placement on
 the session timeline, stale inputs, and the latency controller under an injected compute delay."""
+import threading
 import time
 
 import numpy as np
@@ -65,19 +66,50 @@ def test_compute_delay_steps_quality_down_then_back_up():
     assert any("-> 8 NFE" in e for e in events) and any("headroom" in e for e in events)
 
 
-def test_worker_skips_camera_backlog_but_keeps_all_audio():
-    """Frames queued faster than perception runs: only the newest is pushed, the rest counted."""
-    backend = FakeBackend()
-    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=700))
+class _GatedPerception(FakeBackend):
+    """Perception that blocks until the test opens the gate, and records its thread."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.gate, self.threads = threading.Event(), threading.Event(), set()
+
+    def perceive_user_frame(self, frame_rgb):
+        self.threads.add(threading.current_thread().name)
+        self.entered.set()
+        self.gate.wait(10)
+        return frame_rgb
+
+
+def _wait_for(condition, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_perception_runs_beside_the_worker_on_the_newest_camera_frame_only():
+    """Blocks go on while perception is stuck; frames queued meanwhile: only the newest is
+    perceived, the others (and a repeated frame index) are counted; all audio is kept."""
+    backend = _GatedPerception()
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=700, use_avatar_audio=False))
     core.start()
     t0 = core.clock.t0
-    core.stop()                                   # worker idle: feed the batch logic directly
-    for i in range(5):
+    core.submit_camera(np.zeros((4, 4, 3), np.uint8), t0)
+    assert backend.entered.wait(10)                      # frame 0 is being perceived, and stays so
+    for i in range(1, 5):
         core.submit_camera(np.zeros((4, 4, 3), np.uint8), t0 + 0.04 * i)
+    for i in range(5):
         core.submit_user_audio(np.zeros(640, np.float32), 16000, t0 + 0.04 * i)
-    core._push_batch(core._inputs.get_batch(100, 0.0))
-    assert backend.frames == [4] and len(backend.audio["user"]) == 5
-    assert core.snapshot().camera_frames_skipped == 4
+    # the worker is not held up by perception: blocks are made at their deadlines meanwhile
+    assert _wait_for(lambda: core.snapshot().blocks_generated >= 2), core.snapshot()
+    assert backend.frames == []
+    backend.gate.set()
+    assert _wait_for(lambda: backend.frames == [0, 4]), backend.frames
+    core.submit_camera(np.zeros((4, 4, 3), np.uint8), t0 + 0.161)      # frame 4 again
+    assert _wait_for(lambda: core.snapshot().camera_frames_skipped == 4), core.snapshot()
+    core.stop()
+    assert backend.frames == [0, 4] and len(backend.audio["user"]) == 5
+    assert backend.threads == {"generator-perception"}
 
 
 def test_warm_up_runs_the_backend_once_then_resets_it():

@@ -89,16 +89,21 @@ class AvatarForcingBackend(MotionBackend):
 
     def push_user_frame(self, frame_rgb: np.ndarray | None, frame_index: int) -> None:
         """Camera frame (H, W, 3) uint8 RGB; None (no face in view) is the null condition."""
+        face = None if frame_rgb is None else self.perceive_user_frame(frame_rgb)
+        self.push_perceived_user_frame(face, frame_index)
+
+    def perceive_user_frame(self, frame_rgb: np.ndarray) -> np.ndarray | None:
+        """The user's face cropped to the model's input size, None without a face."""
+        return self._crop_user(frame_rgb)
+
+    def push_perceived_user_frame(self, perceived: np.ndarray | None, frame_index: int) -> None:
+        """A cropped face (encoded with the next block), or None: the null condition."""
         self._frames_seen = max(self._frames_seen, frame_index + 1)
-        if frame_rgb is None:
+        if perceived is None:
             self._pending_frames.pop(frame_index, None)
             self.generator.declare_absent("user_motion", frame_index + 1)
-            return
-        face = self._crop_user(frame_rgb)
-        if face is None:
-            self.generator.declare_absent("user_motion", frame_index + 1)
         else:
-            self._pending_frames[frame_index] = face
+            self._pending_frames[frame_index] = perceived
 
     # -- pre-encoded inputs ---------------------------------------------------------------------
     def push_avatar_audio_features(self, first_frame: int, features: torch.Tensor) -> None:

@@ -3,7 +3,8 @@
 A backend turns time-indexed conditions (avatar speech audio, user audio, user camera frames)
 into blocks of motion latents; a renderer turns a portrait plus latents into images. Both are
 ROS-free: the nodes convert messages to arrays and call these methods from a single worker
-thread, never from a subscription callback.
+thread, never from a subscription callback (the one exception: `perceive_user_frame` runs on
+the generator's perception thread).
 
 Time model (../shared/DESIGN.md section 3): the session timeline starts at media time t0.
 Audio is placed on it by sample index (sample i sounds at t0 + i / sample_rate), frames by frame
@@ -65,6 +66,17 @@ class MotionBackend(abc.ABC):
     @abc.abstractmethod
     def push_user_frame(self, frame_rgb: np.ndarray | None, frame_index: int) -> None:
         """User camera frame (H, W, 3) uint8 RGB for `frame_index`; None means no face in view."""
+
+    def perceive_user_frame(self, frame_rgb: np.ndarray) -> object:
+        """The per-frame perception inside `push_user_frame` (face detection, landmarks), split out
+        so that the generator can run it on its own thread, concurrently with `generate_block`: it
+        must not touch the session state, and only one thread calls it. Returns what
+        `push_perceived_user_frame` takes; None means no face in view. Default: no separate stage."""
+        return frame_rgb
+
+    def push_perceived_user_frame(self, perceived: object, frame_index: int) -> None:
+        """Store the result of `perceive_user_frame` for `frame_index` (None: no face in view)."""
+        self.push_user_frame(perceived, frame_index)
 
     @abc.abstractmethod
     def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:

@@ -1,9 +1,10 @@
 """The generator's engine, ROS-free: feeds a MotionBackend from one worker thread, schedules
 blocks against the session clock and the latency budget, and serves frames to a fixed-rate timer.
 
-Threads: ROS callbacks call `submit_*` (convert-free, non-blocking: a bounded queue); the worker
-thread owns the backend (every backend call happens there); the publication timer calls
-`due_frames`; the status timer calls `snapshot`.
+Threads: ROS callbacks call `submit_*` (convert-free, non-blocking: bounded queues); the
+perception thread runs the backend's `perceive_user_frame` on the newest camera frame; the worker
+thread owns the session state (every other backend call happens there); the publication timer
+calls `due_frames`; the status timer calls `snapshot`.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .clock import SessionClock
 from .generator_config import GeneratorConfig
 from .latency_controller import LatencyController
 from .output_queue import OutputFrame, OutputFrameQueue
+from .perception_thread import CameraFrame, PerceptionThread
 from .scheduler import BlockScheduler, Decision
 from .staleness import StalenessTracker
 
@@ -39,9 +41,10 @@ class _Kind(Enum):
 @dataclass(frozen=True)
 class _Input:
     kind: _Kind
-    data: np.ndarray      # camera: (H, W, 3) uint8 RGB; audio: mono float32
+    data: object          # camera: the backend's perception of the frame; audio: mono float32 array
     stamp: float          # capture time of the frame / first sample (s)
     sample_rate: int = 0  # audio only
+    frame_index: int = 0  # camera only
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class GeneratorCore:
         self._budget_ms = config.latency_budget_ms
         self._test_delay_s = config.test_compute_delay_ms / 1e3
         self._queue = OutputFrameQueue(backend.latent_dim, backend.block_frames)
+        self._perception = PerceptionThread(self._perceive)
         self._clock: SessionClock | None = None
         self._scheduler: BlockScheduler | None = None
         self._worker: threading.Thread | None = None
@@ -109,7 +113,6 @@ class GeneratorCore:
         self._late_blocks = 0
         self._malformed = 0
         self._blocks = 0
-        self._camera_skipped = 0
         self._backend_errors = 0
         self.last_error = ""               # the latest backend exception, for diagnostics
         self.last_error_time = -1.0        # when it happened (s, session clock)
@@ -148,31 +151,38 @@ class GeneratorCore:
         self._scheduler = BlockScheduler(self._clock, b.lookahead_frames, self._budget_ms / 1e3)
         self._worker = threading.Thread(target=self._run, name="generator-worker", daemon=True)
         self._worker.start()
+        if self._config.use_camera:
+            self._perception.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the worker (it finishes the block in progress)."""
+        """Stop the perception thread and the worker (it finishes the block in progress)."""
         self._stop.set()
+        self._perception.stop(timeout)
         self._inputs.close()
         if self._worker is not None:
             self._worker.join(timeout)
 
     # ---- callbacks side (non-blocking) ---------------------------------------------------
     def submit_camera(self, rgb: np.ndarray, stamp: float) -> None:
-        with self._lock:
-            self._tracker[CAMERA].mark(self._now(), stamp + self.clock.frame_period)
-        self._inputs.put(_Input(_Kind.CAMERA, rgb, stamp))
+        """A camera frame for the perception thread (frames from before the session are ignored)."""
+        self._mark_received(CAMERA)
+        index = self.clock.nearest_frame_index(stamp)
+        if index >= 0:
+            self._perception.submit(CameraFrame(rgb, stamp, index))
 
     def submit_user_audio(self, samples: np.ndarray, sample_rate: int, stamp: float) -> None:
-        self._submit_audio(_Kind.USER_AUDIO, USER_AUDIO, samples, sample_rate, stamp)
+        self._submit_audio(_Kind.USER_AUDIO, samples, sample_rate, stamp)
 
     def submit_avatar_audio(self, samples: np.ndarray, sample_rate: int, stamp: float) -> None:
-        self._submit_audio(_Kind.AVATAR_AUDIO, AVATAR_AUDIO, samples, sample_rate, stamp)
+        self._submit_audio(_Kind.AVATAR_AUDIO, samples, sample_rate, stamp)
 
-    def _submit_audio(self, kind: _Kind, name: str, samples: np.ndarray, rate: int, stamp: float) -> None:
-        mono = to_mono(samples)
+    def _submit_audio(self, kind: _Kind, samples: np.ndarray, rate: int, stamp: float) -> None:
+        self._mark_received(USER_AUDIO if kind is _Kind.USER_AUDIO else AVATAR_AUDIO)
+        self._inputs.put(_Input(kind, to_mono(samples), stamp, rate))
+
+    def _mark_received(self, name: str) -> None:
         with self._lock:
-            self._tracker[name].mark(self._now(), stamp + len(mono) / rate)
-        self._inputs.put(_Input(kind, mono, stamp, rate))
+            self._tracker[name].received(self._now())
 
     def count_malformed(self) -> int:
         """Count one dropped malformed input message; returns the running total."""
@@ -227,8 +237,9 @@ class GeneratorCore:
             ages = {n: s.age(now) for n, s in self._tracker.inputs.items()}
             stale = {n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()}
             malformed, late_blocks, blocks = self._malformed, self._late_blocks, self._blocks
-            skipped, errors = self._camera_skipped, self._backend_errors
+            errors = self._backend_errors
             budget = self._budget_ms
+        skipped = self._perception.skipped
         q = self._queue
         return GeneratorSnapshot(
             self._last_compute, float(np.mean(period)) if period else 0.0, q.depth(), budget,
@@ -243,8 +254,9 @@ class GeneratorCore:
             batch = self._inputs.get_batch(self._config.input_queue_size, timeout=0.005)
             if batch:
                 started = self._now()
-                self._guarded(f"inputs before block {block}", self._push_batch, batch)
-                # perception etc. delays the next decision: start blocks that much earlier
+                for item in batch:
+                    self._guarded(f"{item.kind.name.lower()} input before block {block}", self._push, item)
+                # handing inputs over delays the next decision: start blocks that much earlier
                 self._push_ema = 0.8 * self._push_ema + 0.2 * (self._now() - started)
             now = self._now()
             with self._lock:
@@ -266,35 +278,36 @@ class GeneratorCore:
                 self.last_error_time = self._now()
             LOG.exception("backend failed on %s", what)
 
-    def _push_batch(self, items: list[_Input]) -> None:
-        """All audio, but only the newest camera frame: when perception is slower than the camera,
-        older frames are skipped (counted) so the worker never falls behind real time."""
-        cameras = [item for item in items if item.kind is _Kind.CAMERA]
-        for item in items:
-            if item.kind is not _Kind.CAMERA:
-                self._push(item)
-        if cameras:
-            self._push(cameras[-1])
-            with self._lock:
-                self._camera_skipped += len(cameras) - 1
+    def _perceive(self, frame: CameraFrame) -> None:
+        """Perception thread: the backend perceives one camera frame; the worker stores it."""
+        def perceive() -> None:
+            perceived = self._backend.perceive_user_frame(frame.rgb)
+            self._inputs.put(_Input(_Kind.CAMERA, perceived, frame.stamp, frame_index=frame.frame_index))
+        self._guarded(f"perception of frame {frame.frame_index}", perceive)
 
     def _push(self, item: _Input) -> None:
+        """Hand one input to the backend, then count its data as delivered: the scheduler's
+        readiness check, made on this thread after the push, never sees data the backend lacks."""
         b, clock = self._backend, self.clock
         if item.kind is _Kind.CAMERA:
-            index = clock.nearest_frame_index(item.stamp)
-            if index >= 0:
-                b.push_user_frame(item.data, index)
+            b.push_perceived_user_frame(item.data, item.frame_index)
+            self._mark_delivered(CAMERA, item.stamp + clock.frame_period)
             return
         audio = resample(item.data, item.sample_rate, b.sample_rate)
         start = clock.sample_index(item.stamp, b.sample_rate)
         if start < 0:
             audio, start = audio[-start:], 0
-        if len(audio) == 0:
-            return
-        if item.kind is _Kind.USER_AUDIO:
-            b.push_user_audio(audio, start)
-        else:
-            b.push_avatar_audio(audio, start)
+        if len(audio):
+            if item.kind is _Kind.USER_AUDIO:
+                b.push_user_audio(audio, start)
+            else:
+                b.push_avatar_audio(audio, start)
+        self._mark_delivered(USER_AUDIO if item.kind is _Kind.USER_AUDIO else AVATAR_AUDIO,
+                             item.stamp + len(item.data) / item.sample_rate)
+
+    def _mark_delivered(self, name: str, data_until: float) -> None:
+        with self._lock:
+            self._tracker[name].delivered(data_until)
 
     def _generate(self, block_index: int) -> None:
         with self._lock:

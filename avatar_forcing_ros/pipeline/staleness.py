@@ -20,9 +20,18 @@ class InputState:
 
     def mark(self, receive_time: float, covered_until: float) -> None:
         """Record a message received at `receive_time` whose data reaches `covered_until`."""
+        self.received(receive_time)
+        self.delivered(covered_until)
+
+    def received(self, receive_time: float) -> None:
+        """A message arrived (freshness: the stream is alive)."""
         self.last_receive = receive_time
-        self.covered_until = max(self.covered_until, covered_until)
         self.messages += 1
+
+    def delivered(self, covered_until: float) -> None:
+        """A message's data, reaching media time `covered_until`, is now usable (readiness). The
+        generator calls this once the data is in the backend, which can be after perception."""
+        self.covered_until = max(self.covered_until, covered_until)
 
     def age(self, now: float) -> float:
         """Seconds since the newest message; -1 if none ever arrived (GeneratorStatus convention)."""
