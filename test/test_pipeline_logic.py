@@ -5,7 +5,7 @@ import pytest
 
 from avatar_forcing_ros.backends.base import MotionBlock
 from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
-from avatar_forcing_ros.pipeline.clock import SessionClock
+from avatar_forcing_ros.pipeline.clock import SessionClock, origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget
 from avatar_forcing_ros.pipeline.latency_controller import LatencyController, QualityLevel, build_ladder
 from avatar_forcing_ros.pipeline.output_queue import OutputFrameQueue
@@ -25,6 +25,18 @@ def test_clock_maps_frames_samples_and_stamps():
     assert c.sample_index(T0 - 0.01, 16000) == -160
     with pytest.raises(ValueError):
         SessionClock(T0, fps=0)
+
+
+@pytest.mark.parametrize("latency_ms", [440, 450, 455.5, 800])
+def test_origin_puts_every_publication_time_on_a_timer_tick(latency_ms):
+    period, now, next_tick = 40_000_000, 1_795_000_000_123_456_789, 1_795_000_000_151_000_000
+    latency = round(latency_ms * 1e6)
+    t0 = origin_on_ticks(now, next_tick, latency, period)
+    assert now - period < t0 <= now
+    for frame in (0, 1, 7, 1000):
+        assert (t0 + frame * period + latency - next_tick) % period == 0
+    # a tick that is overdue (negative time to it) has the same phase
+    assert origin_on_ticks(now, next_tick - 5 * period, latency, period) == t0
 
 
 def test_staleness_tracks_age_and_timeout():
@@ -55,7 +67,7 @@ def test_scheduler_waits_for_conditions_including_lookahead():
     assert s.decide(0, T0 + 0.48, t, 0.05) is Decision.READY
     # block 1 needs data to T0 + 0.88: the audio stops, so the deadline decides
     deadline = s.deadline(1, 0.05)
-    assert deadline == pytest.approx(T0 + 0.4 + 0.8 - 0.02 - 0.05 - 0.01)   # - half period - compute - margin
+    assert deadline == pytest.approx(T0 + 0.4 + 0.8 - 0.05 - 0.01)          # - compute - margin
     assert s.decide(1, deadline - 0.01, t, 0.05) is Decision.WAIT
     assert s.decide(1, deadline, t, 0.05) is Decision.DEADLINE
 
@@ -69,12 +81,12 @@ def test_scheduler_never_runs_ahead_of_real_time_and_skips_stale_inputs():
 
 def test_frames_due_follow_media_time_plus_budget():
     s = _scheduler(budget=0.8)
-    assert list(s.frames_due(0, T0 + 0.77)) == []
-    assert list(s.frames_due(0, T0 + 0.78)) == [0]                   # half a period early at most
+    assert list(s.frames_due(0, T0 + 0.794)) == []
+    assert list(s.frames_due(0, T0 + 0.796)) == [0]                  # a tick up to 5 ms early takes it
     assert list(s.frames_due(0, T0 + 0.8 + 0.121)) == [0, 1, 2, 3]   # a late tick catches up
     assert list(s.frames_due(4, T0 + 0.8 + 0.121)) == []
-    assert s.publish_time(4) == pytest.approx(T0 + 0.16 + 0.8 - 0.02)
-    assert s.compute_window_s() == pytest.approx(0.8 - 0.02 - 0.48 - 0.01)
+    assert s.publish_time(4) == pytest.approx(T0 + 0.16 + 0.8)
+    assert s.compute_window_s() == pytest.approx(0.8 - 0.48 - 0.01)
 
 
 def _block(k, dim=3, nfe=10, branches=3):

@@ -4,8 +4,9 @@ Subscribes `image` (sensor_msgs/Image, sensor-data QoS), `user/audio` and `avata
 (AudioChunk); publishes `avatar/motion` (MotionLatent, reliable keep-last 50) from a fixed-rate
 timer, each stamped with the media time it represents (t0 + n / fps); `avatar/generator_status`
 (GeneratorStatus) and `/diagnostics` at 1 Hz. Callbacks only convert and enqueue; the backend runs
-in the core's single worker thread (avatar_forcing_ros.pipeline.generator_core). Talking-only and
-listening-only use: set use_camera/use_user_audio or use_avatar_audio to false.
+in the core's worker thread, camera perception in its own thread beside it
+(avatar_forcing_ros.pipeline.generator_core). Talking-only and listening-only use: set
+use_camera/use_user_audio or use_avatar_audio to false.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -28,6 +28,7 @@ from avatar_forcing_ros.conversions import (MalformedMessageError, audio_chunk_t
 from avatar_forcing_ros.msg import AudioChunk, GeneratorStatus, MotionLatent
 from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
                                                    read_config, run_node)
+from avatar_forcing_ros.pipeline.clock import origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import (GeneratorConfig, check_guidance,
                                                           check_latency_budget, check_nfe)
 from avatar_forcing_ros.pipeline.generator_core import AVATAR_AUDIO, CAMERA, USER_AUDIO, GeneratorCore
@@ -58,7 +59,11 @@ class GeneratorNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         warm_up_s = self.core.warm_up()
-        self._t0_ns = self.get_clock().now().nanoseconds
+        # frame n's media time is t0 + n/fps and it is due at that time + the budget: t0 is chosen
+        # so that these times fall on the publication timer's ticks (no frame waits for a tick)
+        now_ns = self.get_clock().now().nanoseconds
+        self._t0_ns = origin_on_ticks(now_ns, now_ns + self._tick_timer.time_until_next_call(),
+                                      round(self.config.latency_budget_ms * 1e6), 1_000_000_000 // b.fps)
         self.core.start(self._t0_ns * 1e-9)
         self.get_logger().info(
             f"backend {self.config.backend} ({b.latent_space}, {b.latent_dim}-d) at {b.fps} fps, "
@@ -104,8 +109,10 @@ class GeneratorNode(Node):
                                                  float_range=(0.0, 20.0)))
         p("user_guidance", 1.0, describe("Guidance scale of the user branch", float_range=(0.0, 20.0)))
         p("latency_budget_ms", 800.0, describe(
-            "Target delay between a frame's media time and its publication (ms); must exceed the "
-            "block + look-ahead duration (480 ms at 25 fps) plus compute", float_range=(100.0, 10000.0)))
+            "Target delay between a frame's media time and its publication (ms); at least the block + "
+            "look-ahead duration of the backend (400-480 ms at 25 fps) + one frame period for compute. A "
+            "change at run time that is not a whole number of frame periods also waits for the "
+            "publication timer's next tick (up to one period more)", float_range=(100.0, 10000.0)))
         for name, what in ((CAMERA, "camera"), (USER_AUDIO, "user audio"), (AVATAR_AUDIO, "avatar audio")):
             p(f"{name}_timeout_s", 0.5, describe(f"{what} older than this (s) is absent (null condition)",
                                                  float_range=(0.01, 60.0), **ro))
@@ -121,26 +128,23 @@ class GeneratorNode(Node):
             p(name, default, describe(f"Topic name (relative, so namespaces apply); default '{default}'", **ro))
 
     def _create_interfaces(self, topics: dict[str, str]) -> None:
-        inputs = MutuallyExclusiveCallbackGroup()
         if self.config.use_camera:
             self.create_subscription(Image, topics["camera_topic"], self._on_camera,
-                                     qos_profile_sensor_data, callback_group=inputs)
+                                     qos_profile_sensor_data)
         if self.config.use_user_audio:
             self.create_subscription(AudioChunk, topics["user_audio_topic"], self._on_user_audio,
-                                     qos_profile_sensor_data, callback_group=inputs)
+                                     qos_profile_sensor_data)
         if self.config.use_avatar_audio:   # best effort: compatible with reliable and best-effort senders
             self.create_subscription(AudioChunk, topics["avatar_audio_topic"], self._on_avatar_audio,
-                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT),
-                                     callback_group=inputs)
+                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
         self._motion_pub = self.create_publisher(
             MotionLatent, topics["motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self._user_motion_pub = self.create_publisher(
             MotionLatent, topics["user_motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self._status_pub = self.create_publisher(GeneratorStatus, topics["status_topic"], 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0 / self._backend.fps, self._on_tick,
-                          callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(1.0, self._on_status, callback_group=MutuallyExclusiveCallbackGroup())
+        self._tick_timer = self.create_timer(1.0 / self._backend.fps, self._on_tick)
+        self.create_timer(1.0, self._on_status)
 
     def _log_event(self, text: str) -> None:
         """Latency-controller changes, logged once each (not after shutdown: no rosout then)."""
@@ -279,7 +283,7 @@ class GeneratorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(GeneratorNode, args, num_threads=4)
+    return run_node(GeneratorNode, args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Callable, Sequence, TypeVar
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 ConfigT = TypeVar('ConfigT')
@@ -79,12 +79,13 @@ def _ignore_signal(signum: int, frame: object) -> None:
     """Python-level SIGINT handler behind rclpy's: the context is already shut down."""
 
 
-def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None,
-             num_threads: int = 1) -> int:
+def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Initialise rclpy, build the node, spin until Ctrl-C, clean up.
 
-    ``num_threads`` > 1 spins a MultiThreadedExecutor (for nodes whose timers live in their own
-    callback groups, e.g. the generator's fixed-rate publication timer).
+    Every node spins rclpy's single-threaded executor: callbacks only convert and enqueue, and
+    heavy work runs on the nodes' own threads. rclpy's MultiThreadedExecutor is not used: with
+    the generator's three callback groups its dispatching thread took a whole core here (the
+    measured cause of late blocks and hold frames on 2 cores; see ros2/rclpy#1452).
 
     Returns:
         0 after Ctrl-C/shutdown; 2 when the node refuses its parameters at start-up (the
@@ -100,8 +101,7 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
     node = None
     try:
         node = node_factory()
-        executor = MultiThreadedExecutor(num_threads) if num_threads > 1 else None
-        rclpy.spin(node, executor=executor)
+        rclpy.spin(node)
     except (ConfigError, ParameterException) as error:
         rclpy.logging.get_logger('avatar_forcing_ros').fatal(f'invalid parameters: {error}')
         return 2

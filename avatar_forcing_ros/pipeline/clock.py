@@ -52,3 +52,11 @@ class SessionClock:
         """Index on the session's audio timeline of a sample stamped `stamp` (s)."""
         return round((stamp - self.t0) * sample_rate)
 
+
+
+def origin_on_ticks(now: int, next_tick: int, latency: int, period: int) -> int:
+    """The latest media-time origin <= `now` that puts every frame's publication time (origin +
+    n * period + latency) on a tick of a fixed-rate timer whose next tick is at `next_tick`, so
+    that no frame waits for a tick. Integers (ns) keep the stamps exact."""
+    phase = (next_tick - latency) % period
+    return now - (now - phase) % period

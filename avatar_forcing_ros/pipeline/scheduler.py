@@ -31,6 +31,7 @@ class BlockScheduler:
     lookahead_frames: int
     latency_budget_s: float        # target delay between a frame's media time and its publication
     safety_margin_s: float = 0.01  # start this much before the last possible moment
+    tick_tolerance_s: float = 0.005  # a timer tick this much before a frame's time still takes it
 
     def conditions_time(self, block_index: int) -> float:
         """Media time (s) up to which block `block_index` needs its conditions."""
@@ -38,9 +39,9 @@ class BlockScheduler:
         return self.clock.frame_time(end_frame)
 
     def publish_time(self, frame_index: int) -> float:
-        """Wall time (s) from which the timer may publish frame `frame_index`: its media time plus
-        the budget, less half a period (a tick that fires slightly early still takes its frame)."""
-        return self.clock.frame_time(frame_index) + self.latency_budget_s - 0.5 * self.clock.frame_period
+        """Wall time (s) at which frame `frame_index` is due: its media time plus the budget. The
+        node puts its timer's ticks on these times (clock.origin_on_ticks)."""
+        return self.clock.frame_time(frame_index) + self.latency_budget_s
 
     def block_publish_time(self, block_index: int) -> float:
         """Wall time (s) at which the first frame of block `block_index` is published."""
@@ -68,5 +69,5 @@ class BlockScheduler:
 
     def frames_due(self, next_frame: int, now: float) -> range:
         """Frames from `next_frame` on whose publication time has come."""
-        last = math.floor((now - self.publish_time(0)) * self.clock.fps + 1e-9)
+        last = math.floor((now + self.tick_tolerance_s - self.publish_time(0)) * self.clock.fps + 1e-9)
         return range(next_frame, max(next_frame, last + 1))
