@@ -14,7 +14,7 @@ from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa
 def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
     domain = unique_domain_id()
     params = {"backend": "portable", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6,
-              "test_compute_delay_ms": 250.0}          # compute window 600 - 20 - 480 - 10 = 90 ms
+              "test_compute_delay_ms": 250.0}          # compute window 600 - 400 - 10 = 190 ms
     with NodeProcess("generator", ros_env(domain), params) as gen, Listener(domain) as lis:
         latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100))
         statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10)
@@ -47,7 +47,7 @@ def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
         assert lis.spin_until(lambda: status().nfe == 8 and status().latency_budget_ms == 900.0, 5), status()
         assert lis.spin_until(lambda: abs(status().last_latency_ms - 900.0) < 60.0, 5), status()
         # invalid values are rejected with a reason, and change nothing
-        cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 300.0}, "480 ms of media"),
+        cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 300.0}, "400 ms of media"),
                  ({"nfe": 0}, ""), ({"backend": "avatar_forcing"}, "read-only")]
         for values, reason in cases:
             (result,) = set_parameters(lis, "generator", **values)

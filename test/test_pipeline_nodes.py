@@ -119,7 +119,7 @@ def test_invalid_start_up_parameters_fail_fast():
     env = ros_env(unique_domain_id())
     cases = [("generator", {**PORTABLE, "dtype": "int8"}, "dtype must be one of"),
              ("generator", {**PORTABLE, "nfe": 4, "nfe_min": 6}, "nfe_min"),
-             ("generator", {**PORTABLE, "latency_budget_ms": 300.0}, "480 ms of media"),
+             ("generator", {**PORTABLE, "latency_budget_ms": 300.0}, "400 ms of media"),
              ("generator", {"backend": "nope"}, "unknown backend 'nope'"),
              ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "cannot read portrait")]
     procs = [(NodeProcess(name, env, params), text) for name, params, text in cases]

@@ -5,16 +5,18 @@ It produces the portable face parameters (motion_space) in blocks of ``block_fra
 Rules (constants in behaviour_rules.BehaviourParams):
 
 1. Lips: the avatar's own speech audio sets the jaw. Each frame's RMS level (dBFS) is mapped
-   linearly between ``speech_floor_db`` and ``speech_full_db`` onto [0, jaw_open_max], read
-   ``lip_anticipation_frames`` ahead (lips move before the sound; within the look-ahead), and
-   smoothed with a fast attack and a slower release. The mouth also narrows a little.
+   linearly between ``speech_floor_db`` and ``speech_full_db`` onto [0, jaw_open_max], optionally
+   read ``lip_anticipation_frames`` ahead (lips move before the sound; needs as much look-ahead,
+   which costs latency: off by default), and smoothed with a fast attack and a slower release. The
+   mouth also narrows a little.
 2. Smile mirroring: the user's perceived smile, ``mirror_delay_s`` earlier, above
    ``mirror_threshold``, times ``mirror_gain``, is the avatar's target smile, reached with a
    first-order lag of ``smile_time_constant_s``.
 3. Backchannels: the user's microphone level gives voice activity; after at least
    ``min_user_speech_s`` of speech followed by ``pause_s`` of silence the avatar nods (damped
-   pitch oscillation, down first), sometimes with a small smile, with a brow flash; not while the
-   avatar itself speaks, and at most once per ``nod_refractory_s``.
+   pitch oscillation, down first), sometimes with a small smile, with a brow flash; not during the
+   avatar's own turn (until ``avatar_turn_hangover_s`` after its last voiced frame, so the gaps
+   between its words do not count), and at most once per ``nod_refractory_s``.
 4. Blinks: both eyes, at seeded random intervals between ``blink_min_interval_s`` and
    ``blink_max_interval_s`` (never a longer blink-free stretch).
 5. Idle motion: slow seeded head sway (yaw, pitch, roll), larger while the avatar speaks, plus a
@@ -38,6 +40,7 @@ from avatar_forcing_ros.portable import motion_space as ms
 from avatar_forcing_ros.portable.audio_energy import FrameEnergy
 from avatar_forcing_ros.portable.behaviour_rules import (
     Backchannel, BackchannelDetector, BehaviourParams, Blinker, Saccades, Sway, smoothing)
+from avatar_forcing_ros.portable.perception import FaceObservation, FacePerceiver
 
 _I = ms.INDEX
 
@@ -49,7 +52,7 @@ class PortableBackend(MotionBackend):
     latent_dim = ms.DIM
 
     def __init__(self, params: BehaviourParams = BehaviourParams(), fps: int = 25,
-                 block_frames: int = 10, lookahead_frames: int = 2, sample_rate: int = 16000):
+                 block_frames: int = 10, lookahead_frames: int = 0, sample_rate: int = 16000):
         if block_frames <= 0 or lookahead_frames < 0:
             raise ValueError("block_frames must be > 0 and lookahead_frames >= 0")
         if params.lip_anticipation_frames > lookahead_frames:
@@ -76,20 +79,23 @@ class PortableBackend(MotionBackend):
         Perception costs about 10 ms, so a camera faster than ``fps`` is perceived at most once
         per avatar frame: later frames with an already observed index are skipped.
         """
-        if frame_rgb is None:
-            self.push_user_params(None, frame_index)
+        if frame_rgb is not None and frame_index in self._observations:
             return
-        if frame_index in self._observations:
-            return
-        if self._perceiver is None:
-            from avatar_forcing_ros.portable.perception import FacePerceiver
+        perceived = None if frame_rgb is None else self.perceive_user_frame(frame_rgb)
+        self.push_perceived_user_frame(perceived, frame_index)
 
+    def perceive_user_frame(self, frame_rgb: np.ndarray) -> FaceObservation | None:
+        """Face parameters and position in a camera frame, None without a face (MediaPipe; the
+        graph starts on the first call and tracks the face between calls)."""
+        if self._perceiver is None:
             self._perceiver = FacePerceiver(static_image_mode=False)
-        observation = self._perceiver.observe(frame_rgb)
-        if observation is None:
+        return self._perceiver.observe(frame_rgb)
+
+    def push_perceived_user_frame(self, perceived: FaceObservation | None, frame_index: int) -> None:
+        if perceived is None:
             self.push_user_params(None, frame_index)
         else:
-            self.push_user_params(observation.params, frame_index, observation.face_xy)
+            self.push_user_params(perceived.params, frame_index, perceived.face_xy)
 
     def push_user_params(self, params: np.ndarray | None, frame_index: int,
                          face_xy: tuple[float, float] | None = None) -> None:
@@ -128,7 +134,7 @@ class PortableBackend(MotionBackend):
         self._backchannel = Backchannel(p, self.fps, nod_rng)
         self._saccades = Saccades(p, self.fps, saccade_rng)
         self._state = {"jaw": 0.0, "speech": 0.0, "smile": p.resting_smile, "gaze_x": 0.0,
-                       "gaze_y": 0.0, "follow": 0.0}
+                       "gaze_y": 0.0, "follow": 0.0, "unvoiced_frames": 10 ** 9}
         self._next_frame = 0
 
     def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
@@ -188,8 +194,8 @@ class PortableBackend(MotionBackend):
         self._lips(frame, out)
         face = self._user_face(frame)
         smile = self._mirrored_smile(frame, face)
-        speaking = self._state["speech"] > 0.5
-        if self._detector.step(self._user_audio.level_db(frame), avatar_speaking=speaking):
+        avatars_turn = self._state["unvoiced_frames"] <= self.params.avatar_turn_hangover_s * self.fps
+        if self._detector.step(self._user_audio.level_db(frame), avatar_speaking=avatars_turn):
             self._backchannel.start(frame)
         nod_pitch, nod_smile, nod_brow = self._backchannel.at(frame)
         out[_I["smile"]] = smile + nod_smile
@@ -205,8 +211,9 @@ class PortableBackend(MotionBackend):
         target = level * p.jaw_open_max
         lag = p.lip_attack_s if target > s["jaw"] else p.lip_release_s
         s["jaw"] += smoothing(lag, fps) * (target - s["jaw"])
-        speaking = float(level > p.speaking_level)
-        s["speech"] += smoothing(p.speaking_time_constant_s, fps) * (speaking - s["speech"])
+        voiced = level > p.speaking_level
+        s["unvoiced_frames"] = 0 if voiced else s["unvoiced_frames"] + 1
+        s["speech"] += smoothing(p.speaking_time_constant_s, fps) * (float(voiced) - s["speech"])
         out[_I["jaw_open"]] = s["jaw"]
         out[_I["mouth_pucker"]] = p.speech_pucker * s["jaw"]
 

@@ -21,10 +21,11 @@ class BehaviourParams:
     jaw_open_max: float = 0.6           # jaw_open at full level (1.0 is a yawn)
     lip_attack_s: float = 0.02          # smoothing when opening (fast)
     lip_release_s: float = 0.06         # smoothing when closing
-    lip_anticipation_frames: int = 1    # lips lead the sound (<= the backend's look-ahead)
+    lip_anticipation_frames: int = 0    # lips lead the sound (<= the backend's look-ahead, which adds latency)
     speech_pucker: float = 0.15         # mouth narrows a little while speaking
     speaking_level: float = 0.2         # speech level (0-1) above which the avatar "is speaking"
-    speaking_time_constant_s: float = 0.5   # smoothing of that state (sway, backchannel gating)
+    speaking_time_constant_s: float = 0.5   # smoothing of that state (head sway while speaking)
+    avatar_turn_hangover_s: float = 0.6     # the avatar's turn lasts this long after its last voiced frame
     # Smile mirroring: the avatar smiles back after a natural delay.
     mirror_delay_s: float = 0.5         # reaction delay
     mirror_threshold: float = 0.15      # user smile below this counts as neutral
