@@ -12,6 +12,7 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 DURATION_S = 20.0
 
@@ -66,3 +67,13 @@ def test_session_bag_and_evaluation_were_written(demo_output):
     report = json.loads((out / "evaluation" / "evaluation.json").read_text())
     assert report  # figures for the session
     assert (out / "evaluation" / "report.html").is_file()
+
+
+def test_parameter_file_keeps_the_portable_latency_short(demo_output):
+    """The session's parameters are written beside it: the portable backend's budget, with display
+    and speaker presenting after it (rendering and transport) and within one block + 80 ms."""
+    out, _ = demo_output
+    params = yaml.safe_load((out / "parameters.yaml").read_text())
+    budget = params["/**/generator"]["ros__parameters"]["latency_budget_ms"]
+    delay = params["/**"]["ros__parameters"]["presentation_delay_ms"]
+    assert budget == 440.0 and budget < delay < 480.0

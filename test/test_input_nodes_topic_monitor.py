@@ -62,3 +62,22 @@ def test_bad_parameters_fail_at_start_up(params, text):
     monitor = NodeProcess('topic_monitor', ros_env(unique_domain_id()), params=params)
     assert monitor.wait(timeout=30) == 2
     assert text in monitor.output(), monitor.output()
+
+
+def test_stamp_read_from_serialized_messages_without_deserializing():
+    pytest.importorskip('rclpy')
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import String
+
+    from avatar_forcing_ros.msg import MotionLatent
+    from avatar_forcing_ros.nodes.topic_monitor_node import cdr_header_stamp_ns, starts_with_header
+
+    image = Image(height=480, width=640, encoding='rgb8', step=1920)
+    image.header.stamp.sec, image.header.stamp.nanosec = 1_795_576_000, 123_456_789
+    image.data = bytes(480 * 1920)
+    assert cdr_header_stamp_ns(serialize_message(image)) == 1_795_576_000_123_456_789
+    assert starts_with_header(Image) and starts_with_header(MotionLatent) and not starts_with_header(String)
+    big_endian = bytes([0, 0, 0, 0]) + (7).to_bytes(4, 'big') + (5).to_bytes(4, 'big')
+    assert cdr_header_stamp_ns(big_endian) == 7_000_000_005
+    assert cdr_header_stamp_ns(bytes(8)) is None

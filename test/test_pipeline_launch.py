@@ -4,6 +4,7 @@ evaluated with stand-ins for the launch API that record every action's arguments
 that builds the nodes is run for real), and it is also read statically for the launch_ros names."""
 import ast
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -131,6 +132,9 @@ def test_plan_contents():
     default = [n.name for n in node_plan.plan_nodes({})]
     assert default == ["audio_capture", "generator", "renderer", "display", "audio_playback"]
     assert "/robot1/avatar/motion" in node_plan.record_topics({"namespace": "robot1"})
+    assert "/image" in node_plan.record_topics({})
+    assert "/image" not in node_plan.record_topics({"record_camera": "false"})
+    assert "/user/motion" in node_plan.record_topics({"record_camera": "false"})
     with pytest.raises(ValueError, match="unknown launch arguments"):
         node_plan.plan_nodes({"nope": "1"})
     with pytest.raises(ValueError, match="true/false"):
@@ -176,3 +180,16 @@ def test_yaml_never_sets_what_launch_arguments_override():
     for planned in node_plan.plan_nodes(full):
         block = config.get(f"/**/{planned.name}", {}).get("ros__parameters", {})
         assert not set(block) & set(planned.parameters), (planned.name, set(block) & set(planned.parameters))
+
+
+def test_launcher_runs_observer_nodes_at_a_lower_priority(tmp_path):
+    """Real processes: each writes its niceness, then waits for the launcher's SIGINT."""
+    script = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]); "
+              "open(sys.argv[1], 'w').write(str(os.nice(0))); signal.sigwait([signal.SIGINT])")
+    plan = [(name, [sys.executable, "-c", script, str(tmp_path / name)])
+            for name in ("generator", "recorder", "topic_monitor")]
+    base = os.nice(0)
+    assert launcher.run(plan, dict(os.environ), duration=3.0) == 0
+    niceness = {name: int((tmp_path / name).read_text()) for name, _ in plan}
+    assert niceness == {"generator": base, "recorder": base + launcher.OBSERVER_NICENESS,
+                        "topic_monitor": base + launcher.OBSERVER_NICENESS}

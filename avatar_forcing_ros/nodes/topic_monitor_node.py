@@ -5,12 +5,17 @@ name), so any message type installed on the machine works. Subscriptions are bes
 (they match both reliable and best-effort publishers). Age is now minus ``header.stamp`` for
 messages with a header, else the time since the last message arrived.
 
+Messages are taken serialized (``raw=True``) and never deserialized: a 640x480 camera image
+costs a Python deserialization of almost 1 MB, which made this monitor one of the demo's biggest
+CPU users on 2 cores. The stamp is read from the first bytes of the CDR data instead.
+
 Example line:
     /image: 25.0 Hz, 250 msgs, age 12 ms | /user/audio: 50.0 Hz, 500 msgs, age 40 ms | ...
 """
 from __future__ import annotations
 
 import importlib
+import struct
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +44,7 @@ class TopicStats:
     window_count: int = 0    # messages in the current report period
     last_arrival: float = 0.0  # time.monotonic() of the last message
     last_stamp_ns: int | None = None  # header.stamp of the last message, if it has one
+    has_header: bool = False  # the type's first field is a std_msgs/Header
     extra_types: list[str] = field(default_factory=list)
 
 
@@ -52,6 +58,25 @@ def import_message_type(type_name: str) -> type:
         return getattr(importlib.import_module(f'{package}.{kind}'), name)
     except (ImportError, AttributeError) as error:
         raise ValueError(f'type {type_name!r} is not installed here: {error}') from error
+
+
+def starts_with_header(msg_type: type) -> bool:
+    """True if the message's first field is a std_msgs/Header (its stamp then leads the CDR data)."""
+    fields = iter(msg_type.get_fields_and_field_types().items())
+    first = next(fields, None)
+    return first is not None and first[0] == 'header' and first[1] == 'std_msgs/Header'
+
+
+def cdr_header_stamp_ns(serialized: bytes) -> int | None:
+    """header.stamp (ns) of a serialized message that starts with a Header, None if too short.
+
+    CDR data begins with a 4-byte encapsulation header whose second byte is odd for little-endian
+    data; the Header's stamp (int32 sec, uint32 nanosec) follows directly, with no padding."""
+    if len(serialized) < 12:
+        return None
+    order = '<' if serialized[1] & 1 else '>'
+    sec, nanosec = struct.unpack_from(order + 'iI', serialized, 4)
+    return sec * 1_000_000_000 + nanosec
 
 
 class TopicMonitorNode(Node):
@@ -83,17 +108,17 @@ class TopicMonitorNode(Node):
                 self.get_logger().warning(f'{name}: {error}', throttle_duration_sec=10.0)
                 continue
             stats.type_name, stats.extra_types = type_name, others
-            self.create_subscription(msg_type, name, lambda msg, s=stats: self._on_message(msg, s),
-                                     self._qos)
+            stats.has_header = starts_with_header(msg_type)
+            self.create_subscription(msg_type, name, lambda data, s=stats: self._on_message(data, s),
+                                     self._qos, raw=True)
             self.get_logger().info(f'monitoring {name} ({type_name})')
 
-    def _on_message(self, msg: object, stats: TopicStats) -> None:
+    def _on_message(self, serialized: bytes, stats: TopicStats) -> None:
         stats.count += 1
         stats.window_count += 1
         stats.last_arrival = time.monotonic()
-        header = getattr(msg, 'header', None)
-        if header is not None and hasattr(header, 'stamp'):
-            stats.last_stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        if stats.has_header:
+            stats.last_stamp_ns = cdr_header_stamp_ns(serialized)
 
     def _report(self) -> None:
         self._subscribe_new_topics()

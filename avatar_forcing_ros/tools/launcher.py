@@ -28,6 +28,10 @@ from . import node_plan
 
 LOG = logging.getLogger("avatar_forcing_launch")
 GRACE_S = 20.0   # torch-based nodes can take seconds to finalise on a loaded CPU
+# Nodes that only observe the session run at a lower CPU priority, so that on a small machine
+# recording and monitoring never delay the avatar (the generator's blocks, the renderer's frames).
+OBSERVER_NODES = frozenset({"recorder", "topic_monitor"})
+OBSERVER_NICENESS = 10
 
 
 def package_prefix() -> Path:
@@ -129,8 +133,8 @@ def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float,
         clock_started: Callable[[], bool] = lambda: True) -> int:
     """Start every process of ``plan``; stop them all on SIGINT/SIGTERM, when one exits, or
     ``duration`` seconds (0 = no limit) after ``clock_started()`` first returns True (by default
-    at once; the demo starts the clock at the avatar's first image). Returns 0 when every process
-    stopped cleanly."""
+    at once; the demo starts the clock at the avatar's first image). Observer nodes (recorder,
+    topic monitor) run at a lower CPU priority. Returns 0 when every process stopped cleanly."""
     stopping = []
     handler = lambda signum, frame: stopping.append(signum)  # noqa: E731
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -139,6 +143,8 @@ def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float,
     try:
         for name, cmd in plan:
             LOG.info("starting %s", name)
+            if name in OBSERVER_NODES:     # `nice` execs the node: same process, signals reach it
+                cmd = ["nice", "-n", str(OBSERVER_NICENESS), *cmd]
             # own process group: a terminal's Ctrl-C reaches the launcher only, which forwards it once
             children.append((name, subprocess.Popen(cmd, env=env, start_new_session=True)))
         end = float("inf")

@@ -37,6 +37,8 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("speaker", "true", "Play the avatar's speech in sync (audio_playback node)"),
     LaunchArgument("record", "false", "Record the evaluation topics to an MCAP bag"),
     LaunchArgument("record_output", "", "Bag directory when recording; empty = a time-stamped name"),
+    LaunchArgument("record_camera", "true", "Record the raw camera images too (640x480 at 25 fps: about "
+                                            "23 MB/s); user/motion keeps what the generator perceived"),
     LaunchArgument("namespace", "", "Namespace for every node and (relative) topic"),
 )
 DEFAULTS = {a.name: a.default for a in ARGUMENTS}
@@ -99,11 +101,13 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
 
 
 def record_topics(args: Mapping[str, str]) -> list[str]:
-    """Topics a session bag holds for evaluation (raw avatar images left out: the jpeg suffices)."""
+    """Topics a session bag holds for evaluation (raw avatar images left out: the jpeg suffices;
+    the raw camera images only with record_camera)."""
     a = complete_arguments(args)
     namespace = "/" + a["namespace"].strip("/") if a["namespace"].strip("/") else "/"
     topics = TopicConfig(camera=a["camera_topic"]).resolved(namespace)
-    roles = [r for r in TopicConfig.roles() if r != "avatar_image"]
+    left_out = {"avatar_image"} | (set() if parse_bool(a["record_camera"]) else {"camera"})
+    roles = [r for r in TopicConfig.roles() if r not in left_out]
     return [getattr(topics, r) for r in roles]
 
 
