@@ -140,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    holds = sum(m.is_hold for m, _ in got["motion"])
+    print(f"measured window: {len(got['motion'])} frames received, {holds} hold frames")
     if status is not None:
-        print(f"generator: {status.frames_published} frames, {status.hold_frames} holds, "
-              f"{status.late_blocks} late blocks, NFE {status.nfe}/{status.guidance_branches} branches, "
-              f"mean block compute {1e3 * status.mean_block_compute_s:.1f} ms")
+        print(f"generator since its start (start-up included): {status.frames_published} frames, "
+              f"{status.hold_frames} holds, {status.late_blocks} late blocks, NFE {status.nfe}/"
+              f"{status.guidance_branches} branches, mean block compute {1e3 * status.mean_block_compute_s:.1f} ms")
     return 0
 
 
