@@ -9,7 +9,7 @@ from avatar_forcing_ros.pipeline.clock import SessionClock, origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget
 from avatar_forcing_ros.pipeline.latency_controller import LatencyController, QualityLevel, build_ladder
 from avatar_forcing_ros.pipeline.output_queue import OutputFrameQueue
-from avatar_forcing_ros.pipeline.scheduler import BlockScheduler, Decision
+from avatar_forcing_ros.pipeline.scheduler import BlockScheduler, Decision, StartLead
 from avatar_forcing_ros.pipeline.staleness import StalenessTracker
 
 T0 = 1000.0
@@ -87,6 +87,17 @@ def test_frames_due_follow_media_time_plus_budget():
     assert list(s.frames_due(4, T0 + 0.8 + 0.121)) == []
     assert s.publish_time(4) == pytest.approx(T0 + 0.16 + 0.8)
     assert s.compute_window_s() == pytest.approx(0.8 - 0.48 - 0.01)
+
+
+def test_start_lead_follows_peaks_at_once_and_forgets_them_slowly():
+    lead = StartLead(value_s=0.01, decay=0.9)
+    lead.update(0.002)
+    assert lead.value_s == pytest.approx(0.009)            # a short block: the lead decays
+    lead.update(0.030)
+    assert lead.value_s == 0.030                           # a late start or slow compute: at once
+    for _ in range(10):
+        lead.update(0.001)
+    assert lead.value_s == pytest.approx(0.030 * 0.9 ** 10)
 
 
 def _block(k, dim=3, nfe=10, branches=3):

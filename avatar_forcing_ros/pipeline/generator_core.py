@@ -25,7 +25,7 @@ from .generator_config import GeneratorConfig
 from .latency_controller import LatencyController
 from .output_queue import OutputFrame, OutputFrameQueue
 from .perception_thread import CameraFrame, PerceptionThread
-from .scheduler import BlockScheduler, Decision
+from .scheduler import BlockScheduler, Decision, StartLead
 from .staleness import StalenessTracker
 
 LOG = logging.getLogger(__name__)
@@ -105,8 +105,7 @@ class GeneratorCore:
         self._scheduler: BlockScheduler | None = None
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._compute_ema = 0.05        # expected generate_block time (s)
-        self._push_ema = 0.0            # expected time to hand one input batch to the backend (s)
+        self._lead = StartLead()        # expected time from a block's intended start to its finish
         self._last_compute = 0.0
         self._period_computes: list[float] = []
         self._last_latency = 0.0
@@ -252,18 +251,16 @@ class GeneratorCore:
         block = 0
         while not self._stop.is_set():
             batch = self._inputs.get_batch(self._config.input_queue_size, timeout=0.005)
-            if batch:
-                started = self._now()
-                for item in batch:
-                    self._guarded(f"{item.kind.name.lower()} input before block {block}", self._push, item)
-                # handing inputs over delays the next decision: start blocks that much earlier
-                self._push_ema = 0.8 * self._push_ema + 0.2 * (self._now() - started)
+            for item in batch:
+                self._guarded(f"{item.kind.name.lower()} input before block {block}", self._push, item)
             now = self._now()
             with self._lock:
-                decision = self._scheduler.decide(block, now, self._tracker,
-                                                  self._compute_ema + self._push_ema)
+                lead = self._lead.value_s
+                decision = self._scheduler.decide(block, now, self._tracker, lead)
             if decision is not Decision.WAIT:
-                self._guarded(f"block {block}", self._generate, block)
+                # a deadline start was meant for the deadline itself: the lead learns how late it came
+                intended = self._scheduler.deadline(block, lead) if decision is Decision.DEADLINE else now
+                self._guarded(f"block {block}", self._generate, block, intended)
                 block += 1
 
     def _guarded(self, what: str, fn: Callable, *args) -> None:
@@ -309,7 +306,7 @@ class GeneratorCore:
         with self._lock:
             self._tracker[name].delivered(data_until)
 
-    def _generate(self, block_index: int) -> None:
+    def _generate(self, block_index: int, intended_start: float) -> None:
         with self._lock:
             level = self._controller.level
             settings = GenerationSettings(level.nfe, self._scales[0], self._scales[1], level.guidance_branches)
@@ -329,7 +326,7 @@ class GeneratorCore:
             self._late_blocks += int(late)
             self._last_compute = compute
             self._period_computes.append(compute)
-            self._compute_ema = 0.7 * self._compute_ema + 0.3 * compute
+            self._lead.update(finish - min(intended_start, start))
             event = self._controller.update(compute, self._scheduler.compute_window_s(), late)
         if event:
             self._on_event(f"block {block_index}: {event}")

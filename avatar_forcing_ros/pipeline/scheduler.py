@@ -48,7 +48,8 @@ class BlockScheduler:
         return self.publish_time(block_index * self.clock.block_frames)
 
     def deadline(self, block_index: int, compute_estimate_s: float) -> float:
-        """Latest wall time (s) to start block `block_index` and still publish it on time."""
+        """Latest wall time (s) to start block `block_index` and still publish it on time, given
+        the expected time from start to finish (a StartLead)."""
         return self.block_publish_time(block_index) - compute_estimate_s - self.safety_margin_s
 
     def compute_window_s(self) -> float:
@@ -71,3 +72,17 @@ class BlockScheduler:
         """Frames from `next_frame` on whose publication time has come."""
         last = math.floor((now + self.tick_tolerance_s - self.publish_time(0)) * self.clock.fps + 1e-9)
         return range(next_frame, max(next_frame, last + 1))
+
+
+@dataclass
+class StartLead:
+    """How long before its first frame is due a block must start: a peak follower of the time
+    from each block's intended start (its deadline, or the moment it became ready) to the end of
+    its compute. Scheduling delays on a busy CPU count as much as compute, and a spike raises the
+    lead at once while it decays over a few seconds, so blocks start early enough to finish."""
+
+    value_s: float = 0.05          # start-up guess, before any block was measured
+    decay: float = 0.95            # per block: half-life about 13 blocks (5 s at 25 fps, 10-frame blocks)
+
+    def update(self, start_to_finish_s: float) -> None:
+        self.value_s = max(start_to_finish_s, self.decay * self.value_s)
