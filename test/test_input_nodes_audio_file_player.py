@@ -119,7 +119,7 @@ def test_file_parameter_at_run_time_is_validated_then_applied(tmp_path, domain):
     from rclpy.parameter_client import AsyncParameterClient
 
     domain_id, listener = domain
-    speech = write_wav(tmp_path / 'speech.wav', 0.6, seed=4)
+    speech = write_wav(tmp_path / 'speech.wav', 0.61, seed=4)   # 30.5 chunks: looping wraps mid-chunk
     received = listener.collect(AudioChunk, 'avatar/audio')
     with NodeProcess('audio_file_player', ros_env(domain_id), params={'loop': True}) as player:
         client = AsyncParameterClient(listener.node, 'audio_file_player')
@@ -139,4 +139,8 @@ def test_file_parameter_at_run_time_is_validated_then_applied(tmp_path, domain):
         played = samples_of(received)
         assert np.array_equal(played[:len(speech)], speech)  # from the file's start, looped
         assert np.array_equal(played[len(speech):2 * len(speech)], speech)
+        # the wrap stays inside whole chunks, so the chunks stay on the steady 20 ms timeline
+        assert {len(m.samples) for m in received} == {320}
+        stamps = np.array([stamp_to_nanoseconds(m.header.stamp) for m in received])
+        assert np.array_equal(np.diff(stamps), np.full(len(stamps) - 1, 20_000_000))
         assert player.interrupt() == 0

@@ -9,7 +9,9 @@ are smoothed (StampSmoother) since drivers jitter by about a block. Stamps are o
 the driver's times: through PulseAudio's ALSA plugin the first one or two seconds of a stream
 are stamped up to ~0.5 s early (the plugin reports a decaying delay the data do not have).
 
-The PortAudio callback only copies the block into a queue; a timer drains it and publishes.
+The PortAudio callback only copies the block into a queue and triggers a guard condition; the
+executor then drains the queue and publishes at once (no polling timer: no added delay, and no
+wake-ups without audio).
 """
 from __future__ import annotations
 
@@ -106,7 +108,7 @@ class AudioCaptureNode(Node):
         self._assembler = ChunkAssembler(int(self._stream.samplerate), self.config.sample_rate,
                                          self.config.chunk_frames)
         self._smoother = StampSmoother(self._stream.samplerate)
-        self._timer = self.create_timer(min(self.config.chunk_ms / 2000, 0.01), self._drain)
+        self._audio_ready = self.create_guard_condition(self._drain)
         self._stream.start()
         # stream clock -> ROS clock, measured back to back once the clock runs
         self._offset_ns = self.get_clock().now().nanoseconds - round(self._stream.time * _NS_PER_S)
@@ -165,6 +167,7 @@ class AudioCaptureNode(Node):
                                      time_info.currentTime, bool(status)))
         except queue.Full:  # the publisher is stalled; the gap shows as a stamp jump
             self.overflows += 1
+        self._audio_ready.trigger()   # thread-safe: wakes the executor
 
     def _drain(self) -> None:
         rate = self._stream.samplerate

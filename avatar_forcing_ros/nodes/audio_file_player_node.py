@@ -3,7 +3,9 @@
 The avatar's speech in demos (a stand-in for a TTS engine). Publishes ``avatar/audio``
 (AudioChunk, mono, ``sample_rate`` Hz, ``chunk_ms`` per chunk). Each chunk is stamped with the
 presentation time of its first sample on a steady timeline, ``t_start + frames_sent / rate``
-(never the timer's jittery wake-up time), and published once that time has come. Nothing is
+(never the timer's jittery wake-up time), and published once that time has come: a timer ticks
+once per chunk, and a file starts on a tick, so each chunk goes out at its own tick (a looping
+file wraps around inside a chunk, keeping chunks whole). Nothing is
 published while idle: an absent avatar voice is the "not speaking" condition, not silence.
 
 Start another file while running with either
@@ -32,6 +34,7 @@ from avatar_forcing_ros.nodes.node_support import (
     ConfigError, MalformedInputCounter, describe, read_config, run_node)
 
 _NS_PER_S = 1_000_000_000
+_TICK_TOLERANCE_S = 0.002   # a tick this early still sends its chunk (ROS vs monotonic clock)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class AudioFilePlayerNode(Node):
         self._playback: _Playback | None = None
         self._sequence = 0
         self._validated: dict[str, np.ndarray] = {}  # parameter callback -> post-set callback
+        # one tick per chunk; each file starts on a tick, so every chunk is due exactly at a tick
+        self._timer = self.create_timer(self.config.chunk_frames / self.config.sample_rate,
+                                        self._publish_due_chunks)
         if self.config.file:
             try:
                 self._start(self.config.file, load_audio(self.config.file, self.config.sample_rate))
@@ -85,8 +91,6 @@ class AudioFilePlayerNode(Node):
         self.create_subscription(String, '~/play', self._on_play, 10)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
-        period = min(self.config.chunk_ms / 2000, 0.01)
-        self._timer = self.create_timer(period, self._publish_due_chunks)
 
     def _declare_parameters(self) -> None:
         self.declare_parameter('file', '', describe(
@@ -104,9 +108,12 @@ class AudioFilePlayerNode(Node):
     # ---------------------------------------------------------------- switching files
 
     def _start(self, path: str, samples: np.ndarray) -> None:
+        """Play `samples` from the timer's next tick on (empty `path`: stop)."""
+        to_tick_ns = max(0, self._timer.time_until_next_call() or 0)
         self._playback = None if not path else _Playback(
             name=Path(path).name, samples=samples,
-            start_ns=self.get_clock().now().nanoseconds, start_mono=time.monotonic())
+            start_ns=self.get_clock().now().nanoseconds + to_tick_ns,
+            start_mono=time.monotonic() + to_tick_ns / _NS_PER_S)
         self.get_logger().info(f'playing {path} ({len(samples) / self.config.sample_rate:.2f} s)'
                                if path else 'playback stopped')
 
@@ -145,7 +152,7 @@ class AudioFilePlayerNode(Node):
         playback = self._playback
         while playback is not None and playback is self._playback:
             rate = self.config.sample_rate
-            if time.monotonic() - playback.start_mono < playback.frames_sent / rate:
+            if time.monotonic() - playback.start_mono + _TICK_TOLERANCE_S < playback.frames_sent / rate:
                 return  # the next chunk's first sample is not due yet
             if playback.position >= len(playback.samples):
                 if not self._loop:
@@ -153,13 +160,17 @@ class AudioFilePlayerNode(Node):
                     self.get_logger().info(f'finished {playback.name}')
                     return
                 playback.position = 0
-            chunk = playback.samples[playback.position:playback.position + self.config.chunk_frames]
+            end = playback.position + self.config.chunk_frames
+            chunk = playback.samples[playback.position:end]
+            playback.position += len(chunk)
+            if self._loop and len(chunk) < self.config.chunk_frames:   # wrap: whole chunks stay on the ticks
+                playback.position = min(end - len(playback.samples), len(playback.samples))
+                chunk = np.concatenate([chunk, playback.samples[:playback.position]])
             stamp = playback.start_ns + playback.frames_sent * _NS_PER_S // rate
             self._publisher.publish(array_to_audio_chunk(
                 chunk, rate, stamp=stamp, sequence=self._sequence,
                 frame_id=self.config.frame_id or playback.name))
             self._sequence += 1
-            playback.position += len(chunk)
             playback.frames_sent += len(chunk)
 
 
