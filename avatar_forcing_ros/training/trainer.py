@@ -254,7 +254,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         csv_path = self.out / "metrics.csv"
         fresh = not csv_path.exists()
-        with open(csv_path, "a", newline="") as fh:
+        # only rank 0 touches the log: another rank creating it first would leave it without header
+        with open(csv_path if main else os.devnull, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
             if fresh and main:
                 writer.writeheader()
