@@ -14,7 +14,7 @@ from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa
 def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
     domain = unique_domain_id()
     params = {"backend": "portable", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6,
-              "test_compute_delay_ms": 700.0}   # compute window 600 - 400 - 10 = 190 ms; a block takes
+              "test_compute_delay_ms": 700.0}   # compute window 600 - 400 - 20 = 180 ms; a block takes
     # longer than its 400 ms of media, so no early start can save it: every block is late
     with NodeProcess("generator", ros_env(domain), params) as gen, Listener(domain) as lis:
         latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100))

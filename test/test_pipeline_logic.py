@@ -67,7 +67,7 @@ def test_scheduler_waits_for_conditions_including_lookahead():
     assert s.decide(0, T0 + 0.48, t, 0.05) is Decision.READY
     # block 1 needs data to T0 + 0.88: the audio stops, so the deadline decides
     deadline = s.deadline(1, 0.05)
-    assert deadline == pytest.approx(T0 + 0.4 + 0.8 - 0.05 - 0.01)          # - compute - margin
+    assert deadline == pytest.approx(T0 + 0.4 + 0.8 - 0.05 - 0.02)          # - compute - margin
     assert s.decide(1, deadline - 0.01, t, 0.05) is Decision.WAIT
     assert s.decide(1, deadline, t, 0.05) is Decision.DEADLINE
 
@@ -86,7 +86,7 @@ def test_frames_due_follow_media_time_plus_budget():
     assert list(s.frames_due(0, T0 + 0.8 + 0.121)) == [0, 1, 2, 3]   # a late tick catches up
     assert list(s.frames_due(4, T0 + 0.8 + 0.121)) == []
     assert s.publish_time(4) == pytest.approx(T0 + 0.16 + 0.8)
-    assert s.compute_window_s() == pytest.approx(0.8 - 0.48 - 0.01)
+    assert s.compute_window_s() == pytest.approx(0.8 - 0.48 - 0.02)
 
 
 def test_start_lead_follows_peaks_at_once_and_forgets_them_slowly():
