@@ -62,9 +62,8 @@ def import_message_type(type_name: str) -> type:
 
 def starts_with_header(msg_type: type) -> bool:
     """True if the message's first field is a std_msgs/Header (its stamp then leads the CDR data)."""
-    fields = iter(msg_type.get_fields_and_field_types().items())
-    first = next(fields, None)
-    return first is not None and first[0] == 'header' and first[1] == 'std_msgs/Header'
+    fields = list(msg_type.get_fields_and_field_types().items())
+    return bool(fields) and fields[0] == ('header', 'std_msgs/Header')
 
 
 def cdr_header_stamp_ns(serialized: bytes) -> int | None:

@@ -53,7 +53,6 @@ class SessionClock:
         return round((stamp - self.t0) * sample_rate)
 
 
-
 def origin_on_ticks(now: int, next_tick: int, latency: int, period: int) -> int:
     """The latest media-time origin <= `now` that puts every frame's publication time (origin +
     n * period + latency) on a tick of a fixed-rate timer whose next tick is at `next_tick`, so

@@ -30,8 +30,9 @@ class BlockScheduler:
     clock: SessionClock
     lookahead_frames: int
     latency_budget_s: float        # target delay between a frame's media time and its publication
-    safety_margin_s: float = 0.02  # start this much before the last possible moment (absorbs
-    # scheduling spikes the learned lead has not seen yet: 10 ms left 4 holds in a 10-minute demo, 20 ms 2)
+    # start this much before the last possible moment: absorbs scheduling spikes the learned lead
+    # has not seen yet (10 ms left 4 hold frames in a 10-minute demo on 2 cores, 20 ms 2)
+    safety_margin_s: float = 0.02
     tick_tolerance_s: float = 0.005  # a timer tick this much before a frame's time still takes it
 
     def conditions_time(self, block_index: int) -> float:

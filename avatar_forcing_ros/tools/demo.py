@@ -106,7 +106,9 @@ class FirstMessageWatch:
         self._context = Context()
         rclpy.init(context=self._context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
         self._node = rclpy.create_node("avatar_forcing_demo_watch", context=self._context)
-        self._node.create_subscription(CompressedImage, self.topic, self._on_message, qos_profile_sensor_data)
+        # raw: the images keep coming all session, and only their arrival matters here
+        self._node.create_subscription(CompressedImage, self.topic, self._on_message, qos_profile_sensor_data,
+                                       raw=True)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
