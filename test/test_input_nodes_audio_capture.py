@@ -76,11 +76,14 @@ def test_records_what_plays_into_the_sink(tmp_path, pulseaudio_null_sink, device
     segment = recorded[lag:lag + len(source)]
     similarity = np.dot(segment, source) / (np.linalg.norm(segment) * np.linalg.norm(source))
     assert similarity > 0.9, f'normalised correlation {similarity:.3f} at lag {lag}'
-    # the chunk holding the signal's onset is stamped when paplay began, or a little later. The
-    # stamps are the driver's capture times, and PulseAudio's ALSA plugin misreports its latency
-    # by a few tens of ms when a stream starts playing into the sink (seen: onset 27 ms early)
+    # The chunk holding the signal's onset is stamped on the ROS clock near when paplay began.
+    # The stamps are the driver's capture times, which through PulseAudio's ALSA plugin are only
+    # good to tens of ms on a busy machine (onset stamped +6..+18 ms after paplay began on an idle
+    # 2-core machine, -30..+17 ms with 3 busy loops beside it, -70 ms once in a full CI run), so
+    # this bound checks the clock mapping (wrong clock, missing offset, the ~0.5 s start-up
+    # backlog), and test_input_nodes_audio_stream checks the stamp arithmetic exactly.
     onset_ns = stamps[lag // 320] + (lag % 320) * 1_000_000_000 // RATE
-    assert -0.06 < (onset_ns - play_start_ns) / 1e9 < 0.5
+    assert -0.2 < (onset_ns - play_start_ns) / 1e9 < 0.5
 
 
 def test_missing_device_lists_available_devices(pulseaudio_null_sink):

@@ -72,6 +72,29 @@ def test_stamp_smoother_removes_jitter_follows_drift_and_resets():
     assert smoother.update(0, 320, after_gap=True) == 0
 
 
+def test_clock_offset_takes_the_narrowest_bracket():
+    from avatar_forcing_ros.media.audio_stream import clock_offset_ns
+    # reference reads: the first pair is 8 ms apart (a preempted thread), the second 2 us
+    reference = iter([1_000_000_000, 1_008_000_000, 2_000_000_000, 2_000_002_000])
+    stream = iter([0.5, 1.4])  # the stream clock runs 0.6 s behind the reference
+    offset = clock_offset_ns(lambda: next(reference), lambda: next(stream), reads=2)
+    assert offset == 2_000_001_000 - 1_400_000_000  # not the midpoint of the wide bracket
+
+
+def test_block_capture_time_prefers_adc_then_callback_then_now():
+    from avatar_forcing_ros.media.audio_stream import block_capture_ns
+
+    def now_ns() -> int:
+        return 9_000_000_000
+    offset = 100_000_000  # stream clock -> reference clock
+    # 320 frames at 16 kHz = 20 ms; the ADC time is the first sample's own capture time
+    assert block_capture_ns(2.5, 2.53, 320, 16000, offset, now_ns) == 2_600_000_000
+    # no ADC time: the block ended when the callback ran
+    assert block_capture_ns(0.0, 2.53, 320, 16000, offset, now_ns) == 2_610_000_000
+    # no driver times at all: the block ended now
+    assert block_capture_ns(0.0, 0.0, 320, 16000, offset, now_ns) == 8_980_000_000
+
+
 def test_media_helpers_import_without_ros():
     import subprocess
     import sys

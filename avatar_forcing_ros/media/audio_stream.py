@@ -6,6 +6,7 @@ uses; sample counts are frames of mono audio.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from math import gcd
 from pathlib import Path
 
@@ -141,3 +142,33 @@ class StampSmoother:
             stamp = self._next_ns + self.gain * (measured_ns - self._next_ns)
         self._next_ns = stamp + frames * _NS_PER_S / self.sample_rate
         return round(stamp)
+
+
+def clock_offset_ns(reference_ns: Callable[[], int], stream_s: Callable[[], float],
+                    reads: int = 16) -> int:
+    """Offset that maps a stream clock (seconds) onto a reference clock (ns): reference =
+    stream * 1e9 + offset. Each read brackets the stream clock between two reference reads; the
+    narrowest bracket wins, so a thread preempted mid-read (8 ms seen on a loaded 2-core
+    machine) does not shift every stamp of the session."""
+    best_width, best_offset = None, 0
+    for _ in range(reads):
+        before = reference_ns()
+        stream = stream_s()
+        after = reference_ns()
+        if best_width is None or after - before < best_width:
+            best_width = after - before
+            best_offset = (before + after) // 2 - round(stream * _NS_PER_S)
+    return best_offset
+
+
+def block_capture_ns(adc_time: float, callback_time: float, frames: int, sample_rate: float,
+                     offset_ns: int, now_ns: Callable[[], int]) -> int:
+    """Reference-clock capture time of a device block's first sample from the times a PortAudio
+    callback reports (stream clock, seconds; 0 = not reported by the driver): the ADC time;
+    else the callback time minus the block's duration; else ``now_ns()`` minus the duration."""
+    duration_ns = round(frames * _NS_PER_S / sample_rate)
+    if adc_time > 0:
+        return offset_ns + round(adc_time * _NS_PER_S)
+    if callback_time > 0:
+        return offset_ns + round(callback_time * _NS_PER_S) - duration_ns
+    return now_ns() - duration_ns

@@ -2,12 +2,15 @@
 
 Captures through PortAudio (sounddevice), mixes to mono, resamples to ``sample_rate`` when the
 device cannot open at that rate, and publishes chunks of exactly ``chunk_ms``. Each chunk's
-``header.stamp`` is the capture time of its first sample: PortAudio's ADC time of the device
-block (``inputBufferAdcTime``), mapped to ROS time with an offset measured against the stream
-clock at start; when a driver reports no ADC time, the callback time minus the block duration. Block times
-are smoothed (StampSmoother) since drivers jitter by about a block. Stamps are only as good as
-the driver's times: through PulseAudio's ALSA plugin the first one or two seconds of a stream
-are stamped up to ~0.5 s early (the plugin reports a decaying delay the data do not have).
+``header.stamp`` is the capture time of its first sample (block_capture_ns): PortAudio's ADC
+time of the device block (``inputBufferAdcTime``), mapped to ROS time with an offset measured
+against the stream clock at start (clock_offset_ns); when a driver reports no ADC time, the
+callback time minus the block duration. Block times are smoothed (StampSmoother) since drivers
+jitter by about a block. Stamps are only as good as the driver's times: through PulseAudio's
+ALSA plugin the first one or two seconds of a stream are stamped up to ~0.5 s early (the plugin
+reports a decaying delay the data do not have), and on a loaded machine its times scatter by
+tens of ms (seen through a null sink's monitor on a busy 2-core machine: a sound stamped 30 to
+70 ms before paplay started it).
 
 The PortAudio callback only copies the block into a queue and triggers a guard condition; the
 executor then drains the queue and publishes at once (no polling timer: no added delay, and no
@@ -24,12 +27,11 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 
 from avatar_forcing_ros.conversions import array_to_audio_chunk
-from avatar_forcing_ros.media.audio_stream import ChunkAssembler, StampSmoother
+from avatar_forcing_ros.media.audio_stream import (
+    ChunkAssembler, StampSmoother, block_capture_ns, clock_offset_ns)
 from avatar_forcing_ros.msg import AudioChunk
 from avatar_forcing_ros.nodes.node_support import (
     ConfigError, describe, read_config, run_node)
-
-_NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,8 @@ class AudioCaptureNode(Node):
         self._smoother = StampSmoother(self._stream.samplerate)
         self._audio_ready = self.create_guard_condition(self._drain)
         self._stream.start()
-        # stream clock -> ROS clock, measured back to back once the clock runs
-        self._offset_ns = self.get_clock().now().nanoseconds - round(self._stream.time * _NS_PER_S)
+        # stream clock -> ROS clock, measured once the stream clock runs
+        self._offset_ns = clock_offset_ns(self._now_ns, lambda: self._stream.time)
 
     def _declare_parameters(self) -> None:
         device = describe("Input device: '' = the default, an index, or a case-insensitive name "
@@ -135,6 +137,9 @@ class AudioCaptureNode(Node):
             "PortAudio suggested input latency: 'low', 'high' or seconds. 'high' makes ALSA's "
             'pulse plugin buffer ~0.5 s and, at 16 kHz, drop audio while it catches up',
             constraints="'low', 'high' or a number of seconds in (0, 10)", read_only=True))
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
     def _open_stream(self) -> sounddevice.InputStream:
         config = self.config
@@ -183,12 +188,8 @@ class AudioCaptureNode(Node):
                     f'{self.overflows} input overflows so far (audio lost)',
                     throttle_duration_sec=1.0):
                 self._overflows_reported = self.overflows
-            if adc_time > 0:
-                stamp_ns = self._offset_ns + round(adc_time * _NS_PER_S)
-            elif callback_time > 0:
-                stamp_ns = self._offset_ns + round((callback_time - len(block) / rate) * _NS_PER_S)
-            else:
-                stamp_ns = self.get_clock().now().nanoseconds - round(len(block) / rate * _NS_PER_S)
+            stamp_ns = block_capture_ns(adc_time, callback_time, len(block), rate,
+                                        self._offset_ns, self._now_ns)
             stamp_ns = self._smoother.update(stamp_ns, len(block),
                                              after_gap=self.overflows != overflows_before)
             for chunk, chunk_stamp in self._assembler.push(block, stamp_ns):
