@@ -1,5 +1,7 @@
 """ROS-free unit tests of the pipeline's timing logic: clock, staleness, scheduler, output queue
 with hold frames, latency controller, bounded queue."""
+import math
+
 import numpy as np
 import pytest
 
@@ -45,7 +47,10 @@ def test_staleness_tracks_age_and_timeout():
     t.add("user_audio", 0.5, enabled=False)
     cam = t["camera"]
     assert cam.age(T0) == -1.0 and cam.is_stale(T0)
-    cam.mark(T0, T0 + 0.04)
+    cam.received(T0)                                 # alive (freshness) ...
+    assert cam.covered_until == -math.inf            # ... but its data not usable yet
+    cam.delivered(T0 + 0.04)
+    assert cam.covered_until == T0 + 0.04
     assert cam.age(T0 + 0.2) == pytest.approx(0.2)
     assert not cam.is_stale(T0 + 0.4) and cam.is_stale(T0 + 0.6)
     assert t.stale_names(T0 + 0.6) == ["camera"]     # disabled inputs are not reported stale
@@ -61,9 +66,12 @@ def test_scheduler_waits_for_conditions_including_lookahead():
     s, t = _scheduler(), StalenessTracker()
     t.add("audio", 1.0)
     assert s.conditions_time(0) == pytest.approx(T0 + 0.48)   # frames 0..9 + 2 look-ahead
-    t["audio"].mark(T0 + 0.40, T0 + 0.40)
+    t["audio"].received(T0 + 0.40)
+    t["audio"].delivered(T0 + 0.40)
     assert s.decide(0, T0 + 0.45, t, 0.05) is Decision.WAIT   # look-ahead not there yet
-    t["audio"].mark(T0 + 0.48, T0 + 0.48)
+    t["audio"].received(T0 + 0.48)
+    assert s.decide(0, T0 + 0.48, t, 0.05) is Decision.WAIT   # arrived, not yet in the backend
+    t["audio"].delivered(T0 + 0.48)
     assert s.decide(0, T0 + 0.48, t, 0.05) is Decision.READY
     # block 1 needs data to T0 + 0.88: the audio stops, so the deadline decides
     deadline = s.deadline(1, 0.05)

@@ -18,11 +18,6 @@ class InputState:
     covered_until: float = -math.inf  # media time up to which data has arrived (s)
     messages: int = 0
 
-    def mark(self, receive_time: float, covered_until: float) -> None:
-        """Record a message received at `receive_time` whose data reaches `covered_until`."""
-        self.received(receive_time)
-        self.delivered(covered_until)
-
     def received(self, receive_time: float) -> None:
         """A message arrived (freshness: the stream is alive)."""
         self.last_receive = receive_time
