@@ -202,6 +202,20 @@ def test_playback_timeline_places_audio_by_presentation_time():
     assert tl.late_samples == 5
     out = tl.read(10, T0 + 0.030)
     assert (out[:5] == 3).all() and not out[5:].any() and tl.played_samples == 20
-    # a read that jumps ahead drops what was not played
+    # a read more than resync_s (10 ms) ahead jumps there and counts what it passed over
     tl.add(np.full(10, 4.0, np.float32), T0 + 0.050)
     assert (tl.read(10, T0 + 0.055)[:5] == 4).all()
+    assert tl.resyncs == 1 and tl.skipped_samples == 15          # 10 of silence, 5 of the chunk
+
+
+def test_playback_timeline_reads_continuously_through_callback_jitter():
+    from avatar_forcing_ros.pipeline.presentation import PlaybackTimeline
+    tl = PlaybackTimeline(1000, resync_s=0.01)
+    signal = np.arange(1, 2001, dtype=np.float32)                # 2 s at 1 kHz, no zero sample
+    for k in range(0, 2000, 20):                                  # 20 ms chunks
+        tl.add(signal[k:k + 20], T0 + k / 1000)
+    jitter = np.random.default_rng(0).uniform(-0.008, 0.008, 200)  # the callback's time estimate
+    jitter[0] = 0.0
+    out = np.concatenate([tl.read(10, T0 + k * 0.010 + jitter[k]) for k in range(200)])
+    assert np.array_equal(out, signal)                            # no gap, no repeat
+    assert tl.resyncs == 0 and tl.skipped_samples == 0

@@ -64,9 +64,16 @@ class PlaybackTimeline:
     time has passed when they arrive are dropped and counted (`late_samples`). Positions are
     counted in samples from the first chunk's presentation time, so chunks stamped back to back
     join without gaps or clicks.
+
+    Reads are continuous: each one goes on where the previous one ended, as long as that is
+    within `resync_s` of the time the caller gives. The time a callback computes from its
+    driver's DAC estimate jitters by a few samples, and under load (a Python callback waiting for
+    the GIL) by more; following it sample-exactly would cut gaps and repeats into the sound.
+    Beyond `resync_s` (an underrun, a clock step, slow drift) the read jumps to the given time:
+    counted in `resyncs`, and the timeline samples jumped over in `skipped_samples`.
     """
 
-    def __init__(self, sample_rate: int, max_seconds: float = 10.0):
+    def __init__(self, sample_rate: int, max_seconds: float = 10.0, resync_s: float = 0.01):
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
         self.sample_rate = sample_rate
@@ -74,9 +81,13 @@ class PlaybackTimeline:
         self._anchor: float | None = None          # wall time of sample position 0
         self._buffer = np.zeros(0, np.float32)     # samples from position `_start` on
         self._start = 0                            # position of _buffer[0]
+        self._cursor: int | None = None            # position the next read starts at
         self._max = int(max_seconds * sample_rate)
+        self._resync = round(resync_s * sample_rate)
         self.late_samples = 0
         self.played_samples = 0                    # scheduled (non-silent) samples handed out
+        self.skipped_samples = 0                   # timeline samples a resync jumped over
+        self.resyncs = 0
 
     def add(self, samples: np.ndarray, presentation_time: float) -> None:
         """Schedule mono float32 samples (at `sample_rate`) to start at `presentation_time` (s)."""
@@ -96,12 +107,20 @@ class PlaybackTimeline:
             self._buffer[pos - self._start:end] = samples
 
     def read(self, frames: int, start_time: float) -> np.ndarray:
-        """The `frames` samples due from wall time `start_time` on; moves the read position there."""
+        """The `frames` samples due from wall time `start_time` on (see the class: continuous
+        within `resync_s`)."""
         out = np.zeros(frames, np.float32)
         with self._lock:
             if self._anchor is None:
                 return out
             pos = round((start_time - self._anchor) * self.sample_rate)
+            if self._cursor is not None:
+                if abs(pos - self._cursor) <= self._resync:
+                    pos = self._cursor
+                else:
+                    self.resyncs += 1
+                    self.skipped_samples += max(0, min(pos, self._start + len(self._buffer))
+                                                - max(self._cursor, self._start))
             end = pos + frames
             lo, hi = max(pos, self._start), min(end, self._start + len(self._buffer))
             if hi > lo:
@@ -110,4 +129,5 @@ class PlaybackTimeline:
             drop = min(len(self._buffer), max(0, end - self._start))   # read, or passed unread
             self._buffer = self._buffer[drop:]
             self._start = max(self._start + drop, end)
+            self._cursor = end
             return out
