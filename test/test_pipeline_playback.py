@@ -75,3 +75,12 @@ def test_unknown_output_device_fails_with_device_list(pulseaudio_null_sink):
     assert node.wait(60) == 2
     out = node.output()
     assert "output device 'no such speaker' not found; output devices:" in out, out
+
+
+def test_bad_latency_fails_at_start_up(pulseaudio_null_sink):
+    _, pulse_env = pulseaudio_null_sink
+    extra = {k: v for k, v in pulse_env.items() if k.startswith("PULSE_")}
+    node = NodeProcess("audio_playback", ros_env(unique_domain_id(), extra),
+                       params={"latency": "soon"})
+    assert node.wait(60) == 2
+    assert "parameter 'latency': expected 'low', 'high' or seconds" in node.output(), node.output()

@@ -31,7 +31,7 @@ from avatar_forcing_ros.media.audio_stream import (
     ChunkAssembler, StampSmoother, block_capture_ns, clock_offset_ns)
 from avatar_forcing_ros.msg import AudioChunk
 from avatar_forcing_ros.nodes.node_support import (
-    ConfigError, describe, read_config, run_node)
+    ConfigError, describe, portaudio_latency, read_config, run_node)
 
 
 @dataclass(frozen=True)
@@ -54,19 +54,7 @@ class AudioCaptureConfig:
     def validate(self) -> None:
         if self.chunk_frames < 1:
             raise ConfigError("parameters 'sample_rate'/'chunk_ms' give chunks of 0 samples")
-        self.portaudio_latency()  # raises on a bad value
-
-    def portaudio_latency(self) -> str | float:
-        if self.latency in ('low', 'high'):
-            return self.latency
-        try:
-            seconds = float(self.latency)
-        except ValueError:
-            seconds = -1.0
-        if not 0 < seconds < 10:
-            raise ConfigError(f"parameter 'latency': expected 'low', 'high' or seconds in (0, 10), "
-                              f'got {self.latency!r}')
-        return seconds
+        portaudio_latency(self.latency)  # raises on a bad value
 
 
 def list_input_devices() -> str:
@@ -160,7 +148,7 @@ class AudioCaptureNode(Node):
             return sounddevice.InputStream(
                 device=device['index'], samplerate=rate, channels=config.channels,
                 dtype='float32', blocksize=round(rate * config.chunk_ms / 1000),
-                latency=config.portaudio_latency(), callback=self._on_block)
+                latency=portaudio_latency(config.latency), callback=self._on_block)
         except sounddevice.PortAudioError as error:
             raise ConfigError(f"parameter 'device': cannot open {device['name']!r}: {error}") from None
 

@@ -2,7 +2,9 @@
 
 Each chunk's first sample sounds at header.stamp + presentation_delay_ms (the display's delay),
 measured against the wall clock from the output stream's own DAC timing, not a fixed sleep:
-late chunks lose their past part (counted), gaps are silence. Output device by index or name
+late chunks lose their past part (counted), gaps are silence. The sound is read continuously and
+re-synced to the DAC timing only beyond 10 ms (PlaybackTimeline; counted, like the device's
+underflows). Output device by index or name
 (sounddevice / PortAudio); an unknown device fails at start with the list of output devices.
 """
 from __future__ import annotations
@@ -15,9 +17,10 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from avatar_forcing_ros.conversions import MalformedMessageError, audio_chunk_to_array, stamp_to_seconds
+from avatar_forcing_ros.media.audio_stream import clock_offset_ns
 from avatar_forcing_ros.msg import AudioChunk
 from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
-                                                   read_config, run_node)
+                                                   portaudio_latency, read_config, run_node)
 from avatar_forcing_ros.pipeline.audio import resample
 from avatar_forcing_ros.pipeline.presentation import PlaybackTimeline
 
@@ -28,11 +31,10 @@ class AudioPlaybackConfig:
     presentation_delay_ms: float = 1000.0
     device: str = ""
     sample_rate: int = 16000
-    latency: str = "low"
+    latency: str = "0.05"
 
     def validate(self) -> None:
-        if self.latency not in ("low", "high"):
-            raise ConfigError(f"latency must be 'low' or 'high', got {self.latency!r}")
+        portaudio_latency(self.latency)  # raises on a bad value
 
 
 def output_devices() -> list[tuple[int, str]]:
@@ -64,10 +66,15 @@ class AudioPlaybackNode(Node):
         self._timeline = PlaybackTimeline(c.sample_rate)
         self._malformed = MalformedInputCounter(self)
         self.chunks = 0
+        self.underflows = 0       # output buffers the device ran dry before (an audible gap)
+        self._underflows_reported = 0
+        self._stream_to_wall_s: float | None = None  # measured once the stream clock runs
         try:
             self._stream = sd.OutputStream(samplerate=c.sample_rate, channels=1, dtype="float32",
-                                           device=device, latency=c.latency, callback=self._fill)
+                                           device=device, latency=portaudio_latency(c.latency),
+                                           callback=self._fill)
             self._stream.start()
+            self._stream_to_wall_s = clock_offset_ns(time.time_ns, lambda: self._stream.time) / 1e9
         except sd.PortAudioError as error:
             listing = "; ".join(f"{i}: {n}" for i, n in output_devices()) or "none"
             raise ConfigError(f"cannot open output device {c.device or 'default'!r}: {error}; "
@@ -88,7 +95,12 @@ class AudioPlaybackNode(Node):
         p("device", "", describe("Output device: empty = default, an index, or part of its name", **ro))
         p("sample_rate", 16000, describe("Output stream rate (Hz); chunks at other rates are resampled",
                                          int_range=(8000, 192000), **ro))
-        p("latency", "low", describe("PortAudio latency class", constraints="low|high", **ro))
+        p("latency", "0.05", describe(
+            "PortAudio output latency: 'low', 'high' or seconds. The DAC timing compensates it (it "
+            "must stay below presentation_delay_ms). 'low' through PulseAudio's ALSA plugin means "
+            "~9 ms of buffer refilled every 2 ms by a Python callback that competes for the GIL "
+            "with the node: it runs dry under load", constraints="'low', 'high' or a number of "
+            "seconds in (0, 10)", **ro))
 
     def _on_chunk(self, msg: AudioChunk) -> None:
         try:
@@ -102,16 +114,30 @@ class AudioPlaybackNode(Node):
         self.chunks += 1
 
     def _fill(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
-        """PortAudio callback: the samples due from the moment this buffer reaches the DAC."""
-        lead = time_info.outputBufferDacTime - time_info.currentTime
-        if not 0.0 <= lead < 1.0:          # some host APIs report no DAC time
-            lead = self._stream.latency
-        outdata[:, 0] = self._timeline.read(frames, time.time() + lead)
+        """PortAudio callback: the samples due from the moment this buffer reaches the DAC. The
+        driver's times are on the stream clock, taken before this thread got the GIL; reading
+        the wall clock here instead would add that wait (up to ~10 ms seen under load)."""
+        offset = self._stream_to_wall_s
+        if offset is not None and time_info.outputBufferDacTime > 0:
+            dac_time = offset + time_info.outputBufferDacTime
+        elif offset is not None and time_info.currentTime > 0:  # a host API without DAC times
+            dac_time = offset + time_info.currentTime + self._stream.latency
+        else:
+            dac_time = time.time() + self._stream.latency
+        outdata[:, 0] = self._timeline.read(frames, dac_time)
+        if status.output_underflow:
+            self.underflows += 1
 
     def _log_counters(self) -> None:
         t = self._timeline
         self.get_logger().info(f"chunks {self.chunks}, played {t.played_samples / t.sample_rate:.2f} s, "
-                               f"late {t.late_samples / t.sample_rate:.3f} s, malformed {self._malformed.count}")
+                               f"late {t.late_samples / t.sample_rate:.3f} s, output underflows "
+                               f"{self.underflows}, resyncs {t.resyncs} (skipped "
+                               f"{t.skipped_samples / t.sample_rate:.3f} s), malformed {self._malformed.count}")
+        if self.underflows != self._underflows_reported:
+            self._underflows_reported = self.underflows
+            self.get_logger().warning(f"{self.underflows} output underflows so far: the device ran "
+                                      "dry (audible gaps); a larger 'latency' gives it more buffer")
 
     def destroy_node(self) -> None:
         stream = getattr(self, "_stream", None)

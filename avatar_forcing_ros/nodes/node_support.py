@@ -61,6 +61,21 @@ def read_config(node: Node, config_type: type[ConfigT]) -> ConfigT:
     return config
 
 
+def portaudio_latency(value: str) -> str | float:
+    """The ``latency`` parameter of an audio node as PortAudio takes it: 'low', 'high' or a
+    number of seconds in (0, 10). Raises ConfigError naming the parameter."""
+    if value in ('low', 'high'):
+        return value
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 10:
+        raise ConfigError(f"parameter 'latency': expected 'low', 'high' or seconds in (0, 10), "
+                          f'got {value!r}')
+    return seconds
+
+
 class MalformedInputCounter:
     """Counts dropped input messages and warns at most once a second (the node keeps running)."""
 
