@@ -77,10 +77,13 @@ def test_unknown_output_device_fails_with_device_list(pulseaudio_null_sink):
     assert "output device 'no such speaker' not found; output devices:" in out, out
 
 
-def test_bad_latency_fails_at_start_up(pulseaudio_null_sink):
+@pytest.mark.parametrize("params, message", [
+    ({"latency": "soon"}, "parameter 'latency': expected 'low', 'high' or seconds"),
+    ({"latency": "0.5", "presentation_delay_ms": 400.0}, "leaves no time within presentation_delay_ms"),
+], ids=["not-a-latency", "above-the-delay"])
+def test_bad_latency_fails_at_start_up(pulseaudio_null_sink, params, message):
     _, pulse_env = pulseaudio_null_sink
     extra = {k: v for k, v in pulse_env.items() if k.startswith("PULSE_")}
-    node = NodeProcess("audio_playback", ros_env(unique_domain_id(), extra),
-                       params={"latency": "soon"})
+    node = NodeProcess("audio_playback", ros_env(unique_domain_id(), extra), params=params)
     assert node.wait(60) == 2
-    assert "parameter 'latency': expected 'low', 'high' or seconds" in node.output(), node.output()
+    assert message in node.output(), node.output()

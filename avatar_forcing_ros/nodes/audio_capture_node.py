@@ -42,7 +42,7 @@ class AudioCaptureConfig:
     channels: int            # channels opened on the device (mixed down to mono)
     chunk_ms: float          # chunk duration (ms)
     frame_id: str            # header.frame_id ('' = the device name)
-    latency: str             # PortAudio suggested latency: 'low', 'high' or seconds
+    latency: str | float     # PortAudio suggested latency: 'low', 'high' or seconds
 
     @property
     def chunk_frames(self) -> int:
@@ -104,10 +104,9 @@ class AudioCaptureNode(Node):
         self._offset_ns = clock_offset_ns(self._now_ns, lambda: self._stream.time)
 
     def _declare_parameters(self) -> None:
-        device = describe("Input device: '' = the default, an index, or a case-insensitive name "
-                          'substring', read_only=True)
-        device.dynamic_typing = True  # `-p device:=2` arrives as an integer
-        self.declare_parameter('device', '', device)
+        self.declare_parameter('device', '', describe(  # `-p device:=2` arrives as an integer
+            "Input device: '' = the default, an index, or a case-insensitive name substring",
+            read_only=True, dynamic_typing=True))
         self.declare_parameter('sample_rate', 16000, describe(
             'Published sample rate (Hz)', int_range=(8000, 192000), read_only=True))
         self.declare_parameter('device_sample_rate', 0, describe(
@@ -124,7 +123,8 @@ class AudioCaptureNode(Node):
         self.declare_parameter('latency', 'low', describe(
             "PortAudio suggested input latency: 'low', 'high' or seconds. 'high' makes ALSA's "
             'pulse plugin buffer ~0.5 s and, at 16 kHz, drop audio while it catches up',
-            constraints="'low', 'high' or a number of seconds in (0, 10)", read_only=True))
+            constraints="'low', 'high' or a number of seconds in (0, 10)", read_only=True,
+            dynamic_typing=True))
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds

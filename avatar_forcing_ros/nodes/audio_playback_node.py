@@ -31,10 +31,14 @@ class AudioPlaybackConfig:
     presentation_delay_ms: float = 1000.0
     device: str = ""
     sample_rate: int = 16000
-    latency: str = "0.05"
+    latency: str | float = "0.05"
 
     def validate(self) -> None:
-        portaudio_latency(self.latency)  # raises on a bad value
+        latency = portaudio_latency(self.latency)
+        if isinstance(latency, float) and latency * 1000 >= self.presentation_delay_ms:
+            raise ConfigError(f"parameter 'latency': {latency:g} s of output buffer leaves no time "
+                              f"within presentation_delay_ms ({self.presentation_delay_ms:g}); "
+                              "chunks would all arrive late")
 
 
 def output_devices() -> list[tuple[int, str]]:
@@ -100,7 +104,7 @@ class AudioPlaybackNode(Node):
             "must stay below presentation_delay_ms). 'low' through PulseAudio's ALSA plugin means "
             "~9 ms of buffer refilled every 2 ms by a Python callback that competes for the GIL "
             "with the node: it runs dry under load", constraints="'low', 'high' or a number of "
-            "seconds in (0, 10)", **ro))
+            "seconds in (0, 10)", dynamic_typing=True, **ro))
 
     def _on_chunk(self, msg: AudioChunk) -> None:
         try:

@@ -34,10 +34,13 @@ class ConfigError(ValueError):
 
 def describe(description: str, *, int_range: tuple[int, int] | None = None,
              float_range: tuple[float, float] | None = None, constraints: str = '',
-             read_only: bool = False) -> ParameterDescriptor:
-    """A ParameterDescriptor with an optional inclusive range (enforced by rclpy on set)."""
+             read_only: bool = False, dynamic_typing: bool = False) -> ParameterDescriptor:
+    """A ParameterDescriptor with an optional inclusive range (enforced by rclpy on set).
+    ``dynamic_typing`` accepts any type, for a value like '0.05' that `-p name:=0.05` turns
+    into a double."""
     descriptor = ParameterDescriptor(description=description, read_only=read_only,
-                                     additional_constraints=constraints)
+                                     additional_constraints=constraints,
+                                     dynamic_typing=dynamic_typing)
     if int_range is not None:
         descriptor.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1])]
     if float_range is not None:
@@ -61,14 +64,15 @@ def read_config(node: Node, config_type: type[ConfigT]) -> ConfigT:
     return config
 
 
-def portaudio_latency(value: str) -> str | float:
+def portaudio_latency(value: str | float) -> str | float:
     """The ``latency`` parameter of an audio node as PortAudio takes it: 'low', 'high' or a
-    number of seconds in (0, 10). Raises ConfigError naming the parameter."""
+    number of seconds in (0, 10) (a string or, from `-p latency:=0.1`, a number). Raises
+    ConfigError naming the parameter."""
     if value in ('low', 'high'):
         return value
     try:
         seconds = float(value)
-    except ValueError:
+    except (TypeError, ValueError):
         seconds = -1.0
     if not 0 < seconds < 10:
         raise ConfigError(f"parameter 'latency': expected 'low', 'high' or seconds in (0, 10), "

@@ -72,10 +72,9 @@ class VideoSourceNode(Node):
         self._thread.start()
 
     def _declare_parameters(self) -> None:
-        source = describe("A video file path, or a camera index such as 0 (/dev/video0)",
-                          read_only=True)
-        source.dynamic_typing = True  # `-p source:=0` arrives as an integer
-        self.declare_parameter('source', '0', source)
+        self.declare_parameter('source', '0', describe(  # `-p source:=0` arrives as an integer
+            'A video file path, or a camera index such as 0 (/dev/video0)', read_only=True,
+            dynamic_typing=True))
         self.declare_parameter('encoding', 'rgb8', describe(
             'Published image encoding', constraints=' | '.join(sorted(_FROM_BGR)),
             read_only=True))
