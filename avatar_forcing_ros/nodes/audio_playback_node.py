@@ -4,8 +4,8 @@ Each chunk's first sample sounds at header.stamp + presentation_delay_ms (the di
 measured against the wall clock from the output stream's own DAC timing, not a fixed sleep:
 late chunks lose their past part (counted), gaps are silence. The sound is read continuously and
 re-synced to the DAC timing only beyond 10 ms (PlaybackTimeline; counted, like the device's
-underflows). Output device by index or name
-(sounddevice / PortAudio); an unknown device fails at start with the list of output devices.
+underflows). Output device by index or name (sounddevice / PortAudio); an unknown device fails
+at start with the list of output devices.
 """
 from __future__ import annotations
 
