@@ -206,6 +206,9 @@ def test_playback_timeline_places_audio_by_presentation_time():
     tl.add(np.full(10, 4.0, np.float32), T0 + 0.050)
     assert (tl.read(10, T0 + 0.055)[:5] == 4).all()
     assert tl.resyncs == 1 and tl.skipped_samples == 15          # 10 of silence, 5 of the chunk
+    # a chunk ending beyond max_seconds (10 s) ahead is dropped and counted, not buffered
+    tl.add(np.full(10, 5.0, np.float32), T0 + 10.5)
+    assert tl.early_samples == 10 and not tl.read(20_000, T0 + 0.065).any()
 
 
 def test_playback_timeline_reads_continuously_through_callback_jitter():

@@ -72,6 +72,7 @@ class AudioPlaybackNode(Node):
         self.chunks = 0
         self.underflows = 0       # output buffers the device ran dry before (an audible gap)
         self._underflows_reported = 0
+        self._early_reported = 0
         self._stream_to_wall_s: float | None = None  # measured once the stream clock runs
         try:
             self._stream = sd.OutputStream(samplerate=c.sample_rate, channels=1, dtype="float32",
@@ -135,13 +136,19 @@ class AudioPlaybackNode(Node):
     def _log_counters(self) -> None:
         t = self._timeline
         self.get_logger().info(f"chunks {self.chunks}, played {t.played_samples / t.sample_rate:.2f} s, "
-                               f"late {t.late_samples / t.sample_rate:.3f} s, output underflows "
+                               f"late {t.late_samples / t.sample_rate:.3f} s, too early "
+                               f"{t.early_samples / t.sample_rate:.3f} s, output underflows "
                                f"{self.underflows}, resyncs {t.resyncs} (skipped "
                                f"{t.skipped_samples / t.sample_rate:.3f} s), malformed {self._malformed.count}")
         if self.underflows != self._underflows_reported:
             self._underflows_reported = self.underflows
             self.get_logger().warning(f"{self.underflows} output underflows so far: the device ran "
                                       "dry (audible gaps); a larger 'latency' gives it more buffer")
+        if t.early_samples != self._early_reported:
+            self._early_reported = t.early_samples
+            self.get_logger().warning(f"{t.early_samples / t.sample_rate:.3f} s of audio dropped so far: "
+                                      "stamped more than 10 s ahead of the playback clock (is the "
+                                      "publisher's clock the same as this machine's?)")
 
     def destroy_node(self) -> None:
         stream = getattr(self, "_stream", None)

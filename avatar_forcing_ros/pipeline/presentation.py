@@ -61,7 +61,9 @@ class PlaybackTimeline:
 
     `add` puts a chunk's first sample at its presentation time; `read(n, t)` returns the n samples
     that should sound from wall time t on (silence where nothing was scheduled). Samples whose
-    time has passed when they arrive are dropped and counted (`late_samples`). Positions are
+    time has passed when they arrive are dropped and counted (`late_samples`), and so are chunks
+    that would end more than `max_seconds` ahead of what was read (`early_samples`: a stamp in
+    the far future must not grow the buffer without bound). Positions are
     counted in samples from the first chunk's presentation time, so chunks stamped back to back
     join without gaps or clicks.
 
@@ -85,7 +87,9 @@ class PlaybackTimeline:
         self._max = int(max_seconds * sample_rate)
         self._resync = round(resync_s * sample_rate)
         self.late_samples = 0
-        self.played_samples = 0                    # scheduled (non-silent) samples handed out
+        self.early_samples = 0                     # dropped: scheduled beyond max_seconds ahead
+        self.played_samples = 0                    # samples handed out from the scheduled range
+                                                   # (gaps between chunks included)
         self.skipped_samples = 0                   # timeline samples a resync jumped over
         self.resyncs = 0
 
@@ -101,7 +105,8 @@ class PlaybackTimeline:
                 samples, pos = samples[cut:], pos + cut
             end = pos + len(samples) - self._start
             if end > self._max:
-                return                             # absurdly far ahead: ignore rather than grow
+                self.early_samples += len(samples)
+                return
             if end > len(self._buffer):
                 self._buffer = np.concatenate([self._buffer, np.zeros(end - len(self._buffer), np.float32)])
             self._buffer[pos - self._start:end] = samples
