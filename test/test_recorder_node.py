@@ -50,6 +50,7 @@ def test_every_published_message_is_recorded(stop_signal, tmp_path):
     assert code == 0, log
     for topic in TOPICS:
         assert f'{topic}: {COUNT} written, 0 dropped' in log, log
+    assert 'Failed to publish log message to rosout' not in log, log   # summary after shutdown
     source = open_bag(bag)
     assert not source.salvaged and source.expected_count == COUNT * len(TOPICS)
     store = build_typestore()

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import rclpy.logging
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -131,9 +132,14 @@ class RecorderNode(Node):
         return on_message
 
     def destroy_node(self) -> None:
-        """Close the bag (drains the queue) and log the per-topic summary."""
+        """Close the bag (drains the queue), then log the per-topic summary.
+
+        The summary is logged after the node is gone, to the console only: on Ctrl-C or SIGTERM
+        rclpy has already shut the context down, and a node logger would fail to publish each
+        line to /rosout (an error line per summary line)."""
         stats = self.writer.close()
-        logger = self.get_logger()
+        logger = rclpy.logging.get_logger(self.get_logger().name)
+        super().destroy_node()
         for topic in sorted(set(stats.written) | set(stats.dropped) | set(self._recorded)):
             logger.info(f'{topic}: {stats.written[topic]} written, {stats.dropped[topic]} dropped')
         for topic in sorted(self._pending):
@@ -143,7 +149,6 @@ class RecorderNode(Node):
         logger.info(f'bag closed: {self.output} ({sum(stats.written.values())} messages, '
                     f'{sum(stats.dropped.values())} dropped, peak queue '
                     f'{stats.peak_queued_messages} messages / {stats.peak_queued_bytes >> 20} MiB)')
-        super().destroy_node()
 
 
 def _message_class(msgtype: str) -> type:
