@@ -147,8 +147,8 @@ class AudioPlaybackNode(Node):
         if t.early_samples != self._early_reported:
             self._early_reported = t.early_samples
             self.get_logger().warning(f"{t.early_samples / t.sample_rate:.3f} s of audio dropped so far: "
-                                      "stamped more than 10 s ahead of the playback clock (is the "
-                                      "publisher's clock the same as this machine's?)")
+                                      f"stamped more than {t.max_seconds:g} s ahead of the playback "
+                                      "clock (is the publisher's clock the same as this machine's?)")
 
     def destroy_node(self) -> None:
         stream = getattr(self, "_stream", None)

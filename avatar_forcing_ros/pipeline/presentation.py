@@ -84,6 +84,7 @@ class PlaybackTimeline:
         self._buffer = np.zeros(0, np.float32)     # samples from position `_start` on
         self._start = 0                            # position of _buffer[0]
         self._cursor: int | None = None            # position the next read starts at
+        self.max_seconds = max_seconds
         self._max = int(max_seconds * sample_rate)
         self._resync = round(resync_s * sample_rate)
         self.late_samples = 0
