@@ -1,7 +1,6 @@
 """generator + renderer as separate processes over DDS (portable backend; the neural tiny preset
-when its backend and the parity weights exist): fixed rate, media-time stamps, identical stamps on
+when the parity weights exist): fixed rate, media-time stamps, identical stamps on
 latents and images, inputs stopping, malformed bursts, start-up validation. Wide timing bounds."""
-import importlib.util
 import time
 
 import pytest
@@ -18,16 +17,12 @@ FRAME_NS = 40_000_000
 PORTABLE = {"backend": "portable"}
 
 
-def _backends():
-    """The portable backend always; the neural tiny preset once its backend and weights exist."""
-    yield pytest.param("portable", id="portable")
-    reason = None
-    if not (PARITY_TINY / "config.json").is_file():
-        reason = f"parity-tiny weights not found at {PARITY_TINY}"
-    elif importlib.util.find_spec("avatar_forcing_ros.backends.avatar_forcing") is None:
-        reason = "neural backend module not present"
-    yield pytest.param("avatar_forcing", id="neural-tiny",
-                       marks=[pytest.mark.skipif(reason is not None, reason=reason or "")])
+def _backends() -> list:
+    """The portable backend, and the neural tiny preset when the parity weights are present."""
+    missing = not (PARITY_TINY / "config.json").is_file()
+    return [pytest.param("portable", id="portable"),
+            pytest.param("avatar_forcing", id="neural-tiny",
+                         marks=pytest.mark.skipif(missing, reason=f"parity-tiny weights not found at {PARITY_TINY}"))]
 
 
 def _model_params(backend, tmp_path):
