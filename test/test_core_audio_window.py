@@ -80,3 +80,21 @@ def test_buffer_is_bounded_and_gaps_are_zero_filled(enc):
     live.push(np.full(1280, 2.0, dtype=np.float32), start_sample=202 * 640)  # half overlaps
     assert live.samples_received == 204 * 640
     assert np.all(live._buf[-640:] == 2.0)
+
+
+@torch.inference_mode()
+def test_non_finite_samples_are_refused_and_do_not_poison_later_windows(enc):
+    """The running mean and variance once turned NaN for good after one NaN sample."""
+    raw = _speechy(1.6)                                   # 40 frames
+    live = SlidingWindowAudioEncoder(enc, window_s=2.0)
+    live.push(raw[:20 * 640])
+    for value in (np.nan, np.inf):
+        bad = raw[20 * 640:].copy()
+        bad[100] = value
+        with pytest.raises(ValueError, match="must be finite: 1 of 12800 are NaN or inf"):
+            live.push(bad)
+        assert live.samples_received == 20 * 640 and live._buf.size == 20 * 640
+    live.push(raw[20 * 640:])
+    clean = SlidingWindowAudioEncoder(enc, window_s=2.0)
+    clean.push(raw)
+    assert torch.equal(live.features(0, 40), clean.features(0, 40))

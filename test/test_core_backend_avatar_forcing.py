@@ -97,3 +97,74 @@ def test_audio_pushed_far_ahead_does_not_stop_the_stream(model):
     backend.push_avatar_audio(np.random.default_rng(0).standard_normal(16000 * 10).astype(np.float32), 0)
     block = backend.generate_block(0, GenerationSettings(nfe=3))
     assert block.latents.shape == (10, 64) and np.isfinite(block.latents).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_portrait_user_frames_and_identity(model, dtype):
+    """The motion basis (a QR) has no half-precision kernels; identities of any dtype are taken."""
+    inputs = tensors("inputs")
+    portrait = ((inputs["avatar_ref"][0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    half = AvatarForcingBackend(AvatarForcing.from_pretrained(TINY, TINY / "wav2vec2", dtype=dtype),
+                                crop_user_frames=False)
+    full = AvatarForcingBackend(model)
+    half.set_portrait(portrait)
+    full.set_portrait(portrait)
+    identity = half.generator.identity
+    assert identity.dtype == dtype and torch.isfinite(identity).all()
+    torch.testing.assert_close(identity.float(), full.generator.identity, atol=0.02, rtol=0)
+    full.set_identity(identity)                        # bfloat16 failed through numpy
+    assert torch.equal(full.generator.identity, identity.float())
+
+    encoded = []
+    push = half.generator.push_user_motion
+
+    def record(first: int, latents: torch.Tensor) -> None:
+        encoded.append(latents)
+        push(first, latents)
+
+    half.generator.push_user_motion = record
+    half.push_user_frame(portrait, 0)                  # encoded with block 0
+    half.declare_absent("avatar_audio", 10)
+    half.declare_absent("user_audio", 10)
+    block = half.generate_block(0, GenerationSettings(nfe=3))
+    assert len(encoded) == 1 and encoded[0].dtype == dtype and torch.isfinite(encoded[0]).all()
+    assert np.isfinite(block.latents).all()
+
+
+def test_non_finite_audio_is_refused_and_the_stream_goes_on(model):
+    backend = AvatarForcingBackend(model, identity=torch.zeros(1, 64))
+    audio = (np.random.default_rng(0).standard_normal(640 * 20) * 0.1).astype(np.float32)
+    bad = audio.copy()
+    bad[100] = np.nan
+    for push in (backend.push_avatar_audio, backend.push_user_audio):
+        with pytest.raises(ValueError, match="must be finite"):
+            push(bad, 0)
+        push(audio, 0)
+    assert backend.audio["avatar_audio"].samples_received == audio.size
+    backend.declare_absent("user_motion", 20)
+    block = backend.generate_block(0, GenerationSettings(nfe=3))
+    assert np.isfinite(block.latents).all()
+
+
+def test_a_failed_block_costs_only_that_block(model):
+    """The live worker moves on after a backend exception (e.g. CUDA out of memory); the blocks
+    after it must still generate instead of failing for the rest of the session."""
+    g = tensors("goldens")
+    backend = AvatarForcingBackend(model, identity=g["r_s"])
+    backend.push_avatar_audio_features(0, g["avatar_wa"][0])
+    backend.push_user_audio_features(0, g["user_wa"][0])
+    backend.push_user_motion_latents(0, g["user_r_d"][0])
+    run_window = backend.generator._run_window
+
+    def fail_once(*args):
+        backend.generator._run_window = run_window
+        raise RuntimeError("CUDA out of memory")
+
+    for k in range(6):
+        backend.generate_block(k, GenerationSettings())
+    backend.generator._run_window = fail_once
+    with pytest.raises(RuntimeError):
+        backend.generate_block(6, GenerationSettings())
+    for k in (7, 8, 9):                                 # the worker's next blocks
+        block = backend.generate_block(k, GenerationSettings())
+        assert block.first_frame == 10 * k and np.isfinite(block.latents).all()

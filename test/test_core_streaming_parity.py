@@ -96,11 +96,41 @@ def test_incremental_pushes_equal_whole_clip():
 def test_blocks_must_come_in_order_and_noise_shapes_are_checked():
     g = tensors("goldens")
     gen = _generator(g, main_noise())
+    gen.generate_block(0)
+    gen.generate_block(1)
     with pytest.raises(ValueError, match="in order"):
         gen.generate_block(1)
     bad = _generator(g, NoiseSource(tensors=[torch.zeros(1, 10, 64)]))
     with pytest.raises(ValueError, match="shape"):
         bad.generate_block(0)
+
+
+def test_a_skipped_block_does_not_stop_the_stream():
+    """The live worker moves on when a block fails: the generator continues from what exists."""
+    g = tensors("goldens")
+    whole = whole_clip()[0]
+    # block 0 skipped: block 1 computes the first window itself, with block 0's noise
+    gen = _generator(g, main_noise())
+    assert torch.equal(gen.generate_block(1), whole[10:20])
+    assert torch.equal(gen.generate_block(3), whole[30:40])        # blocks 1..4 share the window
+    # a later block skipped: the next one continues from the last context frames
+    gen = _generator(g, main_noise())
+    for k in range(6):
+        gen.generate_block(k)
+    for k in (7, 8):
+        block = gen.generate_block(k)
+        assert block.shape == (10, 64) and torch.isfinite(block).all()
+    assert gen.next_block == 9
+
+
+def test_without_any_history_a_late_block_runs_a_whole_window():
+    g = tensors("goldens")
+    gen = _generator(g, main_noise())
+    assert gen.condition_window(6) == (20, 70)                     # the 50 frames ending with block 6
+    block = gen.generate_block(6)
+    assert block.shape == (10, 64) and torch.isfinite(block).all()
+    assert gen.condition_window(7) == (68, 80)                     # then the usual context + block
+    assert torch.isfinite(gen.generate_block(7)).all()
 
 
 @pytest.mark.parametrize("branches", [1, 2])

@@ -68,8 +68,10 @@ class AvatarForcingBackend(MotionBackend):
 
     # -- identity -------------------------------------------------------------------------------
     def set_identity(self, identity: torch.Tensor | np.ndarray) -> None:
-        """The portrait's identity motion r_s, (dim_w,) or (1, dim_w)."""
-        self.generator.set_identity(torch.as_tensor(np.asarray(identity, dtype=np.float32)))
+        """The portrait's identity motion r_s, (dim_w,) or (1, dim_w), any dtype and device."""
+        # Kept a tensor: the generator casts it to the model's device and dtype, whereas a numpy
+        # round trip fails for bfloat16 and for CUDA tensors.
+        self.generator.set_identity(torch.as_tensor(identity).detach())
 
     def set_portrait(self, portrait_rgb: np.ndarray) -> None:
         """Portrait (H, W, 3) uint8 RGB: face crop, then r_s = Direction(fc(appearance code))."""
@@ -82,9 +84,11 @@ class AvatarForcingBackend(MotionBackend):
 
     # -- raw inputs -----------------------------------------------------------------------------
     def push_avatar_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        """Raises ValueError, storing nothing, if a sample is NaN or infinite."""
         self.audio["avatar_audio"].push(samples, start_sample)
 
     def push_user_audio(self, samples: np.ndarray, start_sample: int) -> None:
+        """Raises ValueError, storing nothing, if a sample is NaN or infinite."""
         self.audio["user_audio"].push(samples, start_sample)
 
     def push_user_frame(self, frame_rgb: np.ndarray | None, frame_index: int) -> None:

@@ -66,7 +66,8 @@ class SlidingWindowAudioEncoder:
     push(samples) appends raw float samples (range [-1, 1], at cfg.sampling_rate); a push that
     starts after the end of the stream fills the gap with zeros, one that overlaps drops the
     overlapping part. Memory is bounded: samples older than the window (plus a margin) are
-    discarded.
+    discarded. A push with a NaN or infinite sample raises ValueError and stores nothing: it
+    would poison the running normalisation, and with it every later window.
     """
 
     def __init__(self, encoder: AudioEncoder, window_s: float = DEFAULT_WINDOW_S,
@@ -90,6 +91,9 @@ class SlidingWindowAudioEncoder:
     # ---- input ---------------------------------------------------------------------------
     def push(self, samples: np.ndarray, start_sample: int | None = None) -> None:
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        bad = np.count_nonzero(~np.isfinite(x))
+        if bad:
+            raise ValueError(f"audio samples must be finite: {bad} of {x.size} are NaN or inf")
         start = self._count if start_sample is None else int(start_sample)
         if start > self._count:
             x = np.concatenate([np.zeros(start - self._count, dtype=np.float32), x])

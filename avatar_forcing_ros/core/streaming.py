@@ -133,7 +133,7 @@ class StreamingGenerator:
             self.tracks[name] = ConditionTrack(track.dim)
         self.end_frame: int | None = None
         self.next_block = 0
-        self._first_window: Tensor | None = None      # (1, W, dim_w) latents of blocks 0..W/F-1
+        self._first_window: Tensor | None = None      # (1, W, dim_w) the last whole window (blocks 0..W/F-1)
         self._context: Tensor | None = None           # (1, context, dim_w) last final latents
         self.settings_used: tuple[int, int] | None = None  # (nfe, branches) of the last block's window
 
@@ -171,13 +171,18 @@ class StreamingGenerator:
 
     def condition_window(self, block_index: int) -> tuple[int, int] | None:
         """Condition frames [start, end) that generating `block_index` reads, or None when the
-        block is served from the already computed first window (blocks 1..4)."""
-        cfg = self.cfg
-        first_blocks = cfg.window_frames // cfg.num_frames_per_block
-        if block_index < first_blocks:
-            return (0, cfg.window_frames) if block_index == 0 else None
-        first = block_index * cfg.num_frames_per_block
-        return first - cfg.context_frames, first + cfg.num_frames_per_block
+        block is served from the already computed first window (blocks 1..4).
+
+        Without history (session start, or every block so far skipped) a block runs a whole
+        first window: frames [0, W) for blocks 0..4, else the W frames ending with the block.
+        """
+        cfg, fpb = self.cfg, self.cfg.num_frames_per_block
+        first = block_index * fpb
+        if first < cfg.window_frames:
+            return (0, cfg.window_frames) if self._context is None else None
+        if self._context is None:
+            return first + fpb - cfg.window_frames, first + fpb
+        return first - cfg.context_frames, first + fpb
 
     def frames_needed(self, block_index: int) -> int:
         """Condition frames [0, n) that must be known before `block_index` can be generated."""
@@ -199,11 +204,14 @@ class StreamingGenerator:
                        a_scale: float | None = None, u_scale: float | None = None) -> Tensor:
         """Float32 latents (F, dim_w) of frames [F*k, F*k + F) (fewer at a declared clip end).
 
-        Blocks must be asked for in order. Frames not pushed by now are the null condition.
-        Blocks 0..4 share one 50-frame window computed at block 0 with block 0's settings.
+        Blocks must be asked for in increasing order. Frames not pushed by now are the null
+        condition. Blocks 0..4 share one 50-frame window computed at block 0 with block 0's
+        settings. Blocks may be skipped (a live caller moves on when a block failed): the next
+        block continues from the history that exists, or starts afresh when there is none.
         """
-        if block_index != self.next_block:
-            raise ValueError(f"blocks must be generated in order: expected {self.next_block}, got {block_index}")
+        if block_index < self.next_block:
+            raise ValueError(f"blocks must be generated in order: expected {self.next_block} or later, "
+                             f"got {block_index}")
         if self.identity is None:
             raise ValueError("set_identity(r_s) must be called before generating")
         cfg, fpb = self.cfg, self.cfg.num_frames_per_block
@@ -212,20 +220,24 @@ class StreamingGenerator:
             raise ValueError(f"block {block_index} starts after the declared clip end (frame {self.end_frame})")
         args = (nfe or cfg.nfe, guidance_branches,
                 cfg.a_cfg_scale if a_scale is None else a_scale, cfg.u_cfg_scale if u_scale is None else u_scale)
-        if first >= cfg.window_frames or block_index == 0:
+        fresh = self._context is None           # no history: session start, or every block so far skipped
+        window = self.condition_window(block_index)
+        if window is not None:
             self.settings_used = args[:2]
-        if first < cfg.window_frames:
-            if block_index == 0:
-                x = self.noise((1, cfg.window_frames, cfg.dim_w), torch.float32, self.device)
-                self._first_window = self._run_window(0, x, 0, *args)
-                self._context = self._first_window[:, cfg.window_frames - cfg.context_frames:]
+        if fresh:
+            start = window[0]
+            x = self.noise((1, cfg.window_frames, cfg.dim_w), torch.float32, self.device)
+            x = self._run_window(start, x, 0, *args)
+            self._first_window, self._context = x, x[:, -cfg.context_frames:]
+            out = x[0, first - start:first - start + fpb]
+        elif window is None:                    # blocks 1..4: already computed with block 0
             out = self._first_window[0, first:first + fpb]
         else:
             x = torch.cat([self._context, self.noise((1, fpb, cfg.dim_w), torch.float32, self.device)], dim=1)
             x = self._run_window(first - cfg.context_frames, x, cfg.context_frames, *args)
             self._context = x[:, -cfg.context_frames:]
             out = x[0, cfg.context_frames:]
-        self.next_block += 1
+        self.next_block = block_index + 1
         for track in self.tracks.values():
             track.drop_before(first + fpb - cfg.context_frames)
         if self.end_frame is not None:
