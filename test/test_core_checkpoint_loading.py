@@ -1,5 +1,7 @@
 """Weight files: both formats of the tiny release files, refusals, malicious pickles, meta loading."""
+import contextlib
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,63 @@ def test_save_and_load_round_trip(tmp_path, suffix):
     m2 = MotionAutoencoder(parity_tiny())
     apply_weights(m2, load_weights_file(path), prefix="motion_autoencoder.")
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"hello world, not a checkpoint\n", "starts with b'hello world"),
+    (b"<!DOCTYPE html><html>404 Not Found</html>\n", "starts with b'<!DOCTYPE html>"),
+    (bytes(range(156, 256)) * 40, "starts with b'\\x9c\\x9d"),            # binary junk
+    (b"", "it is empty"),
+])
+def test_files_that_are_no_weights_are_named_so(tmp_path, content, what):
+    """Text once gave a bare KeyError; web pages and random bytes were called code-running pickles."""
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a PyTorch/safetensors weights file") as info:
+        load_weights_file(path)
+    assert str(path) in str(info.value) and what in str(info.value)
+    assert "run code" not in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_git_lfs_pointer_is_named_with_a_hint(tmp_path, suffix):
+    path = tmp_path / f"motion_autoencoder{suffix}"
+    path.write_bytes(b"version https://git-lfs.github.com/spec/v1\n"
+                     b"oid sha256:4d7a2146\nsize 180000000\n")
+    with pytest.raises(CheckpointError, match="not a PyTorch/safetensors weights file but a Git "
+                                              "LFS pointer.*git lfs pull") as info:
+        load_weights_file(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")       # torch, for protocol 5
+@pytest.mark.parametrize("protocol", [0, 2, 5])
+def test_code_running_pickle_of_any_protocol_is_refused_as_such(tmp_path, protocol):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "weights.pt"
+    path.write_bytes(pickle.dumps({"w": _Evil(str(marker))}, protocol=protocol))
+    with pytest.raises(CheckpointError, match="would have to run code; nothing was executed"):
+        load_weights_file(path)
+    assert not marker.exists()
+
+
+def test_legacy_torch_format_still_loads(tmp_path):
+    path = tmp_path / "legacy.pth"
+    torch.save({"w": torch.ones(3)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(load_weights_file(path)["w"], torch.ones(3))
+
+
+@pytest.mark.parametrize("on_meta", [False, True])
+def test_integer_tensor_for_a_floating_parameter_is_refused(on_meta):
+    """copy_ used to cast it silently; assignment (meta parameters) failed in load_state_dict."""
+    with parameters_on_meta() if on_meta else contextlib.nullcontext():
+        m = nn.Sequential(nn.Linear(2, 2))
+    state = {"net.0.weight": torch.ones(2, 2, dtype=torch.int64), "net.0.bias": torch.zeros(2)}
+    with pytest.raises(CheckpointMismatchError, match=r"1 non-floating key\(s\) for floating "
+                                                      r"parameters:\n    net.0.weight: file "
+                                                      r"torch.int64 vs model torch.float32") as info:
+        apply_weights(m, state, prefix="net.")
+    assert info.value.mis_typed == [("net.0.weight", torch.int64, torch.float32)]
+    state["net.0.weight"] = torch.ones(2, 2, dtype=torch.float16)     # any float dtype is fine
+    apply_weights(m, state, prefix="net.")
+    assert m[0].weight.is_floating_point() and torch.equal(m[0].weight.float(), torch.ones(2, 2))

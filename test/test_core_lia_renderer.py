@@ -57,3 +57,25 @@ def test_missing_checkpoint_is_clear(tmp_path):
         load_motion_autoencoder(tmp_path)
     with pytest.raises(ValueError, match="needs checkpoint_dir"):
         AvatarForcingRenderer.from_options()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_renders_close_to_float32(dtype, inputs, gold):
+    """QR runs in float32 for the basis; a permuted (H, W, 3) portrait gives channels_last
+    features, which torch's CPU grid_sample turned into NaN when batch-expanded in half."""
+    portrait = ((inputs["avatar_ref"][0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    r_d = gold["r_d"][0, :10].numpy()
+    images, identity, decoded = {}, {}, {}
+    for name in ("float32", dtype):
+        r = AvatarForcingRenderer.from_checkpoint(TINY, dtype=name)
+        r.set_cropped_portrait(portrait)
+        images[name] = r.render(r_d).astype(int)
+        identity[name] = r.identity_motion.float()
+        with torch.inference_mode():
+            latents = torch.from_numpy(r_d).to(next(r.model.parameters()).dtype)
+            decoded[name] = r.model.decode(r._s_r, r._feats, latents).float()
+    assert torch.isfinite(identity[dtype]).all()
+    torch.testing.assert_close(identity[dtype], identity["float32"], atol=0.02, rtol=0)
+    assert torch.isfinite(decoded[dtype]).all()
+    assert (decoded[dtype] - decoded["float32"]).abs().mean() < 0.02
+    assert np.abs(images[dtype] - images["float32"]).mean() < 2.0       # uint8 levels

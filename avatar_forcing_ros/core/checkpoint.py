@@ -3,11 +3,13 @@
 - `load_weights_file(path)` returns a flat {name: tensor} dict. Pickle-based files are read
   with `torch.load(weights_only=True)`: a file that would need to run code (any pickled object
   other than tensors and plain containers) is refused before anything runs. Zip-format files
-  are memory-mapped, so loading them does not make a second in-memory copy.
+  are memory-mapped, so loading them does not make a second in-memory copy. Files that are no
+  weights file at all (text, an HTML error page, a Git LFS pointer) are named as such.
 - `apply_weights(module, state, prefix)` checks the file against the module first and refuses
-  a mismatch with one `CheckpointMismatchError` that names every missing, unexpected and
-  mis-shaped key. Modules whose parameters live on the meta device (built with
-  `parameters_on_meta()`) take the file's tensors as their parameters (assign semantics).
+  a mismatch with one `CheckpointMismatchError` that names every missing, unexpected,
+  mis-shaped and mis-typed (non-floating for a floating parameter) key. Modules whose
+  parameters live on the meta device (built with `parameters_on_meta()`) take the file's
+  tensors as their parameters (assign semantics).
 - `save_weights_file(state, path)` writes either format.
 
 The release files are flat dicts whose keys are `AvatarForcing.named_parameters()` names
@@ -20,7 +22,9 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
+import mmap
 import pickle
+import pickletools
 import zipfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -34,6 +38,8 @@ PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 _WRAPPER_KEYS = ("state_dict", "model")
 _LIST_LIMIT = 20
+_LFS_POINTER = b"version https://git-lfs"     # first bytes of a Git LFS pointer file
+_ZIP_MAGIC = b"PK\x03\x04"                     # first bytes of torch's (zip) format
 
 
 class CheckpointError(ValueError):
@@ -41,11 +47,13 @@ class CheckpointError(ValueError):
 
 
 class CheckpointMismatchError(CheckpointError):
-    """The file's keys or shapes do not fit the module. Attributes list the offending keys."""
+    """The file's keys, shapes or dtypes do not fit the module; attributes list the offenders."""
 
     def __init__(self, where: str, missing: list[str], unexpected: list[str],
-                 mis_shaped: list[tuple[str, tuple, tuple]]):
+                 mis_shaped: list[tuple[str, tuple, tuple]],
+                 mis_typed: list[tuple[str, torch.dtype, torch.dtype]] | None = None):
         self.missing, self.unexpected, self.mis_shaped = missing, unexpected, mis_shaped
+        self.mis_typed = mis_typed or []
         parts = [f"weights do not fit {where}:"]
         if missing:
             parts.append(_listing(f"{len(missing)} missing key(s)", missing))
@@ -54,6 +62,10 @@ class CheckpointMismatchError(CheckpointError):
         if mis_shaped:
             rows = [f"{k}: file {list(f)} vs model {list(m)}" for k, f, m in mis_shaped]
             parts.append(_listing(f"{len(mis_shaped)} mis-shaped key(s)", rows))
+        if self.mis_typed:
+            rows = [f"{k}: file {f} vs model {m}" for k, f, m in self.mis_typed]
+            parts.append(_listing(f"{len(self.mis_typed)} non-floating key(s) for floating "
+                                  f"parameters", rows))
         super().__init__("\n".join(parts))
 
 
@@ -69,12 +81,17 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
 
     Raises FileNotFoundError if absent, CheckpointError if the suffix is unsupported, the file
     holds anything but tensors (e.g. a pickle that would run code: refused, never executed),
-    or it is not a valid file of its format.
+    or it is not a valid file of its format (e.g. a Git LFS pointer or a downloaded web page).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     suffix = path.suffix.lower()
+    with path.open("rb") as f:
+        head = f.read(len(_LFS_POINTER))
+    if head == _LFS_POINTER:            # a clone without `git lfs pull`: the commonest bad file
+        raise CheckpointError(f"{path} is not a PyTorch/safetensors weights file but a Git LFS "
+                              f"pointer: fetch the real file (`git lfs pull`)")
     if suffix == SAFETENSORS_SUFFIX:
         state = _load_safetensors(path)
     elif suffix in PICKLE_SUFFIXES:
@@ -95,9 +112,16 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_pickle(path: Path) -> object:
-    mmap = zipfile.is_zipfile(path)             # only the zip format can be memory-mapped
+    with path.open("rb") as f:
+        head = f.read(16)
+    # A damaged zip (e.g. truncated) still goes to torch.load, which reports it as corrupt.
+    if not head.startswith(_ZIP_MAGIC) and not _starts_with_a_pickle(path):
+        content = f"it starts with {head!r}" if head else "it is empty"
+        raise CheckpointError(f"{path} is not a PyTorch/safetensors weights file (neither a "
+                              f"torch zip archive nor a pickle; {content})")
+    use_mmap = zipfile.is_zipfile(path)         # only the zip format can be memory-mapped
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
     except pickle.UnpicklingError as exc:
         reason = [ln for ln in str(exc).splitlines() if "GLOBAL" in ln or "global" in ln]
         raise CheckpointError(
@@ -106,6 +130,24 @@ def _load_pickle(path: Path) -> object:
             f"{reason[0].strip() if reason else ''}") from exc
     except (RuntimeError, EOFError) as exc:
         raise CheckpointError(f"cannot read {path} as a torch weights file: {exc}") from exc
+
+
+def _starts_with_a_pickle(path: Path) -> bool:
+    """Whether the file opens with a complete pickle (torch's legacy format opens with one).
+
+    pickletools only parses the opcodes and runs nothing. Text, web pages and random bytes fail
+    here, so they are not reported as pickles that would run code. The file is memory-mapped
+    because a length read from junk bytes may be huge: mmap.read never allocates beyond the end.
+    """
+    if path.stat().st_size == 0:                # (an empty file cannot be mapped)
+        return False
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        try:
+            for _ in pickletools.genops(data):  # stops after the first STOP opcode
+                pass
+        except ValueError:                      # unknown opcode, bad argument or truncated
+            return False
+    return True
 
 
 def _as_flat_tensor_dict(state: object, path: Path) -> dict[str, torch.Tensor]:
@@ -152,7 +194,8 @@ def apply_weights(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: 
       masks); if the file has them they are checked and loaded too.
     - Parameters on the meta device are *replaced* by the file's tensors (no copy); others are
       copied in place (keeping the module's device and dtype).
-    Raises CheckpointMismatchError naming all missing, unexpected and mis-shaped keys.
+    - A floating parameter or buffer must come as a floating tensor (any float dtype).
+    Raises CheckpointMismatchError naming all missing, unexpected, mis-shaped and mis-typed keys.
     """
     ignore = tuple(ignore)
     sub = {k: v for k, v in select_prefix(state, prefix).items()
@@ -164,11 +207,16 @@ def apply_weights(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: 
     unexpected = sorted(k for k in sub if k not in expected)
     mis_shaped = [(k, tuple(sub[k].shape), tuple(t.shape)) for k, t in expected.items()
                   if k in sub and tuple(sub[k].shape) != tuple(t.shape)]
-    if missing or unexpected or mis_shaped:
+    # An integer or bool tensor would be silently cast by copy_ and cannot become a parameter
+    # by assignment: refuse it rather than load numbers of the wrong kind.
+    mis_typed = [(k, sub[k].dtype, t.dtype) for k, t in expected.items()
+                 if k in sub and t.is_floating_point() and not sub[k].is_floating_point()]
+    if missing or unexpected or mis_shaped or mis_typed:
         raise CheckpointMismatchError(where or f"{type(module).__name__} (prefix '{prefix}')",
                                       [prefix + k for k in missing],
                                       [prefix + k for k in unexpected],
-                                      [(prefix + k, f, m) for k, f, m in mis_shaped])
+                                      [(prefix + k, f, m) for k, f, m in mis_shaped],
+                                      [(prefix + k, f, m) for k, f, m in mis_typed])
     assign = any(p.is_meta for p in module.parameters())
     result = module.load_state_dict(sub, strict=False, assign=assign)
     assert not result.unexpected_keys, result.unexpected_keys

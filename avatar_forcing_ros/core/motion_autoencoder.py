@@ -97,7 +97,8 @@ class Direction(nn.Module):
     """Orthonormal motion basis: Q of the reduced QR of (weight + 1e-8), weight (dim_w, dim_m).
 
     `forward(coeffs)` (B, dim_m) -> coeffs @ Q^T (B, dim_w); `basis()` -> Q (dim_w, dim_m).
-    The sign convention of Q is LAPACK's (torch.linalg.qr), as in the release model.
+    The sign convention of Q is LAPACK's (torch.linalg.qr), as in the release model. Q is
+    computed in float32 whatever the module's dtype, then cast to that dtype.
     """
 
     def __init__(self, dim_w: int, dim_m: int):
@@ -105,8 +106,11 @@ class Direction(nn.Module):
         self.weight = nn.Parameter(torch.randn(dim_w, dim_m))
 
     def basis(self) -> torch.Tensor:
-        q, _ = torch.linalg.qr(self.weight + 1e-8)
-        return q                                                           # (dim_w, dim_m)
+        # torch.linalg.qr has no float16/bfloat16 kernels: factor in float32 and cast
+        # back. For a float32 weight both casts are no-ops, so the result is unchanged.
+        w = self.weight.float() + 1e-8
+        q, _ = torch.linalg.qr(w)
+        return q.to(self.weight.dtype)                                     # (dim_w, dim_m)
 
     def forward(self, coeffs: torch.Tensor) -> torch.Tensor:
         return coeffs @ self.basis().T                                     # (B, dim_w)
@@ -233,9 +237,12 @@ class MotionAutoencoder(nn.Module):
             raise ValueError(f"batch mismatch: r_d {tuple(r_d.shape)}, s_r {tuple(s_r.shape)}, "
                              f"feats {[tuple(f.shape) for f in feats]}")
         block = block or self.cfg.num_frames_per_block
-        # (B*block, C, H, W); a single portrait is broadcast without copying (66 MB a frame at 512 px)
-        feats_rep = [f.expand(block, -1, -1, -1) if b == 1 else f.repeat_interleave(block, dim=0)
-                     for f in feats]
+        # (B*block, C, H, W); a single portrait is broadcast without copying (66 MB a frame at
+        # 512 px). contiguous() because torch's CPU grid_sample returns NaN for a batch-expanded
+        # channels_last float16/bfloat16 input, and a permuted (H, W, 3) image's features are
+        # channels_last (float32 results are the same either way).
+        feats_rep = [f.contiguous().expand(block, -1, -1, -1) if b == 1
+                     else f.repeat_interleave(block, dim=0) for f in feats]
         images = []
         for start in range(0, t, block):
             chunk = r_d[:, start:start + block]                            # (B, n, D)
