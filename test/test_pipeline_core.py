@@ -137,3 +137,19 @@ def test_a_failing_block_costs_its_frames_not_the_stream():
     assert not by_index[25].is_hold and by_index[25].latent[0] == 25         # block 2 generated again
     snap = core.snapshot()
     assert snap.backend_errors == 1 and "block 1: RuntimeError: model exploded" in core.last_error
+
+
+def test_inputs_stamped_on_another_clock_are_counted_not_taken_as_fresh():
+    backend = FakeBackend()
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=700, use_camera=True))
+    core.start()
+    uptime_like = 12_345.0                                  # e.g. a sender stamping with a monotonic clock
+    core.submit_user_audio(np.zeros(320, np.float32), 16000, uptime_like)
+    core.submit_avatar_audio(np.zeros(320, np.float32), 16000, core.clock.t0 + 3600.0)
+    core.submit_camera(np.zeros((8, 8, 3), np.uint8), uptime_like)
+    time.sleep(0.7)                                         # past the 0.5 s staleness timeouts
+    snap = core.snapshot()
+    core.stop()
+    assert snap.misstamped_inputs == 3
+    assert all(snap.stale.values())                         # they did not count as received
+    assert backend.audio["user"] == [] and backend.audio["avatar"] == [] and backend.frames == []

@@ -31,7 +31,8 @@ from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCo
 from avatar_forcing_ros.pipeline.clock import origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import (GeneratorConfig, check_guidance,
                                                           check_latency_budget, check_nfe)
-from avatar_forcing_ros.pipeline.generator_core import AVATAR_AUDIO, CAMERA, USER_AUDIO, GeneratorCore
+from avatar_forcing_ros.pipeline.generator_core import (AVATAR_AUDIO, CAMERA, MAX_STAMP_SKEW_S, USER_AUDIO,
+                                                        GeneratorCore)
 
 RUNTIME_PARAMETERS = ("nfe", "nfe_min", "avatar_audio_guidance", "user_guidance", "latency_budget_ms",
                       "test_compute_delay_ms")
@@ -53,6 +54,7 @@ class GeneratorNode(Node):
         topics = {name: self.get_parameter(name).value for name in TOPIC_PARAMETERS}
         self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
         self._malformed = MalformedInputCounter(self)
+        self._misstamped_reported = 0
         self.core = GeneratorCore(self._backend, self.config, now=self._now,
                                   on_event=self._log_event, on_block=self._publish_user_motion)
         self._create_interfaces(topics)
@@ -221,6 +223,12 @@ class GeneratorNode(Node):
             user_audio_stale=s.stale[USER_AUDIO], avatar_audio_stale=s.stale[AVATAR_AUDIO])
         self._status_pub.publish(msg)
         self._diag_pub.publish(self._diagnostics(s, msg.header))
+        if s.misstamped_inputs > self._misstamped_reported:
+            self._misstamped_reported = s.misstamped_inputs
+            self.get_logger().warning(
+                f"{s.misstamped_inputs} input messages dropped so far: stamped more than "
+                f"{MAX_STAMP_SKEW_S:.0f} s from this node's clock (is a sender on another clock?)",
+                throttle_duration_sec=5.0)
 
     def _diagnostics(self, s, header) -> DiagnosticArray:
         stale = [n for n, v in s.stale.items() if v]
@@ -236,7 +244,7 @@ class GeneratorNode(Node):
                   "last_latency_ms": f"{s.last_latency_ms:.1f}", "hold_frames": s.hold_frames,
                   "late_blocks": s.late_blocks, "late_frames": s.late_frames,
                   "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
-                  "camera_frames_skipped": s.camera_frames_skipped, "backend_errors": s.backend_errors,
+                  "misstamped_inputs": s.misstamped_inputs, "camera_frames_skipped": s.camera_frames_skipped, "backend_errors": s.backend_errors,
                   "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}"}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,
                                   hardware_id=self.config.backend,

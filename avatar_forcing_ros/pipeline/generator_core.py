@@ -29,6 +29,11 @@ from .scheduler import BlockScheduler, Decision, StartLead
 from .staleness import StalenessTracker
 
 LOG = logging.getLogger(__name__)
+
+# An input stamped further than this from the generator's clock comes from another clock (e.g. a
+# monotonic or unsynchronised host clock): it is dropped and counted instead of being placed on
+# the session timeline, where it would be discarded silently while the input looked fresh.
+MAX_STAMP_SKEW_S = 10.0
 CAMERA, USER_AUDIO, AVATAR_AUDIO = "camera", "user_audio", "avatar_audio"
 
 
@@ -71,6 +76,7 @@ class GeneratorSnapshot:
     late_frames: int
     malformed_inputs: int
     dropped_inputs: int
+    misstamped_inputs: int
     camera_frames_skipped: int
     backend_errors: int
     ages: dict[str, float]
@@ -111,6 +117,7 @@ class GeneratorCore:
         self._last_latency = 0.0
         self._late_blocks = 0
         self._malformed = 0
+        self._misstamped = 0
         self._blocks = 0
         self._backend_errors = 0
         self.last_error = ""               # the latest backend exception, for diagnostics
@@ -164,7 +171,8 @@ class GeneratorCore:
     # ---- callbacks side (non-blocking) ---------------------------------------------------
     def submit_camera(self, rgb: np.ndarray, stamp: float) -> None:
         """A camera frame for the perception thread (frames from before the session are ignored)."""
-        self._mark_received(CAMERA)
+        if not self._accept(CAMERA, stamp):
+            return
         index = self.clock.nearest_frame_index(stamp)
         if index >= 0:
             self._perception.submit(CameraFrame(rgb, stamp, index))
@@ -176,12 +184,18 @@ class GeneratorCore:
         self._submit_audio(_Kind.AVATAR_AUDIO, samples, sample_rate, stamp)
 
     def _submit_audio(self, kind: _Kind, samples: np.ndarray, rate: int, stamp: float) -> None:
-        self._mark_received(USER_AUDIO if kind is _Kind.USER_AUDIO else AVATAR_AUDIO)
-        self._inputs.put(_Input(kind, to_mono(samples), stamp, rate))
+        if self._accept(USER_AUDIO if kind is _Kind.USER_AUDIO else AVATAR_AUDIO, stamp):
+            self._inputs.put(_Input(kind, to_mono(samples), stamp, rate))
 
-    def _mark_received(self, name: str) -> None:
+    def _accept(self, name: str, stamp: float) -> bool:
+        """Mark input `name` as received, unless its stamp is on another clock (counted, dropped)."""
+        now = self._now()
         with self._lock:
-            self._tracker[name].received(self._now())
+            if abs(now - stamp) > MAX_STAMP_SKEW_S:
+                self._misstamped += 1
+                return False
+            self._tracker[name].received(now)
+            return True
 
     def count_malformed(self) -> int:
         """Count one dropped malformed input message; returns the running total."""
@@ -236,6 +250,7 @@ class GeneratorCore:
             ages = {n: s.age(now) for n, s in self._tracker.inputs.items()}
             stale = {n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()}
             malformed, late_blocks, blocks = self._malformed, self._late_blocks, self._blocks
+            misstamped = self._misstamped
             errors = self._backend_errors
             budget = self._budget_ms
         skipped = self._perception.skipped
@@ -243,8 +258,8 @@ class GeneratorCore:
         return GeneratorSnapshot(
             self._last_compute, float(np.mean(period)) if period else 0.0, q.depth(), budget,
             self._last_latency * 1e3, level.nfe, level.guidance_branches, q.frames_published,
-            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, skipped, errors, ages,
-            stale, blocks)
+            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, misstamped, skipped, errors,
+            ages, stale, blocks)
 
     # ---- worker --------------------------------------------------------------------------
     def _run(self) -> None:
