@@ -51,6 +51,7 @@ class FakeBackend(MotionBackend):
 
 class FakeRenderer(FrameRenderer):
     latent_space = FakeBackend.latent_space
+    latent_dim = FakeBackend.latent_dim
 
     @classmethod
     def from_options(cls, **_: object) -> "FakeRenderer":

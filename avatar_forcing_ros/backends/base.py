@@ -82,8 +82,9 @@ class MotionBackend(abc.ABC):
     def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
         """Generate frames [block_index * block_frames, +block_frames).
 
-        Blocks are generated in order 0, 1, 2, ...; conditions not pushed by the time of the
-        call are treated as absent (null condition).
+        Blocks are asked for in increasing order 0, 1, 2, ...; after a block failed the caller
+        moves on to the next one, which must then work from the history that exists. Conditions
+        not pushed by the time of the call are treated as absent (null condition).
         """
 
     @abc.abstractmethod
@@ -95,6 +96,7 @@ class FrameRenderer(abc.ABC):
     """Portrait + motion latents -> RGB images."""
 
     latent_space: str                # the MotionLatent.latent_space this renderer understands
+    latent_dim: int                  # values per latent
 
     @abc.abstractmethod
     def set_portrait(self, portrait_rgb: np.ndarray) -> None:

@@ -4,7 +4,9 @@ Computes the portrait's appearance once at start (FrameRenderer.set_portrait), t
 `avatar/motion` MotionLatent into `avatar/image` (sensor_msgs/Image, rgb8, output_size square) and
 `avatar/image/compressed` (jpeg), both stamped exactly like the latent. Decoding runs in one worker
 fed by a bounded queue; when it falls behind it decodes the waiting latents in one batch and counts
-them as late. Latents of another latent space are rejected (counted, warned at most once a second).
+them as late. Latents of another latent space, and malformed ones (NaN, wrong length), are rejected
+on arrival (counted, warned at most once a second). A frame the renderer still fails on, or that
+fails to publish, is counted and logged (at most once a second); decoding goes on.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from avatar_forcing_ros.msg import MotionLatent
 from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
                                                    read_config, run_node)
 from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
+from avatar_forcing_ros.pipeline.render_worker import PendingLatent, RenderWorker, check_latent
 
 RCLError = _rclpy.RCLError
 
@@ -60,13 +63,6 @@ class RendererConfig:
             raise ConfigError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 
 
-@dataclass(frozen=True)
-class _Pending:
-    latent: np.ndarray
-    header: object        # std_msgs/Header of the MotionLatent (stamp + frame_id kept as is)
-    received: float       # time.monotonic() at reception
-
-
 class RendererNode(Node):
     def __init__(self) -> None:
         super().__init__("renderer")
@@ -83,9 +79,10 @@ class RendererNode(Node):
             raise ConfigError(str(error)) from error
         self._malformed = MalformedInputCounter(self)
         self.wrong_space = 0
-        self.late_frames = 0
         self.rendered = 0
-        self._queue: BoundedQueue[_Pending] = BoundedQueue(c.queue_size)
+        self._queue: BoundedQueue[PendingLatent] = BoundedQueue(c.queue_size)
+        self._decoder = RenderWorker(self._queue, self._renderer.render, self._publish,
+                                     self._on_render_error, c.max_batch, 1.0 / c.fps)
         image_qos = QoSProfile(depth=5 if c.image_reliable else 1, reliability=(
             ReliabilityPolicy.RELIABLE if c.image_reliable else ReliabilityPolicy.BEST_EFFORT))
         self._image_pub = self.create_publisher(Image, c.image_topic, image_qos)
@@ -93,7 +90,7 @@ class RendererNode(Node):
                           if c.publish_compressed else None)
         self.create_subscription(MotionLatent, c.motion_topic, self._on_latent,
                                  QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self._worker = threading.Thread(target=self._run, name="renderer-worker", daemon=True)
+        self._worker = threading.Thread(target=self._decoder.run, name="renderer-worker", daemon=True)
         self._worker.start()
         self.create_timer(10.0, self._log_counters)
         self.get_logger().info(f"rendering {self._renderer.latent_space} at {c.output_size}px "
@@ -130,45 +127,40 @@ class RendererNode(Node):
                 f"rejected MotionLatent of space {msg.latent_space!r} (this renderer decodes "
                 f"{self._renderer.latent_space!r}); {self.wrong_space} so far", throttle_duration_sec=1.0)
             return
-        self._queue.put(_Pending(np.asarray(msg.latent, np.float32), msg.header, time.monotonic()))
-
-    def _run(self) -> None:
-        period = 1.0 / self.config.fps
-        while not self._queue.closed:
-            batch = self._queue.get_batch(self.config.max_batch, timeout=0.1)
-            if not batch:
-                continue
-            now = time.monotonic()
-            self.late_frames += sum(now - item.received > period for item in batch)
-            try:
-                images = self._renderer.render(np.stack([item.latent for item in batch]))
-            except ValueError as error:   # e.g. a latent of the wrong length
-                self._malformed.record(self.config.motion_topic, error)
-                continue
-            try:
-                for item, image in zip(batch, images):
-                    self._publish(image, item.header)
-            except RCLError:
-                if self.context.ok():
-                    raise
-                return   # shutting down: the context went away while publishing
+        latent = np.asarray(msg.latent, np.float32)
+        try:
+            check_latent(latent, self._renderer.latent_dim)
+        except ValueError as error:
+            self._malformed.record(self.config.motion_topic, error)
+            return
+        self._queue.put(PendingLatent(latent, msg.header, time.monotonic()))
 
     def _publish(self, image: np.ndarray, header) -> None:
         size = self.config.output_size
         if image.shape[0] != size or image.shape[1] != size:
             image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        # Encode only what someone listens to (JPEG costs about as much as rendering a frame).
-        if self._image_pub.get_subscription_count() > 0:
-            self._image_pub.publish(array_to_image(image, "rgb8", header.stamp, header.frame_id))
-        if self._jpeg_pub is not None and self._jpeg_pub.get_subscription_count() > 0:
-            self._jpeg_pub.publish(array_to_compressed(image, "rgb8", "jpeg", self.config.jpeg_quality,
-                                                       header.stamp, header.frame_id))
+        try:
+            # Encode only what someone listens to (JPEG costs about as much as rendering a frame).
+            if self._image_pub.get_subscription_count() > 0:
+                self._image_pub.publish(array_to_image(image, "rgb8", header.stamp, header.frame_id))
+            if self._jpeg_pub is not None and self._jpeg_pub.get_subscription_count() > 0:
+                self._jpeg_pub.publish(array_to_compressed(image, "rgb8", "jpeg", self.config.jpeg_quality,
+                                                           header.stamp, header.frame_id))
+        except RCLError:
+            if self.context.ok():
+                raise
+            return   # shutting down: the context went away while publishing
         self.rendered += 1
+
+    def _on_render_error(self, error: Exception) -> None:
+        self.get_logger().error(f"frame lost: {type(error).__name__}: {error} "
+                                f"({self._decoder.failed} lost so far)", throttle_duration_sec=1.0)
 
     def _log_counters(self) -> None:
         self.get_logger().info(
-            f"rendered {self.rendered}, late {self.late_frames}, dropped {self._queue.dropped}, "
-            f"wrong latent space {self.wrong_space}, malformed {self._malformed.count}")
+            f"rendered {self.rendered}, late {self._decoder.late}, dropped {self._queue.dropped}, "
+            f"wrong latent space {self.wrong_space}, malformed {self._malformed.count}, "
+            f"failed {self._decoder.failed}")
 
     def destroy_node(self) -> None:
         queue = getattr(self, "_queue", None)

@@ -44,6 +44,7 @@ class PortableRenderer(FrameRenderer):
     """Portrait + face parameters -> RGB frames, in real time on one CPU core."""
 
     latent_space = ms.LATENT_SPACE
+    latent_dim = ms.DIM
 
     def __init__(self, config: RendererConfig = RendererConfig(), portrait: np.ndarray | None = None):
         if config.output_size < 64:
