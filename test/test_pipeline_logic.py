@@ -191,6 +191,35 @@ def test_frame_schedule_shows_at_presentation_time_skips_and_counts_late():
     assert s.pop_due(T0 + 0.2) == 3 and s.counters.late == 1
 
 
+def test_frame_schedule_sized_for_a_long_delay_presents_every_frame():
+    from avatar_forcing_ros.pipeline.presentation import FrameSchedule
+    fps, delay = 25, 10.0
+    s = FrameSchedule[int].for_delay(delay, max_fps=fps)
+    wait = int(delay * fps)                     # 250 frames waiting at any time
+    times = T0 + np.arange(1000 + wait) / fps   # one tick per frame period
+    shown = []
+    for tick, now in enumerate(times):          # 40 s of frames, then until the last is due
+        if tick < 1000:
+            s.push(tick, times[tick + wait])
+        frame = s.pop_due(now)
+        if frame is not None:
+            shown.append(frame)
+    assert shown == list(range(1000))
+    c = s.counters
+    assert (c.received, c.shown, c.skipped, c.overflow) == (1000, 1000, 0, 0)
+
+
+def test_frame_schedule_counts_frames_it_has_to_discard():
+    from avatar_forcing_ros.pipeline.presentation import FrameSchedule
+    s = FrameSchedule[int](capacity=3)
+    for i in range(5):                          # 0 and 1 no longer fit: discarded, counted
+        s.push(i, T0 + 0.04 * i)
+    assert s.next_time() == T0 + 0.08
+    assert s.pop_due(T0 + 1.0) == 4
+    c = s.counters
+    assert (c.received, c.shown, c.skipped, c.overflow) == (5, 1, 2, 2)
+
+
 def test_playback_timeline_places_audio_by_presentation_time():
     from avatar_forcing_ros.pipeline.presentation import PlaybackTimeline
     tl = PlaybackTimeline(1000)                        # 1 kHz: one sample per ms
@@ -222,3 +251,47 @@ def test_playback_timeline_reads_continuously_through_callback_jitter():
     out = np.concatenate([tl.read(10, T0 + k * 0.010 + jitter[k]) for k in range(200)])
     assert np.array_equal(out, signal)                            # no gap, no repeat
     assert tl.resyncs == 0 and tl.skipped_samples == 0
+
+
+def _sine(rate, seconds):
+    """0.5-amplitude 440 Hz tone, float32."""
+    return (0.5 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype(np.float32)
+
+
+def _chunks(signal, rate, start, chunk, first_sequence=0):
+    """(samples, rate, presentation time, sequence) of `signal` cut into back-to-back chunks."""
+    return [(signal[k:k + chunk], rate, start + k / rate, first_sequence + i)
+            for i, k in enumerate(range(0, len(signal), chunk))]
+
+
+def test_chunk_resampler_joins_chunks_without_clicks_at_their_stamps():
+    from avatar_forcing_ros.pipeline.audio import ChunkResampler, resample
+    from avatar_forcing_ros.pipeline.presentation import PlaybackTimeline
+    speech, after_pause = _sine(16000, 1.0), _sine(24000, 0.5)
+    resampler, timeline = ChunkResampler(48000), PlaybackTimeline(48000)
+    # 20 ms chunks at 16 kHz, then a pause, lost chunks (sequence jumps) and another input rate
+    for chunk in _chunks(speech, 16000, T0, 320) + _chunks(after_pause, 24000, T0 + 1.5, 480, 60):
+        timeline.add(*resampler.add(*chunk))
+    out = timeline.read(2 * 48000, T0)
+    # the speech sounds from its stamp on, exactly as the whole stream resampled at once ...
+    assert np.abs(out[:48000] - resample(speech, 16000, 48000)).max() < 1e-6
+    # ... which is the 440 Hz sine away from the stream's two ends (no error at chunk boundaries)
+    ideal = _sine(48000, 1.0)
+    assert np.abs(out[480:47520] - ideal[480:47520]).max() < 0.005
+    # the pause is silence; the next stream starts at its own stamp and ends whole
+    assert not out[48000:72000].any()
+    assert np.abs(out[72000:96000] - resample(after_pause, 24000, 48000)).max() < 1e-6
+    assert timeline.late_samples == 0
+
+
+def test_chunk_resampler_restarts_at_a_stamp_that_jumps():
+    from avatar_forcing_ros.pipeline.audio import ChunkResampler
+    resampler = ChunkResampler(48000)
+    chunk = np.ones(320, np.float32)
+    assert resampler.add(chunk, 16000, T0, 0)[1] == T0
+    # the stream goes on: the output starts before this chunk's stamp (it replaces the previous
+    # chunk's provisional tail) and ends where the two chunks end
+    samples, start = resampler.add(chunk, 16000, T0 + 0.020, 1)
+    assert T0 < start < T0 + 0.020 and start + len(samples) / 48000 == pytest.approx(T0 + 0.040, abs=1e-9)
+    # the next sequence number, but stamped 10 ms after where the stream is: a new stream there
+    assert resampler.add(chunk, 16000, T0 + 0.050, 2)[1] == T0 + 0.050

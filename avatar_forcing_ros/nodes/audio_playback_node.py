@@ -2,10 +2,11 @@
 
 Each chunk's first sample sounds at header.stamp + presentation_delay_ms (the display's delay),
 measured against the wall clock from the output stream's own DAC timing, not a fixed sleep:
-late chunks lose their past part (counted), gaps are silence. The sound is read continuously and
-re-synced to the DAC timing only beyond 10 ms (PlaybackTimeline; counted, like the device's
-underflows). Output device by index or name (sounddevice / PortAudio); an unknown device fails
-at start with the list of output devices.
+late chunks lose their past part (counted), gaps are silence. Chunks at another rate than the
+output's are resampled as one continuous stream (ChunkResampler: no click at chunk boundaries).
+The sound is read continuously and re-synced to the DAC timing only beyond 10 ms
+(PlaybackTimeline; counted, like the device's underflows). Output device by index or name
+(sounddevice / PortAudio); an unknown device fails at start with the list of output devices.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from avatar_forcing_ros.media.audio_stream import clock_offset_ns
 from avatar_forcing_ros.msg import AudioChunk
 from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
                                                    portaudio_latency, read_config, run_node)
-from avatar_forcing_ros.pipeline.audio import resample
+from avatar_forcing_ros.pipeline.audio import ChunkResampler
 from avatar_forcing_ros.pipeline.presentation import PlaybackTimeline
 
 
@@ -68,6 +69,7 @@ class AudioPlaybackNode(Node):
         import sounddevice as sd
         device = resolve_device(c.device)
         self._timeline = PlaybackTimeline(c.sample_rate)
+        self._resampler = ChunkResampler(c.sample_rate)
         self._malformed = MalformedInputCounter(self)
         self.chunks = 0
         self.underflows = 0       # output buffers the device ran dry before (an audible gap)
@@ -113,9 +115,8 @@ class AudioPlaybackNode(Node):
         except MalformedMessageError as error:
             self._malformed.record(self.config.audio_topic, error)
             return
-        samples = resample(samples, rate, self.config.sample_rate)
         start = stamp_to_seconds(msg.header.stamp) + self.config.presentation_delay_ms / 1e3
-        self._timeline.add(samples, start)
+        self._timeline.add(*self._resampler.add(samples, rate, start, msg.sequence))
         self.chunks += 1
 
     def _fill(self, outdata: np.ndarray, frames: int, time_info, status) -> None:

@@ -2,8 +2,10 @@
 
 Presentation time = header.stamp + presentation_delay_ms (the same delay audio_playback uses, so
 picture and speech stay in sync); a frame that arrives after its time is shown at once (counted
-late), and when several are due only the newest is shown (the others counted skipped). Without a
-window (headless, or no DISPLAY) it runs the same schedule and only counts.
+late), and when several are due only the newest is shown (the others counted skipped). Frames
+wait in a schedule sized for the delay at up to 60 fps; a faster stream overflows it (the oldest
+frames are discarded: counted and warned about). Without a window (headless, or no DISPLAY) it
+runs the same schedule and only counts.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from avatar_forcing_ros.conversions import MalformedMessageError, image_to_array
 from avatar_forcing_ros.nodes.node_support import MalformedInputCounter, describe, read_config, run_node
 from avatar_forcing_ros.pipeline.presentation import FrameSchedule
 
+_MAX_FPS = 60.0   # the fastest image stream the schedule holds every frame of
+
 
 @dataclass(frozen=True)
 class DisplayConfig:
@@ -37,7 +41,9 @@ class DisplayNode(Node):
         self._declare_parameters()
         self.config = c = read_config(self, DisplayConfig)
         self.headless = c.headless or not os.environ.get("DISPLAY")
-        self._schedule: FrameSchedule[Image] = FrameSchedule()
+        self._schedule: FrameSchedule[Image] = FrameSchedule.for_delay(
+            c.presentation_delay_ms / 1e3, _MAX_FPS)
+        self._overflow_reported = 0
         self._malformed = MalformedInputCounter(self)
         self._stop = threading.Event()
         self.create_subscription(Image, c.image_topic, self._on_image,
@@ -89,7 +95,13 @@ class DisplayNode(Node):
     def _log_counters(self) -> None:
         c = self._schedule.counters
         self.get_logger().info(f"frames received {c.received}, shown {c.shown}, late {c.late}, "
-                               f"skipped {c.skipped}, malformed {self._malformed.count}")
+                               f"skipped {c.skipped}, overflow {c.overflow}, "
+                               f"malformed {self._malformed.count}")
+        if c.overflow != self._overflow_reported:
+            self._overflow_reported = c.overflow
+            self.get_logger().warning(f"{c.overflow} frames discarded unshown so far: more were waiting "
+                                      "for their presentation time than the display holds (is the "
+                                      f"image stream faster than {_MAX_FPS:g} fps?)")
 
     def destroy_node(self) -> None:
         if hasattr(self, "_stop"):

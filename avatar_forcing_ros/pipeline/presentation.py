@@ -4,6 +4,7 @@ whatever the transport delay of each path (as long as it is below the delay).
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -20,20 +21,34 @@ class PresentationCounters:
     shown: int = 0
     late: int = 0       # shown more than `late_after_s` after its presentation time
     skipped: int = 0    # never shown: a newer frame was already due
+    overflow: int = 0   # never shown: discarded unshown, the schedule was full
 
 
 class FrameSchedule(Generic[T]):
-    """Frames waiting for their presentation time (thread-safe: ROS callback in, display out)."""
+    """Frames waiting for their presentation time (thread-safe: ROS callback in, display out).
+
+    At most `capacity` frames wait; when full, the oldest is discarded (counted in `overflow`).
+    """
 
     def __init__(self, late_after_s: float = 0.02, capacity: int = 100):
-        self._frames: deque[tuple[float, T]] = deque(maxlen=capacity)
+        self._frames: deque[tuple[float, T]] = deque()
+        self._capacity = capacity
         self._lock = threading.Lock()
         self._late_after = late_after_s
         self.counters = PresentationCounters()
 
+    @classmethod
+    def for_delay(cls, delay_s: float, max_fps: float, late_after_s: float = 0.02) -> FrameSchedule[T]:
+        """A schedule that holds every frame of a stream of up to `max_fps` until it is due
+        `delay_s` after its stamp, plus a second of frames for bursts (after a stall)."""
+        return cls(late_after_s, math.ceil((delay_s + 1.0) * max_fps))
+
     def push(self, frame: T, presentation_time: float) -> None:
         with self._lock:
             self.counters.received += 1
+            if len(self._frames) >= self._capacity:
+                self._frames.popleft()
+                self.counters.overflow += 1
             self._frames.append((presentation_time, frame))
 
     def next_time(self) -> float | None:
