@@ -12,7 +12,8 @@ Compressed images (``sensor_msgs/CompressedImage``)
     (``"rgb8; jpeg compressed bgr8"``).
 Audio (``avatar_forcing_ros/AudioChunk``)
     :func:`audio_chunk_to_array` / :func:`array_to_audio_chunk`: float32 samples in [-1, 1],
-    shape ``(frames, channels)``; int16 input is accepted and scaled by 1/32768.
+    shape ``(frames, channels)``; int16 input is accepted and scaled by 1/32768. Sample rates
+    outside :data:`SAMPLE_RATE_RANGE` are refused.
 Time (``builtin_interfaces/Time``)
     :func:`stamp_to_seconds`, :func:`stamp_to_nanoseconds`, :func:`seconds_to_stamp`,
     :func:`nanoseconds_to_stamp`.
@@ -40,6 +41,10 @@ from std_msgs.msg import Header
 from avatar_forcing_ros.msg import AudioChunk
 
 _NS_PER_S = 1_000_000_000
+
+# Accepted AudioChunk sample rates (Hz, inclusive): telephone-grade to the highest studio rate.
+# An absurd rate (a corrupt uint32) would make consumers resample to gigabytes of samples.
+SAMPLE_RATE_RANGE = (1000, 384000)
 
 
 class MalformedMessageError(ValueError):
@@ -196,18 +201,19 @@ def image_to_array(msg: Image, want: str | None = 'rgb8') -> np.ndarray:
 def _encode_raw(arr: np.ndarray, encoding: str) -> np.ndarray:
     """Array in ``encoding``'s layout (yuy2: RGB input is converted) -> (H, W, C) raw pixels."""
     channels, dtype = ENCODINGS[encoding]
-    if encoding == 'yuv422_yuy2' and arr.ndim == 3 and arr.shape[2] == 3:
-        if arr.shape[1] % 2:
-            raise ValueError(f'yuv422_yuy2 needs an even width, got {arr.shape[1]}')
-        arr = cv2.cvtColor(np.ascontiguousarray(arr, dtype=np.uint8), cv2.COLOR_RGB2YUV_YUY2)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[2] != channels or arr.dtype != dtype:
-        shape = '(H, W)' if channels == 1 else f'(H, W, {channels})'
+    rgb_to_yuy2 = encoding == 'yuv422_yuy2' and arr.ndim == 3 and arr.shape[2] == 3
+    if arr.ndim != 3 or arr.shape[2] != (3 if rgb_to_yuy2 else channels) or arr.dtype != dtype:
+        shape = {1: '(H, W)', 2: '(H, W, 2) or RGB (H, W, 3)'}.get(channels, f'(H, W, {channels})')
         raise ValueError(f'{encoding} needs an array of shape {shape} and dtype {dtype}, '
                          f'got {arr.shape} {arr.dtype}')
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f'image must not be empty, got shape {arr.shape}')
+    if encoding == 'yuv422_yuy2' and arr.shape[1] % 2:  # a U/V pair spans two pixels
+        raise ValueError(f'yuv422_yuy2 needs an even width, got {arr.shape[1]}')
+    if rgb_to_yuy2:
+        arr = cv2.cvtColor(np.ascontiguousarray(arr), cv2.COLOR_RGB2YUV_YUY2)
     return np.ascontiguousarray(arr)
 
 
@@ -224,13 +230,15 @@ def array_to_image(arr: np.ndarray, encoding: str = 'rgb8',
 
     Args:
         arr: (H, W, C) uint8 for colour encodings, (H, W) uint8/uint16 for mono8/mono16;
-            for yuv422_yuy2 either RGB (H, W, 3) uint8 (converted, W even) or packed (H, W, 2).
+            for yuv422_yuy2 either RGB (H, W, 3) (converted) or packed (H, W, 2), uint8 and W
+            even. No dtype is cast: float input is refused, not truncated.
         encoding: one of :data:`ENCODINGS`.
         stamp: header stamp as a Time message, float seconds or int nanoseconds.
         frame_id: header frame id.
 
     Raises:
-        ValueError: unknown encoding, or an array whose shape/dtype does not fit it.
+        ValueError: unknown encoding, an array whose shape/dtype does not fit it, or an odd
+            width for yuv422_yuy2.
     """
     if encoding not in ENCODINGS:
         raise ValueError(f'unknown encoding {encoding!r} (supported: {sorted(ENCODINGS)})')
@@ -271,10 +279,12 @@ def compressed_to_array(msg: CompressedImage, want: str | None = 'rgb8') -> np.n
         msg: the message; ``format`` as image_transport writes it ("rgb8; jpeg compressed bgr8")
             or just "jpeg"/"png" (then colour data is taken as bgr8).
         want: 'rgb8'/'bgr8' -> (H, W, 3) uint8; None -> the original encoding named in
-            ``format`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16), else as decoded.
+            ``format`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16), else as decoded. 16-bit
+            colour files keep their high byte (as mono16 does when reduced to 8 bits).
 
     Raises:
-        MalformedMessageError: unsupported format, empty or undecodable data.
+        MalformedMessageError: unsupported format, empty or undecodable data, data that decodes
+            to neither 8- nor 16-bit pixels.
     """
     _, original, _ = _parse_compressed_format(msg.format)
     if len(msg.data) == 0:
@@ -283,12 +293,16 @@ def compressed_to_array(msg: CompressedImage, want: str | None = 'rgb8') -> np.n
     decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise MalformedMessageError(f'CompressedImage.data could not be decoded as {msg.format!r}')
+    if decoded.dtype not in (np.uint8, np.uint16):
+        raise MalformedMessageError(
+            f'CompressedImage.data decodes to {decoded.dtype} pixels (8 or 16 bit supported)')
     if decoded.ndim == 2:
         encoding = 'mono16' if decoded.dtype == np.uint16 else 'mono8'
         decoded = decoded[:, :, None]
     else:
         encoding = 'bgra8' if decoded.shape[2] == 4 else 'bgr8'
-        decoded = decoded.astype(np.uint8) if decoded.dtype != np.uint8 else decoded
+        if decoded.dtype == np.uint16:  # 16-bit colour png: its high byte, as for mono16
+            decoded = (decoded >> 8).astype(np.uint8)
     if want is None:
         layout = original if original in ENCODINGS and original != 'yuv422_yuy2' else encoding
         return np.ascontiguousarray(_to_layout(decoded, encoding, layout))
@@ -365,11 +379,13 @@ def audio_chunk_to_array(msg: AudioChunk, mono: bool = False) -> tuple[np.ndarra
         (samples, sample_rate): float32 (frames, channels) (or (frames,) with ``mono``), Hz.
 
     Raises:
-        MalformedMessageError: sample_rate 0, channels 0, a sample count that is not a multiple
-            of channels, or NaN/inf samples.
+        MalformedMessageError: sample_rate outside :data:`SAMPLE_RATE_RANGE`, channels 0, a
+            sample count that is not a multiple of channels, or NaN/inf samples.
     """
-    if msg.sample_rate == 0:
-        raise MalformedMessageError('AudioChunk.sample_rate is 0')
+    low, high = SAMPLE_RATE_RANGE
+    if not low <= msg.sample_rate <= high:
+        raise MalformedMessageError(
+            f'AudioChunk.sample_rate {msg.sample_rate} Hz is outside {low}..{high} Hz')
     if msg.channels == 0:
         raise MalformedMessageError('AudioChunk.channels is 0')
     samples = np.frombuffer(msg.samples, dtype=np.float32) if len(msg.samples) else \
@@ -391,17 +407,18 @@ def array_to_audio_chunk(samples: np.ndarray, sample_rate: int,
     Args:
         samples: (frames,) mono or (frames, channels); float (taken as [-1, 1]) or int16
             (scaled by 1/32768).
-        sample_rate: Hz, > 0.
+        sample_rate: Hz, within :data:`SAMPLE_RATE_RANGE`.
         stamp: time of the first sample (Time message, float seconds or int nanoseconds).
         sequence: chunk counter of the publisher.
         frame_id: the audio source (device or file name).
 
     Raises:
-        ValueError: bad shape, zero channels, non-finite samples, sample_rate <= 0.
+        ValueError: bad shape, zero channels, non-finite samples, sample_rate out of range.
     """
     samples = np.asarray(samples)
-    if sample_rate <= 0:
-        raise ValueError(f'sample_rate must be > 0, got {sample_rate}')
+    low, high = SAMPLE_RATE_RANGE
+    if not low <= sample_rate <= high:
+        raise ValueError(f'sample_rate must be within {low}..{high} Hz, got {sample_rate}')
     if samples.ndim == 1:
         samples = samples[:, None]
     if samples.ndim != 2 or samples.shape[1] == 0:

@@ -48,6 +48,9 @@ def chunk(**fields) -> AudioChunk:
 
 @pytest.mark.parametrize('fields, field_name', [
     ({'sample_rate': 0}, 'sample_rate'),
+    ({'sample_rate': 999}, 'sample_rate'),
+    ({'sample_rate': 384001}, 'sample_rate'),
+    ({'sample_rate': 2**31 - 1}, 'sample_rate'),  # would make a resampler allocate gigabytes
     ({'channels': 0}, 'channels'),
     ({'channels': 3}, 'channels'),
     ({'samples': array.array('f', [0.0, float('nan')])}, 'samples'),
@@ -59,14 +62,21 @@ def test_malformed_audio_names_the_field(fields, field_name):
 
 
 def test_bad_audio_arrays_rejected_on_write():
-    with pytest.raises(ValueError, match='sample_rate'):
-        conv.array_to_audio_chunk(np.zeros(4), 0)
+    for rate in (0, 999, 384001, 2**31 - 1, float('nan')):
+        with pytest.raises(ValueError, match='sample_rate'):
+            conv.array_to_audio_chunk(np.zeros(4), rate)
     with pytest.raises(ValueError, match='NaN'):
         conv.array_to_audio_chunk(np.array([np.nan]), 16000)
     with pytest.raises(ValueError, match='channels'):
         conv.array_to_audio_chunk(np.zeros((4, 0)), 16000)
     with pytest.raises(ValueError, match='int16'):
         conv.array_to_audio_chunk(np.zeros(4, np.int32), 16000)
+
+
+@pytest.mark.parametrize('rate', conv.SAMPLE_RATE_RANGE)
+def test_sample_rate_range_is_inclusive(rate):
+    _, read_rate = conv.audio_chunk_to_array(conv.array_to_audio_chunk(np.zeros(4), rate))
+    assert read_rate == rate
 
 
 def test_stamp_helpers():

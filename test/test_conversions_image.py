@@ -117,6 +117,16 @@ def test_yuy2_write_round_trip():
         conv.array_to_image(random_array('rgb8', 2, 3), 'yuv422_yuy2')
 
 
+@pytest.mark.parametrize('arr, match', [
+    (np.zeros((2, 3, 2), np.uint8), 'even width'),           # packed: image_to_array refuses it
+    (np.full((2, 4, 3), 0.9), 'dtype uint8'),                # would have been cast to 0
+    (np.full((2, 4, 3), 300, np.uint16), 'dtype uint8'),     # would have wrapped to 44
+])
+def test_yuy2_write_refuses_what_it_cannot_encode_exactly(arr, match):
+    with pytest.raises(ValueError, match=match):
+        conv.array_to_image(arr, 'yuv422_yuy2')
+
+
 def malformed(**fields) -> Image:
     msg = Image(height=2, width=3, encoding='rgb8', step=9)
     msg.data = bytes(18)
@@ -179,6 +189,27 @@ def test_compressed_from_plain_format_and_want():
     msg.data = png.tobytes()
     assert np.array_equal(conv.compressed_to_array(msg), rgb)
     assert np.array_equal(conv.compressed_to_array(msg, want='bgr8'), rgb[..., ::-1])
+
+
+@pytest.mark.parametrize('channels, encoding', [(3, 'bgr8'), (4, 'bgra8')])
+def test_16_bit_colour_png_keeps_the_high_byte_like_mono16(channels, encoding):
+    wide = RNG.integers(0, 65536, size=(4, 5, channels), dtype=np.uint16)  # BGR(A), as OpenCV
+    high = (wide >> 8).astype(np.uint8)
+    msg = CompressedImage(format='png')
+    msg.data = cv2.imencode('.png', wide)[1].tobytes()
+    assert np.array_equal(conv.compressed_to_array(msg, want='bgr8'), high[..., :3])
+    assert np.array_equal(conv.compressed_to_array(msg, want='rgb8'), high[..., 2::-1])
+    assert np.array_equal(conv.compressed_to_array(msg, want=None), high)  # as decoded
+    mono = CompressedImage(format='mono16; png compressed mono16')
+    mono.data = cv2.imencode('.png', wide[..., 0])[1].tobytes()
+    assert np.array_equal(conv.compressed_to_array(mono, want='bgr8')[..., 0], high[..., 0])
+
+
+def test_compressed_float_pixels_are_refused():
+    msg = CompressedImage(format='png')  # the format string lies; the data is a float TIFF
+    msg.data = cv2.imencode('.tiff', np.full((2, 3, 3), 0.5, np.float32))[1].tobytes()
+    with pytest.raises(MalformedMessageError, match='CompressedImage.data .*float32'):
+        conv.compressed_to_array(msg)
 
 
 @pytest.mark.parametrize('fmt, data, field_name', [

@@ -109,6 +109,11 @@ def test_bad_parameters_fail_at_start_up(tmp_path):
     player = NodeProcess('audio_file_player', env, params={'file': str(tmp_path / 'nope.wav')})
     assert player.wait(timeout=30) != 0
     assert "parameter 'file'" in player.output() and 'nope.wav' in player.output()
+    broken = tmp_path / 'broken.wav'  # a float WAV holding a NaN: refused like an unreadable one
+    soundfile.write(broken, np.array([0.0, np.nan, 0.0], np.float32), RATE, subtype='FLOAT')
+    player = NodeProcess('audio_file_player', env, params={'file': str(broken)})
+    assert player.wait(timeout=30) == 2
+    assert "parameter 'file'" in player.output() and 'NaN' in player.output(), player.output()
     player = NodeProcess('audio_file_player', env, params={'sample_rate': 10})
     assert player.wait(timeout=30) != 0
     assert 'sample_rate' in player.output()

@@ -55,6 +55,18 @@ def test_load_audio_mixdown_resample_and_errors(tmp_path):
         load_audio(tmp_path / 'junk.wav', 16000)
 
 
+@pytest.mark.parametrize('bad', [np.nan, np.inf, -np.inf])
+def test_load_audio_refuses_non_finite_samples(tmp_path, bad):
+    samples = np.zeros(1600, np.float32)
+    samples[800] = bad
+    path = tmp_path / 'broken.wav'
+    soundfile.write(path, samples, 16000, subtype='FLOAT')  # a float WAV can store NaN/inf
+    with pytest.raises(ValueError, match=r"broken\.wav.*NaN or infinite"):
+        load_audio(path, 16000)
+    with pytest.raises(ValueError, match=r"broken\.wav.*NaN or infinite"):
+        load_audio(path, 48000)  # resampled
+
+
 def test_stamp_smoother_removes_jitter_follows_drift_and_resets():
     from avatar_forcing_ros.media.audio_stream import StampSmoother
     smoother = StampSmoother(16000)

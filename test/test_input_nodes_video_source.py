@@ -1,7 +1,11 @@
 """video_source as a real process: a video file's frames, at its rate, in order, looped."""
+import itertools
+import time
+
 import cv2
 import numpy as np
 import pytest
+import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -98,3 +102,45 @@ def test_bad_parameters_fail_at_start_up(params, text):
     source = NodeProcess('video_source', ros_env(unique_domain_id()), params=params)
     assert source.wait(timeout=30) == 2
     assert text in source.output(), source.output()
+
+
+def test_odd_native_width_for_yuy2_fails_at_start_up(tmp_path):
+    # OpenCV's video writers round widths to even; an image sequence keeps its 63 px
+    for k in range(3):
+        cv2.imwrite(str(tmp_path / f'frame{k}.png'), np.full((48, 63, 3), 40 * k, np.uint8))
+    with NodeProcess('video_source', ros_env(unique_domain_id()),
+                     params={'source': str(tmp_path / 'frame%d.png'),
+                             'encoding': 'yuv422_yuy2'}) as source:
+        assert source.wait(timeout=30) == 2
+        assert 'yuv422_yuy2 needs an even width' in source.output(), source.output()
+        assert '63 px' in source.output(), source.output()
+
+
+def test_frame_that_fails_to_convert_is_counted_and_the_reader_goes_on(video_file, monkeypatch):
+    """In process, with a conversion failure injected into the first frames: the reader thread
+    drops and counts them, then publishes the next ones."""
+    from avatar_forcing_ros.nodes import video_source_node
+
+    calls, real = itertools.count(), video_source_node.array_to_image
+
+    def failing_thrice(*args, **kwargs):
+        if next(calls) < 3:
+            raise ValueError('injected conversion failure')
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(video_source_node, 'array_to_image', failing_thrice)
+    rclpy.init(args=['--ros-args', '-p', f'source:={video_file}', '-p', 'fps:=100.0',
+                     '-p', 'loop:=true'], domain_id=unique_domain_id())
+    try:
+        node = video_source_node.VideoSourceNode()
+        try:
+            deadline = time.monotonic() + 20
+            while node.frames_published < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert node.frames_published >= 2
+            assert node._dropped_frames.count == 3
+            assert node._thread.is_alive()
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown()

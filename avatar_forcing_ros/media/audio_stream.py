@@ -24,7 +24,8 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     the file already has ``sample_rate``).
 
     Raises:
-        ValueError: unreadable file (the text names the path), empty file, bad rate.
+        ValueError: unreadable file, empty file, NaN/inf samples (the text names the path),
+            bad rate.
     """
     if sample_rate <= 0:
         raise ValueError(f'sample_rate must be > 0, got {sample_rate}')
@@ -38,6 +39,10 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if file_rate != sample_rate:
         g = gcd(int(file_rate), int(sample_rate))
         mono = resample_poly(mono, sample_rate // g, file_rate // g).astype(np.float32)
+    # A float file can hold NaN/inf; refused here, they would fail every chunk at publish time.
+    # Checked after the mix-down, which can also overflow to inf.
+    if not np.isfinite(mono).all():
+        raise ValueError(f'audio file {str(path)!r} has NaN or infinite samples')
     return np.ascontiguousarray(mono)
 
 

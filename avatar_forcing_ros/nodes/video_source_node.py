@@ -5,7 +5,8 @@ For machines without a camera driver. A file plays at its native rate on a stead
 delivers. ``header.stamp`` is the capture time (the time the frame was read). Sensor-data QoS.
 
 A reader thread does the blocking reads and publishes; ``destroy_node`` stops it and releases
-the device.
+the device. A frame that fails to convert is dropped, counted and warned about (rate-limited);
+the thread goes on with the next frame.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class VideoSourceNode(Node):
         super().__init__('video_source')
         self._declare_parameters()
         self.config = read_config(self, VideoSourceConfig)
-        self._failed_reads = MalformedInputCounter(self)
+        self._dropped_frames = MalformedInputCounter(self)  # failed camera reads, conversions
         self._capture = self._open()
         self.frames_published = 0
         self._publisher = self.create_publisher(Image, 'image', qos_profile_sensor_data)
@@ -99,6 +100,13 @@ class VideoSourceNode(Node):
         if not capture.isOpened():
             kind = 'camera index' if self.config.is_camera else 'video file'
             raise ConfigError(f"parameter 'source': cannot open {kind} {source!r}")
+        native_width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        if self.config.encoding == 'yuv422_yuy2' and not self.config.width and native_width % 2:
+            # every frame would fail to convert: refuse now rather than publish nothing
+            capture.release()
+            raise ConfigError(f"parameter 'encoding': yuv422_yuy2 needs an even width, but "
+                              f"{source!r} delivers {native_width} px wide frames; set "
+                              f"'width'/'height' to an even size")
         file_fps = capture.get(cv2.CAP_PROP_FPS)
         self._fps = self.config.fps or (file_fps if file_fps and file_fps > 0 else 25.0)
         self.get_logger().info(f'publishing {source!r} as {self.config.encoding}'
@@ -125,7 +133,8 @@ class VideoSourceNode(Node):
             ok, bgr = self._capture.read()
             if not ok:
                 if self.config.is_camera:
-                    self._failed_reads.record(self.config.source, RuntimeError('camera read failed'))
+                    self._dropped_frames.record(self.config.source,
+                                                RuntimeError('camera read failed'))
                     self._stop.wait(0.05)
                     continue
                 if not self.config.loop or restarted_at == frame_index:  # (no frame since)
@@ -134,14 +143,19 @@ class VideoSourceNode(Node):
                 self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 restarted_at = frame_index
                 continue
+            frame_index += 1
             try:
-                self._publisher.publish(self._to_message(bgr))
+                msg = self._to_message(bgr)
+            except (ValueError, cv2.error) as error:  # a frame the start-up check could not foresee
+                self._dropped_frames.record(self.config.source, error)
+                continue
+            try:
+                self._publisher.publish(msg)
             except RuntimeError:  # the context was shut down under us (Ctrl-C)
                 if self._stop.is_set() or not self.context.ok():
                     return
                 raise
             self.frames_published += 1
-            frame_index += 1
 
     def destroy_node(self) -> None:
         stop = getattr(self, '_stop', None)
