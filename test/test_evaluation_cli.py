@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,52 @@ def test_truncated_bag_partial_results_and_failure(bags, tmp_path, capsys):
     assert FRAMES // 4 < frames < FRAMES                # about half the bag was salvaged
     assert cut['rate']['avatar_motion']['missing_frames'] == 0
     assert (out / 'report.html').read_text().count('Problems:') == 1
+
+
+def test_non_finite_latents_left_out_and_reported(tmp_path, capsys):
+    session = _session(4)
+    session.avatar_motion[[50, 51]] = np.nan
+    session.avatar_motion[300, 0] = np.inf
+    write_synthetic_bag(tmp_path / 'nan', session)
+    out = tmp_path / 'out'
+    assert main([str(tmp_path / 'nan'), '-o', str(out)]) == 1
+    assert '3 of 500 frames have non-finite latents' in capsys.readouterr().err
+    result = json.loads((out / 'evaluation.json').read_text())['bags'][0]
+    assert not result['ok']
+    assert [p for p in result['problems'] if 'non-finite' in p] == [
+        '/avatar/motion: 3 of 500 frames have non-finite latents (NaN or inf); left out of '
+        'reactiveness, expressiveness and lip-sync']
+    assert result['generation']['frames'] == FRAMES                 # timing keeps every frame
+    assert result['reactiveness']['groups']['pose']['best_lag_frames'] == 10
+    assert np.isfinite(result['expressiveness']['variance_mean'])
+    assert result['expressiveness']['groups']['pose']['sid']['sid_bits'] > 0
+    assert (out / 'report.html').is_file()
+
+
+def test_mcap_of_only_the_magic_is_a_damaged_bag(bags, tmp_path, capsys):
+    """rosbags raises TypeError (not ReaderError) on an MCAP file that ends after its magic."""
+    magic = tmp_path / 'magic'
+    magic.mkdir()
+    shutil.copy(bags['good'] / 'metadata.yaml', magic)
+    (magic / next(bags['good'].glob('*.mcap')).name).write_bytes(b'\x89MCAP0\r\n')
+    out = tmp_path / 'out'
+    assert main([str(bags['good']), str(magic), '-o', str(out)]) == 1
+    assert 'regular reader failed' in capsys.readouterr().err
+    good, damaged = json.loads((out / 'evaluation.json').read_text())['bags']
+    assert good['ok'] and not damaged['ok'] and damaged['message_counts'] == {}
+    assert any('regular reader failed' in p for p in damaged['problems'])
+
+
+def test_damaged_reference_is_reported(bags, tmp_path, capsys):
+    out = tmp_path / 'out'
+    assert main([str(bags['good']), '--reference', str(bags['cut']), '-o', str(out)]) == 1
+    captured = capsys.readouterr()
+    assert re.search(r'error: reference: .*cut.*truncated', captured.err)
+    assert 'reference: ' in captured.out
+    data = json.loads((out / 'evaluation.json').read_text())
+    assert any('truncated' in p for p in data['reference_problems'])
+    good = data['bags'][0]
+    assert good['ok'] and good['expressiveness']['available']   # evaluated with what was read
 
 
 def test_missing_bag_reported(tmp_path, capsys):

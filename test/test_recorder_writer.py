@@ -52,6 +52,60 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
     assert stats.written['/m'] == accepted
 
 
+def _close_within(writer: ThreadedBagWriter, seconds: float = 10.0):
+    """close() in a thread, so that a hang fails the test instead of blocking it."""
+    result = []
+    closer = threading.Thread(target=lambda: result.append(writer.close()), daemon=True)
+    closer.start()
+    closer.join(seconds)
+    assert not closer.is_alive(), 'close() hangs'
+    return result[0]
+
+
+def test_storage_failure_is_kept_and_nothing_blocks(tmp_path):
+    writer = ThreadedBagWriter(tmp_path / 'bag', max_messages=10, typestore=STORE)
+    writer.add_topic('/m', 'avatar_forcing_ros/msg/MotionLatent')
+    gate = threading.Event()
+    original = writer._writer.write
+    calls = []
+
+    def disk_fills_up(*args):
+        gate.wait(10)               # hold the thread until all 5 messages are queued
+        calls.append(1)
+        if len(calls) > 3:
+            raise OSError(28, 'No space left on device')
+        original(*args)
+
+    writer._writer.write = disk_fills_up
+    assert all(writer.write('/m', 1_000 + i, _motion(i)) for i in range(5))
+    gate.set()
+    writer._thread.join(10)
+    assert not writer._thread.is_alive()
+    assert writer.stats.written['/m'] == 3
+    assert writer.stats.dropped['/m'] == 2             # the failed write and the one queued
+    assert writer.stats.errors == ['OSError: [Errno 28] No space left on device']
+    # later messages are refused and counted, even more than the queue holds
+    assert not any(writer.write('/m', 2_000 + i, _motion(i)) for i in range(20))
+    with pytest.raises(ValueError, match='No space left'):
+        writer.add_topic('/other', 'avatar_forcing_ros/msg/MotionLatent')
+    stats = _close_within(writer)
+    assert stats.written['/m'] == 3 and stats.dropped['/m'] == 22
+    assert stats.errors == ['OSError: [Errno 28] No space left on device']
+    source = open_bag(tmp_path / 'bag')                 # closed: what was written is readable
+    frames = [STORE.deserialize_cdr(r.data, r.msgtype).frame_index for r in source.messages({'/m'})]
+    assert frames == [0, 1, 2] and not source.problems
+
+
+def test_write_to_undeclared_topic_is_refused(tmp_path):
+    writer = ThreadedBagWriter(tmp_path / 'bag', typestore=STORE)
+    writer.add_topic('/m', 'avatar_forcing_ros/msg/MotionLatent')
+    with pytest.raises(ValueError, match='not declared'):
+        writer.write('/nowhere', 1, _motion(0))
+    assert writer.write('/m', 2, _motion(1))            # the writer thread is still alive
+    stats = _close_within(writer)
+    assert stats.written['/m'] == 1 and not stats.errors
+
+
 def test_rejects_unknown_type_and_existing_path(tmp_path):
     (tmp_path / 'exists').mkdir()
     with pytest.raises(ValueError, match='exists'):

@@ -25,6 +25,12 @@ from rosbags.interfaces import (Connection, ConnectionExtRosbag2, MessageDefinit
 from rosbags.rosbag2 import Reader
 from rosbags.rosbag2.errors import ReaderError
 
+# What rosbags raises on a damaged file besides ReaderError: a read past the end (TypeError from
+# ord(b'')), a short record (struct.error), bad UTF-8 (ValueError), a corrupt length field
+# (OverflowError, or MemoryError for a huge allocation), a broken sqlite3 file, an I/O error.
+_DAMAGE_ERRORS = (ReaderError, TypeError, ValueError, struct.error, OverflowError, MemoryError,
+                  sqlite3.DatabaseError, OSError)
+
 
 @dataclass(frozen=True)
 class RawMessage:
@@ -80,8 +86,8 @@ class BagSource:
         try:
             for conn, log_ns, data in reader.messages(connections=conns):
                 yield RawMessage(conn.topic, conn.msgtype, log_ns, data)
-        except (ReaderError, sqlite3.DatabaseError, OSError, ValueError) as err:
-            self.problems.append(f'{self.path}: reading stopped early: {err}')
+        except _DAMAGE_ERRORS as err:
+            self.problems.append(f'{self.path}: reading stopped early: {type(err).__name__}: {err}')
         finally:
             reader.close()
             self._reader = None
@@ -101,8 +107,9 @@ def open_bag(path: str | Path) -> BagSource:
         reader = Reader(path)
         try:
             reader.open()
-        except ReaderError as err:
-            source.problems.append(f'{path}: regular reader failed ({err}); scanning what is readable')
+        except _DAMAGE_ERRORS as err:
+            source.problems.append(f'{path}: regular reader failed ({type(err).__name__}: {err}); '
+                                   'scanning what is readable')
             source.expected_count = _metadata_count(path)
         else:
             source._reader = reader

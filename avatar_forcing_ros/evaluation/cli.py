@@ -1,9 +1,9 @@
 """Command line: ``avatar-forcing-evaluate [evaluate] BAG [BAG...] -o OUTDIR``.
 
 Writes OUTDIR/evaluation.json (every figure), OUTDIR/report.html with PNG plots (bags side by
-side), and prints a short summary to stdout. Exit status: 0 when every bag was read completely,
-1 when any bag was unreadable or damaged (what was readable is still evaluated and reported,
-and the problems are printed on stderr), 2 for usage errors.
+side), and prints a short summary to stdout. Exit status: 0 when every bag (the ``--reference``
+bag included) was read completely, 1 when any bag was unreadable or damaged (what was readable
+is still evaluated and reported, and the problems are printed on stderr), 2 for usage errors.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .evaluate import EvaluationOptions, evaluate_session, load_session
+from .evaluate import EvaluationOptions, evaluate_session, finite_motion, load_session
 from .msg_types import build_typestore
 from .report import session_plots, text_summary, write_json, write_report
 from .session import MotionSeries, Session
@@ -68,14 +68,18 @@ def _load(path: Path, store, options: EvaluationOptions) -> Session:
         return Session(path.name, problems=[f'{path}: cannot open: {err}'])
 
 
-def _reference(path: Path | None, store, options: EvaluationOptions) -> MotionSeries | None:
+def _reference(path: Path | None, store,
+               options: EvaluationOptions) -> tuple[MotionSeries | None, list[str]]:
+    """The reference motion (finite frames only) and the problems met reading it."""
     if path is None:
-        return None
+        return None, []
     session = load_session(path, store, options)
-    motion = session.avatar_motion or session.user_motion
-    if motion is None:
-        raise ValueError(f'reference bag {path} holds no motion on the configured topics')
-    return motion
+    problems = list(session.problems)
+    motion = finite_motion(session.avatar_motion or session.user_motion, str(path), problems)
+    if motion is None or len(motion) == 0:
+        raise ValueError(f'reference bag {path} holds no motion (with finite latents) on the '
+                         'configured topics')
+    return motion, problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = _options(args)
         store = build_typestore(args.msg_dir)
-        reference = _reference(args.reference, store, options)
+        reference, reference_problems = _reference(args.reference, store, options)
     except ValueError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
+    for problem in reference_problems:
+        print(f'error: reference: {problem}', file=sys.stderr)
     results, images = [], []
     for index, path in enumerate(args.bags):
         session = _load(path, store, options)
@@ -102,11 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         for problem in result['problems']:
             print(f'error: {problem}', file=sys.stderr)
     option_record = {**dataclasses.asdict(options), 'reference': str(args.reference or '')}
-    write_json(results, option_record, args.output)
+    write_json(results, option_record, args.output, reference_problems)
     report = write_report(results, images, args.output)
     print(text_summary(results))
+    if reference_problems:
+        print(f'reference: {len(reference_problems)} problem(s), see stderr and evaluation.json')
     print(f'report: {report}')
-    return 0 if all(r['ok'] for r in results) else 1
+    return 0 if all(r['ok'] for r in results) and not reference_problems else 1
 
 
 if __name__ == '__main__':

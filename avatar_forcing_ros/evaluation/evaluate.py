@@ -4,13 +4,16 @@ Figures (see each metric's module for the exact definitions and units):
 latency (ms), rate and jitter (Hz, ms), generation (hold frames, NFE, guidance branches),
 reactiveness (Pearson r per group with lag search, lag in frames), expressiveness (variance,
 SID bits), lip-sync proxy (Pearson r with lag search), GeneratorStatus and /diagnostics
-summaries. ``problems`` lists everything that could not be read; ``ok`` is False when any.
+summaries. ``problems`` lists everything that could not be read, and motion frames whose latent
+is not finite (NaN or inf: left out of the behaviour metrics); ``ok`` is False when any.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from rosbags.typesys.store import Typestore
 
 from .bag_io import open_bag
@@ -58,23 +61,49 @@ def load_session(path: str | Path, store: Typestore, options: EvaluationOptions)
     return session
 
 
+def finite_motion(motion: MotionSeries | None, label: str,
+                  problems: list[str]) -> MotionSeries | None:
+    """``motion`` without its frames whose latent holds NaN or inf (they would break the PCA and
+    k-means of the behaviour metrics); a problem naming ``label`` counts the frames left out."""
+    if motion is None:
+        return None
+    finite = np.isfinite(motion.latent).all(axis=1)
+    if finite.all():
+        return motion
+    problems.append(f'{label}: {int((~finite).sum())} of {len(motion)} frames have non-finite '
+                    'latents (NaN or inf); left out of reactiveness, expressiveness and lip-sync')
+    return dataclasses.replace(motion, **{  # every field but latent_space is per frame
+        f.name: getattr(motion, f.name)[finite] for f in dataclasses.fields(motion)
+        if f.name != 'latent_space'})
+
+
 def evaluate_session(session: Session, options: EvaluationOptions,
                      reference: MotionSeries | None = None) -> dict:
-    """Every metric on a decoded session, as a JSON-ready dict."""
+    """Every metric on a decoded session, as a JSON-ready dict.
+
+    Timing and generation figures count every frame; the behaviour metrics (reactiveness,
+    expressiveness, lip-sync) only those with finite latents.
+    """
     period_ms = 1000.0 / options.fps
+    topics = options.topics.resolved(options.namespace)
+    problems = list(session.problems)
+    behaviour = dataclasses.replace(
+        session, avatar_motion=finite_motion(session.avatar_motion, topics.avatar_motion, problems),
+        user_motion=finite_motion(session.user_motion, topics.user_motion, problems))
+    reference = finite_motion(reference, 'reference motion', problems)
     return {
         'bag': session.name,
-        'ok': not session.problems,
-        'problems': session.problems,
+        'ok': not problems,
+        'problems': problems,
         'message_counts': session.counts,
         'latency': latency_metrics(session),
         'rate': rate_report(session, period_ms),
         'generation': generation_metrics(session.avatar_motion),
         'status': status_metrics(session),
         'diagnostics': session.diagnostics,
-        'reactiveness': reactiveness(session, options.fps, options.max_lag_frames),
-        'expressiveness': expressiveness(session.avatar_motion, reference, options.fps,
+        'reactiveness': reactiveness(behaviour, options.fps, options.max_lag_frames),
+        'expressiveness': expressiveness(behaviour.avatar_motion, reference, options.fps,
                                          options.sid_clusters, options.sid_window_frames),
-        'lipsync': lipsync(session.avatar_motion, session.avatar_audio, options.fps,
+        'lipsync': lipsync(behaviour.avatar_motion, behaviour.avatar_audio, options.fps,
                            options.lipsync_max_lag_frames),
     }

@@ -124,10 +124,12 @@ def write_report(results: list[dict], images: list[list[str]], outdir: Path) -> 
     return path
 
 
-def write_json(results: list[dict], options: dict, outdir: Path) -> Path:
-    """``evaluation.json``: options used and one result per bag."""
+def write_json(results: list[dict], options: dict, outdir: Path,
+               reference_problems: list[str]) -> Path:
+    """``evaluation.json``: options used, problems of the reference bag, one result per bag."""
     path = outdir / 'evaluation.json'
-    path.write_text(json.dumps({'definitions': DEFINITIONS, 'options': options, 'bags': results},
+    path.write_text(json.dumps({'definitions': DEFINITIONS, 'options': options,
+                                'reference_problems': reference_problems, 'bags': results},
                                indent=1))
     return path
 

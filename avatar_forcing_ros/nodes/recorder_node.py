@@ -123,12 +123,15 @@ class RecorderNode(Node):
             durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
 
     def _callback(self, topic: str):
-        writer, clock = self.writer, self.get_clock()
+        writer, clock, logger = self.writer, self.get_clock(), self.get_logger()
 
         def on_message(data: bytes, info) -> None:
             received = info.get('received_timestamp', 0) if isinstance(info, dict) else \
                 getattr(info, 'received_timestamp', 0)
-            writer.write(topic, received or clock.now().nanoseconds, data)
+            if not writer.write(topic, received or clock.now().nanoseconds, data):
+                cause = writer.stats.errors[-1] if writer.stats.errors else 'the write queue is full'
+                logger.warning(f'dropping messages of {topic} (counted in the exit summary): {cause}',
+                               throttle_duration_sec=5.0)
         return on_message
 
     def destroy_node(self) -> None:

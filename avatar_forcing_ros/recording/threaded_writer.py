@@ -6,6 +6,10 @@ definitions generated from the type store so any reader can decode the bag. Memo
 by a message count and a byte budget; a message that would exceed either is dropped and
 counted, never waited for. :meth:`ThreadedBagWriter.close` drains the queue and closes the bag
 (MCAP summary and footer, metadata.yaml), so a closed bag is always complete.
+
+If the storage fails (disk full, I/O error), the error is kept in ``stats.errors``, the messages
+still queued and every later one are counted as dropped, and the bag is closed with what was
+written so far; nothing waits on the dead thread.
 """
 from __future__ import annotations
 
@@ -63,13 +67,17 @@ class ThreadedBagWriter:
             raise ValueError(f'bag path {self.path} exists already')
         self.store = typestore or build_typestore()
         self.stats = WriterStats()
+        self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._queued_bytes = 0
         self._lock = threading.Lock()
-        self._queue: queue.Queue = queue.Queue(maxsize=max_messages)
+        # unbounded so that topic declarations and the stop marker never block; write() enforces
+        # the message capacity itself
+        self._queue: queue.Queue = queue.Queue()
         self._types: dict[str, str] = {}
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
         self._closed = False
+        self._failure: str | None = None     # the storage error that stopped the writer thread
         self._opened = threading.Event()
         # sqlite3 objects belong to the thread that made them: the writer thread opens the bag
         self._thread = threading.Thread(target=self._run, name='bag-writer', daemon=True)
@@ -82,28 +90,37 @@ class ThreadedBagWriter:
         """Declare a topic before its messages; ``msgdef`` (.msg text) registers unknown types.
 
         Raises:
-            ValueError: the type is unknown and no usable definition is given.
+            ValueError: the type is unknown and no usable definition is given, or the writer is
+                closed or has failed.
         """
         if msgtype not in self.store.fielddefs:
             if not msgdef:
                 raise ValueError(f'no message definition for type {msgtype}')
             self.store.register(get_types_from_msg(msgdef, msgtype))
         with self._lock:
+            if self._failure:
+                raise ValueError(f'bag writer failed: {self._failure}')
+            if self._closed:
+                raise ValueError('bag writer is closed')
             self._types[topic] = msgtype
-        self._queue.put((topic, None, None))    # the connection is created by the writer thread
+            self._queue.put((topic, None, None))    # the writer thread creates the connection
 
     def write(self, topic: str, log_ns: int, data: bytes) -> bool:
-        """Enqueue one serialized message; never blocks. Returns False (and counts) on a drop."""
+        """Enqueue one serialized message; never blocks. Returns False (and counts) on a drop:
+        queue full, writer closed or failed.
+
+        Raises:
+            ValueError: ``topic`` was not declared with :meth:`add_topic`.
+        """
         size = len(data)
         with self._lock:
-            if self._closed or self._queued_bytes + size > self._max_bytes:
+            if topic not in self._types:
+                raise ValueError(f'topic {topic} was not declared with add_topic')
+            if (self._closed or self._failure or self._queue.qsize() >= self._max_messages
+                    or self._queued_bytes + size > self._max_bytes):
                 self.stats.dropped[topic] += 1
                 return False
-            try:
-                self._queue.put_nowait((topic, log_ns, data))
-            except queue.Full:
-                self.stats.dropped[topic] += 1
-                return False
+            self._queue.put_nowait((topic, log_ns, data))
             self._queued_bytes += size
             self.stats.peak_queued_bytes = max(self.stats.peak_queued_bytes, self._queued_bytes)
             self.stats.peak_queued_messages = max(self.stats.peak_queued_messages,
@@ -116,7 +133,7 @@ class ThreadedBagWriter:
             if self._closed:
                 return self.stats
             self._closed = True
-        self._queue.put(_STOP)
+        self._queue.put_nowait(_STOP)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             self.stats.errors.append(f'writer thread still busy after {timeout_s} s')
@@ -145,6 +162,26 @@ class ThreadedBagWriter:
                 self.stats.written[topic] += 1
         except Exception as err:  # keep the bag closable whatever the storage raised
             _log.exception('bag writer failed')
-            self.stats.errors.append(f'{type(err).__name__}: {err}')
+            self._fail(err, item)
         finally:
-            self._writer.close()
+            try:   # summary, footer and metadata.yaml keep what was written readable
+                self._writer.close()
+            except Exception as err:  # the storage may still be failing
+                _log.exception('closing the bag failed')
+                self.stats.errors.append(f'closing the bag: {type(err).__name__}: {err}')
+
+    def _fail(self, err: Exception, current: object) -> None:
+        """Record the storage error; the message being written and all queued ones are dropped.
+
+        Under the lock, so no write() can enqueue after the queue is emptied here.
+        """
+        with self._lock:
+            self._failure = f'{type(err).__name__}: {err}'
+            self.stats.errors.append(self._failure)
+            unwritten = [current]
+            while not self._queue.empty():
+                unwritten.append(self._queue.get_nowait())
+            for item in unwritten:   # messages; not topic declarations or _STOP
+                if isinstance(item, tuple) and item[1] is not None:
+                    self.stats.dropped[item[0]] += 1
+            self._queued_bytes = 0

@@ -66,6 +66,8 @@ def expressiveness(avatar: MotionSeries | None, reference: MotionSeries | None, 
         return {'available': False, 'reason': 'unavailable: no avatar motion in the bag'}
     _, motion = on_grid(avatar, fps)
     reference = avatar if reference is None else reference
+    if len(reference) < 2:
+        return {'available': False, 'reason': 'unavailable: no reference motion'}
     if reference.latent.shape[1] != motion.shape[1]:
         return {'available': False, 'reason': 'reference latent size differs from the bag'}
     _, ref_motion = on_grid(reference, fps)
