@@ -282,3 +282,15 @@ def test_block_carries_the_perceived_user_motion_for_evaluation():
     np.testing.assert_array_equal(block.user_motion[3], ms.clip(seen))
     unseen = [i for i in range(10) if i != 3]
     assert np.isnan(block.user_motion[unseen]).all()
+
+
+@pytest.mark.parametrize("face_xy", [(np.nan, 0.0), (0.2, np.inf), (0.1,)])
+def test_non_finite_face_position_is_refused_and_gaze_stays_finite(face_xy):
+    """A NaN position once stayed in the smoothed gaze and head yaw for the rest of the session."""
+    backend = PortableBackend()
+    backend.push_user_params(_user_face(), 0, (0.5, 0.0))
+    with pytest.raises(ValueError, match="expected a finite face position"):
+        backend.push_user_params(_user_face(), 1, face_xy)
+    assert 1 not in backend._observations
+    latents = np.concatenate([backend.generate_block(k, GenerationSettings()).latents for k in range(3)])
+    assert np.isfinite(latents).all()

@@ -102,7 +102,8 @@ class PortableBackend(MotionBackend):
         """Already-perceived user face parameters (DIM,) for `frame_index`; None: no face.
 
         ``face_xy`` is the face centre in the user's camera image, each coordinate in [-1, 1]
-        (x right, y down); None means centred.
+        (x right, y down; clipped to it); None means centred. Non-finite parameters or face
+        position raise ValueError: smoothed into the gaze and head state, a NaN would stay there.
         """
         if frame_index < 0:
             raise ValueError(f"frame_index must be >= 0, got {frame_index}")
@@ -112,8 +113,11 @@ class PortableBackend(MotionBackend):
         params = np.asarray(params, dtype=np.float32)
         if params.shape != (ms.DIM,) or not np.all(np.isfinite(params)):
             raise ValueError(f"expected finite ({ms.DIM},) face parameters, got shape {params.shape}")
-        xy = (0.0, 0.0) if face_xy is None else (float(face_xy[0]), float(face_xy[1]))
-        self._observations[frame_index] = (params, float(np.clip(xy[0], -1, 1)), float(np.clip(xy[1], -1, 1)))
+        xy = np.zeros(2) if face_xy is None else np.asarray(face_xy, dtype=np.float64)
+        if xy.shape != (2,) or not np.all(np.isfinite(xy)):
+            raise ValueError(f"expected a finite face position (x, y), got {face_xy!r}")
+        x, y = np.clip(xy, -1.0, 1.0)
+        self._observations[frame_index] = (params, float(x), float(y))
 
     # ---- generation ---------------------------------------------------------------------
 
