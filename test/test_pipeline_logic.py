@@ -80,6 +80,15 @@ def test_scheduler_waits_for_conditions_including_lookahead():
     assert s.decide(1, deadline, t, 0.05) is Decision.DEADLINE
 
 
+def test_deadline_never_starts_a_block_before_its_conditions_after_a_stall():
+    s, t = _scheduler(), StalenessTracker()
+    t.add("audio", 0.5)                                        # stale: only the deadline decides
+    stalled_lead = 2.0                                          # one block once took 2 s
+    assert s.deadline(5, stalled_lead) == pytest.approx(s.conditions_time(5) - 0.04)
+    assert s.decide(5, T0 + 1.5, t, stalled_lead) is Decision.WAIT   # block 5's media: 2.0-2.4 s
+    assert s.deadline(5, 0.05) == pytest.approx(T0 + 2.0 + 0.8 - 0.05 - 0.02)   # normal leads unchanged
+
+
 def test_scheduler_never_runs_ahead_of_real_time_and_skips_stale_inputs():
     s, t = _scheduler(), StalenessTracker()
     t.add("camera", 0.5)            # never received: stale, not waited for

@@ -4,8 +4,9 @@ Block k covers frames [10k, 10k + 10). It is *ready* once every live input has d
 up to the media time of frame 10k + 10 + lookahead (and that media time has come: the generator
 never runs ahead of real time, so an input that comes back is used at once). Its *deadline* is the latest start that
 still lets it finish before its first frame is due for publication (media time + latency budget),
-given the expected compute time; at the deadline it is generated anyway and whatever has not
-arrived is absent (the backend's null condition).
+given the expected compute time, and no earlier than one frame before its conditions' media time;
+at the deadline it is generated anyway and whatever has not arrived is absent (the backend's null
+condition).
 """
 from __future__ import annotations
 
@@ -51,8 +52,12 @@ class BlockScheduler:
 
     def deadline(self, block_index: int, compute_estimate_s: float) -> float:
         """Latest wall time (s) to start block `block_index` and still publish it on time, given
-        the expected time from start to finish (a StartLead)."""
-        return self.block_publish_time(block_index) - compute_estimate_s - self.safety_margin_s
+        the expected time from start to finish (a StartLead), but never more than one frame
+        period before its conditions' media time (as for READY). Starting earlier would only
+        give up conditions: after a one-off stall the lead is seconds long for a while, and blocks
+        would start before their media began; slow compute is the latency controller's to fix."""
+        latest = self.block_publish_time(block_index) - compute_estimate_s - self.safety_margin_s
+        return max(latest, self.conditions_time(block_index) - self.clock.frame_period)
 
     def compute_window_s(self) -> float:
         """Compute time (s) a block may take when its conditions arrive in real time."""
