@@ -245,7 +245,8 @@ class GeneratorNode(Node):
                   "late_blocks": s.late_blocks, "late_frames": s.late_frames,
                   "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
                   "misstamped_inputs": s.misstamped_inputs, "camera_frames_skipped": s.camera_frames_skipped, "backend_errors": s.backend_errors,
-                  "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}"}
+                  "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}",
+                  "start_lead_ms": f"{s.start_lead_ms:.1f}"}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,
                                   hardware_id=self.config.backend,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])

@@ -79,6 +79,7 @@ class GeneratorSnapshot:
     misstamped_inputs: int
     camera_frames_skipped: int
     backend_errors: int
+    start_lead_ms: float
     ages: dict[str, float]
     stale: dict[str, bool]
     blocks_generated: int
@@ -251,6 +252,7 @@ class GeneratorCore:
             stale = {n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()}
             malformed, late_blocks, blocks = self._malformed, self._late_blocks, self._blocks
             misstamped = self._misstamped
+            lead_ms = self._lead.value_s * 1e3
             errors = self._backend_errors
             budget = self._budget_ms
         skipped = self._perception.skipped
@@ -259,7 +261,7 @@ class GeneratorCore:
             self._last_compute, float(np.mean(period)) if period else 0.0, q.depth(), budget,
             self._last_latency * 1e3, level.nfe, level.guidance_branches, q.frames_published,
             q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, misstamped, skipped, errors,
-            ages, stale, blocks)
+            lead_ms, ages, stale, blocks)
 
     # ---- worker --------------------------------------------------------------------------
     def _run(self) -> None:
