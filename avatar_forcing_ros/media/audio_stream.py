@@ -82,6 +82,14 @@ class StreamResampler:
         self._pending = self._pending[usable:]
         return out
 
+    def preview_end(self) -> np.ndarray:
+        """The output still held back by the look-ahead, computed as if the stream ended now
+        (zeros follow) and running past its end; the stream's state is left as it was."""
+        state = self._history, self._pending      # process() rebinds both, never writes into them
+        out = self.process(np.zeros(self.delay + self.down, np.float32))
+        self._history, self._pending = state
+        return out
+
 
 class ChunkAssembler:
     """Device blocks (any size, device rate) -> fixed-size chunks at the output rate, each with

@@ -4,7 +4,6 @@
 `ChunkResampler`, which resamples across chunk boundaries so they do not click."""
 from __future__ import annotations
 
-import copy
 from math import gcd
 
 import numpy as np
@@ -76,10 +75,9 @@ class ChunkResampler:
         final = r.process(samples)
         first = self._start + self._out / self.rate_out
         self._out += len(final)
-        # a copy flushed with zeros gives the held-back samples' output, cut to the length
-        # resample_poly gives the stream so far
+        # the held-back samples' output, cut to the length resample_poly gives the stream so far
         total = -(-self._in * r.up // r.down)
-        tail = copy.deepcopy(r).process(np.zeros(r.delay + r.down, np.float32))[:total - self._out]
+        tail = r.preview_end()[:total - self._out]
         return np.concatenate([final, tail]), first
 
     def _continues(self, rate: int, start: float, sequence: int) -> bool:
