@@ -22,6 +22,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["avatar_forcing_ros", "avatar_forcing_ros.*"]),
+    package_data={"avatar_forcing_ros.core": ["official_manifest.json"]},
     install_requires=[
         "torch>=2.4", "numpy>=1.26", "transformers>=4.40,<5", "safetensors>=0.4",
         "opencv-contrib-python>=4.9", "mediapipe==0.10.14", "scikit-image>=0.22", "scipy>=1.11",

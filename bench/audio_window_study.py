@@ -11,7 +11,7 @@ block's 10 frames are read from a window ending at the newest sample
 
 Columns "context": audio already normalised over the whole track (isolates the missing
 context); "live": raw audio with the running normalisation (the real pipeline).
-Models: the parity-tiny wav2vec2 + projection (../shared/parity/tiny) and a randomly
+Models: the parity-tiny wav2vec2 + projection (test/fixtures/parity/tiny) and a randomly
 initialised wav2vec2-base (Wav2Vec2Config(), seed 0) with the official projection size.
 Audio: espeak-ng speech (first --seconds, default 12 s), or a synthetic vowel train without it.
 
@@ -38,7 +38,7 @@ from avatar_forcing_ros.core.audio_window import SlidingWindowAudioEncoder
 from avatar_forcing_ros.core.checkpoint import apply_weights, load_weights_file
 from avatar_forcing_ros.core.config import official, parity_tiny
 
-TINY = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "tiny"
+TINY = Path(__file__).resolve().parents[1] / "test" / "fixtures" / "parity" / "tiny"
 TEXT = ("Hello, I am the avatar of this robot. I can listen to you and answer in real time. "
         "Tell me about your day, and I will nod while you speak. The weather was lovely this "
         "morning, but it might rain later. Would you like to hear a short story? Once upon a "

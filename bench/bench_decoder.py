@@ -3,7 +3,7 @@
 Random weights (the timing does not depend on their values), 512x512, one 10-frame block as the
 reference decodes it (decode per frame = block time / 10), and the user-motion encoder on 10
 frames. Warm-up runs are excluded; the median of the timed runs is printed next to the
-reference's figures from ../shared/parity/reference_timing_cpu.json (CPU, fp32, 2 threads) as a
+reference's figures from bench/reference_timing_cpu.json (CPU, fp32, 2 threads) as a
 ratio (< 1: faster than the reference). CUDA is timed too when available (synchronised).
 
     PYTHONPATH=. python bench/bench_decoder.py [--threads 2] [--repeats 2] [--device cpu]
@@ -21,7 +21,7 @@ import torch
 from avatar_forcing_ros.core.config import official
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "parity" / "reference_timing_cpu.json"
+REFERENCE = Path(__file__).resolve().parent / "reference_timing_cpu.json"
 
 
 def _sync(device: torch.device) -> None:

@@ -1,7 +1,7 @@
 """Per-block generator time of the official-size flow transformer, random weights.
 
 Prints the first 50-frame window and the streaming 10-frame block times next to the reference's
-CPU anchor (../shared/parity/reference_timing_cpu.json: 0.75 s per streaming block, 1.60 s for
+CPU anchor (bench/reference_timing_cpu.json: 0.75 s per streaming block, 1.60 s for
 the first window, fp32, 2 threads) as ratios, and the process's peak RSS. Warm-up blocks are
 excluded. On CUDA (if available) the same blocks are timed with synchronisation.
 
@@ -29,7 +29,7 @@ from avatar_forcing_ros.core.flow_transformer import FlowTransformer
 from avatar_forcing_ros.core.sampler import branch_slots
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "parity" / "reference_timing_cpu.json"
+REFERENCE = Path(__file__).resolve().parent / "reference_timing_cpu.json"
 REFERENCE_BLOCK_S, REFERENCE_FIRST_S = 0.75, 1.60
 
 

@@ -3,7 +3,7 @@
     source scripts/env.sh
     python bench/bench_pipeline.py --duration 30                       # portable backend
     python bench/bench_pipeline.py --backend avatar_forcing \\
-        --checkpoint-dir ../shared/parity/tiny --portrait face.png     # neural (here: tiny weights)
+        --checkpoint-dir test/fixtures/parity/tiny --portrait face.png     # neural (here: tiny weights)
 
 Starts the pipeline's processes exactly as `avatar-forcing-launch` plans them (generator, renderer,
 audio_file_player with a spoken WAV made by espeak-ng; optional --video-source; no microphone,

@@ -14,6 +14,7 @@ import pytest
 from safetensors.torch import load_file
 
 from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
+from fixture_paths import PARITY_TINY
 
 
 @pytest.fixture(scope='session')
@@ -29,16 +30,15 @@ def pulseaudio_null_sink():
         yield sink, server.env
 
 
-PARITY_TINY = Path(__file__).resolve().parents[2] / 'shared' / 'parity' / 'tiny'
 
 
 @pytest.fixture(scope='session')
 def gold():
-    """The parity-tiny goldens (../shared/parity/tiny/goldens.safetensors), read once per run."""
+    """The parity-tiny goldens (test/fixtures/parity/tiny/goldens.safetensors), read once per run."""
     return load_file(str(PARITY_TINY / 'goldens.safetensors'))
 
 
 @pytest.fixture(scope='session')
 def inputs():
-    """The parity-tiny inputs (../shared/parity/tiny/inputs.safetensors), read once per run."""
+    """The parity-tiny inputs (test/fixtures/parity/tiny/inputs.safetensors), read once per run."""
     return load_file(str(PARITY_TINY / 'inputs.safetensors'))

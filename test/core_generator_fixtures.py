@@ -10,10 +10,8 @@ from safetensors.torch import load_file
 from avatar_forcing_ros.core.config import parity_tiny
 from avatar_forcing_ros.core.flow_transformer import FlowTransformer
 from avatar_forcing_ros.core.streaming import NoiseSource
+from fixture_paths import PARITY_TINY as TINY
 
-TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
-if not TINY.is_dir():
-    TINY = Path("/work/shared/parity/tiny")
 
 
 @functools.lru_cache(maxsize=None)

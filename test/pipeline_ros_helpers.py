@@ -12,9 +12,9 @@ from sensor_msgs.msg import Image
 
 from avatar_forcing_ros.conversions import array_to_audio_chunk, array_to_image
 from avatar_forcing_ros.msg import AudioChunk
+from fixture_paths import PARITY_TINY
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY_TINY = REPO.parent / "shared" / "parity" / "tiny"
 
 
 def stamp_ns(msg) -> int:

@@ -14,10 +14,8 @@ from avatar_forcing_ros.core.checkpoint import (CheckpointMismatchError, apply_w
                                                 load_weights_file, parameters_on_meta,
                                                 save_weights_file)
 from avatar_forcing_ros.core.config import official, parity_tiny
+from fixture_paths import OFFICIAL_MANIFEST, PARITY_TINY as TINY
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
-TINY = PARITY / "tiny"
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present")
 ATOL = 1e-4
 
 
@@ -77,7 +75,7 @@ def test_stays_in_eval_mode(enc):
 
 
 def test_official_size_names_match_manifest():
-    man = json.loads((PARITY / "full_manifest.json").read_text())["groups"]
+    man = json.loads(OFFICIAL_MANIFEST.read_text())["groups"]
     with parameters_on_meta():
         e = AudioEncoder(official(), Wav2Vec2Config())
     have = {"audio_encoder." + k: list(v.shape) for k, v in e.state_dict().items()}

@@ -9,9 +9,8 @@ from avatar_forcing_ros.core.audio_encoder import AudioEncoder, normalize_audio
 from avatar_forcing_ros.core.audio_window import (PrecomputedAudioFeatures,
                                                   SlidingWindowAudioEncoder)
 from avatar_forcing_ros.core.config import parity_tiny
+from fixture_paths import PARITY_TINY as TINY
 
-TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present")
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,10 @@ from avatar_forcing_ros.core.checkpoint import (CheckpointError, CheckpointMisma
                                                 parameters_on_meta, save_weights_file)
 from avatar_forcing_ros.core.config import parity_tiny
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
-
-TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
-needs_tiny = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present")
+from fixture_paths import PARITY_TINY as TINY
 
 
-@needs_tiny
+
 @pytest.mark.parametrize("name", ["motion_autoencoder", "flow_transformer"])
 def test_pth_and_safetensors_hold_the_same_tensors(name):
     a = load_weights_file(TINY / f"{name}.pth")
@@ -27,7 +25,6 @@ def test_pth_and_safetensors_hold_the_same_tensors(name):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@needs_tiny
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_loads_into_model_exactly(suffix):
     state = load_weights_file(TINY / f"motion_autoencoder{suffix}")
@@ -37,7 +34,6 @@ def test_loads_into_model_exactly(suffix):
         assert torch.equal(v, state["motion_autoencoder." + k]), k
 
 
-@needs_tiny
 def test_meta_model_takes_the_file_tensors_without_copy():
     state = load_weights_file(TINY / "motion_autoencoder.safetensors")
     state = {k: v for k, v in state.items() if not k.endswith("kernel")}   # constructors rebuild these
@@ -51,7 +47,6 @@ def test_meta_model_takes_the_file_tensors_without_copy():
     assert w.data_ptr() == state["motion_autoencoder.enc.fc.0.weight"].data_ptr()
 
 
-@needs_tiny
 def test_mismatch_names_missing_unexpected_and_misshaped_keys():
     state = dict(load_weights_file(TINY / "motion_autoencoder.pth"))
     state.pop("motion_autoencoder.enc.fc.0.weight")

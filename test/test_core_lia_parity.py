@@ -1,4 +1,4 @@
-"""LIA motion autoencoder against the parity-tiny goldens (../shared/parity/tiny)."""
+"""LIA motion autoencoder against the parity-tiny goldens (test/fixtures/parity/tiny)."""
 from pathlib import Path
 
 import pytest
@@ -8,9 +8,8 @@ from safetensors.torch import load_file
 from avatar_forcing_ros.core.checkpoint import apply_weights, load_weights_file
 from avatar_forcing_ros.core.config import parity_tiny
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
+from fixture_paths import PARITY_TINY as TINY
 
-TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present")
 ATOL = 1e-4
 
 

@@ -10,9 +10,8 @@ from avatar_forcing_ros.backends.avatar_forcing_renderer import (AvatarForcingRe
                                                                  load_motion_autoencoder)
 from avatar_forcing_ros.backends.base import FrameRenderer
 from avatar_forcing_ros.core.face_crop import to_uint8_images
+from fixture_paths import PARITY_TINY as TINY
 
-TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present")
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ import torch
 from avatar_forcing_ros.core.checkpoint import parameters_on_meta
 from avatar_forcing_ros.core.config import official, parity_tiny
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
+from fixture_paths import OFFICIAL_MANIFEST, PARITY_TINY
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "parity"
-pytestmark = pytest.mark.skipif(not PARITY.is_dir(), reason="parity fixtures not present")
 
 
 def test_official_size_matches_manifest_without_memory():
-    man = json.loads((PARITY / "full_manifest.json").read_text())["groups"]
+    man = json.loads(OFFICIAL_MANIFEST.read_text())["groups"]
     with parameters_on_meta():
         m = MotionAutoencoder(official())
     assert all(p.is_meta for p in m.parameters())
@@ -28,7 +27,7 @@ def test_official_size_matches_manifest_without_memory():
 
 
 def test_tiny_matches_weights_index():
-    index = json.loads((PARITY / "tiny" / "weights_index.json").read_text())
+    index = json.loads((PARITY_TINY / "weights_index.json").read_text())
     expected = {k: v["shape"] for k, v in index["files"]["motion_autoencoder.safetensors"].items()}
     have = {"motion_autoencoder." + k: list(v.shape)
             for k, v in MotionAutoencoder(parity_tiny()).state_dict().items()}

@@ -8,8 +8,8 @@ from avatar_forcing_ros.core.checkpoint import CheckpointMismatchError, load_wei
 from avatar_forcing_ros.core.model import AvatarForcing
 from avatar_forcing_ros.core.streaming import generate_clip
 from core_generator_fixtures import TINY, main_noise, tensors
+from fixture_paths import OFFICIAL_MANIFEST as MANIFEST
 
-MANIFEST = TINY.parent / "full_manifest.json"
 W2V = TINY / "wav2vec2"
 # The reference's 1024-entry RoPE tables are non-persistent buffers that this implementation
 # replaces by rotations computed per window (unbounded sessions); they are in no weight file.

@@ -1,5 +1,4 @@
 """Offline command: parity-tiny weights end to end to an MP4, and clear input errors."""
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,10 +9,8 @@ import soundfile as sf
 from skimage import data
 
 from avatar_forcing_ros.tools.offline import main
+from fixture_paths import PARITY_TINY as TINY
 
-TINY = Path(__file__).resolve().parents[2] / "shared" / "parity" / "tiny"
-pytestmark = [pytest.mark.skipif(not TINY.is_dir(), reason="parity fixtures not present"),
-              pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")]
 
 
 @pytest.fixture(scope="module")

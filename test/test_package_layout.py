@@ -56,3 +56,24 @@ def test_robot_requirements_pin_the_same_versions_without_ros_wheels():
     assert set(robot) == set(dev) - ros - {"numpy"}
     for name, line in robot.items():
         assert dev[name] == line, name
+
+
+def test_nothing_reads_outside_the_clone():
+    """A user's clone has no sibling folders: no test, benchmark, script or module may read one,
+    nor an absolute path of one machine (the fixtures live in test/fixtures/)."""
+    offenders = []
+    for folder in ("avatar_forcing_ros", "test", "bench", "scripts", "launch", "config"):
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix not in {".py", ".sh", ".yaml", ".xml"} or "fixtures" in path.parts:
+                continue
+            text = path.read_text(errors="replace")
+            for needle in ("../shared", "/work/", "'shared' / 'parity'", '"shared" / "parity"'):
+                if needle in text and path.name != "test_package_layout.py":
+                    offenders.append(f"{path.relative_to(REPO)}: {needle}")
+    assert not offenders, offenders
+
+
+def test_official_manifest_is_package_data():
+    manifest = REPO / "avatar_forcing_ros" / "core" / "official_manifest.json"
+    assert manifest.is_file()
+    assert "official_manifest.json" in (REPO / "setup.py").read_text()

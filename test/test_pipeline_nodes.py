@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-pytest.importorskip("rclpy")
+import rclpy  # noqa: F401,E402  (installed by the set-up: its absence fails, never skips)
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
@@ -18,11 +18,8 @@ PORTABLE = {"backend": "portable"}
 
 
 def _backends() -> list:
-    """The portable backend, and the neural tiny preset when the parity weights are present."""
-    missing = not (PARITY_TINY / "config.json").is_file()
-    return [pytest.param("portable", id="portable"),
-            pytest.param("avatar_forcing", id="neural-tiny",
-                         marks=pytest.mark.skipif(missing, reason=f"parity-tiny weights not found at {PARITY_TINY}"))]
+    """The portable backend and the neural tiny preset (weights in test/fixtures/parity/tiny)."""
+    return [pytest.param("portable", id="portable"), pytest.param("avatar_forcing", id="neural-tiny")]
 
 
 def _model_params(backend, tmp_path):

@@ -17,8 +17,8 @@ from avatar_forcing_ros.core.streaming import NoiseSource, generate_clip
 from avatar_forcing_ros.training.train import main as train_main
 from avatar_forcing_ros.training.synthetic import make_dataset
 from avatar_forcing_ros.training.trainable import TrainableModel
+from fixture_paths import PARITY_TINY as PARITY
 
-PARITY = Path("/work/shared/parity/tiny")
 TRAIN = ["--preset", "parity-tiny", "--threads", "1", "--no-progress", "--batch-size", "4", "--lr", "1e-3",
          "--warmup-steps", "3", "--val-every", "4", "--val-windows", "4", "--log-every", "2"]
 
@@ -49,7 +49,6 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(data: Path, tmp_path: Pa
     assert all(torch.equal(ta["ema"]["shadow"][k], tb["ema"]["shadow"][k]) for k in ta["ema"]["shadow"])
 
 
-@pytest.mark.skipif(not PARITY.is_dir(), reason="parity fixtures (motion autoencoder, wav2vec2) not available")
 @pytest.mark.parametrize("fmt", ["safetensors", "pth"])
 def test_trained_checkpoint_loads_in_the_inference_core(data: Path, tmp_path: Path, fmt: str) -> None:
     run = tmp_path / "run"

@@ -7,7 +7,6 @@ pipeline (pairing, resampling, encoders, report, resume), not the detector.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import torch
 from avatar_forcing_ros.core import face_crop
 from avatar_forcing_ros.training import preprocess
 from avatar_forcing_ros.training.dataset import load_sessions
+from fixture_paths import PARITY_TINY as PARITY
 
-PARITY = Path("/work/shared/parity/tiny")
-pytestmark = pytest.mark.skipif(not PARITY.is_dir(), reason="parity fixtures not available")
 
 
 def write_video(path: Path, frames: int, fps: float, blank: bool, seed: int) -> None:
@@ -84,7 +82,6 @@ def test_preprocess_converts_reports_and_resumes(videos: Path, tmp_path: Path, m
     assert [e["name"] for e in json.loads((out / "index.json").read_text())["sessions"]] == ["good"]
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed (scripts/setup.sh installs it)")
 def test_audio_comes_from_the_video_through_ffmpeg_without_a_side_wav(tmp_path: Path) -> None:
     video = tmp_path / "x_avatar.mp4"
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=30", "-f", "lavfi",

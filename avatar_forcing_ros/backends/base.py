@@ -6,7 +6,7 @@ ROS-free: the nodes convert messages to arrays and call these methods from a sin
 thread, never from a subscription callback (the one exception: `perceive_user_frame` runs on
 the generator's perception thread).
 
-Time model (../shared/DESIGN.md section 3): the session timeline starts at media time t0.
+Time model (README, "Time"): the session timeline starts at media time t0.
 Audio is placed on it by sample index (sample i sounds at t0 + i / sample_rate), frames by frame
 index (frame n is shown at t0 + n / fps). Data that never arrived for a stretch of the timeline
 is *absent* and becomes the model's null condition; data that arrived is used as it is, even

@@ -117,7 +117,7 @@ def official() -> AvatarForcingConfig:
 
 
 def parity_tiny() -> AvatarForcingConfig:
-    """The configuration of ../shared/parity/tiny (same topology, small sizes)."""
+    """The configuration of test/fixtures/parity/tiny (same topology, small sizes)."""
     return AvatarForcingConfig(
         input_size=64, dim_w=64, style_dim=64, dim_a=64, dim_h=64, num_heads=4,
         transformer_depth=2, channel_divisor=8,
