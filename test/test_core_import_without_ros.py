@@ -24,7 +24,7 @@ else:
     raise SystemExit("blocker failed: rclpy imported")
 
 import torch
-from avatar_forcing_ros.core import (config, flow_transformer, kv_cache, model, sampler, scheduler,
+from avatar_forcing_ros.core import (config, flow_transformer, kv_cache, model, noise_schedule, sampler,
                                      streaming)
 from avatar_forcing_ros.backends import avatar_forcing
 

@@ -5,7 +5,7 @@ import torch
 from avatar_forcing_ros.core.config import official, parity_tiny
 from avatar_forcing_ros.core.kv_cache import KVCache
 from avatar_forcing_ros.core.sampler import branch_conditions, branch_slots, guided_velocity
-from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
 
 
 def test_guidance_formula_and_dropped_branches():

@@ -4,7 +4,7 @@ from safetensors.torch import load_file
 
 from avatar_forcing_ros.core.flow_transformer import alignment_mask, lookahead_mask
 from avatar_forcing_ros.core.sampler import branch_conditions
-from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
 from core_generator_fixtures import TINY, tensors, tiny_transformer
 
 

@@ -11,7 +11,7 @@ from avatar_forcing_ros.pipeline.clock import SessionClock, origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget
 from avatar_forcing_ros.pipeline.latency_controller import LatencyController, QualityLevel, build_ladder
 from avatar_forcing_ros.pipeline.output_queue import OutputFrameQueue
-from avatar_forcing_ros.pipeline.scheduler import BlockScheduler, Decision, StartLead
+from avatar_forcing_ros.pipeline.block_scheduler import BlockScheduler, Decision, StartLead
 from avatar_forcing_ros.pipeline.staleness import StalenessTracker
 
 T0 = 1000.0

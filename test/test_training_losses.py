@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from avatar_forcing_ros.core.config import parity_tiny
-from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
 from avatar_forcing_ros.training.dataset import WindowDataset, load_sessions
 from avatar_forcing_ros.training.losses import (
     Conditions, NoiseLayout, dpo_objective, noised, per_sample_error, reference_weights, sample_dropout,

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from avatar_forcing_ros.core.scheduler import FlowMatchScheduler, StepPlan
+from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler, StepPlan
 
 UNCOND, AVATAR_AUDIO, USER = 0, 1, 2
 ALL_BRANCHES = (UNCOND, AVATAR_AUDIO, USER)

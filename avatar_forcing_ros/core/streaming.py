@@ -39,7 +39,7 @@ from avatar_forcing_ros.core.flow_transformer import (
     FlowTransformer, Rotation, alignment_mask, block_norm, lookahead_mask, modulate, token_rows)
 from avatar_forcing_ros.core.kv_cache import KVCache
 from avatar_forcing_ros.core.sampler import ALL_BRANCHES, branch_conditions, branch_slots, guided_euler
-from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
 
 StepObserver = Callable[[int, int, Tensor, Tensor], None]  # (block, step, x before, raw branch velocity)
 

@@ -25,7 +25,7 @@ from .generator_config import GeneratorConfig
 from .latency_controller import LatencyController
 from .output_queue import OutputFrame, OutputFrameQueue
 from .perception_thread import CameraFrame, PerceptionThread
-from .scheduler import BlockScheduler, Decision, StartLead
+from .block_scheduler import BlockScheduler, Decision, StartLead
 from .staleness import StalenessTracker
 
 LOG = logging.getLogger(__name__)

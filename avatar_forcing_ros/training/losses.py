@@ -1,6 +1,6 @@
 """Diffusion-forcing flow-matching loss, condition dropout, and the Diffusion-DPO objective.
 
-Convention (the inference scheduler's, core/scheduler.py): x_t = (1 - sigma) * x_0 + sigma * noise,
+Convention (the inference scheduler's, core/noise_schedule.py): x_t = (1 - sigma) * x_0 + sigma * noise,
 t = 1000 * sigma, the network predicts v = noise - x_0, and the Euler sampler steps
 x <- x + (sigma_next - sigma) * v from sigma = 1 to 0. A model trained on this target therefore
 samples correctly with `FlowMatchScheduler` and `guided_euler` unchanged.
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 TIMESTEP_WEIGHTING = ("reference", "none")

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from avatar_forcing_ros.core.config import AvatarForcingConfig
-from avatar_forcing_ros.core.scheduler import FlowMatchScheduler
+from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
 from avatar_forcing_ros.training.dataset import WindowDataset, load_sessions
 from avatar_forcing_ros.training.losses import flow_matching_loss, sample_dropout, sample_layout
 from avatar_forcing_ros.training.state import EMA, load_state, mark_latest, save_state, step_folder
