@@ -15,6 +15,8 @@ from avatar_forcing_ros.backends.base import FrameRenderer, GenerationSettings, 
 class FakeBackend(MotionBackend):
     latent_space = "test/fake_v1"
     latent_dim = 4
+    renderer = "pipeline_fakes:FakeRenderer"
+    nfe_range = (3, 100)
 
     def __init__(self, compute_s: float = 0.0):
         self.compute_s = compute_s

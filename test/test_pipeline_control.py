@@ -1,6 +1,10 @@
-"""The generator's latency controller and run-time parameters, over DDS (portable backend):
-an injected compute delay steps quality down with hold frames counted, removing it steps back
-up; parameter changes take effect; invalid values are rejected with a reason."""
+"""The generator's latency controller and run-time parameters, over DDS (the portable backend
+with an NFE ladder and an injected compute delay: test/delayed_backend.py): the delay steps
+quality down with hold frames counted, removing it steps back up; parameter changes take effect;
+invalid values are rejected with a reason."""
+import os
+from pathlib import Path
+
 import pytest
 
 import rclpy  # noqa: F401,E402  (installed by the set-up: its absence fails, never skips)
@@ -9,14 +13,20 @@ from rclpy.qos import QoSProfile  # noqa: E402
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent  # noqa: E402
 from pipeline_ros_helpers import LiveInputs, set_parameters  # noqa: E402
 from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa: E402
+from delayed_backend import DELAY_FILE_VARIABLE, set_delay  # noqa: E402
+
+TEST_DIR = Path(__file__).resolve().parent
 
 
-def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
+def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply(tmp_path):
     domain = unique_domain_id()
-    params = {"backend": "portable", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6,
-              "test_compute_delay_ms": 700.0}   # compute window 600 - 400 - 20 = 180 ms; a block takes
-    # longer than its 400 ms of media, so no early start can save it: every block is late
-    with NodeProcess("generator", ros_env(domain), params) as gen, Listener(domain) as lis:
+    delay_file = tmp_path / "delay_ms"
+    set_delay(delay_file, 700.0)    # compute window 600 - 400 - 20 = 180 ms; a block takes longer
+    # than its 400 ms of media, so no early start can save it: every block is late
+    env = ros_env(domain, {DELAY_FILE_VARIABLE: str(delay_file),
+                           "PYTHONPATH": os.pathsep.join([str(TEST_DIR), os.environ.get("PYTHONPATH", "")])})
+    params = {"backend": "delayed_backend:DelayedBackend", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6}
+    with NodeProcess("generator", env, params) as gen, Listener(domain) as lis:
         latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100))
         statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10)
         LiveInputs(lis.node)
@@ -32,7 +42,7 @@ def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
         assert lis.spin_until(lambda: status().frames_published >= published + 50, 5)
         assert status().hold_frames >= holds
         # remove the delay: back up to full quality (one rung per 3 good blocks)
-        assert set_parameters(lis, "generator", test_compute_delay_ms=0.0)[0].successful
+        set_delay(delay_file, 0.0)
         # it climbs again (one rung per 3 good blocks) once the backlog is generated. An occasional
         # late block on a loaded test machine can step it down again, so the climb is asserted, not
         # the return to the top rung.
@@ -48,7 +58,8 @@ def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
         assert lis.spin_until(lambda: abs(status().last_latency_ms - 900.0) < 60.0, 5), status()
         # invalid values are rejected with a reason, and change nothing
         cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 300.0}, "400 ms of media"),
-                 ({"nfe": 0}, ""), ({"backend": "avatar_forcing"}, "read-only")]
+                 ({"nfe": 0}, ""), ({"nfe_min": 2}, ""), ({"backend": "avatar_forcing"}, "read-only"),
+                 ({"test_compute_delay_ms": 0.0}, "")]   # no test hook among the node's parameters
         for values, reason in cases:
             (result,) = set_parameters(lis, "generator", **values)
             assert not result.successful and reason in result.reason, (values, result.reason)

@@ -50,15 +50,15 @@ def test_core_publishes_consecutive_frames_and_places_inputs():
 
 def test_compute_delay_steps_quality_down_then_back_up():
     events = []
-    core = GeneratorCore(FakeBackend(), GeneratorConfig(latency_budget_ms=600, nfe=10, nfe_min=6,
-                                                        test_compute_delay_ms=250),
+    backend = FakeBackend(compute_s=0.25)
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=600, nfe=10, nfe_min=6),
                          on_event=events.append)
     core.start()
     _run(core, 3.0)                    # window = 600 - 20 - 480 - 10 = 90 ms < 250 ms
     low = core.snapshot()
     assert (low.nfe, low.guidance_branches) == (6, 1)
     assert low.hold_frames > 0 and low.late_blocks > 0
-    core.set_test_compute_delay(0)
+    backend.compute_s = 0.0
     _run(core, 8.0)
     high = core.snapshot()
     core.stop()

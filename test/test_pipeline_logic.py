@@ -8,7 +8,7 @@ import pytest
 from avatar_forcing_ros.backends.base import MotionBlock
 from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
 from avatar_forcing_ros.pipeline.clock import SessionClock, origin_on_ticks
-from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget
+from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget, check_nfe
 from avatar_forcing_ros.pipeline.latency_controller import LatencyController, QualityLevel, build_ladder
 from avatar_forcing_ros.pipeline.output_queue import OutputFrameQueue
 from avatar_forcing_ros.pipeline.block_scheduler import BlockScheduler, Decision, StartLead
@@ -137,11 +137,14 @@ def test_output_queue_holds_marks_and_counts():
     assert q.depth() == 9 and q.pop().latent[0] == 11
 
 
+NFE = dict(nfe_range=(3, 100), cost=lambda nfe, branches: float(nfe * branches))
+
+
 def test_ladder_and_controller_step_down_then_up_with_hysteresis():
-    assert build_ladder(10, 4, 2) == [QualityLevel(10, 3), QualityLevel(8, 3), QualityLevel(6, 3),
+    assert build_ladder(10, 4, 2, (3, 100)) == [QualityLevel(10, 3), QualityLevel(8, 3), QualityLevel(6, 3),
                                       QualityLevel(4, 3), QualityLevel(4, 2), QualityLevel(4, 1)]
-    assert [lv.nfe for lv in build_ladder(10, 5, 3)] == [10, 7, 5, 5, 5]
-    c = LatencyController(10, 4, 2, up_fraction=0.6, up_patience=3)
+    assert [lv.nfe for lv in build_ladder(10, 5, 3, (3, 100))] == [10, 7, 5, 5, 5]
+    c = LatencyController(10, 4, 2, **NFE, up_fraction=0.6, up_patience=3)
     window = 0.3
     events = [c.update(0.5, window, finished_late=False) for _ in range(7)]
     assert sum(e is not None for e in events) == 5           # every change reported once
@@ -154,12 +157,12 @@ def test_ladder_and_controller_step_down_then_up_with_hysteresis():
         c.update(0.01, window, False)
     assert c.level == QualityLevel(10, 3)
     # a compute that would not fit at the next rung does not step up
-    c2 = LatencyController(10, 4, 2, up_patience=1)
+    c2 = LatencyController(10, 4, 2, **NFE, up_patience=1)
     c2.update(1.0, window, False)
     assert c2.level.nfe == 8 and c2.update(0.17, window, False) is None   # 0.17*10/8 > 0.6*0.3
     assert c2.update(0.05, window, finished_late=True) is not None and c2.level.nfe == 6
     with pytest.raises(ValueError):
-        LatencyController(4, 6)
+        LatencyController(4, 6, 2, **NFE)
 
 
 def test_bounded_queue_drops_oldest_and_closes():
@@ -175,7 +178,10 @@ def test_bounded_queue_drops_oldest_and_closes():
 def test_generator_config_validation():
     GeneratorConfig().validate()
     with pytest.raises(ValueError, match="nfe_min"):
-        GeneratorConfig(nfe=3, nfe_min=4).validate()
+        check_nfe(3, 4, (3, 100))
+    with pytest.raises(ValueError, match=r"need 3 <= nfe_min .*backend's NFE range"):
+        check_nfe(4, 2, (3, 100))
+    check_nfe(3, 4, None)          # a backend without NFE ignores both
     with pytest.raises(ValueError, match="dtype"):
         GeneratorConfig(dtype="int8").validate()
     with pytest.raises(ValueError, match="camera_timeout_s"):

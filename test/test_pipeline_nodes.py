@@ -107,10 +107,12 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
         assert stamp_ns(m) == t0 + m.frame_index * FRAME_NS and m.latent_space == msgs[0].latent_space
 
 
-def test_invalid_start_up_parameters_fail_fast():
+def test_invalid_start_up_parameters_fail_fast(tmp_path):
     env = ros_env(unique_domain_id())
+    neural = _model_params("avatar_forcing", tmp_path)
     cases = [("generator", {**PORTABLE, "dtype": "int8"}, "dtype must be one of"),
-             ("generator", {**PORTABLE, "nfe": 4, "nfe_min": 6}, "nfe_min"),
+             ("generator", {**neural, "nfe": 4, "nfe_min": 6}, "nfe_min"),
+             ("generator", {**neural, "nfe": 4, "nfe_min": 2}, "nfe_min"),   # below the sampler's floor
              ("generator", {**PORTABLE, "latency_budget_ms": 300.0}, "400 ms of media"),
              ("generator", {"backend": "nope"}, "unknown backend 'nope'"),
              ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "cannot read portrait")]

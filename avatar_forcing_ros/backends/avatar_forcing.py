@@ -22,6 +22,7 @@ import torch
 from ..core.audio_window import DEFAULT_WINDOW_S, SlidingWindowAudioEncoder
 from ..core.face_crop import FaceDetector, apply_crop, center_square, crop_portrait, square_crop, to_model_input
 from ..core.model import AvatarForcing
+from ..core.noise_schedule import MIN_NFE
 from ..core.streaming import NoiseSource, StreamingGenerator
 from .base import GenerationSettings, MotionBackend, MotionBlock
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LATENT_SPACE = "avatar_forcing/lia_motion"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MAX_NFE = 100     # the reference uses 10; more only costs time
 
 
 class AvatarForcingBackend(MotionBackend):
@@ -38,6 +40,7 @@ class AvatarForcingBackend(MotionBackend):
     # A streaming block uses conditions up to its own last frame (window [10k-2, 10k+10)),
     # so nothing past the block's end is waited for.
     lookahead_frames = 0
+    nfe_range = (MIN_NFE, MAX_NFE)
 
     def __init__(self, model: AvatarForcing, identity: torch.Tensor | None = None, seed: int = 0,
                  audio_window_s: float = DEFAULT_WINDOW_S, crop_user_frames: bool = True) -> None:
@@ -65,6 +68,10 @@ class AvatarForcingBackend(MotionBackend):
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         model = AvatarForcing.from_pretrained(Path(checkpoint_dir), Path(wav2vec2_dir), device, _DTYPES[dtype])
         return cls(model, seed=seed)
+
+    def block_cost(self, nfe: int, guidance_branches: int) -> float:
+        """Transformer passes per block: (nfe - 2) x branches denoising + the cache update."""
+        return float(StreamingGenerator.branch_passes(nfe, guidance_branches))
 
     # -- identity -------------------------------------------------------------------------------
     def set_identity(self, identity: torch.Tensor | np.ndarray) -> None:

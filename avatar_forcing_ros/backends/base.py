@@ -54,6 +54,19 @@ class MotionBackend(abc.ABC):
     block_frames: int = 10           # frames per block
     lookahead_frames: int = 2        # condition frames needed past a block's end
     sample_rate: int = 16000         # audio sample rate the backend expects
+    # Out-of-tree backends loaded as 'module:Class': 'module:Class' of the FrameRenderer that
+    # draws their latents (backends/registry.py; the built-in backends are in its table).
+    renderer: str = ""
+    # The NFE values `generate_block` accepts, (lowest, highest): the one source of the bounds of
+    # the generator's `nfe`/`nfe_min` and of its latency controller's ladder. None: the backend has
+    # no NFE and no guidance branches (GenerationSettings.nfe/guidance_branches are ignored), so
+    # the controller has nothing to trade and never changes a setting.
+    nfe_range: tuple[int, int] | None = None
+
+    def block_cost(self, nfe: int, guidance_branches: int) -> float:
+        """Relative compute time of one block at these settings; the latency controller predicts
+        the next rung's compute by this ratio. Default: proportional to NFE x branches."""
+        return float(nfe * guidance_branches)
 
     @abc.abstractmethod
     def push_avatar_audio(self, samples: np.ndarray, start_sample: int) -> None:

@@ -1,14 +1,15 @@
-"""Backend names -> factories of the MotionBackend (generator side) and FrameRenderer (renderer side).
+"""Backend names -> the MotionBackend (generator side) and the FrameRenderer (renderer side).
 
-Imports are lazy so the portable path never imports torch/the neural model and the neural path
-never imports the portable perception stack. Besides the built-in names, a 'package.module:Class'
-spec loads any class that has a `from_options(**options)` classmethod (used by tests and by
-out-of-tree backends).
+An explicit table names each built-in backend's two classes as 'module:Class'; both have a
+`from_options(**options)` classmethod taking BackendOptions' fields. Imports are lazy, so the
+portable path never imports torch/the neural model and the neural path never imports the
+portable perception stack. Besides the built-in names, a 'package.module:Class' spec loads any
+MotionBackend class with `from_options`; its renderer is the one its `renderer` attribute names
+(used by tests and by out-of-tree backends).
 """
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -28,40 +29,19 @@ class BackendOptions:
     output_size: int = 512       # renderer: side of the output images (pixels)
 
 
-def _portable_backend(options: BackendOptions) -> MotionBackend:
-    from ..portable.behaviour import PortableBackend
-    from ..portable.behaviour_rules import BehaviourParams
-    return PortableBackend(BehaviourParams(seed=options.seed))   # rule-based: no checkpoint or device
+@dataclass(frozen=True)
+class _Classes:
+    backend: str     # 'module:Class' of the MotionBackend
+    renderer: str    # 'module:Class' of the FrameRenderer that draws its latents
 
 
-def _portable_renderer(options: BackendOptions) -> FrameRenderer:
-    from ..portable.mesh_renderer import PortableRenderer, RendererConfig
-    return PortableRenderer(RendererConfig(output_size=options.output_size))
-
-
-def _neural_backend(options: BackendOptions) -> MotionBackend:
-    from .avatar_forcing import AvatarForcingBackend
-    return _from_options(AvatarForcingBackend, options)
-
-
-def _neural_renderer(options: BackendOptions) -> FrameRenderer:
-    from .avatar_forcing_renderer import AvatarForcingRenderer
-    return _from_options(AvatarForcingRenderer, options)
-
-
-_BACKENDS: dict[str, Callable[[BackendOptions], MotionBackend]] = {
-    "portable": _portable_backend,
-    "avatar_forcing": _neural_backend,
+_BUILT_IN: dict[str, _Classes] = {
+    "portable": _Classes("avatar_forcing_ros.portable.behaviour:PortableBackend",
+                         "avatar_forcing_ros.portable.mesh_renderer:PortableRenderer"),
+    "avatar_forcing": _Classes("avatar_forcing_ros.backends.avatar_forcing:AvatarForcingBackend",
+                               "avatar_forcing_ros.backends.avatar_forcing_renderer:AvatarForcingRenderer"),
 }
-_RENDERERS: dict[str, Callable[[BackendOptions], FrameRenderer]] = {
-    "portable": _portable_renderer,
-    "avatar_forcing": _neural_renderer,
-}
-BACKEND_NAMES = tuple(_BACKENDS)
-
-
-def _from_options(cls: type, options: BackendOptions):
-    return cls.from_options(**asdict(options))
+BACKEND_NAMES = tuple(_BUILT_IN)
 
 
 def _load_spec(spec: str) -> type:
@@ -74,26 +54,34 @@ def _load_spec(spec: str) -> type:
 
 def check_backend_name(name: str) -> None:
     """ValueError unless `name` is a built-in backend or a 'module:Class' spec."""
-    if name not in _BACKENDS and ":" not in name:
+    if name not in _BUILT_IN and ":" not in name:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} "
                          "(or give 'package.module:Class')")
 
 
+def backend_class(name: str) -> type[MotionBackend]:
+    """The MotionBackend class called `name`, imported but not built (e.g. for its nfe_range)."""
+    check_backend_name(name)
+    return _load_spec(_BUILT_IN[name].backend if name in _BUILT_IN else name)
+
+
 def create_backend(name: str, options: BackendOptions) -> MotionBackend:
     """Build the motion backend called `name` (may load checkpoints: call once, at start-up)."""
-    check_backend_name(name)
-    if name in _BACKENDS:
-        return _BACKENDS[name](options)
-    return _from_options(_load_spec(name), options)
+    return backend_class(name).from_options(**asdict(options))
 
 
 def create_renderer(name: str, options: BackendOptions) -> FrameRenderer:
-    """Build the frame renderer matching backend `name`."""
+    """Build the frame renderer matching backend `name`: the table's, or for a 'module:Class'
+    backend the class its `renderer` attribute names ('module:Class')."""
     check_backend_name(name)
-    if name in _RENDERERS:
-        return _RENDERERS[name](options)
-    spec = name.replace("Backend", "Renderer")   # 'mod:FooBackend' pairs with 'mod:FooRenderer'
-    return _from_options(_load_spec(spec), options)
+    if name in _BUILT_IN:
+        spec = _BUILT_IN[name].renderer
+    else:
+        spec = getattr(_load_spec(name), "renderer", "")
+        if not spec:
+            raise ValueError(f"backend class {name!r} names no renderer: give it a 'renderer' "
+                             "attribute ('module:Class' of its FrameRenderer)")
+    return _load_spec(spec).from_options(**asdict(options))
 
 
 def default_portrait(name: str) -> np.ndarray | None:

@@ -14,6 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# The step list linspace(1000, 0, nfe - 1) needs two entries: a start and the final t = 0.
+MIN_NFE = 3
+
 
 @dataclass(frozen=True)
 class StepPlan:
@@ -52,11 +55,17 @@ class FlowMatchScheduler:
 
     def plan(self, nfe: int) -> StepPlan:
         """Step list linspace(num_train_timesteps, 0, nfe - 1) as the reference builds it."""
-        if nfe < 3:
-            raise ValueError(f"nfe must be >= 3 (the step list has nfe-1 entries ending at 0), got {nfe}")
+        self.denoising_steps(nfe)               # refuses nfe < MIN_NFE
         steps = torch.tensor(np.linspace(self.num_train_timesteps, 0, nfe - 1).tolist(), dtype=torch.float32)
         index, sigmas = self.sigma_lookup(steps)
         return StepPlan(timesteps=steps, sigma_index=index, sigmas=sigmas)
+
+    @staticmethod
+    def denoising_steps(nfe: int) -> int:
+        """Denoising forwards of `plan(nfe)` (its `num_updates`), without building the plan."""
+        if nfe < MIN_NFE:
+            raise ValueError(f"nfe must be >= {MIN_NFE} (the step list has nfe-1 entries ending at 0), got {nfe}")
+        return nfe - 2
 
     @staticmethod
     def euler_step(x: Tensor, v: Tensor, sigma: float, sigma_next: float) -> Tensor:

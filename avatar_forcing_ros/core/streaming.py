@@ -263,6 +263,14 @@ class StreamingGenerator:
             self._tables[key] = (mod[per_token], final[per_token], mod[steps])
         return self._tables[key]
 
+    @staticmethod
+    def branch_passes(nfe: int, guidance_branches: int) -> int:
+        """Transformer passes (one branch over one window each) that a block runs: nfe - 2
+        denoising steps of `guidance_branches` branches (the step list's last entry, t = 0 to
+        t = 0, is skipped), then the cache update at t = 0, which always runs all branches.
+        The latency controller scales compute times by it."""
+        return FlowMatchScheduler.denoising_steps(nfe) * guidance_branches + len(ALL_BRANCHES)
+
     def _run_window(self, start: int, x: Tensor, n_context: int, nfe: int, branches: int,
                     a_scale: float, u_scale: float) -> Tensor:
         """Denoise window tokens x (1, n, dim_w) for frames [start, start+n), then update the cache.

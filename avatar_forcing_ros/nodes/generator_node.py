@@ -21,8 +21,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from avatar_forcing_ros.backends.base import MotionBackend, MotionBlock
-from avatar_forcing_ros.backends.registry import (BackendOptions, check_backend_name, create_backend,
-                                                   default_portrait, load_portrait)
+from avatar_forcing_ros.backends.registry import (BackendOptions, backend_class, check_backend_name,
+                                                   create_backend, default_portrait, load_portrait)
 from avatar_forcing_ros.conversions import (MalformedMessageError, audio_chunk_to_array, image_to_array,
                                             make_header, stamp_to_seconds)
 from avatar_forcing_ros.msg import AudioChunk, GeneratorStatus, MotionLatent
@@ -34,11 +34,21 @@ from avatar_forcing_ros.pipeline.generator_config import (GeneratorConfig, check
 from avatar_forcing_ros.pipeline.generator_core import (AVATAR_AUDIO, CAMERA, MAX_STAMP_SKEW_S, USER_AUDIO,
                                                         GeneratorCore)
 
-RUNTIME_PARAMETERS = ("nfe", "nfe_min", "avatar_audio_guidance", "user_guidance", "latency_budget_ms",
-                      "test_compute_delay_ms")
+RUNTIME_PARAMETERS = ("nfe", "nfe_min", "avatar_audio_guidance", "user_guidance", "latency_budget_ms")
+# A backend without NFE ignores nfe/nfe_min; their declared range then only keeps them sane.
+NO_NFE_RANGE = (1, 100)
 TOPIC_PARAMETERS = {"camera_topic": "image", "user_audio_topic": "user/audio",
                     "avatar_audio_topic": "avatar/audio", "motion_topic": "avatar/motion",
                     "user_motion_topic": "user/motion", "status_topic": "avatar/generator_status"}
+
+
+def _nfe_range(backend: str) -> tuple[int, int] | None:
+    """The NFE bounds of backend class `backend` (the parameters' ranges); None when it has no NFE
+    or cannot be loaded (start-up then fails on building it, naming the cause)."""
+    try:
+        return backend_class(backend).nfe_range
+    except ValueError:
+        return None
 
 
 class GeneratorNode(Node):
@@ -48,6 +58,7 @@ class GeneratorNode(Node):
         try:
             self.config = read_config(self, GeneratorConfig)
             self._backend = b = self._create_backend(self.config)
+            check_nfe(self.config.nfe, self.config.nfe_min, b.nfe_range)
             check_latency_budget(self.config.latency_budget_ms, b.block_frames, b.lookahead_frames, b.fps)
         except ValueError as error:   # includes ConfigError; backends raise ValueError on bad files
             raise ConfigError(str(error)) from error
@@ -91,8 +102,8 @@ class GeneratorNode(Node):
     def _declare_parameters(self) -> None:
         ro = dict(read_only=True)
         p = self.declare_parameter
-        p("backend", "portable", describe("Motion backend: 'portable' (CPU, no download) or "
-                                          "'avatar_forcing' (neural; needs checkpoint_dir)", **ro))
+        backend = p("backend", "portable", describe("Motion backend: 'portable' (CPU, no download) or "
+                                                    "'avatar_forcing' (neural; needs checkpoint_dir)", **ro))
         p("checkpoint_dir", "", describe("Neural backend: directory with flow_transformer/motion_autoencoder "
                                          "checkpoints and config.json", **ro))
         p("wav2vec2_dir", "", describe("Neural backend: local wav2vec2-base-960h directory "
@@ -102,10 +113,14 @@ class GeneratorNode(Node):
         p("device", "cpu", describe("Torch device for the neural backend: cpu, cuda, cuda:N", **ro))
         p("dtype", "float32", describe("Neural backend precision", constraints="float32|float16|bfloat16", **ro))
         p("seed", 0, describe("Noise seed of the generator", int_range=(0, 2**31 - 1), **ro))
-        p("nfe", 10, describe("Function evaluations per block at full quality (run-time settable)",
-                              int_range=(1, 100)))
-        p("nfe_min", 4, describe("Lowest NFE the latency controller may use (run-time settable)",
-                                 int_range=(1, 100)))
+        nfe_range = _nfe_range(backend.value)
+        bound = ("the range is the backend's NFE range" if nfe_range else
+                 f"backend '{backend.value}' has no NFE and ignores it (the range is only a sanity bound)")
+        nfe_range = nfe_range or NO_NFE_RANGE
+        p("nfe", 10, describe(f"Function evaluations per block at full quality (run-time settable); {bound}",
+                              int_range=nfe_range))
+        p("nfe_min", 4, describe(f"Lowest NFE the latency controller may use (run-time settable); {bound}",
+                                 int_range=nfe_range))
         p("nfe_step", 2, describe("NFE removed per latency-controller step", int_range=(1, 50), **ro))
         p("avatar_audio_guidance", 2.0, describe("Guidance scale of the avatar-audio branch",
                                                  float_range=(0.0, 20.0)))
@@ -123,9 +138,6 @@ class GeneratorNode(Node):
         p("use_avatar_audio", True, describe("Subscribe to the avatar's speech audio", **ro))
         p("input_queue_size", 256, describe("Bounded callback->worker queue (messages); oldest dropped "
                                             "when full", int_range=(1, 100000), **ro))
-        p("test_compute_delay_ms", 0.0, describe(
-            "TEST ONLY: artificial delay added to every block's compute, to exercise the latency "
-            "controller and hold frames; keep 0 in production", float_range=(0.0, 10000.0)))
         for name, default in TOPIC_PARAMETERS.items():
             p(name, default, describe(f"Topic name (relative, so namespaces apply); default '{default}'", **ro))
 
@@ -259,7 +271,7 @@ class GeneratorNode(Node):
         merged = {**current, **{k: v for k, v in new.items() if k in current}}
         b = self._backend
         try:
-            check_nfe(merged["nfe"], merged["nfe_min"])
+            check_nfe(merged["nfe"], merged["nfe_min"], b.nfe_range)
             check_guidance("avatar_audio_guidance", merged["avatar_audio_guidance"])
             check_guidance("user_guidance", merged["user_guidance"])
             check_latency_budget(merged["latency_budget_ms"], b.block_frames, b.lookahead_frames, b.fps)
@@ -276,8 +288,6 @@ class GeneratorNode(Node):
             self.core.set_guidance(get("avatar_audio_guidance"), get("user_guidance"))
         if "latency_budget_ms" in names:
             self.core.set_latency_budget(get("latency_budget_ms"))
-        if "test_compute_delay_ms" in names:
-            self.core.set_test_compute_delay(get("test_compute_delay_ms"))
         changed = ", ".join(f"{p.name}={p.value}" for p in parameters)
         self.get_logger().info(f"parameters changed: {changed}")
 

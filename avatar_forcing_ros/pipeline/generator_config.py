@@ -17,7 +17,7 @@ class GeneratorConfig:
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
-    nfe: int = 10                          # NFE at full quality
+    nfe: int = 10                          # NFE at full quality (within the backend's nfe_range)
     nfe_min: int = 4                       # the controller never goes below this
     nfe_step: int = 2                      # NFE removed per controller step
     avatar_audio_guidance: float = 2.0
@@ -30,15 +30,14 @@ class GeneratorConfig:
     use_user_audio: bool = True
     use_avatar_audio: bool = True
     input_queue_size: int = 256            # bounded callback -> worker queue (messages)
-    test_compute_delay_ms: float = 0.0     # TEST ONLY: sleep added to every block's compute
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad setting (architecture-independent checks)."""
+        """Raise ValueError naming the first bad setting (backend-independent checks: NFE bounds
+        are the backend's, checked by `check_nfe` once it is known)."""
         if not self.backend:
             raise ValueError("backend must name a backend, e.g. 'portable' or 'avatar_forcing'")
         if self.dtype not in VALID_DTYPES:
             raise ValueError(f"dtype must be one of {VALID_DTYPES}, got {self.dtype!r}")
-        check_nfe(self.nfe, self.nfe_min)
         if self.nfe_step < 1:
             raise ValueError(f"nfe_step must be >= 1, got {self.nfe_step}")
         check_guidance("avatar_audio_guidance", self.avatar_audio_guidance)
@@ -48,13 +47,17 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.input_queue_size < 1:
             raise ValueError(f"input_queue_size must be >= 1, got {self.input_queue_size}")
-        if self.test_compute_delay_ms < 0:
-            raise ValueError(f"test_compute_delay_ms must be >= 0, got {self.test_compute_delay_ms}")
 
 
-def check_nfe(nfe: int, nfe_min: int) -> None:
-    if not 1 <= nfe_min <= nfe <= 100:
-        raise ValueError(f"need 1 <= nfe_min <= nfe <= 100, got nfe={nfe}, nfe_min={nfe_min}")
+def check_nfe(nfe: int, nfe_min: int, nfe_range: tuple[int, int] | None) -> None:
+    """ValueError unless lowest <= nfe_min <= nfe <= highest of the backend's `nfe_range`
+    (MotionBackend.nfe_range); a backend without NFE (None) ignores both values."""
+    if nfe_range is None:
+        return
+    low, high = nfe_range
+    if not low <= nfe_min <= nfe <= high:
+        raise ValueError(f"need {low} <= nfe_min <= nfe <= {high} (the backend's NFE range), "
+                         f"got nfe={nfe}, nfe_min={nfe_min}")
 
 
 def check_guidance(name: str, scale: float) -> None:

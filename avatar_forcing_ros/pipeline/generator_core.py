@@ -102,10 +102,10 @@ class GeneratorCore:
         self._tracker.add(USER_AUDIO, config.user_audio_timeout_s, config.use_user_audio)
         self._tracker.add(AVATAR_AUDIO, config.avatar_audio_timeout_s, config.use_avatar_audio)
         self._lock = threading.Lock()   # guards tracker, settings, counters
-        self._controller = LatencyController(config.nfe, config.nfe_min, config.nfe_step)
+        self._controller = LatencyController(config.nfe, config.nfe_min, config.nfe_step,
+                                             nfe_range=backend.nfe_range, cost=backend.block_cost)
         self._scales = (config.avatar_audio_guidance, config.user_guidance)
         self._budget_ms = config.latency_budget_ms
-        self._test_delay_s = config.test_compute_delay_ms / 1e3
         self._queue = OutputFrameQueue(backend.latent_dim, backend.block_frames)
         self._perception = PerceptionThread(self._perceive)
         self._clock: SessionClock | None = None
@@ -234,11 +234,6 @@ class GeneratorCore:
             if self._scheduler is not None:
                 self._scheduler.latency_budget_s = budget_ms / 1e3
 
-    def set_test_compute_delay(self, delay_ms: float) -> None:
-        """TEST ONLY: inject an artificial compute delay into every following block."""
-        with self._lock:
-            self._test_delay_s = delay_ms / 1e3
-
     # ---- status --------------------------------------------------------------------------
     def snapshot(self, end_period: bool = True) -> GeneratorSnapshot:
         """Counters and ages now; `end_period` restarts the mean-compute period."""
@@ -327,11 +322,8 @@ class GeneratorCore:
         with self._lock:
             level = self._controller.level
             settings = GenerationSettings(level.nfe, self._scales[0], self._scales[1], level.guidance_branches)
-            delay = self._test_delay_s
         start = self._now()
         result = self._backend.generate_block(block_index, settings)
-        if delay > 0:
-            time.sleep(delay)
         finish = self._now()
         compute = finish - start
         self._queue.push_block(result)

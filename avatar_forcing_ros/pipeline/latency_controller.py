@@ -5,12 +5,22 @@ with all 3 guidance branches, then guidance branches 3 -> 2 -> 1 at `nfe_min`. A
 the controller compares its compute time with the compute window (latency budget minus the
 time the block's conditions take to arrive): a block that overran the window, or finished after
 its first frame was due, steps one rung down. It steps one rung up only after `up_patience`
-consecutive blocks whose compute, scaled to the next rung's cost (NFE x branches), would still
-fit in `up_fraction` of the window. Every change is returned once as a message for the log.
+consecutive blocks whose compute, scaled to the next rung's cost (the backend's `block_cost`),
+would still fit in `up_fraction` of the window. Every change is returned once as a message for
+the log.
+
+The NFE bounds are the backend's (`MotionBackend.nfe_range`), so no rung is a setting the
+backend refuses. A backend without NFE gets a one-rung ladder (0 NFE, 0 branches): nothing to
+trade, no change, no message.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from .generator_config import check_nfe
+
+Cost = Callable[[int, int], float]     # (nfe, guidance_branches) -> relative compute time
 
 
 @dataclass(frozen=True)
@@ -18,18 +28,19 @@ class QualityLevel:
     nfe: int
     guidance_branches: int
 
-    @property
-    def cost(self) -> int:
-        """Relative compute cost: transformer rows evaluated per block."""
-        return self.nfe * self.guidance_branches
+
+NO_QUALITY_LEVELS = QualityLevel(0, 0)   # the one rung of a backend without NFE
 
 
-def build_ladder(nfe_max: int, nfe_min: int, nfe_step: int) -> list[QualityLevel]:
-    """Rungs best-first: NFE steps at 3 branches, then 2 and 1 branch at `nfe_min`."""
-    if not 1 <= nfe_min <= nfe_max:
-        raise ValueError(f"need 1 <= nfe_min <= nfe, got nfe_min={nfe_min}, nfe={nfe_max}")
+def build_ladder(nfe_max: int, nfe_min: int, nfe_step: int,
+                 nfe_range: tuple[int, int] | None) -> list[QualityLevel]:
+    """Rungs best-first: NFE steps at 3 branches, then 2 and 1 branch at `nfe_min`; every rung
+    inside the backend's `nfe_range` (ValueError otherwise)."""
     if nfe_step < 1:
         raise ValueError(f"nfe_step must be >= 1, got {nfe_step}")
+    if nfe_range is None:
+        return [NO_QUALITY_LEVELS]
+    check_nfe(nfe_max, nfe_min, nfe_range)
     nfes = list(range(nfe_max, nfe_min, -nfe_step)) + [nfe_min]
     return [QualityLevel(n, 3) for n in nfes] + [QualityLevel(nfe_min, 2), QualityLevel(nfe_min, 1)]
 
@@ -37,14 +48,17 @@ def build_ladder(nfe_max: int, nfe_min: int, nfe_step: int) -> list[QualityLevel
 class LatencyController:
     """Chooses the quality level of the next block from the compute times of past blocks."""
 
-    def __init__(self, nfe_max: int, nfe_min: int, nfe_step: int = 2,
-                 up_fraction: float = 0.6, up_patience: int = 3):
+    def __init__(self, nfe_max: int, nfe_min: int, nfe_step: int, *, nfe_range: tuple[int, int] | None,
+                 cost: Cost, up_fraction: float = 0.6, up_patience: int = 3):
+        """`nfe_range` and `cost`: the backend's `nfe_range` and `block_cost`."""
         if not 0.0 < up_fraction < 1.0 or up_patience < 1:
             raise ValueError("up_fraction must be in (0, 1) and up_patience >= 1")
         self._nfe_step = nfe_step
+        self._nfe_range = nfe_range
+        self._cost = cost
         self._up_fraction = up_fraction
         self._up_patience = up_patience
-        self._ladder = build_ladder(nfe_max, nfe_min, nfe_step)
+        self._ladder = build_ladder(nfe_max, nfe_min, nfe_step, nfe_range)
         self._rung = 0
         self._good_blocks = 0
 
@@ -55,7 +69,7 @@ class LatencyController:
     def set_nfe_range(self, nfe_max: int, nfe_min: int) -> str | None:
         """Run-time change of the NFE range; restarts at the top of the new ladder."""
         old = self.level
-        self._ladder = build_ladder(nfe_max, nfe_min, self._nfe_step)
+        self._ladder = build_ladder(nfe_max, nfe_min, self._nfe_step, self._nfe_range)
         self._rung = 0
         self._good_blocks = 0
         return self._describe(old, "NFE range changed")
@@ -74,7 +88,7 @@ class LatencyController:
         if self._rung == 0:
             return None
         up = self._ladder[self._rung - 1]
-        predicted = compute_s * up.cost / old.cost
+        predicted = compute_s * self._cost(up.nfe, up.guidance_branches) / self._cost(old.nfe, old.guidance_branches)
         self._good_blocks = self._good_blocks + 1 if predicted <= self._up_fraction * window_s else 0
         if self._good_blocks >= self._up_patience:
             self._good_blocks = 0

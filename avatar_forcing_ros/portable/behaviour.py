@@ -65,6 +65,11 @@ class PortableBackend(MotionBackend):
         self._perceiver = None      # created on the first user frame (MediaPipe start-up)
         self.reset()
 
+    @classmethod
+    def from_options(cls, *, seed: int = 0, **_ignored: object) -> "PortableBackend":
+        """Factory used by backends/registry.py: rule-based, so no checkpoint or device."""
+        return cls(BehaviourParams(seed=seed))
+
     # ---- inputs -------------------------------------------------------------------------
 
     def push_avatar_audio(self, samples: np.ndarray, start_sample: int) -> None:

@@ -55,6 +55,11 @@ class PortableRenderer(FrameRenderer):
         if portrait is not None:
             self.set_portrait(portrait)
 
+    @classmethod
+    def from_options(cls, *, output_size: int = 512, **_ignored: object) -> "PortableRenderer":
+        """Factory used by backends/registry.py (BackendOptions fields as keywords)."""
+        return cls(RendererConfig(output_size=output_size))
+
     def set_portrait(self, portrait_rgb: np.ndarray, landmarks: np.ndarray | None = None) -> None:
         """Frame the portrait around its face and build the rig, warp and mouth painter.
 
