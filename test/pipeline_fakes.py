@@ -66,3 +66,12 @@ class FakeRenderer(FrameRenderer):
         """Frame n is a 32x32 image of constant value n % 256 (checkable downstream)."""
         values = (np.asarray(latents)[:, 0].astype(np.int64) % 256).astype(np.uint8)
         return np.broadcast_to(values[:, None, None, None], (len(values), 32, 32, 3)).copy()
+
+
+class FakeMotionSource(FakeBackend):
+    """A backend whose class name does not end in 'Backend': its renderer is found through its
+    `renderer` attribute (inherited from FakeBackend), never by rewriting the class name."""
+
+
+class FakeBackendWithoutRenderer(FakeBackend):
+    renderer = ""

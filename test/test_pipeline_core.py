@@ -8,6 +8,7 @@ import numpy as np
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig
 from avatar_forcing_ros.pipeline.generator_core import GeneratorCore
 
+from avatar_forcing_ros.portable.behaviour import PortableBackend
 from pipeline_fakes import FakeBackend
 
 
@@ -64,6 +65,27 @@ def test_compute_delay_steps_quality_down_then_back_up():
     core.stop()
     assert high.nfe == 10 and high.guidance_branches == 3
     assert any("-> 8 NFE" in e for e in events) and any("headroom" in e for e in events)
+
+
+class _SlowPortable(PortableBackend):
+    def generate_block(self, block_index, settings):
+        time.sleep(0.25)
+        return super().generate_block(block_index, settings)
+
+
+def test_a_backend_without_nfe_is_never_stepped_or_logged_in_nfe():
+    """The portable backend has no NFE: an overload makes hold frames, but no 'quality 10
+    NFE/3 branches -> 8' change, and the status reports 0 NFE / 0 branches as its frames do."""
+    events = []
+    core = GeneratorCore(_SlowPortable(), GeneratorConfig(latency_budget_ms=600, nfe=10, nfe_min=6),
+                         on_event=events.append)
+    core.start()
+    frames = _run(core, 3.0)
+    snap = core.snapshot()
+    core.stop()
+    assert snap.late_blocks > 0 and snap.hold_frames > 0
+    assert events == [] and (snap.nfe, snap.guidance_branches) == (0, 0)
+    assert {(p.frame.nfe, p.frame.guidance_branches) for p in frames if not p.frame.is_hold} == {(0, 0)}
 
 
 class _GatedPerception(FakeBackend):

@@ -23,6 +23,12 @@ def test_spec_loads_fake_pair():
     assert isinstance(create_renderer("pipeline_fakes:FakeBackend", BackendOptions()), FakeRenderer)
 
 
+def test_renderer_of_a_spec_backend_is_the_one_its_class_names():
+    assert isinstance(create_renderer("pipeline_fakes:FakeMotionSource", BackendOptions()), FakeRenderer)
+    with pytest.raises(ValueError, match="names no renderer"):
+        create_renderer("pipeline_fakes:FakeBackendWithoutRenderer", BackendOptions())
+
+
 def test_registry_import_is_lazy():
     """Importing the registry pulls in neither backend (nor torch)."""
     code = ("import sys, avatar_forcing_ros.backends.registry as r; "
