@@ -6,6 +6,7 @@ import pytest
 
 from avatar_forcing_ros.evaluation.evaluate import EvaluationOptions, evaluate_session, load_session
 from avatar_forcing_ros.evaluation.msg_types import build_typestore
+from avatar_forcing_ros.evaluation.report import text_summary
 from avatar_forcing_ros.evaluation.synthetic_bag import SyntheticSession, write_synthetic_bag
 from avatar_forcing_ros.portable import motion_space
 
@@ -45,7 +46,7 @@ def _session() -> tuple[SyntheticSession, dict]:
     latency = 100.0 + 5.0 * (np.arange(FRAMES) % 2)   # alternately 100 and 105 ms
     session = SyntheticSession(avatar, user_motion=user, motion_latency_ms=latency, is_hold=hold,
                                nfe=nfe, image_jpeg=b'\xff\xd8' + b'\0' * 500, avatar_audio=audio,
-                               user_audio=audio, camera_hw=(4, 4), diagnostics=True)
+                               user_audio=audio, camera_hw=(4, 4), diagnostics=True, no_face_from_s=20)
     expected_smile_r = np.corrcoef(user[:-LAG_SMILE, idx['smile']],
                                    avatar[LAG_SMILE:, idx['smile']])[0, 1]
     return session, {'smile_r': expected_smile_r, 'avatar': avatar}
@@ -99,6 +100,15 @@ def test_status_and_diagnostics(evaluated):
     assert result['status']['last_counters']['frames_published'] == 29 * 25
 
 
+def test_summary_says_what_perception_saw(evaluated):
+    status = evaluated[0]['status']          # a face in the first 20 of 30 status seconds
+    assert status['face_found_fraction_mean'] == pytest.approx(20 / 30)
+    assert status['longest_without_face_s'] == pytest.approx(9.0)
+    summary = text_summary([evaluated[0]])
+    assert 'face found in camera frames (fraction)' in summary and '0.667' in summary
+    assert 'longest time without a face (s)' in summary
+
+
 def test_reactiveness_recovers_lag_and_r(evaluated):
     result, expected, _ = evaluated
     groups = result['reactiveness']['groups']
@@ -137,3 +147,34 @@ def test_reactiveness_unavailable_without_user_motion(tmp_path):
     result = evaluate_session(load_session(tmp_path / 'bag', build_typestore(), options), options)
     assert result['reactiveness'] == {'available': False,
                                       'reason': 'unavailable: no user motion in the bag'}
+
+
+def test_a_bag_recorded_before_the_face_fields_still_reads(tmp_path):
+    """GeneratorStatus as it was before face_found_fraction/last_face_age_s: decoded with the
+    definition the bag carries; the face rows are n/a, nothing is reported as a problem."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    from avatar_forcing_ros.evaluation.msg_types import find_msg_dir
+
+    text = (find_msg_dir() / 'GeneratorStatus.msg').read_text()
+    old_text = text[:text.index('# What camera perception sees')]
+    name = 'avatar_forcing_ros/msg/GeneratorStatus'
+    old = get_typestore(Stores.ROS2_KILTED)
+    old.register(get_types_from_msg(old_text, name))
+    cls = old.types[name]
+    values = {f: 0 for f in cls.__dataclass_fields__}
+    with Writer(tmp_path / 'bag', version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection('/avatar/generator_status', name, typestore=old)
+        for sec in range(3):
+            stamp = old.types['builtin_interfaces/msg/Time'](sec=1_700_000_000 + sec, nanosec=0)
+            msg = cls(**{**values, 'header': old.types['std_msgs/msg/Header'](stamp=stamp, frame_id=''),
+                         'backend': 'portable', 'latent_space': 'portable/face_params_v1',
+                         'frames_published': 25 * sec, 'camera_stale': False, 'user_audio_stale': False,
+                         'avatar_audio_stale': False})
+            writer.write(conn, (1_700_000_000 + sec) * 10**9, old.serialize_cdr(msg, name))
+    options = EvaluationOptions()
+    loaded = load_session(tmp_path / 'bag', build_typestore(), options)
+    assert not loaded.problems, loaded.problems
+    status = evaluate_session(loaded, options)['status']
+    assert status['last_counters']['frames_published'] == 50
+    assert status['face_found_fraction_mean'] is None and status['longest_without_face_s'] is None

@@ -88,6 +88,33 @@ def test_a_backend_without_nfe_is_never_stepped_or_logged_in_nfe():
     assert {(p.frame.nfe, p.frame.guidance_branches) for p in frames if not p.frame.is_hold} == {(0, 0)}
 
 
+def test_snapshot_says_what_perception_sees():
+    """The portable backend's real face perception: a face, then frames without one."""
+    from pipeline_ros_helpers import face_frame
+    core = GeneratorCore(PortableBackend(), GeneratorConfig(latency_budget_ms=700))
+    core.start()
+
+    def feed_until(frame, condition, timeout=20.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            core.submit_camera(frame, time.time())
+            snap = core.snapshot()
+            if condition(snap):
+                return snap
+            time.sleep(0.04)
+        raise AssertionError(f"perception never reached the expected state: {snap}")
+
+    try:
+        # (the first frame waits for MediaPipe's start-up: its face is seconds old when found)
+        seen = feed_until(face_frame(), lambda s: 0.0 <= s.last_face_age_s < 1.0)
+        assert seen.face_found_fraction == 1.0
+        blank = np.full((256, 256, 3), 128, np.uint8)
+        away = feed_until(blank, lambda s: s.last_face_age_s > 1.0)
+        assert 0.0 < away.face_found_fraction < 1.0       # both kinds of frames in the last 5 s
+    finally:
+        core.stop()
+
+
 class _GatedPerception(FakeBackend):
     """Perception that blocks until the test opens the gate, and records its thread."""
 

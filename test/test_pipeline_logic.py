@@ -8,6 +8,7 @@ import pytest
 from avatar_forcing_ros.backends.base import MotionBlock
 from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
 from avatar_forcing_ros.pipeline.clock import SessionClock, origin_on_ticks
+from avatar_forcing_ros.pipeline.face_presence import FacePresence
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget, check_nfe
 from avatar_forcing_ros.pipeline.latency_controller import LatencyController, QualityLevel, build_ladder
 from avatar_forcing_ros.pipeline.output_queue import OutputFrameQueue
@@ -310,3 +311,17 @@ def test_chunk_resampler_restarts_at_a_stamp_that_jumps():
     assert T0 < start < T0 + 0.020 and start + len(samples) / 48000 == pytest.approx(T0 + 0.040, abs=1e-9)
     # the next sequence number, but stamped 10 ms after where the stream is: a new stream there
     assert resampler.add(chunk, 16000, T0 + 0.050, 2)[1] == T0 + 0.050
+
+
+def test_face_presence_fraction_over_recent_frames_and_time_since_the_last_face():
+    faces = FacePresence(window_s=5.0)
+    assert math.isnan(faces.found_fraction(T0)) and faces.last_face_age(T0) == -1.0
+    for i in range(40):                                  # 1.6 s at 25 fps: a face in 3 of 4 frames
+        faces.record(T0 + 0.04 * i, found=i % 4 != 3)
+    assert faces.found_fraction(T0 + 1.6) == 0.75
+    assert faces.last_face_age(T0 + 1.6) == pytest.approx(1.6 - 0.04 * 38)
+    for i in range(40, 240):                             # then 8 s without a face
+        faces.record(T0 + 0.04 * i, found=False)
+    assert faces.found_fraction(T0 + 9.6) == 0.0          # the face frames left the 5 s window
+    assert faces.last_face_age(T0 + 9.6) == pytest.approx(9.6 - 0.04 * 38)
+    assert math.isnan(faces.found_fraction(T0 + 20.0))   # no frame analysed in the last 5 s

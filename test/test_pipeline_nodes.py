@@ -7,6 +7,7 @@ import pytest
 
 import rclpy  # noqa: F401,E402  (installed by the set-up: its absence fails, never skips)
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent  # noqa: E402
@@ -50,6 +51,7 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
         images = lis.collect(Image, "avatar/image",
                              QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT), with_arrival=True)
         statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10, with_arrival=True)
+        diagnostics = lis.collect(DiagnosticArray, "/diagnostics", 10)
         user_motion = lis.collect(MotionLatent, "user/motion", QoSProfile(depth=100))
         inputs = LiveInputs(lis.node)
         assert lis.spin_until(lambda: len(images) > 10, 150), gen.output() + ren.output()
@@ -62,6 +64,11 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
         stale = [(s.camera_age_s, s.user_audio_age_s, s.avatar_audio_age_s) for s in fresh
                  if s.camera_stale or s.user_audio_stale or s.avatar_audio_stale]
         assert fresh and not stale, stale
+        # the camera shows a face: perception says so in the status and /diagnostics
+        assert fresh[-1].face_found_fraction > 0.9 and 0.0 <= fresh[-1].last_face_age_s < 1.0, fresh[-1]
+        generator = [d.status[0] for d in diagnostics if d.status[0].name.startswith("generator")]
+        values = {kv.key: kv.value for kv in generator[-1].values}
+        assert float(values["face_found_fraction"]) > 0.9 and 0.0 <= float(values["last_face_age_s"]) < 2.0
         # phase 2: every input stops; the stream goes on, status reports them stale
         for key in inputs.enabled:
             inputs.enabled[key] = False
@@ -71,6 +78,7 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
         last = statuses[-1][0]
         assert last.camera_stale and last.user_audio_stale and last.avatar_audio_stale
         assert last.camera_age_s > 2.0 and last.avatar_audio_age_s > 2.0
+        assert last.last_face_age_s > 2.0
         # phase 3: a burst of malformed messages on every input (30 per input in 1.2 s)
         inputs.malformed_left = 30
         foreign = lis.node.create_publisher(MotionLatent, "avatar/motion", QoSProfile(depth=100))

@@ -90,3 +90,21 @@ def register_from_connections(store: Typestore, connections: Iterable[Connection
             _log.warning('cannot register %s from the bag: %s', conn.msgtype, err)
             unknown.append(conn.msgtype)
     return sorted(set(unknown))
+
+
+def bag_typestore(connections: Iterable[Connection], msgtype: str) -> Typestore | None:
+    """A Kilted type store with ``msgtype`` registered from the definition the bag itself carries,
+    for messages written with another version of one of this package's types (e.g. a bag recorded
+    before GeneratorStatus gained fields); None when the bag carries no usable definition."""
+    for conn in connections:
+        msgdef = conn.msgdef
+        if conn.msgtype != msgtype or msgdef is None or msgdef.format != MessageDefinitionFormat.MSG:
+            continue
+        store = get_typestore(Stores.ROS2_KILTED)
+        try:
+            store.register(get_types_from_msg(msgdef.data, msgtype))
+        except Exception as err:  # rosbags raises several parser error types
+            _log.warning('cannot register %s from the bag: %s', msgtype, err)
+            return None
+        return store
+    return None

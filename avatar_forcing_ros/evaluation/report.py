@@ -42,6 +42,8 @@ SUMMARY_ROWS: tuple[tuple[str, tuple, str], ...] = (
     ('SID pca (bits)', ('expressiveness', 'groups', 'pca', 'sid', 'sid_bits'), '{:.3f}'),
     ('lip-sync r (best lag)', ('lipsync', 'r_best'), '{:.3f}'),
     ('lip-sync best lag (ms)', ('lipsync', 'best_lag_ms'), '{:.0f}'),
+    ('face found in camera frames (fraction)', ('status', 'face_found_fraction_mean'), '{:.3f}'),
+    ('longest time without a face (s)', ('status', 'longest_without_face_s'), '{:.1f}'),
 )
 
 
@@ -54,6 +56,9 @@ DEFINITIONS: dict[str, str] = {
                     'group score = mean |r| over its dims; best lag in frames maximises it',
     'expressiveness': 'variance per latent dim (latent units^2); SID = entropy (bits) of the '
                       'histogram of nearest k-means clusters of the reference motion windows',
+    'face found': 'camera frames the generator\'s perception analysed in which it found a face '
+                  '(GeneratorStatus.face_found_fraction over the last 5 s, mean over the status '
+                  'messages); longest time without a face = largest last_face_age_s (1 s steps)',
     'lip-sync': 'Pearson r of the avatar audio RMS envelope (per frame) and mouth activity '
                 '(jaw_open, else latent speed), best lag in [-N, N] frames (> 0: mouth lags)',
 }

@@ -6,23 +6,26 @@ for generated outputs; see DESIGN.md, Time).
 """
 from __future__ import annotations
 
+import math
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from rosbags.serde import SerdeError
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
 from .bag_io import BagSource, RawMessage
-from .msg_types import register_from_connections
+from .msg_types import bag_typestore, register_from_connections
 from .topics import TopicConfig
 
 _IMAGE_TYPES = {'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'}
 _STATUS_FIELDS = ('last_block_compute_s', 'mean_block_compute_s', 'queue_depth',
                   'latency_budget_ms', 'last_latency_ms', 'nfe', 'guidance_branches',
-                  'frames_published', 'hold_frames', 'late_blocks', 'malformed_inputs')
+                  'frames_published', 'hold_frames', 'late_blocks', 'malformed_inputs',
+                  'face_found_fraction', 'last_face_age_s')
 
 
 @dataclass
@@ -94,11 +97,20 @@ class _Collector:
         self.source = source
         self.rows: dict[str, list[tuple]] = {}
         self.counts: Counter = Counter()
+        self._bag_stores: dict[str, Typestore | None] = {}   # per type: the bag's own definition
 
     def deserialize(self, raw: RawMessage) -> Any:
         if raw.msgtype not in self.store.fielddefs:
             register_from_connections(self.store, self.source.connections)
-        return self.store.deserialize_cdr(raw.data, raw.msgtype)
+        try:
+            return self.store.deserialize_cdr(raw.data, raw.msgtype)
+        except SerdeError as err:
+            # written with another version of the type (an older bag): decode it as the bag defines it
+            if raw.msgtype not in self._bag_stores:
+                self._bag_stores[raw.msgtype] = bag_typestore(self.source.connections, raw.msgtype)
+            if self._bag_stores[raw.msgtype] is None:
+                raise ValueError(str(err)) from err         # counted as undecodable
+            return self._bag_stores[raw.msgtype].deserialize_cdr(raw.data, raw.msgtype)
 
     def add(self, role: str, raw: RawMessage) -> None:
         self.counts[raw.topic] += 1
@@ -131,7 +143,8 @@ class _Collector:
         return (log_ns, _stamp_ns(msg), int(msg.sample_rate), np.zeros(0, np.float32))
 
     def _row_status(self, log_ns: int, msg: Any) -> tuple:
-        return (log_ns, *(float(getattr(msg, name)) for name in _STATUS_FIELDS))
+        # NaN for a field the bag's GeneratorStatus definition does not have yet (older bags)
+        return (log_ns, *(float(getattr(msg, name, math.nan)) for name in _STATUS_FIELDS))
 
     def _row_diagnostics(self, log_ns: int, msg: Any) -> tuple:
         levels = [int(status.level) for status in msg.status]

@@ -43,6 +43,7 @@ class SyntheticSession:
     camera_hw: tuple[int, int] | None = None       # raw user camera Image at fps, tiny pixels
     input_latency_ms: float = 5.0
     status: bool = True                            # GeneratorStatus at 1 Hz
+    no_face_from_s: float | None = None            # status: perception finds no face from then on
     diagnostics: bool = False                      # /diagnostics at 1 Hz: one OK, one WARN status
 
     def frames(self) -> int:
@@ -109,13 +110,16 @@ class _Stream:
         s, cls = self.s, self.T[_OWN + 'GeneratorStatus']
         for sec in range(int(s.frames() / s.fps)):
             n = int(sec * s.fps)
+            face = s.no_face_from_s is None or sec < s.no_face_from_s
             msg = cls(header=self.header(self.stamp(n)), backend='synthetic',
                       latent_space=s.latent_space, last_block_compute_s=0.1,
                       mean_block_compute_s=0.1, queue_depth=3, latency_budget_ms=200.0,
                       last_latency_ms=100.0, nfe=10, guidance_branches=3, frames_published=n,
                       hold_frames=0, late_blocks=0, malformed_inputs=0, camera_age_s=0.0,
                       user_audio_age_s=0.0, avatar_audio_age_s=0.0, camera_stale=False,
-                      user_audio_stale=False, avatar_audio_stale=False)
+                      user_audio_stale=False, avatar_audio_stale=False,
+                      face_found_fraction=1.0 if face else 0.0,
+                      last_face_age_s=0.0 if face else sec - s.no_face_from_s)
             yield (self.stamp(n), 'avatar/generator_status',
                    self.store.serialize_cdr(msg, _OWN + 'GeneratorStatus'))
 

@@ -232,7 +232,8 @@ class GeneratorNode(Node):
             hold_frames=s.hold_frames, late_blocks=s.late_blocks, malformed_inputs=s.malformed_inputs,
             camera_age_s=s.ages[CAMERA], user_audio_age_s=s.ages[USER_AUDIO],
             avatar_audio_age_s=s.ages[AVATAR_AUDIO], camera_stale=s.stale[CAMERA],
-            user_audio_stale=s.stale[USER_AUDIO], avatar_audio_stale=s.stale[AVATAR_AUDIO])
+            user_audio_stale=s.stale[USER_AUDIO], avatar_audio_stale=s.stale[AVATAR_AUDIO],
+            face_found_fraction=s.face_found_fraction, last_face_age_s=s.last_face_age_s)
         self._status_pub.publish(msg)
         self._diag_pub.publish(self._diagnostics(s, msg.header))
         if s.misstamped_inputs > self._misstamped_reported:
@@ -256,7 +257,9 @@ class GeneratorNode(Node):
                   "last_latency_ms": f"{s.last_latency_ms:.1f}", "hold_frames": s.hold_frames,
                   "late_blocks": s.late_blocks, "late_frames": s.late_frames,
                   "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
-                  "misstamped_inputs": s.misstamped_inputs, "camera_frames_skipped": s.camera_frames_skipped, "backend_errors": s.backend_errors,
+                  "misstamped_inputs": s.misstamped_inputs, "camera_frames_skipped": s.camera_frames_skipped,
+                  "face_found_fraction": f"{s.face_found_fraction:.2f}", "last_face_age_s": f"{s.last_face_age_s:.1f}",
+                  "backend_errors": s.backend_errors,
                   "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}",
                   "start_lead_ms": f"{s.start_lead_ms:.1f}"}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,

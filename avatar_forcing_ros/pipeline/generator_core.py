@@ -21,6 +21,7 @@ from ..backends.base import GenerationSettings, MotionBackend, MotionBlock
 from .audio import resample, to_mono
 from .bounded_queue import BoundedQueue
 from .clock import SessionClock
+from .face_presence import FacePresence
 from .generator_config import GeneratorConfig
 from .latency_controller import LatencyController
 from .output_queue import OutputFrame, OutputFrameQueue
@@ -59,9 +60,9 @@ class PublishedFrame:
     latency_s: float      # publication time minus media time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GeneratorSnapshot:
-    """Everything GeneratorStatus and /diagnostics report."""
+    """Everything GeneratorStatus and /diagnostics report (built with keywords only: 22 values)."""
 
     last_block_compute_s: float
     mean_block_compute_s: float
@@ -78,6 +79,8 @@ class GeneratorSnapshot:
     dropped_inputs: int
     misstamped_inputs: int
     camera_frames_skipped: int
+    face_found_fraction: float     # of the camera frames perceived in the last 5 s; NaN: none
+    last_face_age_s: float         # since the capture of the last frame with a face; -1: none yet
     backend_errors: int
     start_lead_ms: float
     ages: dict[str, float]
@@ -98,6 +101,7 @@ class GeneratorCore:
         self._on_block = on_block      # called from the worker with every generated block
         self._inputs: BoundedQueue[_Input] = BoundedQueue(config.input_queue_size)
         self._tracker = StalenessTracker()
+        self._faces = FacePresence()
         self._tracker.add(CAMERA, config.camera_timeout_s, config.use_camera)
         self._tracker.add(USER_AUDIO, config.user_audio_timeout_s, config.use_user_audio)
         self._tracker.add(AVATAR_AUDIO, config.avatar_audio_timeout_s, config.use_avatar_audio)
@@ -238,25 +242,31 @@ class GeneratorCore:
     def snapshot(self, end_period: bool = True) -> GeneratorSnapshot:
         """Counters and ages now; `end_period` restarts the mean-compute period."""
         now = self._now()
+        q = self._queue
+        # the queues have their own locks: read before taking this one, as the worker does
+        depth, published, holds, late_frames = q.depth(), q.frames_published, q.hold_frames, q.late_frames
+        dropped, skipped = self._inputs.dropped, self._perception.skipped
         with self._lock:
             period = self._period_computes
             if end_period:
                 self._period_computes = []
             level = self._controller.level
-            ages = {n: s.age(now) for n, s in self._tracker.inputs.items()}
-            stale = {n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()}
-            malformed, late_blocks, blocks = self._malformed, self._late_blocks, self._blocks
-            misstamped = self._misstamped
-            lead_ms = self._lead.value_s * 1e3
-            errors = self._backend_errors
-            budget = self._budget_ms
-        skipped = self._perception.skipped
-        q = self._queue
-        return GeneratorSnapshot(
-            self._last_compute, float(np.mean(period)) if period else 0.0, q.depth(), budget,
-            self._last_latency * 1e3, level.nfe, level.guidance_branches, q.frames_published,
-            q.hold_frames, late_blocks, q.late_frames, malformed, self._inputs.dropped, misstamped, skipped, errors,
-            lead_ms, ages, stale, blocks)
+            return GeneratorSnapshot(
+                last_block_compute_s=self._last_compute,
+                mean_block_compute_s=float(np.mean(period)) if period else 0.0,
+                queue_depth=depth, latency_budget_ms=self._budget_ms,
+                last_latency_ms=self._last_latency * 1e3,
+                nfe=level.nfe, guidance_branches=level.guidance_branches,
+                frames_published=published, hold_frames=holds,
+                late_blocks=self._late_blocks, late_frames=late_frames,
+                malformed_inputs=self._malformed, dropped_inputs=dropped,
+                misstamped_inputs=self._misstamped, camera_frames_skipped=skipped,
+                face_found_fraction=self._faces.found_fraction(now),
+                last_face_age_s=self._faces.last_face_age(now),
+                backend_errors=self._backend_errors, start_lead_ms=self._lead.value_s * 1e3,
+                ages={n: s.age(now) for n, s in self._tracker.inputs.items()},
+                stale={n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()},
+                blocks_generated=self._blocks)
 
     # ---- worker --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -291,6 +301,8 @@ class GeneratorCore:
         """Perception thread: the backend perceives one camera frame; the worker stores it."""
         def perceive() -> None:
             perceived = self._backend.perceive_user_frame(frame.rgb)
+            with self._lock:
+                self._faces.record(frame.stamp, perceived is not None)
             self._inputs.put(_Input(_Kind.CAMERA, perceived, frame.stamp, frame_index=frame.frame_index))
         self._guarded(f"perception of frame {frame.frame_index}", perceive)
 

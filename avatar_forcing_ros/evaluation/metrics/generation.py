@@ -40,8 +40,19 @@ def generation_timeline(motion: MotionSeries, window: int = 25) -> dict[str, np.
             'hold_fraction': hold_rate}
 
 
+def _face_metrics(status: dict[str, np.ndarray]) -> dict:
+    """What camera perception saw (GeneratorStatus.face_found_fraction, last_face_age_s):
+    the mean over the status messages of the fraction of recent camera frames with a face, and
+    the longest time without one (the largest last-face age, to the 1 s status period). None
+    where no message carries a value (no camera, a bag from before these fields, no face ever)."""
+    fraction = status['face_found_fraction'][np.isfinite(status['face_found_fraction'])]
+    age = status['last_face_age_s'][status['last_face_age_s'] >= 0]    # NaN and 'never' drop out
+    return {'face_found_fraction_mean': float(fraction.mean()) if fraction.size else None,
+            'longest_without_face_s': float(age.max()) if age.size else None}
+
+
 def status_metrics(session: Session) -> dict | None:
-    """Summary of GeneratorStatus: last counters and mean compute per block (s)."""
+    """Summary of GeneratorStatus: last counters, mean compute per block (s), face perception."""
     status = session.status
     if status is None or len(status['log_ns']) == 0:
         return None
@@ -50,4 +61,5 @@ def status_metrics(session: Session) -> dict | None:
     return {'messages': int(len(status['log_ns'])), 'last_counters': last,
             'mean_block_compute_s': float(np.mean(status['mean_block_compute_s'])),
             'max_queue_depth': float(np.max(status['queue_depth'])),
-            'last_latency_ms_p50': float(np.median(status['last_latency_ms']))}
+            'last_latency_ms_p50': float(np.median(status['last_latency_ms'])),
+            **_face_metrics(status)}
