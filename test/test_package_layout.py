@@ -77,3 +77,24 @@ def test_official_manifest_is_package_data():
     manifest = REPO / "avatar_forcing_ros" / "core" / "official_manifest.json"
     assert manifest.is_file()
     assert "official_manifest.json" in (REPO / "setup.py").read_text()
+
+
+def test_license_file_matches_package_xml():
+    """package.xml and setup.py say Apache-2.0; LICENSE holds that licence's full, unmodified text."""
+    import hashlib
+    root = ET.parse(REPO / "package.xml").getroot()
+    assert root.findtext("license") == "Apache-2.0"
+    assert 'license="Apache-2.0"' in (REPO / "setup.py").read_text()
+    text = (REPO / "LICENSE").read_bytes()
+    assert b"Apache License\n                           Version 2.0, January 2004" in text
+    # md5 of https://www.apache.org/licenses/LICENSE-2.0.txt
+    assert hashlib.md5(text).hexdigest() == "3b83ef96387f14655fc854ddc3c6bd57"
+
+
+def test_no_two_package_modules_share_a_name():
+    """One name per idea: e.g. the noise schedule and the block scheduler are not both
+    'scheduler.py' (package markers and entry points aside)."""
+    from collections import Counter
+    names = Counter(p.name for p in (REPO / "avatar_forcing_ros").rglob("*.py")
+                    if p.name not in ("__init__.py", "__main__.py"))
+    assert not [n for n, c in names.items() if c > 1], names.most_common(3)

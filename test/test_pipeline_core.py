@@ -4,9 +4,10 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig
-from avatar_forcing_ros.pipeline.generator_core import GeneratorCore
+from avatar_forcing_ros.pipeline.generator_core import GeneratorCore, GeneratorSnapshot
 
 from avatar_forcing_ros.portable.behaviour import PortableBackend
 from pipeline_fakes import FakeBackend
@@ -202,3 +203,11 @@ def test_inputs_stamped_on_another_clock_are_counted_not_taken_as_fresh():
     assert snap.misstamped_inputs == 3
     assert all(snap.stale.values())                         # they did not count as received
     assert backend.audio["user"] == [] and backend.audio["avatar"] == [] and backend.frames == []
+
+
+def test_generator_snapshot_is_built_with_keywords_only():
+    fields = GeneratorSnapshot.__dataclass_fields__
+    with pytest.raises(TypeError):
+        GeneratorSnapshot(*range(len(fields)))
+    snap = GeneratorCore(FakeBackend(), GeneratorConfig()).snapshot()
+    assert set(vars(snap)) == set(fields)

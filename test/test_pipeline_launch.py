@@ -193,3 +193,39 @@ def test_launcher_runs_observer_nodes_at_a_lower_priority(tmp_path):
     niceness = {name: int((tmp_path / name).read_text()) for name, _ in plan}
     assert niceness == {"generator": base, "recorder": base + launcher.OBSERVER_NICENESS,
                         "topic_monitor": base + launcher.OBSERVER_NICENESS}
+
+
+def test_presentation_delay_is_one_declaration_and_one_yaml_entry(tmp_path, capsys):
+    """display and audio_playback declare presentation_delay_ms identically (one shared
+    declaration), and a parameter file that gives either its own value is refused."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    from avatar_forcing_ros.nodes.audio_playback_node import AudioPlaybackNode
+    from avatar_forcing_ros.nodes.display_node import DisplayNode
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        declared = []
+        for node_class in (DisplayNode, AudioPlaybackNode):
+            bare = Node(f"bare_{node_class.__name__.lower()}", context=context,
+                        start_parameter_services=False, enable_rosout=False)
+            node_class._declare_parameters(bare)
+            declared.append((bare.get_parameter("presentation_delay_ms").value,
+                             bare.describe_parameter("presentation_delay_ms")))
+            bare.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert declared[0] == declared[1]
+    config = yaml.safe_load((REPO / "config" / "avatar_forcing.yaml").read_text())
+    node_plan.check_parameter_file(config)
+    assert [key for key, block in config.items()
+            if "presentation_delay_ms" in ((block or {}).get("ros__parameters") or {})] == ["/**"]
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters: {presentation_delay_ms: 600.0}\n"
+                      "/**/audio_playback:\n  ros__parameters: {presentation_delay_ms: 900.0}\n")
+    with pytest.raises(ValueError, match="shared by display and audio_playback"):
+        node_plan.check_parameter_file(yaml.safe_load(params.read_text()))
+    assert launcher.main(["--dry-run", "--params-file", str(params)]) == 2

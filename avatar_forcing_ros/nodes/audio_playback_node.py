@@ -20,16 +20,17 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from avatar_forcing_ros.conversions import MalformedMessageError, audio_chunk_to_array, stamp_to_seconds
 from avatar_forcing_ros.media.audio_stream import clock_offset_ns
 from avatar_forcing_ros.msg import AudioChunk
-from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
-                                                   portaudio_latency, read_config, run_node)
+from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter,
+                                                   declare_presentation_delay, describe, portaudio_latency,
+                                                   read_config, run_node)
 from avatar_forcing_ros.pipeline.audio import ChunkResampler
-from avatar_forcing_ros.pipeline.presentation import PlaybackTimeline
+from avatar_forcing_ros.pipeline.presentation import DEFAULT_PRESENTATION_DELAY_MS, PlaybackTimeline
 
 
 @dataclass(frozen=True)
 class AudioPlaybackConfig:
     audio_topic: str = "avatar/audio"
-    presentation_delay_ms: float = 1000.0
+    presentation_delay_ms: float = DEFAULT_PRESENTATION_DELAY_MS
     device: str = ""
     sample_rate: int = 16000
     latency: str | float = "0.05"
@@ -96,9 +97,7 @@ class AudioPlaybackNode(Node):
         ro = dict(read_only=True)
         p = self.declare_parameter
         p("audio_topic", "avatar/audio", describe("AudioChunk topic to play", **ro))
-        p("presentation_delay_ms", 1000.0, describe(
-            "Play each chunk at header.stamp + this delay (ms); use the display's value",
-            float_range=(0.0, 10000.0), **ro))
+        declare_presentation_delay(self)
         p("device", "", describe("Output device: empty = default, an index, or part of its name", **ro))
         p("sample_rate", 16000, describe("Output stream rate (Hz); chunks at other rates are resampled",
                                          int_range=(8000, 192000), **ro))

@@ -20,8 +20,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from avatar_forcing_ros.conversions import MalformedMessageError, image_to_array, stamp_to_seconds
-from avatar_forcing_ros.nodes.node_support import MalformedInputCounter, describe, read_config, run_node
-from avatar_forcing_ros.pipeline.presentation import FrameSchedule
+from avatar_forcing_ros.nodes.node_support import (MalformedInputCounter, declare_presentation_delay, describe,
+                                                   read_config, run_node)
+from avatar_forcing_ros.pipeline.presentation import DEFAULT_PRESENTATION_DELAY_MS, FrameSchedule
 
 _MAX_FPS = 60.0   # the fastest image stream the schedule holds every frame of
 
@@ -29,7 +30,7 @@ _MAX_FPS = 60.0   # the fastest image stream the schedule holds every frame of
 @dataclass(frozen=True)
 class DisplayConfig:
     image_topic: str = "avatar/image"
-    presentation_delay_ms: float = 1000.0
+    presentation_delay_ms: float = DEFAULT_PRESENTATION_DELAY_MS
     fullscreen: bool = False
     headless: bool = False
     window_name: str = "avatar"
@@ -58,9 +59,7 @@ class DisplayNode(Node):
         ro = dict(read_only=True)
         p = self.declare_parameter
         p("image_topic", "avatar/image", describe("Image topic to show", **ro))
-        p("presentation_delay_ms", 1000.0, describe(
-            "Show each frame at header.stamp + this delay (ms); use the same value as audio_playback",
-            float_range=(0.0, 10000.0), **ro))
+        declare_presentation_delay(self)
         p("fullscreen", False, describe("Fullscreen window (telepresence screen)", **ro))
         p("headless", False, describe("No window: count frames only (automatic when DISPLAY is unset)", **ro))
         p("window_name", "avatar", describe("Title of the OpenCV window", **ro))

@@ -25,6 +25,8 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from avatar_forcing_ros.pipeline.presentation import DEFAULT_PRESENTATION_DELAY_MS, PRESENTATION_DELAY_PARAMETER
+
 ConfigT = TypeVar('ConfigT')
 
 
@@ -47,6 +49,16 @@ def describe(description: str, *, int_range: tuple[int, int] | None = None,
         descriptor.floating_point_range = [
             FloatingPointRange(from_value=float(float_range[0]), to_value=float(float_range[1]))]
     return descriptor
+
+
+def declare_presentation_delay(node: Node) -> None:
+    """Declare `presentation_delay_ms`: one declaration for the display and the speaker, so that
+    its default, range and meaning cannot differ between them (set it under `/**`)."""
+    node.declare_parameter(PRESENTATION_DELAY_PARAMETER, DEFAULT_PRESENTATION_DELAY_MS, describe(
+        "Show each frame (display) and play each speech chunk (audio_playback) at header.stamp + this "
+        "delay (ms): one value for both, set under '/**' in the parameter file, keeps picture and "
+        "sound in sync; it must cover the generator's latency budget plus rendering and transport",
+        float_range=(0.0, 10000.0), read_only=True))
 
 
 def read_config(node: Node, config_type: type[ConfigT]) -> ConfigT:

@@ -14,6 +14,12 @@ import numpy as np
 
 T = TypeVar("T")
 
+# The one delay of both: display and audio_playback declare it through one shared declaration
+# (nodes/node_support.declare_presentation_delay) and read one `/**` entry of the parameter file
+# (tools/node_plan.check_parameter_file refuses a node-specific value).
+PRESENTATION_DELAY_PARAMETER = "presentation_delay_ms"
+DEFAULT_PRESENTATION_DELAY_MS = 1000.0
+
 
 @dataclass
 class PresentationCounters:

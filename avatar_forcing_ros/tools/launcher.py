@@ -96,6 +96,16 @@ def process_plan(args: dict[str, str], prefix: Path, params_file: Path,
     return [(p.name, node_command(p, prefix, params_file, args.get("namespace", ""), directory)) for p in plan]
 
 
+def check_parameter_file(params_file: Path) -> None:
+    """ValueError for a file that is not YAML or sets a shared parameter per node
+    (node_plan.check_parameter_file)."""
+    try:
+        params = yaml.safe_load(params_file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"not a YAML parameter file: {error}") from error
+    node_plan.check_parameter_file(params if isinstance(params, dict) else {})
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="avatar-forcing-launch", description=__doc__.split("\n\n")[0])
     for a in node_plan.ARGUMENTS:
@@ -183,6 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     params_file = ns.params_file or node_plan.config_file(share)
     if not params_file.is_file():
         LOG.error("parameter file %s not found (run scripts/setup.sh, or pass --params-file)", params_file)
+        return 2
+    try:
+        check_parameter_file(params_file)
+    except ValueError as error:
+        LOG.error("%s: %s", params_file, error)
         return 2
     plan = process_plan(args, prefix, params_file)
     if ns.dry_run:

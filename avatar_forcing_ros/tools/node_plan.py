@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..evaluation.topics import TopicConfig
+from ..pipeline.presentation import PRESENTATION_DELAY_PARAMETER
 
 PACKAGE = "avatar_forcing_ros"
 
@@ -98,6 +99,16 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
     if parse_bool(a["speaker"]):
         nodes.append(PlannedNode("audio_playback", "audio_playback"))
     return nodes
+
+
+def check_parameter_file(params: Mapping[str, object]) -> None:
+    """ValueError when a parameter file gives the display or the speaker its own presentation
+    delay: they share one (under '/**'), and two values would put picture and sound out of sync."""
+    for key, block in params.items():
+        values = (block.get("ros__parameters") or {}) if isinstance(block, Mapping) else {}
+        if key != "/**" and PRESENTATION_DELAY_PARAMETER in values:
+            raise ValueError(f"{PRESENTATION_DELAY_PARAMETER} is shared by display and audio_playback: "
+                             f"set it once under '/**', not under {key!r}")
 
 
 def record_topics(args: Mapping[str, str]) -> list[str]:
