@@ -43,7 +43,9 @@ _HELP = {
     "log_every": "steps between throughput figures in metrics.csv", "seed": "random seed",
     "workers": "DataLoader worker processes", "weights_format": "safetensors or pth",
     "dpo_beta": "DPO temperature beta (on per-window mean squared errors)",
-    "dpo_sft_weight": "weight of the supervised regulariser in the DPO stage (0: pure DPO)",
+    "dpo_weight": "lambda, the weight of the DPO loss in the DPO stage: L = w_sft L_DF + lambda L_DPO (the paper's "
+                  "0.1; 1 is this package's earlier, ten times heavier weighting)",
+    "dpo_sft_weight": "weight w_sft of the diffusion-forcing loss L_DF in the DPO stage (the paper's 1; 0: pure DPO)",
     "loser_nfe": "sampler NFE for losing samples (default: the config's nfe)",
     "loser_cache": "folder caching the losing samples (default: generated every step)",
 }

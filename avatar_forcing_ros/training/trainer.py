@@ -36,7 +36,7 @@ from avatar_forcing_ros.training.trainable import TrainableModel, export_weights
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "windows_per_s", "val_loss",
-              "sft_loss", "dpo_accuracy", "winner_error", "loser_error")
+              "sft_loss", "dpo_loss", "dpo_accuracy", "winner_error", "loser_error")
 
 
 @dataclass
@@ -71,6 +71,7 @@ class TrainSettings:
     progress: bool = True
     # DPO stage
     dpo_beta: float = 10.0
+    dpo_weight: float = 0.1
     dpo_sft_weight: float = 1.0
     loser_nfe: int | None = None
     loser_cache: str | None = None
