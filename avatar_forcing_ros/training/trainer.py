@@ -90,6 +90,24 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
+def truncate_metrics(path: Path, step: int) -> None:
+    """Rewrite metrics.csv (atomically) with its header and only the rows of steps <= `step`.
+
+    A run killed after its last checkpoint logged steps that the resumed run repeats; without this
+    they would appear twice. A fresh run (step 0) starts an empty log.
+    """
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
 def autocast_for(device: torch.device):
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -254,12 +272,11 @@ class Trainer:
         main = self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
         csv_path = self.out / "metrics.csv"
-        fresh = not csv_path.exists()
+        if main:
+            truncate_metrics(csv_path, self.step)
         # only rank 0 touches the log: another rank creating it first would leave it without header
         with open(csv_path if main else os.devnull, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            if fresh and main:
-                writer.writeheader()
             bar = tqdm(total=self.s.steps, initial=self.step, disable=not (main and self.s.progress),
                        desc=f"train[{self.s.stage}]")
             last = None
