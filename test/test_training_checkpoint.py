@@ -84,6 +84,30 @@ def test_kill_after_a_checkpoint_and_resume_logs_each_step_once(data: Path, tmp_
     assert losses(killed) == losses(full)                                    # bit-exact, steps 5..8 redone
 
 
+def test_loser_cache_made_for_another_init_or_dataset_is_refused(data: Path, tmp_path: Path, capsys) -> None:
+    common = [*TRAIN, "--stage", "dpo", "--steps", "1", "--save-every", "0", "--loser-nfe", "3"]
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "a"), "--steps", "2", "--save-every", "1",
+                       *TRAIN]) == 0
+    init1, init2 = (tmp_path / f"a/checkpoints/step_000000{i}/flow_transformer.safetensors" for i in (1, 2))
+    cache = tmp_path / "losers"
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "d1"), "--init", str(init1),
+                       "--loser-cache", str(cache), *common]) == 0
+    made = (cache / "losers.safetensors").read_bytes()
+    # the same init, data and sampler reuse it
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "d2"), "--init", str(init1),
+                       "--loser-cache", str(cache), *common]) == 0
+    capsys.readouterr()
+    other = make_dataset(tmp_path / "other", parity_tiny(), sessions=2, frames=80, val_sessions=1, seed=5)
+    refusals = {"another --init weights": ["--data", str(data), "--init", str(init2)],
+                "another dataset": ["--data", str(other), "--init", str(init1)],
+                "another loser sampler setting": ["--data", str(data), "--init", str(init1), "--loser-nfe", "4"]}
+    for cause, args in refusals.items():
+        assert train_main([*common, *args, "--out", str(tmp_path / "x"), "--loser-cache", str(cache)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and cause in err[0], err
+    assert (cache / "losers.safetensors").read_bytes() == made              # refused, never rewritten
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "pth"])
 def test_trained_checkpoint_loads_in_the_inference_core(data: Path, tmp_path: Path, fmt: str) -> None:
     run = tmp_path / "run"
