@@ -130,6 +130,9 @@ class Trainer:
         self.val_dataset = WindowDataset(val_sessions, cfg.window_frames, cfg.window_frames) if val_sessions else None
         torch.manual_seed(settings.seed)                          # the initial weights
         self.model = TrainableModel(cfg, self.audio_features).to(self.device)
+        if index["dim_w"] != cfg.dim_w:
+            raise ValueError(f"dataset motion latents have {index['dim_w']} values per frame; the architecture "
+                             f"has dim_w {cfg.dim_w}")
         if self.model.audio_dim != index["audio_dim"]:
             raise ValueError(f"dataset audio features have {index['audio_dim']} values per frame; the config "
                              f"expects {self.model.audio_dim} for {self.audio_features!r}")
@@ -256,6 +259,9 @@ class Trainer:
         if state["stage"] != self.s.stage:
             raise ValueError(f"cannot resume a {state['stage']!r} run as stage {self.s.stage!r}; "
                              f"start the new stage with --init <exported weights> instead")
+        if state["config"] != self.cfg.to_dict():
+            raise ValueError(f"{path} was trained with another architecture than this command's; "
+                             f"resume with the command that started the run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
