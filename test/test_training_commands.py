@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from avatar_forcing_ros.training.preprocess import build_parser as preprocess_parser
 from avatar_forcing_ros.training.synthetic import build_parser as synthetic_parser
 from avatar_forcing_ros.training.train import build_parser as train_parser
 
@@ -82,6 +83,7 @@ def test_help_shows_the_defaults() -> None:
     text = " ".join(synthetic_parser().format_help().split())
     for default in ("parity-tiny", "24", "100", "4"):
         assert f"(default: {default})" in text
+    assert re.search(r"--val-every .*?\(default: 10\)", " ".join(preprocess_parser().format_help().split()))
 
 
 def run_tool(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -64,9 +64,9 @@ class DPOTrainer(Trainer):
     def stage_setup(self) -> None:
         self.model.audio_encoder.requires_grad_(False)
         self.reference = copy_model(self.model)
-        self.loser_cache: dict[int, Tensor] | None = None
+        self.cached_losers: dict[int, Tensor] | None = None
         if self.s.loser_cache:
-            self.loser_cache = self.load_or_build_cache(Path(self.s.loser_cache))
+            self.cached_losers = self.load_or_build_cache(Path(self.s.loser_cache))
 
     def load_or_build_cache(self, folder: Path) -> dict[int, Tensor]:
         """Every window's loser, generated once (seed = window index) by rank 0 and kept on disk with
@@ -85,8 +85,8 @@ class DPOTrainer(Trainer):
         return loser_cache.load(path, stamp)
 
     def losers_for(self, batch: dict[str, Tensor]) -> Tensor:
-        if self.loser_cache is not None:
-            return torch.stack([self.loser_cache[int(i)] for i in batch["window"]]).to(self.device)
+        if self.cached_losers is not None:
+            return torch.stack([self.cached_losers[int(i)] for i in batch["window"]]).to(self.device)
         seeds = torch.randint(0, 2**31 - 1, (batch["window"].shape[0],), generator=self.generator).tolist()
         return generate_losers(self.reference, batch, seeds, self.s.loser_nfe)
 

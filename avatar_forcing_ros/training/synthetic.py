@@ -20,6 +20,7 @@ import torch
 from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
 from avatar_forcing_ros.core.streaming import NoiseSource, generate_clip
 from avatar_forcing_ros.evaluation.metrics.stats import lagged_pearson
+from avatar_forcing_ros.training.cli_help import HelpFormatter
 from avatar_forcing_ros.training.dataset import Session, write_index, write_session
 from avatar_forcing_ros.training.trainable import TrainableModel
 
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avatar-forcing-synthetic-data", description=(
         "Write a synthetic training dataset (the format of docs/training.md) whose avatar copies the "
         "user's motion LAG frames late; its index.json names the architecture, so avatar-forcing-train "
-        "needs no --preset for it."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "needs no --preset for it."), formatter_class=HelpFormatter)
     p.add_argument("data", help="new dataset folder (must not hold a dataset yet)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="parity-tiny", help="architecture (sizes)")
     p.add_argument("--sessions", type=int, default=24, help="training sessions")

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
+from avatar_forcing_ros.training.cli_help import HelpFormatter
 from avatar_forcing_ros.training.dataset import read_index
 from avatar_forcing_ros.training.losses import TIMESTEP_SAMPLING, TIMESTEP_WEIGHTING
 from avatar_forcing_ros.training.trainer import Trainer, TrainSettings
@@ -55,16 +56,6 @@ _HELP = {
     "loser_cache": "folder caching the losing samples, made once for one --init, dataset and sampler setting "
                    "(a cache made for others is refused) (default: losers generated every step)",
 }
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """The module docstring as written, and every option's default in --help (options without a
-    value default, e.g. --init, say in their help what happens when they are left out)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or action.required:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
