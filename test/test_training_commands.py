@@ -7,8 +7,10 @@ import csv
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,21 @@ def test_user_errors_end_in_one_line_and_a_non_zero_exit(guide_run: Path, tmp_pa
     ]
     for (module, *args), prog, cause in cases:
         assert_one_line_failure(run_tool(module, *args, cwd=tmp_path), prog, cause)
+
+
+def test_ctrl_c_ends_in_one_line_naming_the_resume(guide_run: Path, tmp_path: Path) -> None:
+    """SIGINT once training runs (a checkpoint every step, so one exists): exit 130, one line."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "avatar_forcing_ros.training.train", "--data", str(guide_run / "data/synthetic"),
+           "--out", str(out), "--threads", "1", "--no-progress", "--steps", "100000", "--save-every", "1"]
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoints/latest.txt").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert re.fullmatch(r"avatar-forcing-train: interrupted at step \d+; continue with --resume .*",
+                        err.strip().splitlines()[-1])

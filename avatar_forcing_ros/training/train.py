@@ -25,6 +25,7 @@ from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
 from avatar_forcing_ros.training.cli_help import HelpFormatter
 from avatar_forcing_ros.training.dataset import read_index
 from avatar_forcing_ros.training.losses import TIMESTEP_SAMPLING, TIMESTEP_WEIGHTING
+from avatar_forcing_ros.training.state import LATEST
 from avatar_forcing_ros.training.trainer import Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         folder = trainer.run()
     except KeyboardInterrupt:
         at = f" at step {trainer.step}" if trainer is not None else ""
-        print(f"avatar-forcing-train: interrupted{at}; continue with --resume {args.out}", file=sys.stderr)
+        saved = (Path(args.out) / "checkpoints" / LATEST).is_file()
+        then = f"continue with --resume {args.out}" if saved else "no checkpoint was written yet"
+        print(f"avatar-forcing-train: interrupted{at}; {then}", file=sys.stderr)
         return 130
     except (ValueError, OSError) as err:          # bad arguments, data, weights or files: one line, no traceback
         print(f"avatar-forcing-train: {' '.join(str(err).split())}", file=sys.stderr)
