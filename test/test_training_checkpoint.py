@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,63 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(data: Path, tmp_path: Pa
     tb = torch.load(part / "checkpoints/step_0000008/train_state.pt", weights_only=True)
     assert all(torch.equal(ta["model"][k], tb["model"][k]) for k in ta["model"])
     assert all(torch.equal(ta["ema"]["shadow"][k], tb["ema"]["shadow"][k]) for k in ta["ema"]["shadow"])
+
+
+def test_kill_after_a_checkpoint_and_resume_logs_each_step_once(data: Path, tmp_path: Path) -> None:
+    """A real SIGKILL at a fixed point: steps 1..6 logged, the last checkpoint at step 4. The resumed
+    run repeats steps 5 and 6; metrics.csv must hold each step once, with the uninterrupted values."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    args = ["--data", str(data), "--save-every", "4", *TRAIN]
+    assert train_main([*args, "--out", str(full), "--steps", "8"]) == 0
+    # the child kills itself just before step 7, as an outside `kill -9` between checkpoints would
+    child = textwrap.dedent(f"""
+        import os, signal, sys
+        from avatar_forcing_ros.training.train import main
+        from avatar_forcing_ros.training.trainer import Trainer
+        step = Trainer.train_step
+        def train_step(self, batch):
+            if self.step == 6:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(self, batch)
+        Trainer.train_step = train_step
+        sys.exit(main({[*args, "--out", str(killed), "--steps", "8"]!r}))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    with open(killed / "metrics.csv") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == list(range(1, 7))
+    assert (killed / "checkpoints/latest.txt").read_text().strip() == "step_0000004"
+
+    assert train_main([*args, "--out", str(killed), "--steps", "8", "--resume", str(killed)]) == 0
+    with open(killed / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+    assert losses(killed) == losses(full)                                    # bit-exact, steps 5..8 redone
+
+
+def test_loser_cache_made_for_another_init_or_dataset_is_refused(data: Path, tmp_path: Path, capsys) -> None:
+    common = [*TRAIN, "--stage", "dpo", "--steps", "1", "--save-every", "0", "--loser-nfe", "3"]
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "a"), "--steps", "2", "--save-every", "1",
+                       *TRAIN]) == 0
+    init1, init2 = (tmp_path / f"a/checkpoints/step_000000{i}/flow_transformer.safetensors" for i in (1, 2))
+    cache = tmp_path / "losers"
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "d1"), "--init", str(init1),
+                       "--loser-cache", str(cache), *common]) == 0
+    made = (cache / "losers.safetensors").read_bytes()
+    # the same init, data and sampler reuse it
+    assert train_main(["--data", str(data), "--out", str(tmp_path / "d2"), "--init", str(init1),
+                       "--loser-cache", str(cache), *common]) == 0
+    capsys.readouterr()
+    other = make_dataset(tmp_path / "other", parity_tiny(), sessions=2, frames=80, val_sessions=1, seed=5)
+    refusals = {"another --init weights": ["--data", str(data), "--init", str(init2)],
+                "another dataset": ["--data", str(other), "--init", str(init1)],
+                "another loser sampler setting": ["--data", str(data), "--init", str(init1), "--loser-nfe", "4"]}
+    for cause, args in refusals.items():
+        assert train_main([*common, *args, "--out", str(tmp_path / "x"), "--loser-cache", str(cache)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and cause in err[0], err
+    assert (cache / "losers.safetensors").read_bytes() == made              # refused, never rewritten
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pth"])

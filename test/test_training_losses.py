@@ -1,6 +1,7 @@
 """Unit tests of the training objective: noise layout, convention, dropout, DPO, on-the-fly losers."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,10 @@ from avatar_forcing_ros.training.losses import (
     Conditions, NoiseLayout, dpo_objective, noised, per_sample_error, reference_weights, sample_dropout,
     sample_layout)
 from avatar_forcing_ros.training.synthetic import make_dataset
+from avatar_forcing_ros.training.dpo import DPOTrainer
 from avatar_forcing_ros.training.train import main as train_main
+from avatar_forcing_ros.training.trainable import TrainableModel, export_weights
+from avatar_forcing_ros.training.trainer import TrainSettings
 
 
 def test_layout_levels_come_from_the_table_per_block_with_streaming_windows() -> None:
@@ -101,6 +105,24 @@ def test_dpo_with_losers_sampled_on_the_fly(tmp_path: Path) -> None:
     assert train_main([*common, "--out", str(tmp_path / "x"), "--steps", "1", "--stage", "dpo"]) == 2  # needs --init
     _, sessions = load_sessions(data)
     assert len(WindowDataset(sessions, 50, 10)) == 1
+
+
+@pytest.mark.parametrize("dpo_weight, expected", [(None, 0.1), (1.0, 1.0)])
+def test_dpo_stage_loss_is_the_papers_l_df_plus_lambda_l_dpo(tmp_path: Path, dpo_weight: float | None,
+                                                            expected: float) -> None:
+    """Default: L = L_DF + 0.1 L_DPO (the paper's lambda); --dpo-weight 1 keeps the earlier weighting."""
+    torch.set_num_threads(1)
+    cfg = parity_tiny()
+    data = make_dataset(tmp_path / "data", cfg, sessions=1, frames=50, val_sessions=0)
+    torch.manual_seed(0)
+    init = export_weights(TrainableModel(cfg).state_dict(), cfg, tmp_path / "init/flow_transformer.safetensors")
+    chosen = {} if dpo_weight is None else {"dpo_weight": dpo_weight}
+    settings = TrainSettings(out=str(tmp_path / "run"), stage="dpo", batch_size=1, progress=False, loser_nfe=3,
+                             **chosen)
+    trainer = DPOTrainer(cfg, str(data), settings, str(init))
+    loss, stats = trainer.compute_loss(next(trainer.batches()))
+    assert stats["dpo_loss"] == pytest.approx(math.log(2), abs=1e-3)     # policy = reference at the start
+    assert float(loss.detach()) == pytest.approx(stats["sft_loss"] + expected * stats["dpo_loss"], rel=1e-6)
 
 
 def test_dataset_refuses_malformed_sessions(tmp_path: Path) -> None:

@@ -164,13 +164,23 @@ def _as_flat_tensor_dict(state: object, path: Path) -> dict[str, torch.Tensor]:
 
 
 # ---- writing -------------------------------------------------------------------------------
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path,
+                     metadata: dict[str, str] | None = None) -> None:
+    """Write a `.safetensors` file created like any other file (mode 0666 minus the umask, 0644 usually).
+
+    safetensors' own `save_file` writes through a private temporary file and leaves the result
+    0600, unreadable to the group that shares a run folder; the bytes are the same.
+    """
+    from safetensors.torch import save
+    Path(path).write_bytes(save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata))
+
+
 def save_weights_file(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     """Write `state` as `.safetensors` or as a torch zip file (`.pth`/`.pt`/`.bin`/`.ckpt`)."""
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
-        from safetensors.torch import save_file
-        save_file({k: v.clone() for k, v in tensors.items()}, str(path))   # no shared storage
+        save_safetensors({k: v.clone() for k, v in tensors.items()}, path)   # clone: no shared storage
     elif path.suffix.lower() in PICKLE_SUFFIXES:
         torch.save(tensors, path)
     else:

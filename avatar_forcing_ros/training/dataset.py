@@ -34,9 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from avatar_forcing_ros.core.checkpoint import save_safetensors
 
 FORMAT = "avatar-forcing-dyadic/1"
 AUDIO_KINDS = ("wav2vec2_layers", "projected")
@@ -76,7 +78,7 @@ class Session:
 def atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """Write a .safetensors file through a temporary name + rename, so a crash leaves no half file."""
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    save_safetensors(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
 
 
@@ -112,6 +114,9 @@ def read_index(root: str | Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{root} is not a dataset folder: {path} is missing (run avatar-forcing-preprocess)")
     index = json.loads(path.read_text())
+    missing = [k for k in ("format", "dim_w", "audio_features", "audio_dim", "sessions") if k not in index]
+    if missing:
+        raise ValueError(f"{path}: missing {', '.join(missing)}")
     if index.get("format") != FORMAT:
         raise ValueError(f"{path}: format {index.get('format')!r} is not {FORMAT!r}")
     if index.get("audio_features") not in AUDIO_KINDS:
@@ -126,7 +131,10 @@ def load_sessions(root: str | Path, split: str | None = None) -> tuple[dict, lis
     for entry in index["sessions"]:
         if split is not None and entry.get("split", "train") != split:
             continue
-        tensors = load_file(str(Path(root) / entry["file"]))
+        try:
+            tensors = load_file(str(Path(root) / entry["file"]))
+        except Exception as err:                 # missing, truncated or not safetensors at all
+            raise ValueError(f"{Path(root) / entry['file']}: not a readable session file ({err})") from err
         missing = [k for k in (*PER_FRAME, "identity") if k not in tensors]
         if missing:
             raise ValueError(f"{entry['file']}: missing tensors {missing}")

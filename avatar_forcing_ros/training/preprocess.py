@@ -44,6 +44,7 @@ from avatar_forcing_ros.core.face_crop import FaceDetector, crop_video, to_model
 from avatar_forcing_ros.core.model import AvatarForcing
 from avatar_forcing_ros.tools.media_io import MediaError, read_video_frames
 from avatar_forcing_ros.tools.media_io import read_audio as read_media_audio
+from avatar_forcing_ros.training.cli_help import HelpFormatter
 from avatar_forcing_ros.training.dataset import FORMAT, Session, write_index, write_session
 
 log = logging.getLogger(__name__)
@@ -144,14 +145,15 @@ def convert(name: str, pair: dict[str, Path], enc: Encoders) -> Session:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avatar-forcing-preprocess", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("videos", help="folder of NAME_avatar.* / NAME_user.* video pairs")
     p.add_argument("out", help="dataset folder to create or complete")
     p.add_argument("--checkpoint", required=True, help="release checkpoint folder (motion autoencoder, config)")
     p.add_argument("--wav2vec2", required=True, help="wav2vec2 folder (facebook/wav2vec2-base-960h)")
     p.add_argument("--projected", action="store_true", help="store projected audio features (train only the transformer)")
     p.add_argument("--val-every", type=int, default=10, help="every N-th session goes to the val split (0: none)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device for the motion encoder and wav2vec2")
     return p
 
 

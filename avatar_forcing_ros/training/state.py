@@ -89,4 +89,8 @@ def resolve_resume(path: str | Path) -> Path:
 
 
 def load_state(path: str | Path) -> dict:
-    return torch.load(resolve_resume(path), map_location="cpu", weights_only=True)
+    file = resolve_resume(path)
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:                     # truncated, foreign or not a torch file
+        raise ValueError(f"{file} is not a readable {STATE_FILE} ({' '.join(str(err).split())[:200]})") from err

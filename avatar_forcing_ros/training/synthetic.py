@@ -1,22 +1,26 @@
 """Synthetic dyadic sessions with a known reaction: the avatar copies the user's motion `lag` frames late.
 
-Used by the tests and the training benchmark (no real data needed); `reactiveness` measures how
-well a model reproduces the lag. Per session:
+Used by the tests, the training benchmarks and `avatar-forcing-synthetic-data DATA` (a dataset to
+try the training commands on without real data); `reactiveness` measures how well a model
+reproduces the lag. Per session:
 user_motion(t) = A s(t), s(t) = `factors` slow sinusoids (0.2-0.6 Hz, random phase) plus a little
 noise, A a fixed random (dim_w, factors) mixing; avatar_motion(t) = user_motion(t - lag) +
 `noise` * N(0, 1); audio features i.i.d. N(0, 1) per frame (no information); identity random.
 """
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from avatar_forcing_ros.core.config import AvatarForcingConfig
+from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
 from avatar_forcing_ros.core.streaming import NoiseSource, generate_clip
 from avatar_forcing_ros.evaluation.metrics.stats import lagged_pearson
+from avatar_forcing_ros.training.cli_help import HelpFormatter
 from avatar_forcing_ros.training.dataset import Session, write_index, write_session
 from avatar_forcing_ros.training.trainable import TrainableModel
 
@@ -75,3 +79,46 @@ def reactiveness(model: TrainableModel, sessions: list[Session], lag: int, seeds
             r = lagged_pearson(s.user_motion[cut].numpy(), out[0].numpy(), lag)
             values.append(float(np.nanmean(r[lag])))
     return float(np.mean(values))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avatar-forcing-synthetic-data", description=(
+        "Write a synthetic training dataset (the format of docs/training.md) whose avatar copies the "
+        "user's motion LAG frames late; its index.json names the architecture, so avatar-forcing-train "
+        "needs no --preset for it."), formatter_class=HelpFormatter)
+    p.add_argument("data", help="new dataset folder (must not hold a dataset yet)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="parity-tiny", help="architecture (sizes)")
+    p.add_argument("--sessions", type=int, default=24, help="training sessions")
+    p.add_argument("--val-sessions", type=int, default=3, help="held-out (val split) sessions")
+    p.add_argument("--frames", type=int, default=100, help="frames per session (25 fps; at least one window)")
+    p.add_argument("--lag", type=int, default=4, help="frames by which the avatar follows the user")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = PRESETS[args.preset]()
+    problems = [f"--sessions must be at least 1 (got {args.sessions})" if args.sessions < 1 else "",
+                f"--val-sessions must be 0 or more (got {args.val_sessions})" if args.val_sessions < 0 else "",
+                f"--frames must be at least one {cfg.window_frames}-frame training window (got {args.frames})"
+                if args.frames < cfg.window_frames else "",
+                f"--lag must be 0 or more (got {args.lag})" if args.lag < 0 else "",
+                f"{args.data} already holds a dataset (index.json); choose a new folder"
+                if (Path(args.data) / "index.json").exists() else ""]
+    problem = next((p for p in problems if p), None)
+    if problem:
+        print(f"avatar-forcing-synthetic-data: {problem}", file=sys.stderr)
+        return 2
+    try:
+        make_dataset(args.data, cfg, sessions=args.sessions, frames=args.frames, lag=args.lag,
+                     val_sessions=args.val_sessions, seed=args.seed)
+    except OSError as err:
+        print(f"avatar-forcing-synthetic-data: cannot write {args.data}: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.sessions} + {args.val_sessions} sessions of {args.frames} frames ({args.preset}) to {args.data}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

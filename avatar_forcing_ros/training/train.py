@@ -6,7 +6,10 @@ several GPUs:         torchrun --standalone --nproc_per_node=8 -m avatar_forcing
 DPO fine-tuning:      avatar-forcing-train --stage dpo --init runs/x/checkpoints/step_.../flow_transformer.safetensors ...
 resume:               the same command with --resume runs/x (or a step folder)
 
-See the README's training section, dataset.py (data format), losses.py (objective) and dpo.py.
+The architecture comes from, in this order: --config, --preset, the config.json beside the --init
+weights, the dataset's index.json, else the official size (the log says which).
+
+See docs/training.md, dataset.py (data format), losses.py (objective) and dpo.py.
 """
 from __future__ import annotations
 
@@ -14,11 +17,15 @@ import argparse
 import logging
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 import torch
 
 from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
+from avatar_forcing_ros.training.cli_help import HelpFormatter
+from avatar_forcing_ros.training.dataset import read_index
 from avatar_forcing_ros.training.losses import TIMESTEP_SAMPLING, TIMESTEP_WEIGHTING
+from avatar_forcing_ros.training.state import LATEST
 from avatar_forcing_ros.training.trainer import Trainer, TrainSettings
 
 log = logging.getLogger(__name__)
@@ -43,23 +50,26 @@ _HELP = {
     "log_every": "steps between throughput figures in metrics.csv", "seed": "random seed",
     "workers": "DataLoader worker processes", "weights_format": "safetensors or pth",
     "dpo_beta": "DPO temperature beta (on per-window mean squared errors)",
-    "dpo_sft_weight": "weight of the supervised regulariser in the DPO stage (0: pure DPO)",
+    "dpo_weight": "lambda, the weight of the DPO loss in the DPO stage: L = w_sft L_DF + lambda L_DPO (the paper's "
+                  "0.1; 1 is this package's earlier, ten times heavier weighting)",
+    "dpo_sft_weight": "weight w_sft of the diffusion-forcing loss L_DF in the DPO stage (the paper's 1; 0: pure DPO)",
     "loser_nfe": "sampler NFE for losing samples (default: the config's nfe)",
-    "loser_cache": "folder caching the losing samples (default: generated every step)",
+    "loser_cache": "folder caching the losing samples, made once for one --init, dataset and sampler setting "
+                   "(a cache made for others is refused) (default: losers generated every step)",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avatar-forcing-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="avatar-forcing-train", description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder (index.json + sessions/)")
     p.add_argument("--out", required=True, help="run folder: metrics.csv and checkpoints/")
     p.add_argument("--stage", choices=("sft", "dpo"), default="sft", help="supervised training or DPO fine-tuning")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="architecture preset")
-    p.add_argument("--config", default=None, help="config.json (overrides --preset; default: official)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="architecture preset (default: see the architecture order above)")
+    p.add_argument("--config", default=None, help="architecture config.json (overrides --preset)")
     p.add_argument("--init", default=None, help="initial weights (official keys; required for --stage dpo)")
     p.add_argument("--resume", default=None, help="run folder, step folder or train_state.pt to resume")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for f in fields(TrainSettings):
         if f.name in ("out", "stage", "progress"):
@@ -69,10 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from(args: argparse.Namespace) -> AvatarForcingConfig:
-    if args.config:
-        return AvatarForcingConfig.from_json(args.config)
-    return PRESETS[args.preset or "official"]()
+def config_from(args: argparse.Namespace) -> tuple[AvatarForcingConfig, str]:
+    """The architecture and where it came from (see the module docstring for the order).
+
+    An explicit --config/--preset that contradicts the config.json beside the --init weights is
+    refused here, naming the differing sizes, rather than as a list of mis-shaped keys later.
+    """
+    beside = Path(args.init).parent / "config.json" if args.init else None
+    init_cfg = (AvatarForcingConfig.from_json(beside), str(beside)) if beside and beside.is_file() else None
+    if args.config or args.preset:
+        source = args.config or f"--preset {args.preset}"
+        cfg = AvatarForcingConfig.from_json(args.config) if args.config else PRESETS[args.preset]()
+        if init_cfg and (diff := differences(cfg, init_cfg[0])):
+            raise ValueError(f"{source} does not match the --init weights' {init_cfg[1]} ({diff}); "
+                             f"leave {'--config' if args.config else '--preset'} out to use the weights' own")
+        return cfg, source
+    if init_cfg:
+        return init_cfg
+    index_cfg = read_index(args.data).get("config")
+    if index_cfg:
+        return AvatarForcingConfig.from_dict(index_cfg), str(Path(args.data) / "index.json")
+    return PRESETS["official"](), "the official size (no --config, --preset, init config.json or dataset config)"
+
+
+def differences(a: AvatarForcingConfig, b: AvatarForcingConfig) -> str:
+    """'name a vs b' for the first few architecture fields that differ ('' when none do)."""
+    da, db = a.to_dict(), b.to_dict()
+    diff = [f"{k} {da[k]} vs {db[k]}" for k in da if da[k] != db.get(k)]
+    return ", ".join(diff[:4]) + (", ..." if len(diff) > 4 else "")
 
 
 def make_trainer(args: argparse.Namespace) -> Trainer:
@@ -84,13 +118,15 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
     if settings.timestep_sampling not in TIMESTEP_SAMPLING or settings.timestep_weighting not in TIMESTEP_WEIGHTING:
         raise ValueError(f"--timestep-sampling must be one of {TIMESTEP_SAMPLING} and --timestep-weighting "
                          f"one of {TIMESTEP_WEIGHTING}")
+    if args.stage == "dpo" and not args.init:
+        raise ValueError("--stage dpo needs --init (the supervised model, also the frozen reference; "
+                         "give it again when resuming)")
+    cfg, source = config_from(args)
+    log.info("architecture from %s", source)
     if args.stage == "dpo":
-        if not args.init:
-            raise ValueError("--stage dpo needs --init (the supervised model, also the frozen reference; "
-                             "give it again when resuming)")
         from avatar_forcing_ros.training.dpo import DPOTrainer
-        return DPOTrainer(config_from(args), args.data, settings, args.init, args.resume)
-    return Trainer(config_from(args), args.data, settings, args.init, args.resume)
+        return DPOTrainer(cfg, args.data, settings, args.init, args.resume)
+    return Trainer(cfg, args.data, settings, args.init, args.resume)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,12 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    trainer = None
     try:
         trainer = make_trainer(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"avatar-forcing-train: {err}", file=sys.stderr)
+        folder = trainer.run()
+    except KeyboardInterrupt:
+        at = f" at step {trainer.step}" if trainer is not None else ""
+        saved = (Path(args.out) / "checkpoints" / LATEST).is_file()
+        then = f"continue with --resume {args.out}" if saved else "no checkpoint was written yet"
+        print(f"avatar-forcing-train: interrupted{at}; {then}", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as err:          # bad arguments, data, weights or files: one line, no traceback
+        print(f"avatar-forcing-train: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    folder = trainer.run()
     if trainer.rank == 0:
         log.info("finished at step %d; weights in %s", trainer.step, folder)
     return 0

@@ -36,7 +36,7 @@ from avatar_forcing_ros.training.trainable import TrainableModel, export_weights
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm", "windows_per_s", "val_loss",
-              "sft_loss", "dpo_accuracy", "winner_error", "loser_error")
+              "sft_loss", "dpo_loss", "dpo_accuracy", "winner_error", "loser_error")
 
 
 @dataclass
@@ -71,6 +71,7 @@ class TrainSettings:
     progress: bool = True
     # DPO stage
     dpo_beta: float = 10.0
+    dpo_weight: float = 0.1
     dpo_sft_weight: float = 1.0
     loser_nfe: int | None = None
     loser_cache: str | None = None
@@ -87,6 +88,24 @@ def setup_distributed() -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Rewrite metrics.csv (atomically) with its header and only the rows of steps <= `step`.
+
+    A run killed after its last checkpoint logged steps that the resumed run repeats; without this
+    they would appear twice. A fresh run (step 0) starts an empty log.
+    """
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def autocast_for(device: torch.device):
@@ -111,6 +130,9 @@ class Trainer:
         self.val_dataset = WindowDataset(val_sessions, cfg.window_frames, cfg.window_frames) if val_sessions else None
         torch.manual_seed(settings.seed)                          # the initial weights
         self.model = TrainableModel(cfg, self.audio_features).to(self.device)
+        if index["dim_w"] != cfg.dim_w:
+            raise ValueError(f"dataset motion latents have {index['dim_w']} values per frame; the architecture "
+                             f"has dim_w {cfg.dim_w}")
         if self.model.audio_dim != index["audio_dim"]:
             raise ValueError(f"dataset audio features have {index['audio_dim']} values per frame; the config "
                              f"expects {self.model.audio_dim} for {self.audio_features!r}")
@@ -237,6 +259,9 @@ class Trainer:
         if state["stage"] != self.s.stage:
             raise ValueError(f"cannot resume a {state['stage']!r} run as stage {self.s.stage!r}; "
                              f"start the new stage with --init <exported weights> instead")
+        if state["config"] != self.cfg.to_dict():
+            raise ValueError(f"{path} was trained with another architecture than this command's; "
+                             f"resume with the command that started the run")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_schedule.load_state_dict(state["lr_schedule"])
@@ -253,12 +278,11 @@ class Trainer:
         main = self.rank == 0
         self.out.mkdir(parents=True, exist_ok=True)
         csv_path = self.out / "metrics.csv"
-        fresh = not csv_path.exists()
+        if main:
+            truncate_metrics(csv_path, self.step)
         # only rank 0 touches the log: another rank creating it first would leave it without header
         with open(csv_path if main else os.devnull, "a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            if fresh and main:
-                writer.writeheader()
             bar = tqdm(total=self.s.steps, initial=self.step, disable=not (main and self.s.progress),
                        desc=f"train[{self.s.stage}]")
             last = None
