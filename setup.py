@@ -13,6 +13,7 @@ CONSOLE_SCRIPTS = [
     "avatar-forcing-demo = avatar_forcing_ros.tools.demo:main",
     "avatar-forcing-train = avatar_forcing_ros.training.train:main",
     "avatar-forcing-preprocess = avatar_forcing_ros.training.preprocess:main",
+    "avatar-forcing-ctl = avatar_forcing_ros.tools.ctl.cli:main",
 ]
 
 setup(
