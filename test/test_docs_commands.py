@@ -1,8 +1,9 @@
 """Every command README.md and docs/*.md show works after the README's set-up: each names an
 executable the set-up installs (the package's commands, the venv's, Debian's), a script or file of
 the repository, or a Python module that exists, unless it is marked as the robot (apt ROS)
-variant: in a section whose heading says "robot", or after the word "robot" in the same
-paragraph, list item or table row. The set-up installs no `ros2` command (not on PyPI).
+variant: in a section whose heading says "robot", or after the word "robot" in the same clause
+(up to the previous '. ' or '; ' of its paragraph, list item or table row). The set-up installs
+no `ros2` command (not on PyPI).
 
 Checked: every line of ```bash blocks (```sh, ```shell too) and every inline code span of two
 or more words whose first word names a program (one installed here, `ros2`, an
@@ -84,8 +85,10 @@ def extract_commands(path: Path) -> list[Command]:
         if not line.strip() or BLOCK_START.match(line):
             block_text = ''
         for match in SPAN.finditer(line):
-            before = block_text + line[:match.start()]
-            robot = in_robot_section or 'robot' in before.lower()
+            # the marker counts in the span's own clause: '(on a robot: `ros2 ...`)'
+            before = SPAN.sub('CODE', block_text + line[:match.start()])
+            clause = re.split(r'[.;]\s', before)[-1]
+            robot = in_robot_section or 'robot' in clause.lower()
             commands.append(Command(path.name, number, match.group(1).strip(), robot, False))
         block_text += line + ' '
     return commands
@@ -133,16 +136,24 @@ def _python_problem(arguments: list[str]) -> str | None:
         return None
     if arguments[0] == '-m' and len(arguments) > 1:
         module = arguments[1]
-        if '<' in module or module.upper() == module:  # a placeholder: its package must exist
-            module = module.rsplit('.', 1)[0]
-        spec = importlib.util.find_spec(module)
+        if '<' in module:  # a placeholder such as nodes.<node>_node: its package must exist
+            package = module.rsplit('.', 1)[0]
+            return None if _find_spec(package) else f'python -m {module}: no package {package}'
+        spec = _find_spec(module)
         if spec is not None and spec.submodule_search_locations is not None:
-            spec = importlib.util.find_spec(module + '.__main__')
+            spec = _find_spec(module + '.__main__')
         return None if spec is not None else f'python -m {module}: no such runnable module'
     script = arguments[0]
     if script.endswith('.py') and '*' not in script and not (REPO / script).is_file():
         return f'{script} is not a file of the repository'
     return None
+
+
+def _find_spec(module: str):
+    try:
+        return importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # a parent package is missing
+        return None
 
 
 def problems_in(path: Path) -> list[str]:
@@ -162,8 +173,9 @@ def test_the_check_finds_unmarked_robot_commands_and_missing_programs(tmp_path):
 
 Set it with `ros2 param set /generator nfe 8` or `avatar-forcing-nosuch run`.
 On a robot: `ros2 param set /generator nfe 8`; here `avatar-forcing-ctl param set /generator nfe 8`.
+On a robot `ros2 run avatar_forcing_ros generator`; here `ros2 run avatar_forcing_ros generator`.
 
-- run `python -m avatar_forcing_ros.nosuch` and `python bench/nosuch.py`
+- run `python -m avatar_forcing_ros.nosuch` and `python bench/nosuch.py`, not `python -m nosuch.<x>_node`
 - frame n is stamped `t0 + n/25`
 
 ```bash
@@ -181,5 +193,6 @@ ros2 launch avatar_forcing_ros avatar_forcing.launch.py
 """)
     problems = problems_in(page)
     assert [p.split(': ', 1)[0] for p in problems] == [
-        'page.md:3', 'page.md:3', 'page.md:6', 'page.md:6', 'page.md:10', 'page.md:11'], problems
+        'page.md:3', 'page.md:3', 'page.md:5', 'page.md:7', 'page.md:7', 'page.md:7', 'page.md:11',
+        'page.md:12'], problems
     assert 'ros2' in problems[0] and 'avatar-forcing-nosuch' in problems[1]
