@@ -1,9 +1,11 @@
 """avatar-forcing-ctl as a user runs it (the installed command, a separate process) against real
 node processes over DDS: param list/get/set/describe with the nodes' refusals, status from a
-running generator, topic rates, and say/play as real-time AudioChunks. Every failure is one
-line on stderr and a non-zero exit; Ctrl-C never prints a traceback. Wide timing bounds only."""
+running generator, topic rates, say/play as real-time AudioChunks, and a said sentence moving a
+running generator's lips in sync. Every failure is one line on stderr and a non-zero exit;
+Ctrl-C never prints a traceback. Wide timing bounds only."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -195,3 +197,25 @@ def test_ctrl_c_cuts_speech_off_cleanly(tmp_path):
         assert err.strip() == 'avatar-forcing-ctl: interrupted', err
         listener.spin_until(lambda: False, 0.5)
         assert len(chunks) < 150  # cut off: the sentence lasts about 5 s (250 chunks)
+
+
+def test_said_sentence_moves_a_running_generators_lips_in_sync(tmp_path):
+    """The end to end point of `say`: a portable generator's jaw follows the sentence, in time
+    (lip-sync r from the recorded bag, as avatar-forcing-evaluate computes it)."""
+    env = ros_env(unique_domain_id())
+    bag = tmp_path / 'bag'
+    with NodeProcess('generator', env, {'backend': 'portable'}) as generator, \
+            NodeProcess('recorder', env, {'output': str(bag)}) as recorder:
+        assert generator.wait_for_output('backend portable', 120), generator.output()
+        assert recorder.wait_for_output('recording /avatar/motion', 60), recorder.output()
+        said = ctl(env, 'say', 'Hello! It is good to see you. I am a robot face, and I can listen '
+                   'while you talk. Tell me about your day.')
+        assert said.returncode == 0, said.stderr
+        time.sleep(2.0)  # the generator answers the last chunk one latency budget (0.8 s) later
+        assert recorder.interrupt() == 0, recorder.output()
+    evaluated = subprocess.run([shutil.which('avatar-forcing-evaluate'), str(bag), '-o',
+                                str(tmp_path / 'eval')], env=env, capture_output=True, text=True,
+                               timeout=300)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    lipsync = json.loads((tmp_path / 'eval' / 'evaluation.json').read_text())['bags'][0]['lipsync']
+    assert lipsync['r_best'] >= 0.8 and abs(lipsync['best_lag_ms']) <= 40, lipsync
