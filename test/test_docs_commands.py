@@ -45,7 +45,7 @@ def installed_dirs() -> list[Path]:
     after `source scripts/env.sh`), and the system's own directories (Debian packages)."""
     prefixes = [Path(p) for p in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
     return [p / 'bin' for p in prefixes] + [Path(sys.prefix) / 'bin'] + [
-        Path(d) for d in ('/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin')]
+        Path(d) for d in ('/usr/bin', '/bin', '/usr/sbin', '/sbin')]
 
 
 def is_installed(program: str) -> bool:
