@@ -71,7 +71,7 @@ def test_stamp_read_from_serialized_messages_without_deserializing():
     from std_msgs.msg import String
 
     from avatar_forcing_ros.msg import MotionLatent
-    from avatar_forcing_ros.nodes.topic_monitor_node import cdr_header_stamp_ns, starts_with_header
+    from avatar_forcing_ros.nodes.topic_rates import cdr_header_stamp_ns, starts_with_header
 
     image = Image(height=480, width=640, encoding='rgb8', step=1920)
     image.header.stamp.sec, image.header.stamp.nanosec = 1_795_576_000, 123_456_789

@@ -9,8 +9,10 @@ file wraps around inside a chunk, keeping chunks whole). Nothing is
 published while idle: an absent avatar voice is the "not speaking" condition, not silence.
 
 Start another file while running with either
-    ros2 param set /audio_file_player file /path/to/next.wav   (validated, then applied)
-    ros2 topic pub --once /audio_file_player/play std_msgs/msg/String "{data: /path/next.wav}"
+    avatar-forcing-ctl param set /audio_file_player file /path/to/next.wav   (validated, then applied;
+        on a robot with apt ROS: ros2 param set /audio_file_player file /path/to/next.wav)
+    or a std_msgs/String with the path on /audio_file_player/play (on a robot with apt ROS:
+        ros2 topic pub --once /audio_file_player/play std_msgs/msg/String "{data: /path/next.wav}")
 An empty path stops playback. A bad path is refused (parameter) or counted and warned about
 (topic); the current playback continues.
 """
@@ -29,6 +31,7 @@ from std_msgs.msg import String
 
 from avatar_forcing_ros.conversions import array_to_audio_chunk
 from avatar_forcing_ros.media.audio_stream import load_audio
+from avatar_forcing_ros.media.playback_timeline import PlaybackTimeline
 from avatar_forcing_ros.msg import AudioChunk
 from avatar_forcing_ros.nodes.node_support import (
     ConfigError, MalformedInputCounter, describe, read_config, run_node)
@@ -56,18 +59,6 @@ class AudioFilePlayerConfig:
         return round(self.sample_rate * self.chunk_ms / 1000)
 
 
-@dataclass
-class _Playback:
-    """One file being played: samples, read position and the steady presentation timeline."""
-
-    name: str
-    samples: np.ndarray  # (frames,) float32 at the published rate
-    start_ns: int        # ROS time of the first sample
-    start_mono: float    # time.monotonic() at the first sample
-    position: int = 0    # next sample of the file to send
-    frames_sent: int = 0  # frames sent since start (across loops): the timeline
-
-
 class AudioFilePlayerNode(Node):
     def __init__(self) -> None:
         super().__init__('audio_file_player')
@@ -75,7 +66,8 @@ class AudioFilePlayerNode(Node):
         self.config = read_config(self, AudioFilePlayerConfig)
         self._malformed = MalformedInputCounter(self)
         self._loop = self.config.loop
-        self._playback: _Playback | None = None
+        self._playback: PlaybackTimeline | None = None
+        self._playing = ''  # name of the file being played
         self._sequence = 0
         self._validated: dict[str, np.ndarray] = {}  # parameter callback -> post-set callback
         # one tick per chunk; each file starts on a tick, so every chunk is due exactly at a tick
@@ -110,8 +102,10 @@ class AudioFilePlayerNode(Node):
     def _start(self, path: str, samples: np.ndarray) -> None:
         """Play `samples` from the timer's next tick on (empty `path`: stop)."""
         to_tick_ns = max(0, self._timer.time_until_next_call() or 0)
-        self._playback = None if not path else _Playback(
-            name=Path(path).name, samples=samples,
+        self._playing = Path(path).name
+        self._playback = None if not path else PlaybackTimeline(
+            samples=samples, sample_rate=self.config.sample_rate,
+            chunk_frames=self.config.chunk_frames, loop=self._loop,
             start_ns=self.get_clock().now().nanoseconds + to_tick_ns,
             start_mono=time.monotonic() + to_tick_ns / _NS_PER_S)
         self.get_logger().info(f'playing {path} ({len(samples) / self.config.sample_rate:.2f} s)'
@@ -141,6 +135,8 @@ class AudioFilePlayerNode(Node):
         for parameter in parameters:
             if parameter.name == 'loop':
                 self._loop = parameter.value
+                if self._playback is not None:
+                    self._playback.loop = parameter.value
             elif parameter.name == 'file':
                 samples = self._validated.pop(parameter.value, np.zeros(0, np.float32))
                 self._start(parameter.value, samples)
@@ -150,28 +146,16 @@ class AudioFilePlayerNode(Node):
 
     def _publish_due_chunks(self) -> None:
         playback = self._playback
-        while playback is not None and playback is self._playback:
-            rate = self.config.sample_rate
-            if time.monotonic() - playback.start_mono + _TICK_TOLERANCE_S < playback.frames_sent / rate:
-                return  # the next chunk's first sample is not due yet
-            if playback.position >= len(playback.samples):
-                if not self._loop:
-                    self._playback = None
-                    self.get_logger().info(f'finished {playback.name}')
-                    return
-                playback.position = 0
-            end = playback.position + self.config.chunk_frames
-            chunk = playback.samples[playback.position:end]
-            playback.position += len(chunk)
-            if self._loop and len(chunk) < self.config.chunk_frames:   # wrap: whole chunks stay on the ticks
-                playback.position = min(end - len(playback.samples), len(playback.samples))
-                chunk = np.concatenate([chunk, playback.samples[:playback.position]])
-            stamp = playback.start_ns + playback.frames_sent * _NS_PER_S // rate
+        if playback is None:
+            return
+        for chunk, stamp in playback.due_chunks(time.monotonic(), _TICK_TOLERANCE_S):
             self._publisher.publish(array_to_audio_chunk(
-                chunk, rate, stamp=stamp, sequence=self._sequence,
-                frame_id=self.config.frame_id or playback.name))
+                chunk, self.config.sample_rate, stamp=stamp, sequence=self._sequence,
+                frame_id=self.config.frame_id or self._playing))
             self._sequence += 1
-            playback.frames_sent += len(chunk)
+        if playback.finished:
+            self._playback = None
+            self.get_logger().info(f'finished {self._playing}')
 
 
 def main(args: list[str] | None = None) -> int:

@@ -8,8 +8,9 @@ deserialisation), and writes them from one thread through a bounded queue (see
 Ctrl-C or SIGTERM closes the bag cleanly (summary, footer, metadata.yaml) and logs the number
 of messages written and dropped per topic.
 
-    ros2 run avatar_forcing_ros recorder --ros-args -p output:=/tmp/session1
-    ros2 bag info /tmp/session1        # where ros2 bag exists; else avatar-forcing-evaluate
+    python -m avatar_forcing_ros.nodes.recorder_node --ros-args -p output:=/tmp/session1
+    avatar-forcing-evaluate /tmp/session1 -o /tmp/session1_eval   # counts, rates, latency, ...
+On a robot with apt ROS: ``ros2 run avatar_forcing_ros recorder ...`` and ``ros2 bag info``.
 """
 from __future__ import annotations
 

@@ -13,8 +13,6 @@ Files that exist already are kept (idempotent).
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ import cv2
 import numpy as np
 import soundfile
 from scipy.signal import resample_poly
+
+from avatar_forcing_ros.media.speech_synthesis import espeak_to_wav
 
 RATE = 16000
 FPS = 25
@@ -55,13 +55,11 @@ class DemoMedia:
 
 def speak(lines: tuple[str, ...], voice: str, path: Path) -> None:
     """espeak-ng each line, resample to 16 kHz mono, join with pauses, write a WAV atomically."""
-    if shutil.which("espeak-ng") is None:
-        raise RuntimeError("espeak-ng not found (Debian package 'espeak-ng'; scripts/setup.sh installs it)")
     pieces = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, line in enumerate(lines):
             wav = Path(tmp) / f"{i}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), line], check=True)
+            espeak_to_wav(line, wav, voice, words_per_minute=150)
             samples, rate = soundfile.read(wav, dtype="float32", always_2d=True)
             pieces += [resample_poly(samples.mean(axis=1), RATE, rate).astype(np.float32),
                        np.zeros(int(PAUSE_S * RATE), dtype=np.float32)]

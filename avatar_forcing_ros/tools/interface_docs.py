@@ -54,7 +54,9 @@ fails when this page is out of date.
   {', '.join(f'`{p}`' for p in STANDARD_PARAMETERS)}.
 - Set parameters at start with `--ros-args -p name:=value` or a YAML file
   (`config/avatar_forcing.yaml`); those marked settable also at run time with
-  `ros2 param set /<node> name value` (validated first; a refused value leaves the node as it was).
+  `avatar-forcing-ctl param set /<node> name value` (on a robot with apt ROS also
+  `ros2 param set /<node> name value`; validated first: a refused value leaves the node as it
+  was, and the command prints the node's reason).
 """
 
 
@@ -105,8 +107,8 @@ def _runtime_subscriptions(interfaces: Sequence[NodeInterface]) -> dict[str, lis
 
 def _node_section(interface: NodeInterface) -> str:
     lines = [f'## {interface.name}', '', f'{_sentence(interface.purpose)}', '',
-             f'Run: `ros2 run {PACKAGE} {interface.name}` (module '
-             f'`{PACKAGE}.nodes.{interface.name}_node`).']
+             f'Run: `python -m {PACKAGE}.nodes.{interface.name}_node` (on a robot with apt ROS: '
+             f'`ros2 run {PACKAGE} {interface.name}`).']
     if interface.overrides:
         started = '; '.join(f'`{k}` = {OVERRIDE_NOTES.get(k, "a test value")}' for k in interface.overrides)
         lines.append(f'Started for this page with {started}.')
