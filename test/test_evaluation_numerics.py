@@ -81,7 +81,7 @@ def test_rms_envelope_per_frame_bins():
     # 50 ms of amplitude 1, then 60 ms of amplitude 3; 40 ms frames from 20 ms before the audio
     chunks = [np.full(50, 1.0, np.float32), np.full(60, -3.0, np.float32)]
     stamps = np.array([t0, t0 + 50_000_000], np.int64)
-    audio = AudioSeries(stamps, stamps, sample_rate=rate, samples=chunks)
+    audio = AudioSeries(stamps, stamps, sample_rates=np.array([rate, rate]), samples=chunks)
     grid = t0 - 20_000_000 + np.arange(5, dtype=np.int64) * 40_000_000
     env = rms_envelope(audio, grid, fps=25.0)
     expected = [1.0, np.sqrt((30 * 1 + 10 * 9) / 40), 3.0, 3.0, 0.0]   # last frame: no audio

@@ -15,6 +15,7 @@ from .session import Session
 # (label, path into a bag's result dict, format)
 SUMMARY_ROWS: tuple[tuple[str, tuple, str], ...] = (
     ('readable (no problems)', ('ok',), '{}'),
+    ('bag damaged (exit status 1)', ('damaged',), '{}'),
     ('end-to-end latency p50 (ms)', ('latency', 'end_to_end', 'p50'), '{:.1f}'),
     ('end-to-end latency p99 (ms)', ('latency', 'end_to_end', 'p99'), '{:.1f}'),
     ('end-to-end latency max (ms)', ('latency', 'end_to_end', 'max'), '{:.1f}'),
@@ -125,11 +126,12 @@ def write_report(results: list[dict], images: list[list[str]], outdir: Path) -> 
 
 
 def write_json(results: list[dict], options: dict, outdir: Path,
-               reference_problems: list[str]) -> Path:
+               reference_problems: list[str], reference_damaged: bool = False) -> Path:
     """``evaluation.json``: options used, problems of the reference bag, one result per bag."""
     path = outdir / 'evaluation.json'
     path.write_text(json.dumps({'definitions': DEFINITIONS, 'options': options,
-                                'reference_problems': reference_problems, 'bags': results},
+                                'reference_problems': reference_problems,
+                                'reference_damaged': reference_damaged, 'bags': results},
                                indent=1))
     return path
 
@@ -142,6 +144,7 @@ def text_summary(results: list[dict]) -> str:
     lines += [label.ljust(width) + '  ' + '  '.join(cells) for label, cells in rows]
     for result in results:
         if result['problems']:
-            lines.append(f'{result["bag"]}: {len(result["problems"])} problem(s), see stderr and '
-                         'evaluation.json')
+            damaged = ' (the bag itself is damaged)' if result.get('damaged') else ''
+            lines.append(f'{result["bag"]}: {len(result["problems"])} problem(s){damaged}, see '
+                         'stderr and evaluation.json')
     return '\n'.join(lines)
