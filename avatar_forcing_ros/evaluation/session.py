@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ..media.audio_chunk import BadAudioChunk, interleaved_frames
 from .bag_io import BagSource, RawMessage
+from .left_out import LeftOut
 from .msg_types import register_from_connections
 from .stamps import stamp_faults
 from .topics import TopicConfig
@@ -92,17 +93,11 @@ class Session:
     diagnostics: dict[str, int] | None = None       # message and status-level counts
     counts: dict[str, int] = field(default_factory=dict)   # messages read per topic
     problems: list[str] = field(default_factory=list)      # what could not be read (damage)
-    left_out: dict[str, dict[str, int]] = field(default_factory=dict)  # topic -> cause -> count
-
-    def leave_out(self, topic: str, cause: str, count: int = 1) -> None:
-        """Count ``count`` messages of ``topic`` left out for ``cause``."""
-        causes = self.left_out.setdefault(topic, {})
-        causes[cause] = causes.get(cause, 0) + count
+    left_out: LeftOut = field(default_factory=LeftOut)     # read but unusable, by cause
 
     def left_out_lines(self) -> list[str]:
         """One line per topic and cause: how many of the topic's messages were left out, why."""
-        return [f'{topic}: {count} of {self.counts.get(topic, count)} messages left out: {cause}'
-                for topic, causes in self.left_out.items() for cause, count in causes.items()]
+        return self.left_out.lines(self.counts)
 
 
 def header_stamp_ns(data: bytes | memoryview) -> int:
@@ -200,7 +195,7 @@ def _majority(rows: list[tuple], index: int, what: str, session: Session,
     kept = values.most_common(1)[0][0]
     for value, count in values.items():
         if value != kept:
-            session.leave_out(topic, f'{what} {value!r} (most frames: {kept!r})', count)
+            session.left_out.add(topic, f'{what} {value!r} (most frames: {kept!r})', count)
     return [r for r in rows if r[index] == kept]
 
 
@@ -242,7 +237,7 @@ def read_session(source: BagSource, store: Typestore, topics: TopicConfig,
             try:
                 collector.add(role_of[raw.topic], raw)
             except _Unusable as cause:
-                session.leave_out(raw.topic, str(cause))
+                session.left_out.add(raw.topic, str(cause))
             except (KeyError, ValueError, IndexError, TypeError, struct.error,
                     AssertionError) as err:
                 undecodable[(raw.topic, type(err).__name__, str(err)[:80])] += 1
@@ -262,7 +257,7 @@ def _fill(session: Session, rows: dict[str, list[tuple]], topics: TopicConfig) -
             keep, faults = stamp_faults(np.asarray([r[0] for r in role_rows], np.int64),
                                         np.asarray([r[1] for r in role_rows], np.int64))
             for cause, count in faults.items():
-                session.leave_out(topic, cause, count)
+                session.left_out.add(topic, cause, count)
             role_rows = [r for r, k in zip(role_rows, keep) if k]
         if not role_rows:
             continue
