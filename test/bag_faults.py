@@ -83,13 +83,13 @@ def frame_ns(n: int) -> int:
     return T0 + n * 1_000_000_000 // FPS
 
 
-def write(path: Path, extra: list[tuple] = (), frames: int = 150) -> Path:
-    write_synthetic_bag(path, session(frames), extra=extra)
+def write(path: Path, extra: list[tuple] = (), frames: int = 150, storage: str = 'mcap') -> Path:
+    write_synthetic_bag(path, session(frames), extra=extra, storage=storage)
     return path
 
 
 def truncate(bag: Path, fraction: float = 0.5) -> Path:
-    """Cut the bag's MCAP file to ``fraction`` of its size (a recorder killed mid-write)."""
-    mcap = next(bag.glob('*.mcap'))
-    os.truncate(mcap, int(mcap.stat().st_size * fraction))
+    """Cut the bag's storage file to ``fraction`` of its size (a recorder killed mid-write)."""
+    data = next(p for p in bag.iterdir() if p.suffix in ('.mcap', '.db3'))
+    os.truncate(data, int(data.stat().st_size * fraction))
     return bag
