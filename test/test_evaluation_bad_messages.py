@@ -117,3 +117,25 @@ def test_a_topic_of_only_unusable_messages_is_absent_not_a_crash(tmp_path):
     result = json.loads((out / 'evaluation.json').read_text())['bags'][0]
     assert result['problems'] == ['/user/motion: 3 of 153 messages left out: empty latent']
     assert result['generation']['frames'] == 150
+
+
+def test_non_finite_status_fields_give_valid_json(tmp_path):
+    """Python writes NaN as a bare ``NaN`` that JSON readers refuse; they become null."""
+    fields = dict(backend='x', latent_space='x', last_block_compute_s=float('nan'),
+                  mean_block_compute_s=float('nan'), queue_depth=3,
+                  latency_budget_ms=float('inf'), last_latency_ms=float('nan'), nfe=10,
+                  guidance_branches=3, frames_published=1, hold_frames=0, late_blocks=0,
+                  malformed_inputs=0, camera_age_s=0.0, user_audio_age_s=0.0,
+                  avatar_audio_age_s=0.0, camera_stale=False, user_audio_stale=False,
+                  avatar_audio_stale=False)
+    msg = bf.STORE.types[bf.OWN + 'GeneratorStatus'](header=bf._header(bf.frame_ns(1)), **fields)
+    status = (bf.frame_ns(1) + 1, 'avatar/generator_status', bf.OWN + 'GeneratorStatus',
+              bf.STORE.serialize_cdr(msg, bf.OWN + 'GeneratorStatus'))
+    bag = bf.write(tmp_path / 'bag', [status])
+    out = tmp_path / 'out'
+    assert main([str(bag), '-o', str(out), '--no-progress']) == 0
+
+    def refuse(constant):
+        raise ValueError(f'{constant} is not JSON')
+    result = json.loads((out / 'evaluation.json').read_text(), parse_constant=refuse)['bags'][0]
+    assert result['status']['mean_block_compute_s'] is None

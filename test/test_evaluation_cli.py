@@ -147,3 +147,9 @@ def test_module_entry_point_without_rclpy(bags, tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr
     assert 'end-to-end latency p50 (ms)' in proc.stdout
+
+
+def test_output_that_is_a_file_is_a_usage_error(bags, tmp_path, capsys):
+    (tmp_path / 'taken').write_text('')
+    assert main([str(bags['good']), '-o', str(tmp_path / 'taken')]) == 2
+    assert 'error: cannot create the output directory' in capsys.readouterr().err

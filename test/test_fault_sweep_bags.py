@@ -84,7 +84,7 @@ CASES = {
         '/avatar/motion: 1 of 153 messages left out: type std_msgs/msg/String (expected '
         'avatar_forcing_ros/msg/MotionLatent)'], 0),
 }
-DAMAGED = ('truncated_mcap', 'truncated_sqlite', 'magic_only')
+DAMAGED = ('truncated_mcap', 'truncated_sqlite', 'magic_only', 'bad_metadata')
 
 
 def _empty_topics(path: Path) -> Path:
@@ -109,6 +109,8 @@ def bags(tmp_path_factory) -> dict[str, Path]:
     magic = bf.write(root / 'magic_only', frames=10)
     next(magic.glob('*.mcap')).write_bytes(b'\x89MCAP0\r\n')
     out['magic_only'] = magic
+    out['bad_metadata'] = bf.write(root / 'bad_metadata')
+    (out['bad_metadata'] / 'metadata.yaml').write_bytes(b'\xff\xfe not yaml, not UTF-8 [')
     return out
 
 
@@ -147,6 +149,7 @@ def test_damaged_bags_are_evaluated_as_far_as_readable_and_exit_1(bags, tmp_path
     for name in DAMAGED:
         assert results[name]['damaged'] and results[name]['problems'], name
     assert 100 < results['truncated_mcap']['generation']['frames'] < 1000
+    assert results['bad_metadata']['generation']['frames'] == 150     # the MCAP file is intact
     # sqlite3 refuses a cut database file as a whole ("malformed"): nothing of it is readable
     assert results['truncated_sqlite']['message_counts'] == {}
 
@@ -160,7 +163,7 @@ def test_mp4_export(bags, tmp_path, name):
         assert proc.returncode == 1 and 'no usable avatar images' in proc.stderr
         assert not out.exists()
         return
-    assert proc.returncode == (1 if name == 'truncated_mcap' else 0), proc.stderr
+    assert proc.returncode == (1 if name in DAMAGED else 0), proc.stderr
     assert out.stat().st_size > 1000
     for line in CASES.get(name, ([], 0, [], 0))[2]:
         if line.startswith(('/avatar/audio', '/avatar/image')):

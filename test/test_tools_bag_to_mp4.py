@@ -119,3 +119,10 @@ def test_truncated_bag_still_gives_an_mp4_and_exit_status_1(tmp_path):
     out = tmp_path / "avatar.mp4"
     assert main([str(bag), str(out)]) == 1
     assert 50 < _count_frames(out) < 500
+
+
+@pytest.mark.parametrize("fps", ["0", "-25", "nan"])
+def test_impossible_frame_rate_is_a_usage_error(tmp_path, fps):
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "bag"), str(tmp_path / "x.mp4"), "--fps", fps])
+    assert stop.value.code == 2

@@ -101,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    args.output.mkdir(parents=True, exist_ok=True)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f'error: cannot create the output directory {args.output}: {err}', file=sys.stderr)
+        return 2
     for problem in reference_problems:
         print(f'{"error" if reference_damaged else "warning"}: reference: {problem}',
               file=sys.stderr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from pathlib import Path
 
@@ -129,11 +130,24 @@ def write_json(results: list[dict], options: dict, outdir: Path,
                reference_problems: list[str], reference_damaged: bool = False) -> Path:
     """``evaluation.json``: options used, problems of the reference bag, one result per bag."""
     path = outdir / 'evaluation.json'
-    path.write_text(json.dumps({'definitions': DEFINITIONS, 'options': options,
-                                'reference_problems': reference_problems,
-                                'reference_damaged': reference_damaged, 'bags': results},
-                               indent=1))
+    document = {'definitions': DEFINITIONS, 'options': options,
+                'reference_problems': reference_problems, 'reference_damaged': reference_damaged,
+                'bags': results}
+    path.write_text(json.dumps(_finite(document), indent=1, allow_nan=False))
     return path
+
+
+def _finite(value: object) -> object:
+    """``value`` with every NaN or infinite float replaced by None: JSON has no NaN (Python
+    would write a bare ``NaN`` that other readers refuse), and a bag can hold non-finite status
+    fields."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def text_summary(results: list[dict]) -> str:

@@ -224,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="MP4 file to write")
     parser.add_argument("--image-topic", default="/avatar/image/compressed")
     parser.add_argument("--audio-topic", default="/avatar/audio")
-    parser.add_argument("--fps", type=float, default=25.0)
+    parser.add_argument("--fps", type=float, default=25.0, help="video frame rate (Hz, > 0)")
     args = parser.parse_args(argv)
+    if not 0 < args.fps <= 1000:
+        parser.error(f"--fps must be within (0, 1000] Hz, got {args.fps}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         track = read_avatar_track(args.bag, args.image_topic, args.audio_topic)
