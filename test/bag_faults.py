@@ -45,7 +45,8 @@ def motion(log_ns: int, stamp_ns: int, latent, frame: int = 0,
     msg = STORE.types[OWN + 'MotionLatent'](
         header=_header(stamp_ns), frame_index=frame, block_index=frame // 10, latent_space=space,
         latent=np.asarray(latent, np.float32), nfe=10, guidance_branches=3, is_hold=False)
-    return (int(log_ns), topic, OWN + 'MotionLatent', STORE.serialize_cdr(msg, OWN + 'MotionLatent'))
+    return (int(log_ns), topic, OWN + 'MotionLatent',
+            STORE.serialize_cdr(msg, OWN + 'MotionLatent'))
 
 
 def compressed(log_ns: int, stamp_ns: int, data: bytes, fmt: str = 'jpeg') -> tuple:
@@ -59,7 +60,8 @@ def compressed(log_ns: int, stamp_ns: int, data: bytes, fmt: str = 'jpeg') -> tu
 def text(log_ns: int, topic: str, value: str = 'not a motion latent') -> tuple:
     """A std_msgs/String on ``topic`` (a message of the wrong type)."""
     msg = STORE.types['std_msgs/msg/String'](data=value)
-    return (int(log_ns), topic, 'std_msgs/msg/String', STORE.serialize_cdr(msg, 'std_msgs/msg/String'))
+    return (int(log_ns), topic, 'std_msgs/msg/String',
+            STORE.serialize_cdr(msg, 'std_msgs/msg/String'))
 
 
 def jpeg(size: int = 64, value: int = 128) -> bytes:

@@ -175,7 +175,8 @@ class _Collector:
 
     def _row_diagnostics(self, raw: RawMessage) -> tuple:
         levels = [int(status.level) for status in self.deserialize(raw).status]
-        return (raw.log_ns, sum(level == 1 for level in levels), sum(level >= 2 for level in levels))
+        return (raw.log_ns, sum(level == 1 for level in levels),
+                sum(level >= 2 for level in levels))
 
 
 def _order(rows: list[tuple]) -> list[tuple]:
