@@ -153,3 +153,26 @@ def test_output_that_is_a_file_is_a_usage_error(bags, tmp_path, capsys):
     (tmp_path / 'taken').write_text('')
     assert main([str(bags['good']), '-o', str(tmp_path / 'taken')]) == 2
     assert 'error: cannot create the output directory' in capsys.readouterr().err
+
+
+def test_a_defect_of_the_evaluation_costs_only_that_bag(bags, tmp_path, capsys, monkeypatch):
+    """A metric that raises on some unforeseen input (stood in for by a patched metric: no such
+    input is known) still leaves evaluation.json, the report and the other bag's figures."""
+    from avatar_forcing_ros.evaluation import evaluate
+    real, calls = evaluate.lipsync, []
+
+    def lipsync_failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise FloatingPointError('unforeseen')
+        return real(*args, **kwargs)
+    monkeypatch.setattr(evaluate, 'lipsync', lipsync_failing_once)
+    out = tmp_path / 'out'
+    assert main([str(bags['good']), str(bags['holdy']), '-o', str(out)]) == 1
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err
+    assert 'the evaluation failed on this bag (FloatingPointError: unforeseen)' in err
+    failed, holdy = json.loads((out / 'evaluation.json').read_text())['bags']
+    assert failed['damaged'] and failed['message_counts']['/avatar/motion'] == FRAMES
+    assert holdy['ok'] and holdy['generation']['hold_frames'] == 25
+    assert (out / 'report.html').is_file()

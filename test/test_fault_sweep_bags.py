@@ -84,7 +84,7 @@ CASES = {
         '/avatar/motion: 1 of 153 messages left out: type std_msgs/msg/String (expected '
         'avatar_forcing_ros/msg/MotionLatent)'], 0),
 }
-DAMAGED = ('truncated_mcap', 'truncated_sqlite', 'magic_only', 'bad_metadata')
+DAMAGED = ('truncated_mcap', 'truncated_sqlite', 'magic_only', 'bad_metadata', 'corrupt_cdr')
 
 
 def _empty_topics(path: Path) -> Path:
@@ -109,6 +109,12 @@ def bags(tmp_path_factory) -> dict[str, Path]:
     magic = bf.write(root / 'magic_only', frames=10)
     next(magic.glob('*.mcap')).write_bytes(b'\x89MCAP0\r\n')
     out['magic_only'] = magic
+    garbage = b'\x00\x01\x00\x00' + b'\xff' * 60       # a CDR header, then no valid message
+    out['corrupt_cdr'] = bf.write(root / 'corrupt_cdr', [
+        (bf.frame_ns(30) + 110 * MS, 'avatar/motion', bf.OWN + 'MotionLatent', garbage),
+        (bf.frame_ns(40) + 40 * MS, 'avatar/audio', bf.OWN + 'AudioChunk', garbage),
+        (bf.frame_ns(50) + 130 * MS, 'avatar/image/compressed', 'sensor_msgs/msg/CompressedImage',
+         garbage)])
     out['bad_metadata'] = bf.write(root / 'bad_metadata')
     (out['bad_metadata'] / 'metadata.yaml').write_bytes(b'\xff\xfe not yaml, not UTF-8 [')
     return out
@@ -150,6 +156,10 @@ def test_damaged_bags_are_evaluated_as_far_as_readable_and_exit_1(bags, tmp_path
         assert results[name]['damaged'] and results[name]['problems'], name
     assert 100 < results['truncated_mcap']['generation']['frames'] < 1000
     assert results['bad_metadata']['generation']['frames'] == 150     # the MCAP file is intact
+    corrupt = results['corrupt_cdr']
+    assert corrupt['generation']['frames'] == 150 and corrupt['lipsync']['available']
+    assert '/avatar/motion: 1 message(s) could not be decoded (SerdeError' in ' '.join(
+        corrupt['problems'])
     # sqlite3 refuses a cut database file as a whole ("malformed"): nothing of it is readable
     assert results['truncated_sqlite']['message_counts'] == {}
 

@@ -126,3 +126,16 @@ def test_impossible_frame_rate_is_a_usage_error(tmp_path, fps):
     with pytest.raises(SystemExit) as stop:
         main([str(tmp_path / "bag"), str(tmp_path / "x.mp4"), "--fps", fps])
     assert stop.value.code == 2
+
+
+def test_a_defect_of_the_export_is_one_line(tmp_path, monkeypatch, caplog):
+    """An exception nobody foresaw (stood in for by a patched frame sequence: no such input is
+    known) ends in one line naming it and exit status 1, never a traceback."""
+    import avatar_forcing_ros.tools.bag_to_mp4 as export
+
+    def broken(*args):
+        raise ArithmeticError("unforeseen")
+    monkeypatch.setattr(export, "frame_sequence", broken)
+    bag = _speech_bag(tmp_path, [])
+    assert main([str(bag), str(tmp_path / "x.mp4")]) == 1
+    assert "the export failed (ArithmeticError: unforeseen)" in caplog.text

@@ -5,7 +5,8 @@ side), and prints a short summary to stdout; every problem, with its count, is p
 stderr. Exit status: 0 when every bag (the ``--reference`` bag included) was read completely,
 even if some of its messages were unusable and left out (a malformed audio chunk, a stamp that
 goes backwards: the recorder keeps them on purpose); 1 when any bag was missing, unreadable or
-damaged (what was readable is still evaluated and reported); 2 for usage errors.
+damaged (what was readable is still evaluated and reported) or its evaluation failed; 2 for
+usage errors.
 """
 from __future__ import annotations
 
@@ -86,6 +87,28 @@ def _reference(path: Path | None, store,
     return motion, problems, bool(session.problems)
 
 
+def _evaluate_bag(index: int, path: Path, store, options: EvaluationOptions,
+                  reference: MotionSeries | None,
+                  outdir: Path) -> tuple[dict, list[str], list[str]]:
+    """Result, plot file names and damage lines of one bag.
+
+    A defect of the evaluation itself on some input nobody foresaw must not cost the user the
+    other bags' results or the files: it becomes this bag's one problem line (exit status 1).
+    """
+    session = Session(path.name)
+    try:
+        session = _load(path, store, options)
+        result = evaluate_session(session, options, reference)
+        return (result, session_plots(session, result, outdir, index, options.fps),
+                session.problems)
+    except Exception as err:  # noqa: BLE001 (reported, never silent; see the docstring)
+        failure = (f'{path}: the evaluation failed on this bag ({type(err).__name__}: {err}); '
+                   'please report it with the bag')
+        problems = session.problems + session.left_out_lines() + [failure]
+        return ({'bag': session.name, 'ok': False, 'damaged': True, 'problems': problems,
+                 'message_counts': session.counts}, [], session.problems + [failure])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -111,13 +134,11 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     results, images = [], []
     for index, path in enumerate(args.bags):
-        session = _load(path, store, options)
-        result = evaluate_session(session, options, reference)
+        result, names, damage = _evaluate_bag(index, path, store, options, reference, args.output)
         results.append(result)
-        images.append(session_plots(session, result, args.output, index, options.fps))
+        images.append(names)
         for problem in result['problems']:   # damage is an error, an unusable message is not
-            kind = 'error' if problem in session.problems else 'warning'
-            print(f'{kind}: {problem}', file=sys.stderr)
+            print(f'{"error" if problem in damage else "warning"}: {problem}', file=sys.stderr)
     option_record = {**dataclasses.asdict(options), 'reference': str(args.reference or '')}
     write_json(results, option_record, args.output, reference_problems, reference_damaged)
     report = write_report(results, images, args.output)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from rosbags.serde import SerdeError
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
@@ -109,6 +110,12 @@ def header_stamp_ns(data: bytes | memoryview) -> int:
 
 def _stamp_ns(msg: Any) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+# What decoding bytes that are not a valid message of their type raises (rosbags: SerdeError,
+# which derives from none of the others; the rest from reading fields of a garbled message).
+DECODE_ERRORS = (SerdeError, KeyError, ValueError, IndexError, TypeError, struct.error,
+                 AssertionError)
 
 
 class _Unusable(Exception):
@@ -239,8 +246,7 @@ def read_session(source: BagSource, store: Typestore, topics: TopicConfig,
                 collector.add(role_of[raw.topic], raw)
             except _Unusable as cause:
                 session.left_out.add(raw.topic, str(cause))
-            except (KeyError, ValueError, IndexError, TypeError, struct.error,
-                    AssertionError) as err:
+            except DECODE_ERRORS as err:
                 undecodable[(raw.topic, type(err).__name__, str(err)[:80])] += 1
     session.counts = dict(collector.counts)
     session.problems = list(source.problems)

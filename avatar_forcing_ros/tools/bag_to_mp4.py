@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import soundfile
 from avatar_forcing_ros.evaluation.bag_io import RawMessage, open_bag
 from avatar_forcing_ros.evaluation.left_out import LeftOut
 from avatar_forcing_ros.evaluation.msg_types import build_typestore, register_from_connections
+from avatar_forcing_ros.evaluation.session import DECODE_ERRORS
 from avatar_forcing_ros.evaluation.stamps import stamp_faults
 from avatar_forcing_ros.media.audio_chunk import BadAudioChunk, interleaved_frames
 from avatar_forcing_ros.pipeline.audio import ChunkResampler
@@ -153,8 +153,7 @@ def read_avatar_track(bag: Path, image_topic: str, audio_topic: str) -> AvatarTr
             read[raw.topic].append((raw.log_ns, *convert(_decode(store, raw))))
         except _Unusable as cause:
             track.left_out.add(raw.topic, str(cause))
-        except (KeyError, ValueError, IndexError, TypeError, struct.error,
-                AssertionError) as err:
+        except DECODE_ERRORS as err:
             undecodable[(raw.topic, type(err).__name__)] += 1
     track.problems = list(source.problems) + [
         f'{topic}: {n} message(s) could not be decoded ({kind})'
@@ -230,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--fps must be within (0, 1000] Hz, got {args.fps}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        return _export(args)
+    except Exception as err:  # noqa: BLE001 (a defect on an unforeseen input: one line)
+        _log.error("bag_to_mp4: the export failed (%s: %s); please report it with the bag",
+                   type(err).__name__, err)
+        return 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    try:
         track = read_avatar_track(args.bag, args.image_topic, args.audio_topic)
     except ValueError as err:
         _log.error("bag_to_mp4: %s", err)
@@ -246,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
     _log.info("wrote %s: %d frames, %s", args.output, frames,
               f"with audio at {track.sample_rate} Hz" if track.audio else "no audio in the bag")
     return 1 if track.problems else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
