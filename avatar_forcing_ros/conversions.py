@@ -38,13 +38,12 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from avatar_forcing_ros.media.audio_chunk import (SAMPLE_RATE_RANGE, BadAudioChunk,
+                                                  interleaved_frames)
 from avatar_forcing_ros.msg import AudioChunk
 
 _NS_PER_S = 1_000_000_000
 
-# Accepted AudioChunk sample rates (Hz, inclusive): telephone-grade to the highest studio rate.
-# An absurd rate (a corrupt uint32) would make consumers resample to gigabytes of samples.
-SAMPLE_RATE_RANGE = (1000, 384000)
 
 
 class MalformedMessageError(ValueError):
@@ -382,20 +381,12 @@ def audio_chunk_to_array(msg: AudioChunk, mono: bool = False) -> tuple[np.ndarra
         MalformedMessageError: sample_rate outside :data:`SAMPLE_RATE_RANGE`, channels 0, a
             sample count that is not a multiple of channels, or NaN/inf samples.
     """
-    low, high = SAMPLE_RATE_RANGE
-    if not low <= msg.sample_rate <= high:
-        raise MalformedMessageError(
-            f'AudioChunk.sample_rate {msg.sample_rate} Hz is outside {low}..{high} Hz')
-    if msg.channels == 0:
-        raise MalformedMessageError('AudioChunk.channels is 0')
     samples = np.frombuffer(msg.samples, dtype=np.float32) if len(msg.samples) else \
         np.zeros(0, np.float32)
-    if samples.size % msg.channels:
-        raise MalformedMessageError(
-            f'AudioChunk.samples has {samples.size} values, not a multiple of channels={msg.channels}')
-    if not np.isfinite(samples).all():
-        raise MalformedMessageError('AudioChunk.samples contains NaN or inf')
-    frames = samples.reshape(-1, msg.channels).copy()
+    try:
+        frames = interleaved_frames(samples, msg.sample_rate, msg.channels).copy()
+    except BadAudioChunk as error:
+        raise MalformedMessageError(f'AudioChunk.{error}') from None
     return (frames.mean(axis=1, dtype=np.float32) if mono else frames), int(msg.sample_rate)
 
 

@@ -77,10 +77,12 @@ def test_non_finite_latents_left_out_and_reported(tmp_path, capsys):
     session.avatar_motion[300, 0] = np.inf
     write_synthetic_bag(tmp_path / 'nan', session)
     out = tmp_path / 'out'
-    assert main([str(tmp_path / 'nan'), '-o', str(out)]) == 1
-    assert '3 of 500 frames have non-finite latents' in capsys.readouterr().err
+    # the bag was read completely: its unusable frames are reported, the exit status stays 0
+    assert main([str(tmp_path / 'nan'), '-o', str(out)]) == 0
+    assert 'warning: /avatar/motion: 3 of 500 frames have non-finite latents' in \
+        capsys.readouterr().err
     result = json.loads((out / 'evaluation.json').read_text())['bags'][0]
-    assert not result['ok']
+    assert not result['ok'] and not result['damaged']
     assert [p for p in result['problems'] if 'non-finite' in p] == [
         '/avatar/motion: 3 of 500 frames have non-finite latents (NaN or inf); left out of '
         'reactiveness, expressiveness and lip-sync']
@@ -145,3 +147,32 @@ def test_module_entry_point_without_rclpy(bags, tmp_path):
                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr
     assert 'end-to-end latency p50 (ms)' in proc.stdout
+
+
+def test_output_that_is_a_file_is_a_usage_error(bags, tmp_path, capsys):
+    (tmp_path / 'taken').write_text('')
+    assert main([str(bags['good']), '-o', str(tmp_path / 'taken')]) == 2
+    assert 'error: cannot create the output directory' in capsys.readouterr().err
+
+
+def test_a_defect_of_the_evaluation_costs_only_that_bag(bags, tmp_path, capsys, monkeypatch):
+    """A metric that raises on some unforeseen input (stood in for by a patched metric: no such
+    input is known) still leaves evaluation.json, the report and the other bag's figures."""
+    from avatar_forcing_ros.evaluation import evaluate
+    real, calls = evaluate.lipsync, []
+
+    def lipsync_failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise FloatingPointError('unforeseen')
+        return real(*args, **kwargs)
+    monkeypatch.setattr(evaluate, 'lipsync', lipsync_failing_once)
+    out = tmp_path / 'out'
+    assert main([str(bags['good']), str(bags['holdy']), '-o', str(out)]) == 1
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err
+    assert 'the evaluation failed on this bag (FloatingPointError: unforeseen)' in err
+    failed, holdy = json.loads((out / 'evaluation.json').read_text())['bags']
+    assert failed['damaged'] and failed['message_counts']['/avatar/motion'] == FRAMES
+    assert holdy['ok'] and holdy['generation']['hold_frames'] == 25
+    assert (out / 'report.html').is_file()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from avatar_forcing_ros.evaluation.metrics.expressiveness import sid
 from avatar_forcing_ros.evaluation.metrics.reactiveness import reactiveness
@@ -80,8 +81,22 @@ def test_rms_envelope_per_frame_bins():
     # 50 ms of amplitude 1, then 60 ms of amplitude 3; 40 ms frames from 20 ms before the audio
     chunks = [np.full(50, 1.0, np.float32), np.full(60, -3.0, np.float32)]
     stamps = np.array([t0, t0 + 50_000_000], np.int64)
-    audio = AudioSeries(stamps, stamps, sample_rate=rate, samples=chunks)
+    audio = AudioSeries(stamps, stamps, sample_rates=np.array([rate, rate]), samples=chunks)
     grid = t0 - 20_000_000 + np.arange(5, dtype=np.int64) * 40_000_000
     env = rms_envelope(audio, grid, fps=25.0)
     expected = [1.0, np.sqrt((30 * 1 + 10 * 9) / 40), 3.0, 3.0, 0.0]   # last frame: no audio
     np.testing.assert_allclose(env, expected, rtol=1e-6)
+
+
+def test_pca_reactiveness_ignores_a_constant_offset_between_user_and_avatar():
+    """Each motion is centred on its own mean before the PCA is fitted: an avatar whose neutral
+    pose differs from the user's by a constant vector follows the user just as well."""
+    rng = np.random.default_rng(3)
+    user = np.cumsum(rng.normal(size=(600, 16)), axis=0)
+    avatar = np.roll(user, 5, axis=0) + rng.normal(size=user.shape) * 3.0
+    scores = []
+    for offset in (0.0, 200.0):
+        session = Session('s', user_motion=_series(user),
+                          avatar_motion=_series(avatar + offset * rng.normal(size=16)))
+        scores.append(reactiveness(session, fps=25.0, max_lag=20)['groups']['pca']['score'])
+    assert scores[1] == pytest.approx(scores[0], abs=1e-6)

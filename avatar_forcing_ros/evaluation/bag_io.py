@@ -126,8 +126,13 @@ def open_bag(path: str | Path) -> BagSource:
 
 
 def _metadata_count(path: Path) -> int | None:
-    """Message count that metadata.yaml announces, read without the (failing) storage plugin."""
-    for line in (path / 'metadata.yaml').read_text().splitlines():
+    """Message count that metadata.yaml announces, read without the (failing) storage plugin;
+    None when the file itself is unreadable (the storage files may still be intact)."""
+    try:
+        text = (path / 'metadata.yaml').read_text()
+    except (OSError, ValueError):   # ValueError: not UTF-8
+        return None
+    for line in text.splitlines():
         key, _, value = line.strip().partition(':')
         if key == 'message_count' and value.strip().isdigit():
             return int(value)  # the first one is the bag total (per-topic counts follow)

@@ -4,8 +4,10 @@ Figures (see each metric's module for the exact definitions and units):
 latency (ms), rate and jitter (Hz, ms), generation (hold frames, NFE, guidance branches),
 reactiveness (Pearson r per group with lag search, lag in frames), expressiveness (variance,
 SID bits), lip-sync proxy (Pearson r with lag search), GeneratorStatus and /diagnostics
-summaries. ``problems`` lists everything that could not be read, and motion frames whose latent
-is not finite (NaN or inf: left out of the behaviour metrics); ``ok`` is False when any.
+summaries. ``problems`` lists, each with its count: what could not be read (``damaged``: the
+bag itself is damaged), the messages read but left out of every figure (see
+:mod:`.session`), and the motion frames whose latent is not finite (NaN or inf: left out of the
+behaviour metrics only). ``ok`` is False when there is any problem.
 """
 from __future__ import annotations
 
@@ -86,7 +88,7 @@ def evaluate_session(session: Session, options: EvaluationOptions,
     """
     period_ms = 1000.0 / options.fps
     topics = options.topics.resolved(options.namespace)
-    problems = list(session.problems)
+    problems = list(session.problems) + session.left_out_lines()
     behaviour = dataclasses.replace(
         session, avatar_motion=finite_motion(session.avatar_motion, topics.avatar_motion, problems),
         user_motion=finite_motion(session.user_motion, topics.user_motion, problems))
@@ -94,6 +96,7 @@ def evaluate_session(session: Session, options: EvaluationOptions,
     return {
         'bag': session.name,
         'ok': not problems,
+        'damaged': bool(session.problems),
         'problems': problems,
         'message_counts': session.counts,
         'latency': latency_metrics(session),

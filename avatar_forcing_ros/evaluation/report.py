@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from .session import Session
 # (label, path into a bag's result dict, format)
 SUMMARY_ROWS: tuple[tuple[str, tuple, str], ...] = (
     ('readable (no problems)', ('ok',), '{}'),
+    ('bag damaged (exit status 1)', ('damaged',), '{}'),
     ('end-to-end latency p50 (ms)', ('latency', 'end_to_end', 'p50'), '{:.1f}'),
     ('end-to-end latency p99 (ms)', ('latency', 'end_to_end', 'p99'), '{:.1f}'),
     ('end-to-end latency max (ms)', ('latency', 'end_to_end', 'max'), '{:.1f}'),
@@ -130,13 +132,27 @@ def write_report(results: list[dict], images: list[list[str]], outdir: Path) -> 
 
 
 def write_json(results: list[dict], options: dict, outdir: Path,
-               reference_problems: list[str]) -> Path:
+               reference_problems: list[str], reference_damaged: bool = False) -> Path:
     """``evaluation.json``: options used, problems of the reference bag, one result per bag."""
     path = outdir / 'evaluation.json'
-    path.write_text(json.dumps({'definitions': DEFINITIONS, 'options': options,
-                                'reference_problems': reference_problems, 'bags': results},
-                               indent=1))
+    document = {'definitions': DEFINITIONS, 'options': options,
+                'reference_problems': reference_problems, 'reference_damaged': reference_damaged,
+                'bags': results}
+    path.write_text(json.dumps(_finite(document), indent=1, allow_nan=False))
     return path
+
+
+def _finite(value: object) -> object:
+    """``value`` with every NaN or infinite float replaced by None: JSON has no NaN (Python
+    would write a bare ``NaN`` that other readers refuse), and a bag can hold non-finite status
+    fields."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def text_summary(results: list[dict]) -> str:
@@ -147,6 +163,7 @@ def text_summary(results: list[dict]) -> str:
     lines += [label.ljust(width) + '  ' + '  '.join(cells) for label, cells in rows]
     for result in results:
         if result['problems']:
-            lines.append(f'{result["bag"]}: {len(result["problems"])} problem(s), see stderr and '
-                         'evaluation.json')
+            damaged = ' (the bag itself is damaged)' if result.get('damaged') else ''
+            lines.append(f'{result["bag"]}: {len(result["problems"])} problem(s){damaged}, see '
+                         'stderr and evaluation.json')
     return '\n'.join(lines)

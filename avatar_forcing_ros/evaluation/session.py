@@ -3,6 +3,13 @@
 Times are integers in nanoseconds since the epoch: ``log_ns`` is when the recorder received
 (logged) the message, ``stamp_ns`` is its ``header.stamp`` (capture time for inputs, media time
 for generated outputs; see DESIGN.md, Time).
+
+Two kinds of trouble are kept apart. What cannot be read (a damaged or truncated file, bytes
+that do not decode) goes to ``Session.problems``: the bag itself is damaged. A message that was
+read but cannot be used (another type than the role's, an audio chunk that breaks the AudioChunk
+rule, an empty latent or one of another length or space than most frames, a stamp that does not
+fit the topic's timeline, see :mod:`.stamps`) is left out of every figure and counted per topic
+and cause in ``Session.left_out``: the recorder keeps such messages on purpose.
 """
 from __future__ import annotations
 
@@ -17,11 +24,23 @@ from rosbags.serde import SerdeError
 from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
+from ..media.audio_chunk import BadAudioChunk, interleaved_frames
 from .bag_io import BagSource, RawMessage
+from .left_out import LeftOut
 from .msg_types import bag_typestore, register_from_connections
+from .stamps import stamp_faults
 from .topics import TopicConfig
 
-_IMAGE_TYPES = {'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'}
+_OWN = 'avatar_forcing_ros/msg/'
+_IMAGE_TYPES = frozenset({'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'})
+# the message types each role accepts
+_TYPES = {'camera': _IMAGE_TYPES, 'avatar_image': _IMAGE_TYPES,
+          'avatar_image_compressed': _IMAGE_TYPES,
+          'user_audio': {_OWN + 'AudioChunk'}, 'avatar_audio': {_OWN + 'AudioChunk'},
+          'avatar_motion': {_OWN + 'MotionLatent'}, 'user_motion': {_OWN + 'MotionLatent'},
+          'status': {_OWN + 'GeneratorStatus'},
+          'diagnostics': {'diagnostic_msgs/msg/DiagnosticArray'}}
+_UNSTAMPED = ('status', 'diagnostics')   # rows without a header stamp (several publishers)
 _STATUS_FIELDS = ('last_block_compute_s', 'mean_block_compute_s', 'queue_depth',
                   'latency_budget_ms', 'last_latency_ms', 'nfe', 'guidance_branches',
                   'frames_published', 'hold_frames', 'late_blocks', 'malformed_inputs',
@@ -53,10 +72,11 @@ class MotionSeries(StampSeries):
 
 @dataclass
 class AudioSeries(StampSeries):
-    """AudioChunk messages; ``samples``: the mono mix of every chunk (list of float32 arrays),
-    kept for the avatar audio only (the lip-sync envelope); empty arrays for the user audio."""
+    """AudioChunk messages; ``sample_rates`` (N,) Hz of each chunk; ``samples``: the mono mix of
+    every chunk (list of float32 arrays), kept for the avatar audio only (the lip-sync envelope);
+    empty arrays for the user audio."""
 
-    sample_rate: int = 0
+    sample_rates: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     samples: list = field(default_factory=list)
 
 
@@ -75,7 +95,12 @@ class Session:
     status: dict[str, np.ndarray] | None = None     # field -> (N,), plus 'log_ns'
     diagnostics: dict[str, int] | None = None       # message and status-level counts
     counts: dict[str, int] = field(default_factory=dict)   # messages read per topic
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)      # what could not be read (damage)
+    left_out: LeftOut = field(default_factory=LeftOut)     # read but unusable, by cause
+
+    def left_out_lines(self) -> list[str]:
+        """One line per topic and cause: how many of the topic's messages were left out, why."""
+        return self.left_out.lines(self.counts)
 
 
 def header_stamp_ns(data: bytes | memoryview) -> int:
@@ -89,6 +114,16 @@ def _stamp_ns(msg: Any) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
+# What decoding bytes that are not a valid message of their type raises (rosbags: SerdeError,
+# which derives from none of the others; the rest from reading fields of a garbled message).
+DECODE_ERRORS = (SerdeError, KeyError, ValueError, IndexError, TypeError, struct.error,
+                 AssertionError)
+
+
+class _Unusable(Exception):
+    """A message that was read but cannot be used; ``str()`` is the cause it is counted by."""
+
+
 class _Collector:
     """Accumulates decoded fields per role, then builds the arrays."""
 
@@ -98,6 +133,12 @@ class _Collector:
         self.rows: dict[str, list[tuple]] = {}
         self.counts: Counter = Counter()
         self._bag_stores: dict[str, Typestore | None] = {}   # per type: the bag's own definition
+        self.handlers: dict[str, Callable[[RawMessage], tuple]] = {
+            'camera': self._row_image, 'avatar_image': self._row_image,
+            'avatar_image_compressed': self._row_image,
+            'avatar_motion': self._row_motion, 'user_motion': self._row_motion,
+            'avatar_audio': self._row_avatar_audio, 'user_audio': self._row_user_audio,
+            'status': self._row_status, 'diagnostics': self._row_diagnostics}
 
     def deserialize(self, raw: RawMessage) -> Any:
         if raw.msgtype not in self.store.fielddefs:
@@ -113,42 +154,48 @@ class _Collector:
             return self._bag_stores[raw.msgtype].deserialize_cdr(raw.data, raw.msgtype)
 
     def add(self, role: str, raw: RawMessage) -> None:
+        """Decode ``raw`` into a row of ``role``. Raises _Unusable, or a decoding error."""
         self.counts[raw.topic] += 1
-        handler: Callable = getattr(self, f'_row_{role}', None) or self._row_stamp
-        if raw.msgtype in _IMAGE_TYPES:  # only the stamp is needed: skip decoding pixels
-            row = (raw.log_ns, header_stamp_ns(raw.data))
-        else:
-            row = handler(raw.log_ns, self.deserialize(raw))
-        self.rows.setdefault(role, []).append(row)
+        if raw.msgtype not in _TYPES[role]:
+            raise _Unusable(f'type {raw.msgtype or "unknown"} (expected '
+                            f'{" or ".join(sorted(_TYPES[role]))})')
+        self.rows.setdefault(role, []).append(self.handlers[role](raw))
 
-    def _row_stamp(self, log_ns: int, msg: Any) -> tuple:
-        return (log_ns, _stamp_ns(msg))
+    def _row_image(self, raw: RawMessage) -> tuple:
+        return (raw.log_ns, header_stamp_ns(raw.data))  # only the stamp: no pixels decoded
 
-    def _row_motion(self, log_ns: int, msg: Any) -> tuple:
-        return (log_ns, _stamp_ns(msg), msg.frame_index, np.asarray(msg.latent, np.float32),
+    def _row_motion(self, raw: RawMessage) -> tuple:
+        msg = self.deserialize(raw)
+        if len(msg.latent) == 0:
+            raise _Unusable('empty latent')
+        return (raw.log_ns, _stamp_ns(msg), msg.frame_index, np.asarray(msg.latent, np.float32),
                 msg.nfe, msg.guidance_branches, msg.is_hold, msg.latent_space)
 
-    _row_avatar_motion = _row_motion
-    _row_user_motion = _row_motion
+    def _audio_frames(self, msg: Any) -> np.ndarray:
+        try:
+            return interleaved_frames(msg.samples, int(msg.sample_rate), int(msg.channels))
+        except BadAudioChunk as err:
+            raise _Unusable(err.cause) from None
 
-    def _row_audio(self, log_ns: int, msg: Any) -> tuple:
-        samples = np.asarray(msg.samples, np.float32)
-        channels = max(int(msg.channels), 1)
-        mono = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
-        return (log_ns, _stamp_ns(msg), int(msg.sample_rate), mono)
+    def _row_avatar_audio(self, raw: RawMessage) -> tuple:
+        msg = self.deserialize(raw)
+        mono = self._audio_frames(msg).mean(axis=1)
+        return (raw.log_ns, _stamp_ns(msg), int(msg.sample_rate), mono)
 
-    _row_avatar_audio = _row_audio
+    def _row_user_audio(self, raw: RawMessage) -> tuple:
+        msg = self.deserialize(raw)
+        self._audio_frames(msg)
+        return (raw.log_ns, _stamp_ns(msg), int(msg.sample_rate), np.zeros(0, np.float32))
 
-    def _row_user_audio(self, log_ns: int, msg: Any) -> tuple:
-        return (log_ns, _stamp_ns(msg), int(msg.sample_rate), np.zeros(0, np.float32))
-
-    def _row_status(self, log_ns: int, msg: Any) -> tuple:
+    def _row_status(self, raw: RawMessage) -> tuple:
+        msg = self.deserialize(raw)
         # NaN for a field the bag's GeneratorStatus definition does not have yet (older bags)
-        return (log_ns, *(float(getattr(msg, name, math.nan)) for name in _STATUS_FIELDS))
+        return (raw.log_ns, *(float(getattr(msg, name, math.nan)) for name in _STATUS_FIELDS))
 
-    def _row_diagnostics(self, log_ns: int, msg: Any) -> tuple:
-        levels = [int(status.level) for status in msg.status]
-        return (log_ns, sum(level == 1 for level in levels), sum(level >= 2 for level in levels))
+    def _row_diagnostics(self, raw: RawMessage) -> tuple:
+        levels = [int(status.level) for status in self.deserialize(raw).status]
+        return (raw.log_ns, sum(level == 1 for level in levels),
+                sum(level >= 2 for level in levels))
 
 
 def _order(rows: list[tuple]) -> list[tuple]:
@@ -156,35 +203,38 @@ def _order(rows: list[tuple]) -> list[tuple]:
 
 
 def _stamps(rows: list[tuple]) -> StampSeries:
-    arr = np.asarray([(r[0], r[1]) for r in _order(rows)], np.int64).reshape(-1, 2)
+    arr = np.asarray([(r[0], r[1]) for r in rows], np.int64).reshape(-1, 2)
     return StampSeries(arr[:, 0], arr[:, 1])
 
 
-def _motion(rows: list[tuple], problems: list[str], topic: str) -> MotionSeries:
-    rows = _order(rows)
-    dims = Counter(len(r[3]) for r in rows)
-    dim = dims.most_common(1)[0][0]
-    if len(dims) > 1:
-        problems.append(f'{topic}: latents of several lengths {dict(dims)}; kept length {dim}')
-        rows = [r for r in rows if len(r[3]) == dim]
-    spaces = Counter(r[7] for r in rows)
-    if len(spaces) > 1:
-        problems.append(f'{topic}: several latent spaces {dict(spaces)}')
+def _majority(rows: list[tuple], index: int, what: str, session: Session,
+              topic: str) -> list[tuple]:
+    """The rows whose ``row[index]`` (a latent length or space) is the most common one; the
+    others are left out and counted."""
+    values = Counter(r[index] for r in rows)
+    kept = values.most_common(1)[0][0]
+    for value, count in values.items():
+        if value != kept:
+            session.left_out.add(topic, f'{what} {value!r} (most frames: {kept!r})', count)
+    return [r for r in rows if r[index] == kept]
+
+
+def _motion(rows: list[tuple], session: Session, topic: str) -> MotionSeries:
+    rows = _majority(rows, 7, 'latent space', session, topic)
+    rows = [r + (len(r[3]),) for r in rows]
+    rows = _majority(rows, 8, 'latent length', session, topic)
     col = lambda i, dtype: np.asarray([r[i] for r in rows], dtype)  # noqa: E731
     return MotionSeries(col(0, np.int64), col(1, np.int64), frame_index=col(2, np.int64),
                         latent=np.stack([r[3] for r in rows]).astype(np.float32),
                         nfe=col(4, np.int64), guidance_branches=col(5, np.int64),
-                        is_hold=col(6, bool), latent_space=spaces.most_common(1)[0][0])
+                        is_hold=col(6, bool), latent_space=rows[0][7])
 
 
-def _audio(rows: list[tuple], problems: list[str], topic: str) -> AudioSeries:
-    rows = _order(rows)
-    rates = Counter(r[2] for r in rows)
-    if len(rates) > 1:
-        problems.append(f'{topic}: several sample rates {dict(rates)}')
+def _audio(rows: list[tuple]) -> AudioSeries:
     return AudioSeries(np.asarray([r[0] for r in rows], np.int64),
                        np.asarray([r[1] for r in rows], np.int64),
-                       sample_rate=rates.most_common(1)[0][0], samples=[r[3] for r in rows])
+                       sample_rates=np.asarray([r[2] for r in rows], np.int64),
+                       samples=[r[3] for r in rows])
 
 
 def read_session(source: BagSource, store: Typestore, topics: TopicConfig,
@@ -192,10 +242,12 @@ def read_session(source: BagSource, store: Typestore, topics: TopicConfig,
     """Decode every message of the configured topics in ``source`` into a :class:`Session`.
 
     ``topics`` must be resolved (absolute names). A message that cannot be decoded is counted
-    in ``problems`` and skipped; reading problems of the source are copied into ``problems``.
+    in ``problems`` and skipped; reading problems of the source are copied into ``problems``;
+    messages read but unusable are counted in ``left_out`` (see the module docstring).
     """
     role_of = topics.by_topic()
     collector = _Collector(store, source)
+    session = Session(source.path.name)
     undecodable: Counter = Counter()
     bar = tqdm(total=source.expected_count, disable=not progress, unit='msg',
                desc=source.path.name, leave=False)
@@ -204,9 +256,12 @@ def read_session(source: BagSource, store: Typestore, topics: TopicConfig,
             bar.update()
             try:
                 collector.add(role_of[raw.topic], raw)
-            except (KeyError, ValueError, IndexError, struct.error, AssertionError) as err:
+            except _Unusable as cause:
+                session.left_out.add(raw.topic, str(cause))
+            except DECODE_ERRORS as err:
                 undecodable[(raw.topic, type(err).__name__, str(err)[:80])] += 1
-    session = Session(source.path.name, counts=dict(collector.counts), problems=list(source.problems))
+    session.counts = dict(collector.counts)
+    session.problems = list(source.problems)
     for (topic, kind, text), n in undecodable.items():
         session.problems.append(f'{topic}: {n} message(s) could not be decoded ({kind}: {text})')
     _fill(session, collector.rows, topics)
@@ -216,14 +271,21 @@ def read_session(source: BagSource, store: Typestore, topics: TopicConfig,
 def _fill(session: Session, rows: dict[str, list[tuple]], topics: TopicConfig) -> None:
     for role, role_rows in rows.items():
         topic = getattr(topics, role)
+        role_rows = _order(role_rows)
+        if role not in _UNSTAMPED:
+            keep, faults = stamp_faults(np.asarray([r[0] for r in role_rows], np.int64),
+                                        np.asarray([r[1] for r in role_rows], np.int64))
+            for cause, count in faults.items():
+                session.left_out.add(topic, cause, count)
+            role_rows = [r for r, k in zip(role_rows, keep) if k]
         if not role_rows:
             continue
         if role in ('avatar_motion', 'user_motion'):
-            setattr(session, role, _motion(role_rows, session.problems, topic))
+            setattr(session, role, _motion(role_rows, session, topic))
         elif role in ('user_audio', 'avatar_audio'):
-            setattr(session, role, _audio(role_rows, session.problems, topic))
+            setattr(session, role, _audio(role_rows))
         elif role == 'status':
-            arr = np.asarray(_order(role_rows), np.float64)
+            arr = np.asarray(role_rows, np.float64)
             session.status = {'log_ns': arr[:, 0].astype(np.int64),
                               **{name: arr[:, i + 1] for i, name in enumerate(_STATUS_FIELDS)}}
         elif role == 'diagnostics':

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -51,7 +51,7 @@ class SyntheticSession:
 
 
 class _Stream:
-    """Serialises one topic's messages lazily as (log_ns, order, topic, bytes)."""
+    """Serialises one topic's messages lazily as (log_ns, topic, type, CDR bytes)."""
 
     def __init__(self, store: Typestore, s: SyntheticSession) -> None:
         self.store, self.s = store, s
@@ -75,7 +75,7 @@ class _Stream:
             msg = cls(header=self.header(self.stamp(n)), frame_index=n, block_index=n // 10,
                       latent_space=s.latent_space, latent=np.asarray(z, np.float32),
                       nfe=int(nfe[n]), guidance_branches=3, is_hold=bool(hold[n]))
-            yield (self.stamp(n) + int(latency[n] * 1e6), topic,
+            yield (self.stamp(n) + int(latency[n] * 1e6), topic, _OWN + 'MotionLatent',
                    self.store.serialize_cdr(msg, _OWN + 'MotionLatent'))
 
     def images(self) -> Iterator[tuple]:
@@ -84,6 +84,7 @@ class _Stream:
         for n in range(s.frames()):
             msg = cls(header=self.header(self.stamp(n)), format='jpeg', data=payload)
             yield (self.stamp(n) + int(s.image_latency_ms * 1e6), 'avatar/image/compressed',
+                   'sensor_msgs/msg/CompressedImage',
                    self.store.serialize_cdr(msg, 'sensor_msgs/msg/CompressedImage'))
 
     def camera(self) -> Iterator[tuple]:
@@ -93,7 +94,7 @@ class _Stream:
         for n in range(s.frames()):
             msg = cls(header=self.header(self.stamp(n)), height=h, width=w, encoding='rgb8',
                       is_bigendian=0, step=w * 3, data=pixels)
-            yield (self.stamp(n) + int(s.input_latency_ms * 1e6), 'image',
+            yield (self.stamp(n) + int(s.input_latency_ms * 1e6), 'image', 'sensor_msgs/msg/Image',
                    self.store.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
 
     def audio(self, topic: str, samples: np.ndarray) -> Iterator[tuple]:
@@ -103,7 +104,7 @@ class _Stream:
             stamp = s.t0_ns + int(round(start * 1e9 / s.audio_rate))
             msg = cls(header=self.header(stamp), sample_rate=s.audio_rate, channels=1,
                       sequence=k, samples=np.asarray(samples[start:start + size], np.float32))
-            yield (stamp + int((s.chunk_ms + s.input_latency_ms) * 1e6), topic,
+            yield (stamp + int((s.chunk_ms + s.input_latency_ms) * 1e6), topic, _OWN + 'AudioChunk',
                    self.store.serialize_cdr(msg, _OWN + 'AudioChunk'))
 
     def status(self) -> Iterator[tuple]:
@@ -120,7 +121,7 @@ class _Stream:
                       user_audio_stale=False, avatar_audio_stale=False,
                       face_found_fraction=1.0 if face else 0.0,
                       last_face_age_s=0.0 if face else sec - s.no_face_from_s)
-            yield (self.stamp(n), 'avatar/generator_status',
+            yield (self.stamp(n), 'avatar/generator_status', _OWN + 'GeneratorStatus',
                    self.store.serialize_cdr(msg, _OWN + 'GeneratorStatus'))
 
 
@@ -133,15 +134,8 @@ class _Stream:
                 for level, name in ((0, 'generator'), (1, 'camera'))]
             msg = T['diagnostic_msgs/msg/DiagnosticArray'](header=self.header(stamp),
                                                            status=statuses)
-            yield (stamp, 'diagnostics',
+            yield (stamp, 'diagnostics', 'diagnostic_msgs/msg/DiagnosticArray',
                    self.store.serialize_cdr(msg, 'diagnostic_msgs/msg/DiagnosticArray'))
-
-
-_TYPES = {'diagnostics': 'diagnostic_msgs/msg/DiagnosticArray',
-          'avatar/motion': _OWN + 'MotionLatent', 'user/motion': _OWN + 'MotionLatent',
-          'avatar/image/compressed': 'sensor_msgs/msg/CompressedImage',
-          'image': 'sensor_msgs/msg/Image', 'avatar/audio': _OWN + 'AudioChunk',
-          'user/audio': _OWN + 'AudioChunk', 'avatar/generator_status': _OWN + 'GeneratorStatus'}
 
 
 def _streams(stream: _Stream, s: SyntheticSession) -> list[Iterator[tuple]]:
@@ -163,11 +157,17 @@ def _streams(stream: _Stream, s: SyntheticSession) -> list[Iterator[tuple]]:
     return out
 
 
-def write_synthetic_bag(path: str | Path, session: SyntheticSession,
-                        storage: str = 'mcap') -> dict[str, int]:
+def _log_ns(item: tuple) -> int:
+    return item[0]
+
+
+def write_synthetic_bag(path: str | Path, session: SyntheticSession, storage: str = 'mcap',
+                        extra: Iterable[tuple[int, str, str, bytes]] = ()) -> dict[str, int]:
     """Write ``session`` to a new rosbag2 directory ``path``; returns messages per topic.
 
     Topics are written with absolute names (``/avatar/motion``, ...) in log-time order.
+    ``extra``: further messages (log ns, topic without the leading slash, type, CDR bytes)
+    merged in, e.g. malformed ones for the fault tests.
 
     Raises:
         ValueError: unknown storage, or ``path`` exists already.
@@ -180,11 +180,13 @@ def write_synthetic_bag(path: str | Path, session: SyntheticSession,
         raise ValueError(f'{path} exists already')
     store = build_typestore()
     counts: dict[str, int] = {}
+    streams = _streams(_Stream(store, session), session) + [iter(sorted(extra, key=_log_ns))]
     with Writer(path, version=9, storage_plugin=plugins[storage]) as writer:
         conns = {}
-        for log_ns, topic, data in heapq.merge(*_streams(_Stream(store, session), session)):
-            if topic not in conns:
-                conns[topic] = writer.add_connection('/' + topic, _TYPES[topic], typestore=store)
-            writer.write(conns[topic], log_ns, data)
+        for log_ns, topic, msgtype, data in heapq.merge(*streams, key=_log_ns):
+            if (topic, msgtype) not in conns:
+                conns[topic, msgtype] = writer.add_connection('/' + topic, msgtype,
+                                                              typestore=store)
+            writer.write(conns[topic, msgtype], log_ns, data)
             counts[topic] = counts.get(topic, 0) + 1
     return counts

@@ -71,7 +71,7 @@ def expressiveness(avatar: MotionSeries | None, reference: MotionSeries | None, 
     if reference.latent.shape[1] != motion.shape[1]:
         return {'available': False, 'reason': 'reference latent size differs from the bag'}
     _, ref_motion = on_grid(reference, fps)
-    groups: list[Group] = groups_for(avatar.latent_space, np.concatenate([ref_motion, motion]))
+    groups: list[Group] = groups_for(avatar.latent_space, [ref_motion, motion])
     variance = avatar.latent.astype(np.float64).var(axis=0)
     out = {'available': True, 'variance_per_dim': variance.tolist(),
            'variance_mean': float(variance.mean()), 'groups': {}}

@@ -34,6 +34,7 @@ def generation_metrics(motion: MotionSeries | None) -> dict | None:
 def generation_timeline(motion: MotionSeries, window: int = 25) -> dict[str, np.ndarray]:
     """Series for plotting: time (s from the first frame), NFE, hold fraction over ``window``."""
     t = (motion.log_ns - motion.log_ns[0]) / 1e9
+    window = min(window, len(motion))   # 'same' returns the longer input: keep it the series
     kernel = np.ones(window) / window
     hold_rate = np.convolve(motion.is_hold.astype(float), kernel, mode='same')
     return {'t_s': t, 'nfe': motion.nfe, 'guidance_branches': motion.guidance_branches,

@@ -17,17 +17,18 @@ from .stats import lagged_pearson
 
 
 def rms_envelope(audio: AudioSeries, grid_ns: np.ndarray, fps: float) -> np.ndarray:
-    """(T,) RMS of the audio samples falling in each frame bin [grid_t, grid_t + 1/fps)."""
-    rate = float(audio.sample_rate)
-    if rate <= 0:
-        raise ValueError(f'audio sample rate must be positive, got {rate}')
-    lengths = np.array([len(chunk) for chunk in audio.samples])
+    """(T,) RMS of the audio samples falling in each frame bin [grid_t, grid_t + 1/fps); each
+    chunk's samples are placed by its own stamp and sample rate (Hz, > 0)."""
+    if (audio.sample_rates <= 0).any():
+        raise ValueError(f'audio sample rates must be positive, got {audio.sample_rates.min()}')
+    lengths = np.array([len(chunk) for chunk in audio.samples], np.int64)
     if lengths.sum() == 0:
         return np.zeros(len(grid_ns))
     samples = np.concatenate(audio.samples).astype(np.float64)                  # (S,)
     starts_s = np.repeat((audio.stamp_ns - grid_ns[0]) / 1e9, lengths)           # (S,)
+    rates = np.repeat(audio.sample_rates.astype(np.float64), lengths)            # (S,)
     offsets = np.arange(len(samples)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    bins = np.floor((starts_s + offsets / rate) * fps).astype(np.int64)         # frame per sample
+    bins = np.floor((starts_s + offsets / rates) * fps).astype(np.int64)        # frame per sample
     keep = (bins >= 0) & (bins < len(grid_ns))
     sums = np.bincount(bins[keep], weights=samples[keep] ** 2, minlength=len(grid_ns))
     counts = np.bincount(bins[keep], minlength=len(grid_ns)).astype(np.float64)
@@ -51,6 +52,8 @@ def lipsync(avatar: MotionSeries | None, audio: AudioSeries | None, fps: float,
     backward = lagged_pearson(mouth[:, None], envelope[:, None], max_lag)[:, 0]   # audio lags
     r = np.r_[backward[1:][::-1], forward]
     lags = lags[max_lag - (len(backward) - 1): max_lag + len(forward)]
+    if not np.isfinite(r).any():   # e.g. the audio covers too few frames for any lag
+        return {'available': False, 'reason': 'unavailable: no lag with a defined correlation'}
     best = int(np.nanargmax(r))
     return {'available': True, 'feature': feature, 'frames': len(grid),
             'best_lag_frames': int(lags[best]), 'best_lag_ms': float(lags[best] * 1000 / fps),

@@ -4,11 +4,14 @@
   expression, mouth, eyes, brows) come from :mod:`avatar_forcing_ros.portable.motion_space`.
 - Any other space (e.g. the LIA motion latent of the neural backend) has no named dimensions:
   its groups are ``all`` (every raw dimension) and ``pca`` (the top principal components of
-  the pooled motion, each component one series). PCA is fitted on the data being compared.
+  the pooled motion, each component one series). PCA is fitted on the motions being compared,
+  each centred on its own mean: a constant offset between them (another neutral pose) is not
+  motion, and would otherwise become the first component.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -27,12 +30,12 @@ class Group:
     names: tuple[str, ...]
     indices: np.ndarray | None = None        # columns of the raw latent, or None for PCA
     basis: np.ndarray | None = None          # (D, K) projection for PCA groups
-    mean: np.ndarray | None = None           # (D,) centre for PCA groups
 
     def take(self, latent: np.ndarray) -> np.ndarray:
-        """(T, D) latents -> (T, len(names)) series of this group."""
+        """(T, D) latents -> (T, len(names)) series of this group (PCA series are uncentred:
+        every use, Pearson r, variance and standardised SID windows, removes its own mean)."""
         if self.basis is not None:
-            return (latent - self.mean) @ self.basis
+            return latent @ self.basis
         return latent[:, self.indices]
 
 
@@ -41,31 +44,33 @@ def is_portable(latent_space: str, dim: int) -> bool:
     return latent_space == motion_space.LATENT_SPACE and dim == motion_space.DIM
 
 
-def pca_basis(pooled: np.ndarray, components: int = PCA_COMPONENTS,
-              max_rows: int = PCA_MAX_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """(mean (D,), basis (D, K)) of the top-K principal components of (N, D) ``pooled``.
+def pca_basis(motions: Sequence[np.ndarray], components: int = PCA_COMPONENTS,
+              max_rows: int = PCA_MAX_ROWS) -> np.ndarray:
+    """(D, K) top-K principal components of the pooled (N_i, D) ``motions``, each centred on
+    its own mean.
 
-    Fitted on at most ``max_rows`` evenly spaced rows (plenty for a few components, and it
-    keeps a 10-minute 512-D session fast).
+    Fitted on at most ``max_rows`` evenly spaced rows in all (plenty for a few components, and
+    it keeps a 10-minute 512-D session fast).
     """
-    rows = pooled[:: max(1, len(pooled) // max_rows)].astype(np.float64)
-    mean = rows.mean(axis=0)
+    total = sum(len(m) for m in motions)
+    step = max(1, total // max_rows)
+    rows = np.concatenate([m[::step] - m.mean(axis=0) for m in motions]).astype(np.float64)
     dim = rows.shape[1]
     k = min(components, dim)
-    _, eigvec = scipy.linalg.eigh((rows - mean).T @ (rows - mean),
-                                  subset_by_index=[dim - k, dim - 1])   # ascending; (D, k)
-    return mean, eigvec[:, ::-1]
+    _, eigvec = scipy.linalg.eigh(rows.T @ rows, subset_by_index=[dim - k, dim - 1])  # (D, k)
+    return eigvec[:, ::-1]                                                # largest first
 
 
-def groups_for(latent_space: str, pooled: np.ndarray) -> list[Group]:
-    """Groups for a space, given (N, D) pooled motion (used to fit PCA for unnamed spaces)."""
-    dim = pooled.shape[1]
+def groups_for(latent_space: str, motions: Sequence[np.ndarray]) -> list[Group]:
+    """Groups for a space, given the (N_i, D) motions compared (they fit the PCA of unnamed
+    spaces)."""
+    dim = motions[0].shape[1]
     if is_portable(latent_space, dim):
         return [Group(name, tuple(motion_space.GROUPS[name]), motion_space.group_indices(name))
                 for name in motion_space.GROUPS]
-    mean, basis = pca_basis(pooled)
+    basis = pca_basis(motions)
     return [Group('all', tuple(f'd{i}' for i in range(dim)), np.arange(dim)),
-            Group('pca', tuple(f'pc{i + 1}' for i in range(basis.shape[1])), basis=basis, mean=mean)]
+            Group('pca', tuple(f'pc{i + 1}' for i in range(basis.shape[1])), basis=basis)]
 
 
 def mouth_energy(latent_space: str, latent: np.ndarray) -> tuple[np.ndarray, str]:

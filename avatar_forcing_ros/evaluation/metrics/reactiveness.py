@@ -55,7 +55,7 @@ def reactiveness(session: Session, fps: float, max_lag: int) -> dict:
         grid, user_grid, avatar_grid = aligned_pair(user, avatar, fps)
     except ValueError as err:
         return {'available': False, 'reason': f'unavailable: {err}'}
-    groups = groups_for(avatar.latent_space, np.concatenate([user_grid, avatar_grid]))
+    groups = groups_for(avatar.latent_space, [user_grid, avatar_grid])
     return {'available': True, 'frames': len(grid), 'max_lag_frames': max_lag,
             'groups': {g.name: group_reactiveness(g.take(user_grid), g.take(avatar_grid),
                                                   g.names, max_lag, fps) for g in groups}}
