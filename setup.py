@@ -14,7 +14,7 @@ CONSOLE_SCRIPTS = [
     "avatar-forcing-train = avatar_forcing_ros.training.train:main",
     "avatar-forcing-preprocess = avatar_forcing_ros.training.preprocess:main",
     "avatar-forcing-synthetic-data = avatar_forcing_ros.training.synthetic:main",
-    "avatar-forcing-ctl = avatar_forcing_ros.tools.ctl.cli:main",
+    "avatar-forcing-ctl = avatar_forcing_ros.tools.ctl.command_line:main",
 ]
 
 setup(

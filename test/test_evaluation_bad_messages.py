@@ -127,7 +127,7 @@ def test_non_finite_status_fields_give_valid_json(tmp_path):
                   guidance_branches=3, frames_published=1, hold_frames=0, late_blocks=0,
                   malformed_inputs=0, camera_age_s=0.0, user_audio_age_s=0.0,
                   avatar_audio_age_s=0.0, camera_stale=False, user_audio_stale=False,
-                  avatar_audio_stale=False)
+                  avatar_audio_stale=False, face_found_fraction=float('nan'), last_face_age_s=-1.0)
     msg = bf.STORE.types[bf.OWN + 'GeneratorStatus'](header=bf._header(bf.frame_ns(1)), **fields)
     status = (bf.frame_ns(1) + 1, 'avatar/generator_status', bf.OWN + 'GeneratorStatus',
               bf.STORE.serialize_cdr(msg, bf.OWN + 'GeneratorStatus'))

@@ -16,7 +16,7 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType, ParameterValu
 from rclpy.parameter import get_parameter_value, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
 
-from avatar_forcing_ros.tools.ctl.session import CtlError, Session
+from avatar_forcing_ros.tools.ctl.ros_session import CtlError, Session
 
 TYPE_NAMES = {
     ParameterType.PARAMETER_BOOL: 'bool', ParameterType.PARAMETER_INTEGER: 'integer',

@@ -26,7 +26,7 @@ from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.media.playback_timeline import PlaybackTimeline
 from avatar_forcing_ros.media.speech_synthesis import espeak_to_wav
 from avatar_forcing_ros.msg import AudioChunk
-from avatar_forcing_ros.tools.ctl.session import CtlError, Session
+from avatar_forcing_ros.tools.ctl.ros_session import CtlError, Session
 
 _DELIVERY_TIMEOUT_S = 5.0  # after the last chunk, for the subscribers' acknowledgements
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from avatar_forcing_ros.msg import GeneratorStatus
 from avatar_forcing_ros.nodes.topic_rates import TopicRates
-from avatar_forcing_ros.tools.ctl.session import CtlError, Session
+from avatar_forcing_ros.tools.ctl.ros_session import CtlError, Session
 
 _DISCOVERY_S = 2.0  # how long `topics` waits for the watched topics to appear in the graph
 _MATCHING_S = 0.5   # then for its subscriptions to match the publishers, before counting

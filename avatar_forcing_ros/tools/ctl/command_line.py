@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from rclpy.exceptions import NameValidationException
 
 from avatar_forcing_ros.tools.ctl import params, watch
-from avatar_forcing_ros.tools.ctl.session import CtlError, Interrupted, Session
+from avatar_forcing_ros.tools.ctl.ros_session import CtlError, Interrupted, Session
 
 PROG = 'avatar-forcing-ctl'
 _LIVE_COMMANDS = ('status', 'topics')  # Ctrl-C is how they end: exit status 0
