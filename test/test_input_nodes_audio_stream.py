@@ -84,6 +84,19 @@ def test_stamp_smoother_removes_jitter_follows_drift_and_resets():
     assert smoother.update(0, 320, after_gap=True) == 0
 
 
+def test_stamp_smoother_never_goes_back_when_the_driver_does():
+    """A block reported 20 ms earlier than the previous block's end (seen under load through
+    PulseAudio) used to restart the timeline there: the next chunk repeated the previous stamp.
+    Stamps stay increasing, and a clock that is really behind is still followed."""
+    from avatar_forcing_ros.media.audio_stream import StampSmoother
+    smoother = StampSmoother(16000)
+    measured = [k * 20_000_000 for k in range(50)] + [50 * 20_000_000 - 20_000_000]
+    measured += [measured[-1] + k * 20_000_000 for k in range(1, 200)]   # 20 ms behind from here on
+    stamps = np.array([smoother.update(m, 320) for m in measured])
+    assert np.all(np.diff(stamps) >= 10_000_000), np.diff(stamps).min()
+    assert abs(stamps[-1] - measured[-1]) < 1_000_000      # converged onto the slower clock
+
+
 def test_clock_offset_takes_the_narrowest_bracket():
     from avatar_forcing_ros.media.audio_stream import clock_offset_ns
     # reference reads: the first pair is 8 ms apart (a preempted thread), the second 2 us

@@ -136,8 +136,9 @@ class StampSmoother:
 
     Each block's time is predicted from the previous one plus its duration and nudged by a
     fraction ``gain`` of the measured error; an error larger than ``reset_ns`` (a gap, lost
-    blocks, a clock step), or a block the caller marks as following lost audio, restarts the
-    timeline from the measurement. (PulseAudio's ALSA plugin, for one, jitters by up to ~10 ms,
+    blocks, a clock step forward), or a block the caller marks as following lost audio, restarts
+    the timeline from the measurement; a measurement that far behind is approached with the same
+    gain, never stamping a block before the previous one. (PulseAudio's ALSA plugin, for one, jitters by up to ~10 ms,
     and starts a 16 kHz stream with a ~0.4 s backlog whose reported capture times then advance
     by two blocks per block while it drops audio to catch up: those are followed, not smoothed.)
     """
@@ -146,14 +147,23 @@ class StampSmoother:
                  reset_ns: int = 15_000_000) -> None:
         self.sample_rate, self.gain, self.reset_ns = sample_rate, gain, reset_ns
         self._next_ns: float | None = None  # predicted time of the next block's first sample
+        self._last_ns = 0.0                 # the stamp given to the previous block
 
     def update(self, measured_ns: int, frames: int, after_gap: bool = False) -> int:
         """Capture time to use for a block of ``frames`` samples measured at ``measured_ns``."""
-        if after_gap or self._next_ns is None or abs(measured_ns - self._next_ns) > self.reset_ns:
+        duration_ns = frames * _NS_PER_S / self.sample_rate
+        error = None if self._next_ns is None else measured_ns - self._next_ns
+        if after_gap or error is None or error > self.reset_ns:
             stamp = float(measured_ns)
+        elif error < -self.reset_ns:
+            # Earlier than the previous block's end: audio of one stream cannot overlap, so this
+            # is the driver's jitter or a slow clock. Ease towards it without going back past
+            # the previous stamp (a restart there repeated or reversed the chunk stamps).
+            stamp = max(self._next_ns + self.gain * error, self._last_ns + duration_ns / 2)
         else:
-            stamp = self._next_ns + self.gain * (measured_ns - self._next_ns)
-        self._next_ns = stamp + frames * _NS_PER_S / self.sample_rate
+            stamp = self._next_ns + self.gain * error
+        self._last_ns = stamp
+        self._next_ns = stamp + duration_ns
         return round(stamp)
 
 
