@@ -1,7 +1,9 @@
 """Media files for the offline command: audio in, video frames in, MP4 (H.264 + AAC) out.
 
-Audio and muxing use the `ffmpeg` program (Debian package `ffmpeg`; scripts/setup.sh installs
-it); video frames are read with OpenCV. Every failure is a `MediaError` (a ValueError) whose
+Audio files that libsndfile reads (WAV, FLAC, OGG, MP3) go through the package's one audio-file
+loader, `media.audio_stream.load_audio`; other containers (a video's audio track, M4A, AAC) and
+muxing use the `ffmpeg` program (Debian package `ffmpeg`; scripts/setup.sh installs it, a
+separate process); video frames are read with OpenCV. Every failure is a `MediaError` (a ValueError) whose
 message names the file.
 """
 from __future__ import annotations
@@ -13,8 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from avatar_forcing_ros.media.audio_stream import load_audio
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus")
+SOUNDFILE_EXTS = (".wav", ".flac", ".ogg", ".mp3")      # decoded by libsndfile (load_audio)
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
 
@@ -51,6 +56,11 @@ def read_image(path: Path) -> np.ndarray:
 
 def read_audio(path: Path, sampling_rate: int) -> np.ndarray:
     """Mono float32 samples at `sampling_rate` from an audio file or a video's audio track."""
+    if Path(path).suffix.lower() in SOUNDFILE_EXTS:
+        try:
+            return load_audio(path, sampling_rate)
+        except ValueError as error:
+            raise MediaError(str(error)) from error
     cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
            "-ar", str(sampling_rate), "-f", "f32le", "-"]
     run = subprocess.run(cmd, capture_output=True)
