@@ -148,6 +148,8 @@ def test_avatar_speech_once_does_not_loop(tmp_path):
     (["--camera", "synthetic", "--user-speech", "{media}/missing.wav"], "is no file"),
     (["--camera", "synthetic", "--user-speech", "{media}/notes.mp3"], "--user-speech"),
     (["--microphone", "real", "--user-speech", "synthetic"], "exclude each other"),
+    (["--portrait", "{media}/notes.mp3"], "not an image"),
+    (["--portrait", "{media}/missing.png"], "portrait not found"),
 ])
 def test_wrong_inputs_end_in_one_line_and_exit_2(media, tmp_path, args, cause):
     result = _demo(*[a.format(media=media) for a in args], "--out", tmp_path / "out", timeout=120)

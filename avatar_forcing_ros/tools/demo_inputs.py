@@ -1,4 +1,4 @@
-"""The demo's speech inputs: the avatar's lines and what the user's microphone hears.
+"""The demo's own inputs: the portrait check, the avatar's speech and what the user's microphone hears.
 
 Avatar speech (``--avatar-speech``): the built-in espeak-ng lines, or an audio file of any rate
 and channel count that the package's audio loader reads (WAV, FLAC, OGG, MP3), played by
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from avatar_forcing_ros.backends.registry import load_portrait
 from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.tools import demo_media
 from avatar_forcing_ros.tools.media_io import MediaError, has_audio_track, read_audio
@@ -67,6 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def is_video_file(camera: str) -> bool:
     """True when ``--camera`` names a file (not auto/synthetic or a camera index)."""
     return camera not in ("auto", "synthetic") and not camera.isdigit() and Path(camera).is_file()
+
+
+def check_portrait(args: argparse.Namespace) -> None:
+    """A given portrait must be an image file (its face is the renderer's to find)."""
+    if args.portrait:
+        try:
+            load_portrait(args.portrait)
+        except ValueError as error:
+            raise DemoInputError(f"--portrait: {error}") from None
 
 
 def avatar_speech(args: argparse.Namespace, media: Path) -> Path:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from avatar_forcing_ros.media.audio_stream import load_audio
+from avatar_forcing_ros.media.images import load_image
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus")
@@ -47,11 +48,11 @@ def _ffmpeg() -> str:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise MediaError(f"cannot decode image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """(H, W, 3) uint8 RGB (media.images.load_image: transparency on a neutral background)."""
+    try:
+        return load_image(path)
+    except ValueError as error:
+        raise MediaError(str(error)) from error
 
 
 def read_audio(path: Path, sampling_rate: int) -> np.ndarray:
