@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -97,6 +98,36 @@ def read_video_frames(path: Path, fps: int) -> list[np.ndarray]:
         raise MediaError(f"no frames could be decoded from {path}")
     count = max(1, int(len(source) * fps / src_fps))
     return [source[min(len(source) - 1, round(n * src_fps / fps))] for n in range(count)]
+
+
+def iter_video_frames(path: Path, fps: int) -> Iterator[np.ndarray]:
+    """RGB uint8 frames at `fps` by nearest source frame time, decoded one at a time.
+
+    For whole-file pipelines that perceive frame by frame (the portable offline command): the
+    memory stays one frame, where read_video_frames holds the clip (the neural path needs the
+    whole clip for its mean face crop). Frame n is source frame round(n * source_fps / fps);
+    the stream ends with the source.
+    """
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MediaError(f"cannot open video {path}")
+    src_fps = cap.get(cv2.CAP_PROP_FPS) or float(fps)
+    try:
+        index, n = -1, 0
+        frame = None
+        while True:
+            wanted = round(n * src_fps / fps)
+            while index < wanted:
+                ok, frame = cap.read()
+                if not ok:
+                    if index < 0:
+                        raise MediaError(f"no frames could be decoded from {path}")
+                    return
+                index += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            n += 1
+    finally:
+        cap.release()
 
 
 class Mp4Writer:
