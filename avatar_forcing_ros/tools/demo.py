@@ -214,10 +214,13 @@ def main(argv: list[str] | None = None) -> int:
         demo_inputs.check_portrait(args)
         avatar_speech = demo_inputs.avatar_speech(args, media)
         voice = demo_inputs.user_voice(args, camera, real_microphone, media)
+        video_source = str(demo_media.user_video(media)) if camera == "synthetic" else camera
     except DemoInputError as error:
         LOG.error("%s", error)
         return 2
-    video_source = str(demo_media.user_video(media)) if camera == "synthetic" else camera
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:    # espeak-ng, OpenCV
+        LOG.error("cannot make the demo's media in %s: %s", media, error)
+        return 1
     # without a real microphone the machine is taken to have no sound card either: a private
     # PulseAudio server gives the synthetic user's microphone and the avatar's speaker
     private_pulse = voice.wav is not None or not real_microphone

@@ -24,6 +24,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import soundfile
 
@@ -123,8 +124,8 @@ def user_voice(args: argparse.Namespace, camera: str, real_microphone: bool, med
             raise DemoInputError(f"--user-speech video needs --camera VIDEO (a video file), got {camera!r}")
         if not has_audio_track(Path(camera)):
             raise DemoInputError(f"--user-speech video: {camera} has no audio track")
-        return UserVoice("video", _decoded(Path(camera), media / "user_speech_from_video.wav", "--camera"),
-                         with_camera=True)
+        return UserVoice("video", _decoded(Path(camera), media / "user_speech_from_video.wav", "--camera",
+                                           seconds=video_seconds(Path(camera))), with_camera=True)
     path = Path(choice)
     if not path.is_file():
         raise DemoInputError(f"--user-speech: {choice!r} is no file and none of "
@@ -133,12 +134,26 @@ def user_voice(args: argparse.Namespace, camera: str, real_microphone: bool, med
                      gap_s=FILE_GAP_S)
 
 
-def _decoded(source: Path, wav: Path, option: str) -> Path:
-    """Decode any audio file or a video's audio track to a mono WAV at the sink's rate."""
+def video_seconds(path: Path) -> float | None:
+    """The video's duration as video_source plays it (frames / fps), None when unknown."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        frames, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+    finally:
+        capture.release()
+    return frames / fps if frames > 0 and fps > 0 else None
+
+
+def _decoded(source: Path, wav: Path, option: str, seconds: float | None = None) -> Path:
+    """Decode any audio file or a video's audio track to a mono WAV at the sink's rate; cut or
+    padded with silence to ``seconds`` when given (a video's track loops with its frames)."""
     try:
         samples = read_audio(source, PLAYBACK_RATE)
     except MediaError as error:
         raise DemoInputError(f"{option}: {error}") from None
+    if seconds is not None:
+        length = round(seconds * PLAYBACK_RATE)
+        samples = np.pad(samples[:length], (0, max(0, length - len(samples))))
     wav.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(wav, np.clip(samples, -1.0, 1.0), PLAYBACK_RATE, subtype="PCM_16")
     return wav
