@@ -31,7 +31,7 @@ import soundfile
 from avatar_forcing_ros.backends.registry import load_portrait
 from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.tools import demo_media
-from avatar_forcing_ros.tools.media_io import MediaError, has_audio_track, read_audio
+from avatar_forcing_ros.tools.media_io import MediaError, has_audio_track, quiet_stderr, read_audio
 
 PLAYBACK_RATE = 48000         # the private PulseAudio server's rate: no resampling before the sink
 FILE_GAP_S = 1.5              # pause between repetitions of a user speech file (a turn to answer)
@@ -88,7 +88,8 @@ def avatar_speech(args: argparse.Namespace, media: Path) -> Path:
     if not path.is_file():
         raise DemoInputError(f"--avatar-speech: no such file: {args.avatar_speech}")
     try:
-        load_audio(path, PLAYBACK_RATE)
+        with quiet_stderr():
+            load_audio(path, PLAYBACK_RATE)        # the loader its player node uses
     except ValueError as error:
         raise DemoInputError(f"--avatar-speech: {error}") from None
     return path

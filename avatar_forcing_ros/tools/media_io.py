@@ -8,9 +8,12 @@ message names the file.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -60,7 +63,8 @@ def read_audio(path: Path, sampling_rate: int) -> np.ndarray:
     """Mono float32 samples at `sampling_rate` from an audio file or a video's audio track."""
     if Path(path).suffix.lower() in SOUNDFILE_EXTS:
         try:
-            return load_audio(path, sampling_rate)
+            with quiet_stderr():
+                return load_audio(path, sampling_rate)
         except ValueError as error:
             raise MediaError(str(error)) from error
     cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
@@ -72,6 +76,22 @@ def read_audio(path: Path, sampling_rate: int) -> np.ndarray:
     if audio.size == 0:
         raise MediaError(f"{path} has no audio")
     return audio.copy()
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for the block: libmpg123 (inside libsndfile) prints "Note: ..."
+    lines for a file that is not MP3, ahead of the one-line error the commands give. For the
+    command-line tools' file loading only: other threads' stderr is silenced meanwhile too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def has_audio_track(path: Path) -> bool:
