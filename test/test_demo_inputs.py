@@ -77,7 +77,7 @@ def session(media, tmp_path_factory):
     parent = tmp_path_factory.mktemp("demo")
     out = parent / "session"
     result = _demo("--duration", DURATION_S, "--camera", media / "talking.mp4",
-                   "--avatar-speech", media / "avatar.mp3", "--out", out)
+                   "--avatar-speech", media / "avatar.mp3", "--avatar-speech-once", "--out", out)
     return parent, out, result
 
 
@@ -105,10 +105,18 @@ def test_demo_with_own_inputs_exits_cleanly(session):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_avatar_speaks_the_given_mp3(session, media):
+def test_avatar_speaks_the_given_mp3_once_while_live(session, media):
+    """All of it, once (--avatar-speech-once), after the avatar's first image: the recorder, which
+    starts with the other nodes, has every chunk and no repetition."""
     _, out, _ = session
     recorded = _recorded(out / "session_bag", "/avatar/audio")
-    assert _best_match(recorded, load_audio(media / "avatar.mp3", RATE)) > 0.95
+    speech = load_audio(media / "avatar.mp3", RATE)
+    assert _best_match(recorded, speech) > 0.95
+    assert len(recorded) == pytest.approx(len(speech), abs=RATE * 0.05)
+    track = bag_to_mp4.read_avatar_track(out / "session_bag", "/avatar/image/compressed", "/avatar/audio")
+    first_image = min(stamp for stamp, _ in track.frames)      # its media time: ~0.5 s before it
+    first_chunk = min(stamp for stamp, _ in track.audio)       # was shown and the speech started
+    assert first_chunk > first_image - 1e9
 
 
 def test_user_voice_is_the_videos_own_audio_track(session, media):

@@ -40,6 +40,7 @@ USER_SINK = "avatar_demo_user"        # the synthetic user speaks into this sink
 SPEAKER_SINK = "avatar_demo_speaker"  # the avatar's speech plays here when there is no sound card
 AVATAR_IMAGE_TOPIC = "avatar/image/compressed"
 CAMERA_TOPIC = "image"
+PLAY_TOPIC = "audio_file_player/play"  # a path published here starts the player's file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,7 +92,7 @@ class FirstMessageWatch:
     def __init__(self, topic: str, timeout_s: float = 180.0, message_type: str = "CompressedImage",
                  on_first: Callable[[], None] = lambda: None) -> None:
         self.topic, self.timeout_s = topic, timeout_s
-        self._message_type, self._on_first = message_type, on_first
+        self._message_type, self.on_first = message_type, on_first
         self._received = threading.Event()
         self._stop = threading.Event()
         self._deadline = time.monotonic() + timeout_s
@@ -126,7 +127,15 @@ class FirstMessageWatch:
         if not self._received.is_set():
             LOG.info("first message on %s", self.topic)
             self._received.set()
-            self._on_first()
+            self.on_first()
+
+    def announcer(self, topic: str, text: str) -> Callable[[], None]:
+        """A callable that publishes ``text`` (std_msgs/String) on ``topic``; the publisher is
+        made now, inside the context, so that subscribers have matched when it is called."""
+        from std_msgs.msg import String  # noqa: PLC0415
+
+        publisher = self._node.create_publisher(String, topic, 10)
+        return lambda: publisher.publish(String(data=text))
 
     def _spin(self) -> None:
         while not self._stop.is_set():
@@ -235,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     launch_args = node_plan.complete_arguments({
         "backend": args.backend, "checkpoint_dir": args.checkpoint_dir, "portrait": args.portrait,
         "video_source": video_source, "use_microphone": str(voice.source != "none").lower(),
-        "avatar_audio_file": str(avatar_speech), "display": str(display).lower(),
+        # played once: idle until the avatar is live (see below), so no word is lost to start-up
+        "avatar_audio_file": "" if args.avatar_speech_once else str(avatar_speech),
+        "display": str(display).lower(),
         "speaker": "true", "record": "true", "record_output": str(bag),
         # 23 MB/s of raw camera frames would fill a disk in a long demo and load its 2 cores;
         # the bag still holds the user's perceived motion (user/motion) for the evaluation
@@ -248,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = launcher.process_plan(launch_args, prefix, params, out / "overrides")
     plan.append(("topic_monitor", launcher.node_command(
         node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
+    if args.avatar_speech_once:
+        plan.append(("audio_file_player", launcher.node_command(
+            node_plan.PlannedNode("audio_file_player", "audio_file_player"), prefix, params, "",
+            out / "overrides")))
     env = dict(os.environ)
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
 
@@ -265,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 speaker.start()
         with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
+            if args.avatar_speech_once:      # the speech starts with the avatar's first image
+                first_image.on_first = first_image.announcer(PLAY_TOPIC, str(avatar_speech))
             status = launcher.run(plan, env, args.duration, clock_started=first_image.seen)
 
     return finish(bag, out) or status

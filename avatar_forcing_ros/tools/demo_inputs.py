@@ -2,7 +2,7 @@
 
 Avatar speech (``--avatar-speech``): the built-in espeak-ng lines, or an audio file of any rate
 and channel count that the package's audio loader reads (WAV, FLAC, OGG, MP3), played by
-``audio_file_player`` looped or once (``--avatar-speech-once``).
+``audio_file_player`` looped or once (``--avatar-speech-once``: from the avatar's first image).
 
 User speech (``--user-speech``):
 
