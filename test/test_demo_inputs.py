@@ -165,3 +165,29 @@ def test_wrong_inputs_end_in_one_line_and_exit_2(media, tmp_path, args, cause):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and cause in lines[0], result.stderr
+
+
+def test_user_speech_choices_resolve_and_decode(media, tmp_path):
+    """--user-speech against --camera and --microphone, without a session: what plays into the
+    synthetic user's sink, decoded to mono at the sink's rate."""
+    from argparse import Namespace
+
+    from avatar_forcing_ros.tools.demo_inputs import PLAYBACK_RATE, user_voice
+
+    _ffmpeg("-i", media / "user.wav", "-ar", 22050, "-ac", 2, "-c:a", "libvorbis", tmp_path / "user.ogg")
+
+    def voice(choice, camera="synthetic", microphone="auto", real=False):
+        return user_voice(Namespace(user_speech=choice, microphone=microphone), str(camera), real, tmp_path)
+
+    assert voice("auto", media / "talking.mp4").source == "video"
+    assert voice("auto", media / "silent.mp4").source == "none"        # no track: a silent user
+    assert voice("auto", media / "talking.mp4", microphone="real", real=True).source == "microphone"
+    assert voice("auto", real=True).source == "microphone"
+    assert voice("auto").source == "synthetic"
+    assert voice("none", media / "talking.mp4").source == "none"
+    own = voice(str(tmp_path / "user.ogg"), media / "talking.mp4")
+    assert own.source == "file" and not own.with_camera
+    info = soundfile.info(own.wav)
+    assert (info.samplerate, info.channels) == (PLAYBACK_RATE, 1)
+    assert info.duration == pytest.approx(soundfile.info(media / "user.wav").duration, abs=0.01)
+    assert own.wav.parent == tmp_path
