@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     backend.push_avatar_audio(avatar, 0)
     if user is not None:
         backend.push_user_audio(user, 0)
-    frames = _user_frames(args.user_video, fps)
+    frames = _user_frames(args.user_video, fps)          # a bad video fails here, before any output
 
     writer = Mp4Writer(args.output, args.output_size, fps, args.avatar_audio)
     try:
@@ -92,8 +93,10 @@ def _cpu_s() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def _user_frames(video: Path | None, fps: int) -> Iterator[np.ndarray | None]:
-    """The user's frames at `fps` (none without a video; the caller's next(frames, None) then
-    gives None, "no face in view", for every frame past the video's end)."""
-    if video is not None:
-        yield from iter_video_frames(video, fps)
+def _user_frames(video: Path | None, fps: int) -> Iterator[np.ndarray]:
+    """The user's frames at `fps`, the first one decoded now (none without a video; the
+    caller's next(frames, None) gives None, "no face in view", past the video's end)."""
+    if video is None:
+        return iter(())
+    frames = iter_video_frames(video, fps)
+    return itertools.chain([next(frames)], frames)
