@@ -151,7 +151,8 @@ def test_avatar_speech_once_does_not_loop(tmp_path):
 
 @pytest.mark.parametrize("args, cause", [
     (["--avatar-speech", "{media}/notes.mp3"], "cannot decode audio file"),
-    (["--avatar-speech", "{media}/missing.wav"], "no such file"),
+    (["--avatar-speech", "{media}/missing.wav"], "audio file not found"),
+    (["--camera", "{media}/missing.mp4"], "--camera: "),
     (["--camera", "synthetic", "--user-speech", "video"], "needs --camera VIDEO"),
     (["--camera", "{media}/silent.mp4", "--user-speech", "video"], "no audio track"),
     (["--camera", "synthetic", "--user-speech", "{media}/missing.wav"], "is no file"),

@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     real_microphone = args.microphone == "real" or (
         args.microphone == "auto" and capture_device_available())
     try:
+        demo_inputs.check_camera(args.camera)
         demo_inputs.check_portrait(args)
         avatar_speech = demo_inputs.avatar_speech(args, media)
         voice = demo_inputs.user_voice(args, camera, real_microphone, media)

@@ -71,6 +71,12 @@ def is_video_file(camera: str) -> bool:
     return camera not in ("auto", "synthetic") and not camera.isdigit() and Path(camera).is_file()
 
 
+def check_camera(camera: str) -> None:
+    """``--camera`` is auto, synthetic, a camera index or an existing video file."""
+    if camera not in ("auto", "synthetic") and not camera.isdigit() and not Path(camera).is_file():
+        raise DemoInputError(f"--camera: {camera!r} is no video file, camera index, 'auto' or 'synthetic'")
+
+
 def check_portrait(args: argparse.Namespace) -> None:
     """A given portrait must be an image file (its face is the renderer's to find)."""
     if args.portrait:
@@ -85,8 +91,6 @@ def avatar_speech(args: argparse.Namespace, media: Path) -> Path:
     if args.avatar_speech is None:
         return demo_media.avatar_speech(media)
     path = args.avatar_speech.resolve()
-    if not path.is_file():
-        raise DemoInputError(f"--avatar-speech: no such file: {args.avatar_speech}")
     try:
         with quiet_stderr():
             load_audio(path, PLAYBACK_RATE)        # the loader its player node uses
