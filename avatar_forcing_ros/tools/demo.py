@@ -11,7 +11,10 @@ into the output folder:
 
 - ``session_bag/``: the rosbag2 (MCAP) of the session,
 - ``avatar.mp4``: the avatar with its speech muxed in,
-- ``evaluation/``: report.html + evaluation.json, and prints the evaluation summary.
+- ``evaluation/``: report.html + evaluation.json, and prints the evaluation summary,
+- ``media/``: the inputs it made (built-in speech and face video, decoded user speech).
+
+One's own inputs (``--avatar-speech``, ``--user-speech``): tools/demo_inputs.py.
 """
 from __future__ import annotations
 
@@ -129,13 +132,23 @@ class FirstMessageWatch:
             self._received.set()
             self.on_first()
 
-    def announcer(self, topic: str, text: str) -> Callable[[], None]:
-        """A callable that publishes ``text`` (std_msgs/String) on ``topic``; the publisher is
-        made now, inside the context, so that subscribers have matched when it is called."""
+    def announcer(self, topic: str, text: str, timeout_s: float = 120.0) -> Callable[[], None]:
+        """A callable that publishes ``text`` (std_msgs/String, reliable) on ``topic`` once a
+        subscriber has matched (a message published before would be lost: the subscriber may
+        start after the first message comes), waiting at most ``timeout_s``."""
         from std_msgs.msg import String  # noqa: PLC0415
 
         publisher = self._node.create_publisher(String, topic, 10)
-        return lambda: publisher.publish(String(data=text))
+
+        def announce() -> None:
+            deadline = time.monotonic() + timeout_s
+            while publisher.get_subscription_count() == 0 and not self._stop.is_set():
+                if time.monotonic() > deadline:
+                    LOG.warning("nobody subscribed to %s within %.0f s", topic, timeout_s)
+                    return
+                time.sleep(0.05)
+            publisher.publish(String(data=text))
+        return announce
 
     def _spin(self) -> None:
         while not self._stop.is_set():
