@@ -212,7 +212,7 @@ def test_any_output_size_and_whole_image_framing():
 def test_portrait_from_a_file_of_any_shape(tmp_path):
     import cv2
 
-    from avatar_forcing_ros.portable.portrait import load_portrait
+    from avatar_forcing_ros.media.images import load_image as load_portrait
 
     wide = cv2.resize(default_portrait()[:, ::-1], (700, 500))          # mirrored, non-square
     path = tmp_path / "portrait.jpg"

@@ -94,7 +94,7 @@ def default_portrait(name: str) -> np.ndarray | None:
 
 
 def load_portrait(path: str) -> np.ndarray:
-    """Read a portrait image file -> (H, W, 3) uint8 RGB; ValueError if unreadable.
-    (A plain image reader shared with the portable renderer; it loads no backend.)"""
-    from ..portable.portrait import load_portrait as read_image
-    return read_image(path)
+    """Read a portrait image file -> (H, W, 3) uint8 RGB, transparency on a neutral background;
+    ValueError naming the file if it is missing or not an image. (It loads no backend.)"""
+    from ..media.images import load_image
+    return load_image(path, "portrait")

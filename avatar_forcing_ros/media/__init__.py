@@ -1,1 +1,2 @@
-"""ROS-free media helpers (NumPy/SciPy/soundfile/OpenCV only): audio streaming and file loading."""
+"""ROS-free media helpers (NumPy/SciPy/soundfile/OpenCV only): audio streaming and file
+loading, image file loading."""

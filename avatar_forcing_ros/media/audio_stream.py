@@ -18,7 +18,7 @@ _NS_PER_S = 1_000_000_000
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read a WAV/FLAC/OGG file as float32 mono at ``sample_rate`` Hz, shape (frames,).
+    """Read a WAV/FLAC/OGG/MP3 file (libsndfile) as float32 mono at ``sample_rate`` Hz, shape (frames,).
 
     Channels are averaged; other rates are resampled with a polyphase filter (exact copy when
     the file already has ``sample_rate``).
@@ -29,10 +29,14 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """
     if sample_rate <= 0:
         raise ValueError(f'sample_rate must be > 0, got {sample_rate}')
+    if not Path(path).is_file():
+        raise ValueError(f'audio file not found: {str(path)!r}')
     try:
         data, file_rate = soundfile.read(str(path), dtype='float32', always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
-        raise ValueError(f'cannot read audio file {str(path)!r}: {error}') from error
+        # libsndfile's own text can mislead (an undecodable MP3 "does not exist"): say what failed
+        raise ValueError(f'cannot decode audio file {str(path)!r}: not a WAV, FLAC, OGG or MP3 '
+                         f'file that libsndfile reads') from error
     if data.shape[0] == 0:
         raise ValueError(f'audio file {str(path)!r} has no samples')
     mono = data.mean(axis=1, dtype=np.float32)  # (frames,)

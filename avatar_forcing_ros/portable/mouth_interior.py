@@ -6,6 +6,11 @@ the bottom and upper teeth that stay with the upper lip (the upper jaw does not 
 anti-aliased and faded in with the extra opening, so a closed mouth shows the photograph as it is.
 When the portrait's lips are parted, its own mouth opening (usually its teeth) is reused as the
 upper teeth; otherwise a synthetic teeth band follows the upper lip.
+
+The painted colours are those of a colour photograph, brought to the portrait's own tones: a
+portrait whose face has little colour (greyscale, sepia, a tinted drawing) gets them with their
+brightness kept and their colour replaced by the face's tint, in proportion to how colourless
+the face is. A greyscale portrait thus gets a grey mouth, not a red one.
 """
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ _CAVITY_TOP = np.array([70.0, 30.0, 32.0])
 _CAVITY_BOTTOM = np.array([24.0, 9.0, 11.0])
 _TONGUE = np.array([128.0, 58.0, 60.0])
 _LIP = np.array([170.0, 100.0, 100.0])
+_LUMA = np.array([0.299, 0.587, 0.114])
+_FULL_CHROMA = 40.0            # median face chroma (max - min channel) of a fully coloured face
+                               # (the default portrait's: 58; a greyscale one's: 0)
 _SUBPIXEL = 3                  # cv2 drawing shift: coordinates in 1/8 pixel
 _CONTOUR = list(lm.UPPER_INNER_LIP) + list(lm.LOWER_INNER_LIP[-2:0:-1])
 
@@ -31,6 +39,26 @@ def _polygon_mask(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndar
     return mask.astype(np.float32) / 255.0
 
 
+class _FaceTone:
+    """How much colour a portrait's face has, and its tint (from the landmarks' bounding box)."""
+
+    def __init__(self, portrait: np.ndarray, points: np.ndarray) -> None:
+        x0, y0 = np.clip(np.floor(points[:, :2].min(axis=0)).astype(int), 0, None)
+        x1, y1 = np.ceil(points[:, :2].max(axis=0)).astype(int) + 1
+        face = portrait[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
+        if len(face) == 0:
+            face = portrait.reshape(-1, 3).astype(np.float32)
+        chroma = float(np.median(face.max(axis=1) - face.min(axis=1)))
+        self.colourfulness = min(chroma / _FULL_CHROMA, 1.0)
+        mean = face.mean(axis=0)
+        self.tint = mean / max(float(mean @ _LUMA), 1.0)       # luma 1: brightness kept
+
+    def apply(self, colour: np.ndarray) -> np.ndarray:
+        """A colour-photo colour in this portrait's tones (unchanged for a colourful face)."""
+        toned = float(colour @ _LUMA) * self.tint
+        return np.clip(toned + self.colourfulness * (colour - toned), 0.0, 255.0).astype(np.float32)
+
+
 class MouthInterior:
     """Mouth-interior painter for one portrait (landmarks in output pixels)."""
 
@@ -38,15 +66,18 @@ class MouthInterior:
         self.eye_distance = eye_distance
         self.rest_gap = float(np.linalg.norm(points[lm.LOWER_LIP_INNER, :2] - points[lm.UPPER_LIP_INNER, :2]))
         self._own_teeth = self._own_opening(portrait, points) if self.rest_gap >= 3.0 else None
-        self.lip = self._lower_lip_colour(portrait, points)
+        tone = _FaceTone(portrait, points)
+        self.teeth, self.tongue = tone.apply(_DEFAULT_TEETH), tone.apply(_TONGUE)
+        self.cavity_top, self.cavity_bottom = tone.apply(_CAVITY_TOP), tone.apply(_CAVITY_BOTTOM)
+        self.lip = self._lower_lip_colour(portrait, points, tone.apply(_LIP))
 
     @staticmethod
-    def _lower_lip_colour(portrait: np.ndarray, points: np.ndarray) -> np.ndarray:
+    def _lower_lip_colour(portrait: np.ndarray, points: np.ndarray, fallback: np.ndarray) -> np.ndarray:
         """Median colour of the portrait's lower lip (between its inner and outer contours)."""
         polygon = np.concatenate([points[list(lm.LOWER_INNER_LIP), :2], points[list(lm.LOWER_OUTER_LIP[::-1]), :2]])
         inside = _polygon_mask(portrait.shape[:2], [polygon]) > 0.5
         pixels = portrait[inside]
-        return np.median(pixels, axis=0).astype(np.float32) if len(pixels) >= 4 else _LIP
+        return np.median(pixels, axis=0).astype(np.float32) if len(pixels) >= 4 else fallback
 
     @staticmethod
     def _own_opening(portrait: np.ndarray, points: np.ndarray) -> tuple | None:
@@ -92,7 +123,7 @@ class MouthInterior:
         rows = np.arange(shape[0], dtype=np.float32)[:, None, None]
         top = float(upper[:, 1].min())
         depth = np.clip((rows - top) / max(gap, 1.0), 0.0, 1.0)                   # (h, 1, 1)
-        colour = _CAVITY_TOP + depth * (_CAVITY_BOTTOM - _CAVITY_TOP)
+        colour = self.cavity_top + depth * (self.cavity_bottom - self.cavity_top)
         colour = np.broadcast_to(colour, (*shape, 3)).astype(np.float32)
         centre = lower[len(lower) // 2]
         width = float(np.linalg.norm(lower[-1] - lower[0]))
@@ -100,7 +131,7 @@ class MouthInterior:
         cv2.ellipse(tongue, (round(centre[0]), round(centre[1])),
                     (max(1, round(0.3 * width)), max(1, round(0.35 * gap))), 0, 180, 360, 255, -1,
                     cv2.LINE_AA)
-        colour = self._blend(colour, cv2.GaussianBlur(tongue, (5, 5), 0).astype(np.float32) / 255.0 * 0.6, _TONGUE)
+        colour = self._blend(colour, cv2.GaussianBlur(tongue, (5, 5), 0).astype(np.float32) / 255.0 * 0.6, self.tongue)
         # The lower lip's inner rim: a lip-coloured band above the moved lower inner contour,
         # so the opening is framed by a lip as in a real open mouth.
         rim = np.concatenate([lower, (lower - 0.05 * self.eye_distance * self._down(moved))[::-1]])
@@ -113,7 +144,7 @@ class MouthInterior:
         upper_band = np.concatenate([upper, (upper + drop)[::-1]])
         teeth_mask = cv2.GaussianBlur(_polygon_mask(shape, [upper_band]), (3, 3), 0)
         fade = 1.0 - 0.15 * np.clip((rows - top) / max(teeth_h, 1.0), 0.0, 1.0)       # (h, 1, 1)
-        return self._blend(colour, teeth_mask, _DEFAULT_TEETH * self._shade(shape, upper) * fade)
+        return self._blend(colour, teeth_mask, self.teeth * self._shade(shape, upper) * fade)
 
     def _moved_own_teeth(self, shape: tuple[int, int], moved: np.ndarray,
                          origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

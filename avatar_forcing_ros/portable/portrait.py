@@ -5,12 +5,14 @@ public domain), shipped inside the scikit-image wheel, so nothing is downloaded.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 import cv2
 import numpy as np
 
 from avatar_forcing_ros.portable import landmarks as lm
+
+_LOG = logging.getLogger(__name__)
 
 
 def default_portrait() -> np.ndarray:
@@ -18,14 +20,6 @@ def default_portrait() -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
-
-
-def load_portrait(path: str | Path) -> np.ndarray:
-    """Read any image file OpenCV understands -> (H, W, 3) uint8 RGB; ValueError if unreadable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read portrait image {str(path)!r}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def frame_face(image: np.ndarray, points: np.ndarray, size: int,
@@ -38,6 +32,9 @@ def frame_face(image: np.ndarray, points: np.ndarray, size: int,
     the landmarks (478, 3) mapped into it (depth scaled like x).
     """
     height, width = image.shape[:2]
+    if min(height, width) < size:
+        _LOG.warning("portrait %dx%d is smaller than the %dx%d output: upscaled (a portrait of at "
+                     "least %d px per side stays sharp)", width, height, size, size, size)
     if framing is None:
         side = float(min(height, width))
         x0, y0 = (width - side) / 2.0, (height - side) / 2.0

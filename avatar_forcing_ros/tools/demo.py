@@ -11,7 +11,10 @@ into the output folder:
 
 - ``session_bag/``: the rosbag2 (MCAP) of the session,
 - ``avatar.mp4``: the avatar with its speech muxed in,
-- ``evaluation/``: report.html + evaluation.json, and prints the evaluation summary.
+- ``evaluation/``: report.html + evaluation.json, and prints the evaluation summary,
+- ``media/``: the inputs it made (built-in speech and face video, decoded user speech).
+
+One's own inputs (``--avatar-speech``, ``--user-speech``): tools/demo_inputs.py.
 """
 from __future__ import annotations
 
@@ -24,20 +27,23 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 import yaml
 
 from avatar_forcing_ros.evaluation import cli as evaluate_cli
-from avatar_forcing_ros.tools import bag_to_mp4, launcher, node_plan
-from avatar_forcing_ros.tools.demo_media import make_demo_media
+from avatar_forcing_ros.tools import bag_to_mp4, demo_inputs, demo_media, launcher, node_plan
+from avatar_forcing_ros.tools.demo_inputs import DemoInputError, UserVoice
 from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
 
 LOG = logging.getLogger("avatar_forcing_demo")
 USER_SINK = "avatar_demo_user"        # the synthetic user speaks into this sink; its monitor is the mic
 SPEAKER_SINK = "avatar_demo_speaker"  # the avatar's speech plays here when there is no sound card
 AVATAR_IMAGE_TOPIC = "avatar/image/compressed"
+CAMERA_TOPIC = "image"
+PLAY_TOPIC = "audio_file_player/play"  # a path published here starts the player's file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="'auto': a real capture device if the machine has one, else the synthetic user")
     p.add_argument("--display", default="auto", choices=["auto", "on", "off"],
                    help="'auto': a window when $DISPLAY is set")
+    demo_inputs.add_arguments(p)
     return p.parse_args(argv)
 
 
@@ -77,15 +84,18 @@ def capture_device_available() -> bool:
 
 
 class FirstMessageWatch:
-    """Context manager: a private rclpy node that notes the first message on ``topic``.
+    """Context manager: a private rclpy node that notes the first message on ``topic`` (a
+    ``sensor_msgs`` type) and calls ``on_first`` then, from its own thread.
 
     The demo's duration counts from the avatar's first image, not from process start: start-up
     (imports, face tracker, first block) takes seconds on a small machine, longer under load.
     After ``timeout_s`` without a message the clock starts anyway.
     """
 
-    def __init__(self, topic: str, timeout_s: float = 180.0) -> None:
+    def __init__(self, topic: str, timeout_s: float = 180.0, message_type: str = "CompressedImage",
+                 on_first: Callable[[], None] = lambda: None) -> None:
         self.topic, self.timeout_s = topic, timeout_s
+        self._message_type, self.on_first = message_type, on_first
         self._received = threading.Event()
         self._stop = threading.Event()
         self._deadline = time.monotonic() + timeout_s
@@ -101,14 +111,15 @@ class FirstMessageWatch:
         from rclpy.context import Context  # noqa: PLC0415
         from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
         from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
-        from sensor_msgs.msg import CompressedImage  # noqa: PLC0415
+        from sensor_msgs import msg as sensor_msgs  # noqa: PLC0415
 
         self._context = Context()
         rclpy.init(context=self._context, signal_handler_options=rclpy.SignalHandlerOptions.NO)
-        self._node = rclpy.create_node("avatar_forcing_demo_watch", context=self._context)
+        self._node = rclpy.create_node("avatar_forcing_demo_watch_" + self.topic.replace("/", "_"),
+                                       context=self._context)
         # raw: the images keep coming all session, and only their arrival matters here
-        self._node.create_subscription(CompressedImage, self.topic, self._on_message, qos_profile_sensor_data,
-                                       raw=True)
+        self._node.create_subscription(getattr(sensor_msgs, self._message_type), self.topic,
+                                       self._on_message, qos_profile_sensor_data, raw=True)
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -117,8 +128,27 @@ class FirstMessageWatch:
 
     def _on_message(self, _msg) -> None:
         if not self._received.is_set():
-            LOG.info("the avatar is live: first image on %s", self.topic)
+            LOG.info("first message on %s", self.topic)
             self._received.set()
+            self.on_first()
+
+    def announcer(self, topic: str, text: str, timeout_s: float = 120.0) -> Callable[[], None]:
+        """A callable that publishes ``text`` (std_msgs/String, reliable) on ``topic`` once a
+        subscriber has matched (a message published before would be lost: the subscriber may
+        start after the first message comes), waiting at most ``timeout_s``."""
+        from std_msgs.msg import String  # noqa: PLC0415
+
+        publisher = self._node.create_publisher(String, topic, 10)
+
+        def announce() -> None:
+            deadline = time.monotonic() + timeout_s
+            while publisher.get_subscription_count() == 0 and not self._stop.is_set():
+                if time.monotonic() > deadline:
+                    LOG.warning("nobody subscribed to %s within %.0f s", topic, timeout_s)
+                    return
+                time.sleep(0.05)
+            publisher.publish(String(data=text))
+        return announce
 
     def _spin(self) -> None:
         while not self._stop.is_set():
@@ -142,9 +172,11 @@ PORTABLE_LATENCY_BUDGET_MS = 440.0
 PORTABLE_PRESENTATION_DELAY_MS = PORTABLE_LATENCY_BUDGET_MS + 30.0
 
 
-def write_demo_parameters(package_yaml: Path, out_path: Path, backend: str) -> Path:
+def write_demo_parameters(package_yaml: Path, out_path: Path, backend: str,
+                          loop_avatar_speech: bool = True) -> Path:
     """The package's parameter file with the demo's changes: the input files loop for the whole
-    session, and the portable backend runs at its short latency budget and presentation delay."""
+    session (the avatar's speech unless it plays once), and the portable backend runs at its
+    short latency budget and presentation delay."""
     params = yaml.safe_load(package_yaml.read_text())
 
     def node_block(node: str) -> dict:
@@ -152,8 +184,8 @@ def write_demo_parameters(package_yaml: Path, out_path: Path, backend: str) -> P
         entry["ros__parameters"] = entry.get("ros__parameters") or {}
         return entry["ros__parameters"]
 
-    for node in ("video_source", "audio_file_player"):
-        node_block(node)["loop"] = True
+    node_block("video_source")["loop"] = True
+    node_block("audio_file_player")["loop"] = loop_avatar_speech
     if backend == "portable":
         node_block("generator")["latency_budget_ms"] = PORTABLE_LATENCY_BUDGET_MS
         params["/**"]["ros__parameters"]["presentation_delay_ms"] = PORTABLE_PRESENTATION_DELAY_MS
@@ -161,10 +193,22 @@ def write_demo_parameters(package_yaml: Path, out_path: Path, backend: str) -> P
     return out_path
 
 
-def start_synthetic_user(speech_wav: Path, env: dict[str, str]) -> subprocess.Popen:
-    """The synthetic user talks into the user sink: the speech file, a pause, again, until stopped."""
-    loop = f'while true; do paplay --device={USER_SINK} "$0"; sleep 1.5; done'
-    return subprocess.Popen(["bash", "-c", loop, str(speech_wav)], env=env, start_new_session=True)
+class UserSpeaker:
+    """The synthetic user talks into the user sink: its speech file, a pause, again, from
+    :meth:`start` until :meth:`stop`."""
+
+    def __init__(self, voice: UserVoice, env: dict[str, str]) -> None:
+        self._voice, self._env = voice, env
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        loop = f'while true; do paplay --device={USER_SINK} "$0"; sleep "$1"; done'
+        self._process = subprocess.Popen(["bash", "-c", loop, str(self._voice.wav), str(self._voice.gap_s)],
+                                         env=self._env, start_new_session=True)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process_group(self._process)
 
 
 def stop_process_group(process: subprocess.Popen) -> None:
@@ -181,45 +225,77 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = (args.out or Path("out") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    media = make_demo_media(out.parent / "demo_media")
+    media = out / "media"          # everything the demo makes stays inside the session's folder
 
     camera = args.camera
     if camera == "auto":
         camera = "0" if webcam_available() else "synthetic"
-    video_source = str(media.user_video) if camera == "synthetic" else camera
-    synthetic_user = args.microphone == "synthetic" or (
-        args.microphone == "auto" and not capture_device_available())
+    real_microphone = args.microphone == "real" or (
+        args.microphone == "auto" and capture_device_available())
+    try:
+        demo_inputs.check_camera(args.camera)
+        demo_inputs.check_portrait(args)
+        avatar_speech = demo_inputs.avatar_speech(args, media)
+        voice = demo_inputs.user_voice(args, camera, real_microphone, media)
+        video_source = str(demo_media.user_video(media)) if camera == "synthetic" else camera
+    except DemoInputError as error:
+        LOG.error("%s", error)
+        return 2
+    except (RuntimeError, OSError, subprocess.SubprocessError) as error:    # espeak-ng, OpenCV
+        LOG.error("cannot make the demo's media in %s: %s", media, error)
+        return 1
+    # without a real microphone the machine is taken to have no sound card either: a private
+    # PulseAudio server gives the synthetic user's microphone and the avatar's speaker
+    private_pulse = voice.wav is not None or not real_microphone
     display = args.display == "on" or (args.display == "auto" and bool(os.environ.get("DISPLAY")))
-    LOG.info("camera: %s; microphone: %s; display: %s; output: %s", video_source,
-             "synthetic user (PulseAudio null sink)" if synthetic_user else "default capture device",
+    LOG.info("camera: %s; user speech: %s; avatar speech: %s%s; display: %s; output: %s", video_source,
+             {"microphone": "default capture device", "none": "none"}.get(
+                 voice.source, f"{voice.source} ({voice.wav.name}) into a PulseAudio null sink"),
+             avatar_speech, " (once)" if args.avatar_speech_once else "",
              "window" if display else "headless", out)
 
     bag = out / "session_bag"
     launch_args = node_plan.complete_arguments({
         "backend": args.backend, "checkpoint_dir": args.checkpoint_dir, "portrait": args.portrait,
-        "video_source": video_source, "use_microphone": "true",
-        "avatar_audio_file": str(media.avatar_speech_wav), "display": str(display).lower(),
+        "video_source": video_source, "use_microphone": str(voice.source != "none").lower(),
+        # played once: idle until the avatar is live (see below), so no word is lost to start-up
+        "avatar_audio_file": "" if args.avatar_speech_once else str(avatar_speech),
+        "display": str(display).lower(),
         "speaker": "true", "record": "true", "record_output": str(bag),
         # 23 MB/s of raw camera frames would fill a disk in a long demo and load its 2 cores;
         # the bag still holds the user's perceived motion (user/motion) for the evaluation
         "record_camera": "false"})
     prefix = launcher.package_prefix()
     share = launcher.share_dir(prefix)
-    params = write_demo_parameters(node_plan.config_file(share), out / "parameters.yaml", args.backend)
+    params = write_demo_parameters(node_plan.config_file(share), out / "parameters.yaml", args.backend,
+                                   loop_avatar_speech=not args.avatar_speech_once)
     (out / "overrides").mkdir(exist_ok=True)
     plan = launcher.process_plan(launch_args, prefix, params, out / "overrides")
     plan.append(("topic_monitor", launcher.node_command(
         node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
+    if args.avatar_speech_once:
+        plan.append(("audio_file_player", launcher.node_command(
+            node_plan.PlannedNode("audio_file_player", "audio_file_player"), prefix, params, "",
+            out / "overrides")))
     env = dict(os.environ)
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
 
     with ExitStack() as stack:
-        if synthetic_user:
+        if private_pulse:
             pulse = stack.enter_context(PrivatePulseServer([USER_SINK, SPEAKER_SINK]))
             # the avatar speaks into its own sink, so the synthetic user's microphone never hears it
             env.update(pulse.env, PULSE_SINK=SPEAKER_SINK, PULSE_SOURCE=f"{USER_SINK}.monitor")
-            stack.callback(stop_process_group, start_synthetic_user(media.user_speech_wav, env))
+        if voice.wav is not None:
+            speaker = UserSpeaker(voice, env)
+            stack.callback(speaker.stop)
+            if voice.with_camera:    # the video's own voice starts with its first image
+                stack.enter_context(FirstMessageWatch(CAMERA_TOPIC, message_type="Image",
+                                                      on_first=speaker.start))
+            else:
+                speaker.start()
         with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
+            if args.avatar_speech_once:      # the speech starts with the avatar's first image
+                first_image.on_first = first_image.announcer(PLAY_TOPIC, str(avatar_speech))
             status = launcher.run(plan, env, args.duration, clock_started=first_image.seen)
 
     return finish(bag, out) or status

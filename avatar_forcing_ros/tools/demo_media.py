@@ -6,7 +6,7 @@
   portable renderer) that talks, smiles at scripted times, nods, blinks and drifts sideways,
   so that smile mirroring and gaze following have something to react to.
 
-Files that exist already are kept (idempotent).
+Each is made when first asked for; files that exist already are kept (idempotent).
 
     python -m avatar_forcing_ros.tools.demo_media FOLDER
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -44,13 +43,6 @@ USER_LINES = (
 # Scripted user expression (seconds): smiles the avatar may mirror, and a talking stretch.
 USER_SMILES = ((2.0, 4.0), (8.5, 10.5), (13.0, 14.5))
 USER_TALKS = ((0.5, 7.5),)
-
-
-@dataclass(frozen=True)
-class DemoMedia:
-    avatar_speech_wav: Path
-    user_speech_wav: Path
-    user_video: Path
 
 
 def speak(lines: tuple[str, ...], voice: str, path: Path) -> None:
@@ -119,26 +111,34 @@ def _atomic_write(path: Path, writer) -> None:
     tmp.replace(path)
 
 
-def make_demo_media(folder: Path) -> DemoMedia:
-    """Create the demo inputs in ``folder`` (kept when they exist) and return their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    media = DemoMedia(folder / "avatar_speech.wav", folder / "user_speech.wav", folder / "user_face.mp4")
-    if not media.avatar_speech_wav.exists():
-        speak(AVATAR_LINES, "en-us", media.avatar_speech_wav)
-    if not media.user_speech_wav.exists():
-        speak(USER_LINES, "en-gb+f3", media.user_speech_wav)
-    if not media.user_video.exists():
-        render_user_video(media.user_video)
-    return media
+def avatar_speech(folder: Path) -> Path:
+    """The avatar's built-in lines in ``folder`` (made once; kept when they exist)."""
+    return _made(Path(folder) / "avatar_speech.wav", lambda path: speak(AVATAR_LINES, "en-us", path))
+
+
+def user_speech(folder: Path) -> Path:
+    """The synthetic user's lines in ``folder`` (made once; kept when they exist)."""
+    return _made(Path(folder) / "user_speech.wav", lambda path: speak(USER_LINES, "en-gb+f3", path))
+
+
+def user_video(folder: Path) -> Path:
+    """The synthetic user's face video in ``folder`` (made once; kept when it exists)."""
+    return _made(Path(folder) / "user_face.mp4", render_user_video)
+
+
+def _made(path: Path, make) -> Path:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make(path)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    media = make_demo_media(parser.parse_args(argv).folder)
-    for path in (media.avatar_speech_wav, media.user_speech_wav, media.user_video):
-        print(path)
+    folder = parser.parse_args(argv).folder
+    for make in (avatar_speech, user_speech, user_video):
+        print(make(folder))
     return 0
 
 

@@ -1,20 +1,30 @@
 """Media files for the offline command: audio in, video frames in, MP4 (H.264 + AAC) out.
 
-Audio and muxing use the `ffmpeg` program (Debian package `ffmpeg`; scripts/setup.sh installs
-it); video frames are read with OpenCV. Every failure is a `MediaError` (a ValueError) whose
+Audio files that libsndfile reads (WAV, FLAC, OGG, MP3) go through the package's one audio-file
+loader, `media.audio_stream.load_audio`; other containers (a video's audio track, M4A, AAC) and
+muxing use the `ffmpeg` program (Debian package `ffmpeg`; scripts/setup.sh installs it, a
+separate process); video frames are read with OpenCV. Every failure is a `MediaError` (a ValueError) whose
 message names the file.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from avatar_forcing_ros.media.audio_stream import load_audio
+from avatar_forcing_ros.media.images import load_image
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus")
+SOUNDFILE_EXTS = (".wav", ".flac", ".ogg", ".mp3")      # decoded by libsndfile (load_audio)
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
 
 
@@ -42,15 +52,21 @@ def _ffmpeg() -> str:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise MediaError(f"cannot decode image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    """(H, W, 3) uint8 RGB (media.images.load_image: transparency on a neutral background)."""
+    try:
+        return load_image(path)
+    except ValueError as error:
+        raise MediaError(str(error)) from error
 
 
 def read_audio(path: Path, sampling_rate: int) -> np.ndarray:
     """Mono float32 samples at `sampling_rate` from an audio file or a video's audio track."""
+    if Path(path).suffix.lower() in SOUNDFILE_EXTS:
+        try:
+            with quiet_stderr():
+                return load_audio(path, sampling_rate)
+        except ValueError as error:
+            raise MediaError(str(error)) from error
     cmd = [_ffmpeg(), "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1",
            "-ar", str(sampling_rate), "-f", "f32le", "-"]
     run = subprocess.run(cmd, capture_output=True)
@@ -60,6 +76,22 @@ def read_audio(path: Path, sampling_rate: int) -> np.ndarray:
     if audio.size == 0:
         raise MediaError(f"{path} has no audio")
     return audio.copy()
+
+
+@contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for the block: libmpg123 (inside libsndfile) prints "Note: ..."
+    lines for a file that is not MP3, ahead of the one-line error the commands give. For the
+    command-line tools' file loading only: other threads' stderr is silenced meanwhile too."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def has_audio_track(path: Path) -> bool:
@@ -86,6 +118,36 @@ def read_video_frames(path: Path, fps: int) -> list[np.ndarray]:
         raise MediaError(f"no frames could be decoded from {path}")
     count = max(1, int(len(source) * fps / src_fps))
     return [source[min(len(source) - 1, round(n * src_fps / fps))] for n in range(count)]
+
+
+def iter_video_frames(path: Path, fps: int) -> Iterator[np.ndarray]:
+    """RGB uint8 frames at `fps` by nearest source frame time, decoded one at a time.
+
+    For whole-file pipelines that perceive frame by frame (the portable offline command): the
+    memory stays one frame, where read_video_frames holds the clip (the neural path needs the
+    whole clip for its mean face crop). Frame n is source frame round(n * source_fps / fps);
+    the stream ends with the source.
+    """
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MediaError(f"cannot open video {path}")
+    src_fps = cap.get(cv2.CAP_PROP_FPS) or float(fps)
+    try:
+        index, n = -1, 0
+        frame = None
+        while True:
+            wanted = round(n * src_fps / fps)
+            while index < wanted:
+                ok, frame = cap.read()
+                if not ok:
+                    if index < 0:
+                        raise MediaError(f"no frames could be decoded from {path}")
+                    return
+                index += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            n += 1
+    finally:
+        cap.release()
 
 
 class Mp4Writer:

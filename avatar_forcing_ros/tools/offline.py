@@ -2,8 +2,13 @@
 
     avatar-forcing-offline --checkpoint-dir DIR --wav2vec2-dir W2V --portrait face.jpg \
         --avatar-audio speech.wav [--user-video user.mp4] [--user-audio user.wav] -o out.mp4
+    avatar-forcing-offline --backend portable --portrait face.jpg --avatar-audio speech.mp3 \
+        [--user-video user.mp4] -o out.mp4
 
-What it does (the reference's offline inference, through this package's streaming generator):
+`--backend portable` (the default without `--checkpoint-dir`) needs no weights and runs faster
+than real time on one CPU core: tools/offline_portable.py. With the neural backend
+(`avatar_forcing`, the default with `--checkpoint-dir`), what it does (the reference's offline
+inference, through this package's streaming generator):
 1. the portrait's face is cropped as the reference does (core/face_crop.py; `--no-crop` for an
    already cropped square portrait) and encoded once (s_r, appearance features, r_s);
 2. both audio tracks are encoded whole with wav2vec2 (as the reference does: no sliding window
@@ -38,6 +43,7 @@ from avatar_forcing_ros.core.face_crop import (FaceDetector, apply_crop, center_
                                                to_uint8_images)
 from avatar_forcing_ros.core.model import AvatarForcing
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
+from avatar_forcing_ros.tools import offline_portable
 from avatar_forcing_ros.tools.media_io import (AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, MediaError,
                                                Mp4Writer, check_input, has_audio_track,
                                                read_audio, read_image, read_video_frames)
@@ -61,11 +67,15 @@ class Conditions:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avatar-forcing-offline",
                                 description=__doc__.splitlines()[0].split(": ", 1)[1])
-    p.add_argument("--checkpoint-dir", type=Path, required=True,
-                   help="folder with flow_transformer and motion_autoencoder (.safetensors/.pth), "
-                        "optional config.json")
-    p.add_argument("--wav2vec2-dir", type=Path, required=True,
-                   help="local transformers wav2vec2 folder (wav2vec2-base-960h)")
+    p.add_argument("--backend", choices=("avatar_forcing", "portable"), default=None,
+                   help="'portable': no weights, faster than real time on one CPU core; "
+                        "'avatar_forcing': the neural model (default: it with --checkpoint-dir, "
+                        "else portable)")
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="neural backend: folder with flow_transformer and motion_autoencoder "
+                        "(.safetensors/.pth), optional config.json")
+    p.add_argument("--wav2vec2-dir", type=Path, default=None,
+                   help="neural backend: local transformers wav2vec2 folder (wav2vec2-base-960h)")
     p.add_argument("--portrait", type=Path, required=True, help="portrait image")
     p.add_argument("--avatar-audio", type=Path, required=True, help="avatar speech (audio file)")
     p.add_argument("--user-video", type=Path, help="user video (optional)")
@@ -77,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--u-cfg-scale", type=float, default=None, help="user guidance scale")
     p.add_argument("--pad-ratio", type=float, default=1.0, help="face crop padding ratio")
     p.add_argument("--no-crop", action="store_true", help="portrait is already a cropped square")
+    p.add_argument("--output-size", type=int, default=512,
+                   help="portable backend: side of the square video (the neural one: the model's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -92,6 +104,16 @@ def _check_paths(args: argparse.Namespace) -> None:
         check_input(args.user_audio, "user audio", AUDIO_EXTS + VIDEO_EXTS)
     if args.output.suffix.lower() != ".mp4":
         raise MediaError(f"output must be an .mp4 file, got {args.output}")
+    if args.backend == "portable":
+        given = offline_portable.neural_only_options(args)
+        if given:
+            raise MediaError(f"{', '.join(given)}: only for --backend avatar_forcing")
+        if not 64 <= args.output_size <= 4096:
+            raise MediaError(f"--output-size must be in [64, 4096], got {args.output_size}")
+        return
+    for option, folder in (("--checkpoint-dir", args.checkpoint_dir), ("--wav2vec2-dir", args.wav2vec2_dir)):
+        if folder is None:
+            raise MediaError(f"--backend avatar_forcing needs {option}")
     for what, folder in (("checkpoint folder", args.checkpoint_dir),
                          ("wav2vec2 folder", args.wav2vec2_dir)):
         if not folder.is_dir():
@@ -185,8 +207,13 @@ def write_video(model: AvatarForcing, cond: Conditions, r_d: torch.Tensor,
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.backend is None:
+        args.backend = "avatar_forcing" if args.checkpoint_dir is not None else "portable"
     try:
         _check_paths(args)
+        if args.backend == "portable":
+            offline_portable.run(args)
+            return 0
         model = AvatarForcing.from_pretrained(args.checkpoint_dir, args.wav2vec2_dir,
                                               device=args.device, dtype=_DTYPES[args.dtype])
         cond = prepare(model, args)
