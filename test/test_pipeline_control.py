@@ -14,8 +14,8 @@ from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa
 def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
     domain = unique_domain_id()
     params = {"backend": "portable", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6,
-              "test_compute_delay_ms": 700.0}   # compute window 600 - 400 - 20 = 180 ms; a block takes
-    # longer than its 400 ms of media, so no early start can save it: every block is late
+              "test_compute_delay_ms": 700.0}   # compute window 600 - 80 - 20 = 500 ms; a block takes
+    # longer than its 80 ms of media (2 frames), so no early start can save it: every block is late
     with NodeProcess("generator", ros_env(domain), params) as gen, Listener(domain) as lis:
         latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100))
         statuses = lis.collect(GeneratorStatus, "avatar/generator_status", 10)
@@ -47,7 +47,7 @@ def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply():
         assert lis.spin_until(lambda: status().nfe == 8 and status().latency_budget_ms == 900.0, 5), status()
         assert lis.spin_until(lambda: abs(status().last_latency_ms - 900.0) < 60.0, 5), status()
         # invalid values are rejected with a reason, and change nothing
-        cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 300.0}, "400 ms of media"),
+        cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 110.0}, "80 ms of media"),
                  ({"nfe": 0}, ""), ({"backend": "avatar_forcing"}, "read-only")]
         for values, reason in cases:
             (result,) = set_parameters(lis, "generator", **values)

@@ -16,11 +16,12 @@ class BehaviourParams:
     """Tunable constants of every rule; times in seconds, angles in degrees, levels in dBFS."""
 
     # Lips: the jaw follows the avatar's own speech envelope.
-    speech_floor_db: float = -50.0      # avatar-audio RMS where the jaw starts to open
+    speech_floor_db: float = -40.0      # avatar-audio RMS where the jaw starts to open (breath and
+                                        # consonant noise below it kept the jaw ajar: lip-sync r 0.85)
     speech_full_db: float = -16.0       # RMS where the jaw reaches jaw_open_max
     jaw_open_max: float = 0.6           # jaw_open at full level (1.0 is a yawn)
     lip_attack_s: float = 0.02          # smoothing when opening (fast)
-    lip_release_s: float = 0.06         # smoothing when closing
+    lip_release_s: float = 0.04         # smoothing when closing
     lip_anticipation_frames: int = 0    # lips lead the sound (<= the backend's look-ahead, which adds latency)
     speech_pucker: float = 0.15         # mouth narrows a little while speaking
     speaking_level: float = 0.2         # speech level (0-1) above which the avatar "is speaking"
