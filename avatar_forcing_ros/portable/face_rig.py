@@ -46,7 +46,11 @@ class RigConfig:
     depth_gain: float = 2.0         # depth exaggeration: perception then reads back about the commanded turn
     # A 2.5D warp shows a turn smaller than the rotation it applies (the profile never changes):
     # the fidelity loop (bench/bench_fidelity.py) read back 62-71 % of the commanded yaw at gain 1.
-    yaw_gain: float = 1.45
+    # The applied yaw is yaw_limit_deg * tanh(yaw_gain * yaw / yaw_limit_deg): the gain for the turns
+    # a talking head makes, but never more than the limit, where the nose starts to fold over the
+    # cheek (the +-30 degree extremes then look no worse than without the gain).
+    yaw_gain: float = 1.6
+    yaw_limit_deg: float = 30.0
     ring_scales: tuple[float, ...] = (1.3, 1.8)       # anchor rings, x face-oval size
     ring_head_weights: tuple[float, ...] = (1.0, 0.3)  # how much each ring follows the head
     border_step: int = 64           # spacing of fixed border anchors, pixels
@@ -234,7 +238,8 @@ class FaceRig:
         idx = self._expression_index
         expressed = self.vertices + np.tensordot(params[idx], self.basis[idx], axes=1)  # (N, 3)
         yaw, pitch, roll = params[self._pose_index]
-        rotation = self.pose_rotation(self.config.yaw_gain * yaw, pitch, roll)
+        limit = self.config.yaw_limit_deg
+        rotation = self.pose_rotation(limit * np.tanh(self.config.yaw_gain * yaw / limit), pitch, roll)
         rotated = (expressed - self.pivot) @ rotation.T + self.pivot
         moved = expressed + self.head_weight[:, None] * (rotated - expressed)
         return moved[:, :2]
