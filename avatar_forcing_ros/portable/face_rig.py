@@ -34,8 +34,8 @@ class RigConfig:
     jaw_drop: float = 0.30          # lower-lip drop; perception reads jaw_open = 1 at this gap
     smile_up: float = 0.11          # mouth-corner lift (0.08 read back as 58-61 % of a smile on two faces)
     smile_out: float = 0.08         # mouth-corner outward shift, each side
-    smile_cheek: float = 0.03       # cheek lift
-    smile_squint: float = 0.02      # lower-lid lift (a smile narrows the eyes a little)
+    smile_cheek: float = 0.05       # cheek lift
+    smile_squint: float = 0.045     # lower-lid lift (a smile narrows the eyes)
     pucker_in: float = 0.075        # mouth-corner inward shift, each side
     brow_lift: float = 0.08         # brow lift
     gaze_x: float = 0.22            # iris shift, in eye widths
