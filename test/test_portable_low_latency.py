@@ -46,6 +46,18 @@ def test_portable_blocks_are_short_enough_for_a_120_ms_budget():
     assert scheduler.compute_window_s() > 0.0                    # room to compute after the conditions
 
 
+def test_a_deadline_start_never_gives_up_the_second_frame_of_a_short_block():
+    """After stalls the learned lead is long and blocks start at their deadline's floor: for a
+    2-frame block that is its conditions' media time itself (a frame earlier, the second frame's
+    avatar speech had not arrived and the live demo's lip-sync fell to r 0.41); 10-frame blocks
+    keep their one frame."""
+    short = BlockScheduler(SessionClock(0.0, FPS, 2), 0, LOW_LATENCY_BUDGET_MS / 1e3)
+    assert short.deadline(7, compute_estimate_s=0.5) == pytest.approx(short.conditions_time(7))
+    assert short.deadline(7, compute_estimate_s=0.001) == pytest.approx(7 * 0.08 + 0.12 - 0.001 - 0.02)
+    long = BlockScheduler(SessionClock(0.0, FPS, 10), 0, 0.44)
+    assert long.deadline(7, compute_estimate_s=0.5) == pytest.approx(long.conditions_time(7) - 0.04)
+
+
 def test_block_length_changes_when_frames_are_made_not_what_they_show(speech):
     """Same inputs, 2-frame or 10-frame blocks: the same frames (the rules step frame by frame)."""
     outputs = []
