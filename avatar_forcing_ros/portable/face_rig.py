@@ -40,7 +40,7 @@ class RigConfig:
     brow_lift: float = 0.08         # brow lift
     gaze_x: float = 0.22            # iris shift, in eye widths
     gaze_y: float = 0.12            # iris shift, in eye widths
-    lid_close: float = 0.88         # fraction of the lid gap the upper lid travels
+    lid_close: float = 0.94         # fraction of the lid gap the upper lid travels
     pivot_depth: float = 1.3        # head pivot behind the nose bridge
     depth_smoothing: float = 0.2    # width of the depth smoothing (avoids folds at the outline)
     depth_gain: float = 2.0         # depth exaggeration: perception then reads back about the commanded turn
