@@ -21,8 +21,8 @@ TEST_DIR = Path(__file__).resolve().parent
 def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply(tmp_path):
     domain = unique_domain_id()
     delay_file = tmp_path / "delay_ms"
-    set_delay(delay_file, 700.0)    # compute window 600 - 400 - 20 = 180 ms; a block takes longer
-    # than its 400 ms of media, so no early start can save it: every block is late
+    set_delay(delay_file, 700.0)    # compute window 600 - 80 - 20 = 500 ms; a block takes longer
+    # than its 80 ms of media (2 frames), so no early start can save it: every block is late
     env = ros_env(domain, {DELAY_FILE_VARIABLE: str(delay_file),
                            "PYTHONPATH": os.pathsep.join([str(TEST_DIR), os.environ.get("PYTHONPATH", "")])})
     params = {"backend": "delayed_backend:DelayedBackend", "latency_budget_ms": 600.0, "nfe": 10, "nfe_min": 6}
@@ -57,7 +57,7 @@ def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply(tmp_p
         assert lis.spin_until(lambda: status().nfe == 8 and status().latency_budget_ms == 900.0, 5), status()
         assert lis.spin_until(lambda: abs(status().last_latency_ms - 900.0) < 60.0, 5), status()
         # invalid values are rejected with a reason, and change nothing
-        cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 300.0}, "400 ms of media"),
+        cases = [({"nfe_min": 9}, "nfe_min"), ({"latency_budget_ms": 110.0}, "80 ms of media"),
                  ({"nfe": 0}, ""), ({"nfe_min": 2}, ""), ({"backend": "avatar_forcing"}, "read-only"),
                  ({"test_compute_delay_ms": 0.0}, "")]   # no test hook among the node's parameters
         for values, reason in cases:

@@ -35,7 +35,7 @@ def _user_face(smile: float = 0.0) -> np.ndarray:
 def test_block_format_and_null_condition():
     backend = PortableBackend()
     block = backend.generate_block(0, GenerationSettings(nfe=7))
-    assert block.latents.shape == (10, ms.DIM) and block.latents.dtype == np.float32
+    assert block.latents.shape == (2, ms.DIM) and block.latents.dtype == np.float32
     assert (block.block_index, block.first_frame, block.nfe, block.guidance_branches) == (0, 0, 0, 0)
     assert backend.latent_space == ms.LATENT_SPACE and backend.latent_dim == ms.DIM
     out = _run(PortableBackend(), 6.0)[10:]   # nothing pushed at all: neutral behaviour, valid output
@@ -44,7 +44,7 @@ def test_block_format_and_null_condition():
     assert np.abs(out[:, I["gaze_x"]]).max() <= BehaviourParams().saccade_amplitude + 1e-6   # saccades only
     backend.push_user_frame(None, 200)          # "no face in view" is fine too
     backend.push_user_params(None, 201)
-    assert np.isfinite(backend.generate_block(20, GenerationSettings()).latents).all()
+    assert np.isfinite(backend.generate_block(101, GenerationSettings()).latents).all()
 
 
 def test_blocks_in_order_skips_allowed_and_reset_replays():
@@ -55,8 +55,8 @@ def test_blocks_in_order_skips_allowed_and_reset_replays():
     backend.reset()
     assert np.array_equal(_run(backend, 4.0), a)            # deterministic given the seed
     backend.reset()
-    skipped = backend.generate_block(5, GenerationSettings()).latents
-    assert np.array_equal(skipped, a[50:60])                 # skipped blocks keep the state continuous
+    skipped = backend.generate_block(25, GenerationSettings()).latents
+    assert np.array_equal(skipped, a[50:52])                 # skipped blocks keep the state continuous
 
 
 def test_lips_follow_avatar_speech_envelope():
@@ -225,7 +225,7 @@ def test_frame_energy_absent_vs_silent():
 
 
 def test_long_session_keeps_memory_bounded():
-    backend = PortableBackend()
+    backend = PortableBackend(block_frames=10)
     chunk = np.zeros(SPF * 10, np.float32)
     for block in range(300):                                  # 2 minutes, pushed as it goes
         first = block * 10
@@ -247,7 +247,7 @@ def test_block_generation_is_fast():
         backend.push_user_params(_user_face(0.5), frame, (0.2, 0.1))
     start = time.perf_counter()
     _run(backend, 4.0)
-    assert (time.perf_counter() - start) / 10 < 0.05          # target 5 ms (bench); wide bound for loaded CI
+    assert (time.perf_counter() - start) / 100 < 0.005        # per frame; target 0.5 ms (bench); wide bound for loaded CI
 
 
 def test_end_to_end_rendered_user_smile_is_mirrored():
@@ -273,7 +273,7 @@ def test_end_to_end_rendered_user_smile_is_mirrored():
 
 
 def test_block_carries_the_perceived_user_motion_for_evaluation():
-    backend = PortableBackend()
+    backend = PortableBackend(block_frames=10)
     seen = np.linspace(-0.2, 0.8, ms.DIM).astype(np.float32)
     backend.push_user_params(seen, 3)
     backend.push_user_params(None, 4)                       # no face in view

@@ -51,7 +51,10 @@ class MotionBackend(abc.ABC):
     latent_space: str                # name carried in MotionLatent.latent_space
     latent_dim: int
     fps: int = 25
-    block_frames: int = 10           # frames per block
+    # Frames per block, declared by each backend: the generator schedules blocks, and the shortest
+    # latency budget it accepts is one block + look-ahead + one frame period (neural: 10 frames,
+    # 440 ms; portable: 2 frames, 120 ms).
+    block_frames: int = 10
     lookahead_frames: int = 2        # condition frames needed past a block's end
     sample_rate: int = 16000         # audio sample rate the backend expects
     # Out-of-tree backends loaded as 'module:Class': 'module:Class' of the FrameRenderer that

@@ -4,7 +4,8 @@ Block k covers frames [10k, 10k + 10). It is *ready* once every live input has d
 up to the media time of frame 10k + 10 + lookahead (and that media time has come: the generator
 never runs ahead of real time, so an input that comes back is used at once). Its *deadline* is the latest start that
 still lets it finish before its first frame is due for publication (media time + latency budget),
-given the expected compute time, and no earlier than one frame before its conditions' media time;
+given the expected compute time, and no earlier than a tenth of a block before its conditions'
+media time (one frame of a 10-frame block, none of a 2-frame one);
 at the deadline it is generated anyway and whatever has not arrived is absent (the backend's null
 condition).
 """
@@ -52,12 +53,15 @@ class BlockScheduler:
 
     def deadline(self, block_index: int, compute_estimate_s: float) -> float:
         """Latest wall time (s) to start block `block_index` and still publish it on time, given
-        the expected time from start to finish (a StartLead), but never more than one frame
-        period before its conditions' media time (as for READY). Starting earlier would only
+        the expected time from start to finish (a StartLead), but never earlier than a tenth of
+        a block (whole frames) before its conditions' media time. Starting earlier would only
         give up conditions: after a one-off stall the lead is seconds long for a while, and blocks
-        would start before their media began; slow compute is the latency controller's to fix."""
+        would start before their media began; slow compute is the latency controller's to fix.
+        A tenth: one frame of a 10-frame block, none of a 2-frame one, whose second frame would
+        otherwise lose its conditions (the avatar's mouth closed on every other frame under load)."""
         latest = self.block_publish_time(block_index) - compute_estimate_s - self.safety_margin_s
-        return max(latest, self.conditions_time(block_index) - self.clock.frame_period)
+        early = (self.clock.block_frames // 10) * self.clock.frame_period
+        return max(latest, self.conditions_time(block_index) - early)
 
     def compute_window_s(self) -> float:
         """Compute time (s) a block may take when its conditions arrive in real time."""

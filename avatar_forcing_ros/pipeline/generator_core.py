@@ -36,6 +36,7 @@ LOG = logging.getLogger(__name__)
 # the session timeline, where it would be discarded silently while the input looked fresh.
 MAX_STAMP_SKEW_S = 10.0
 CAMERA, USER_AUDIO, AVATAR_AUDIO = "camera", "user_audio", "avatar_audio"
+LEAD_DECAY_BLOCK_FRAMES = 10   # the block length StartLead's default decay was tuned for
 
 
 class _Kind(Enum):
@@ -116,7 +117,9 @@ class GeneratorCore:
         self._scheduler: BlockScheduler | None = None
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
-        self._lead = StartLead()        # expected time from a block's intended start to its finish
+        # expected time from a block's intended start to its finish; it decays per block, so its
+        # decay is set per second of media from the backend's block length (as for 10-frame blocks)
+        self._lead = StartLead(decay=StartLead.decay ** (backend.block_frames / LEAD_DECAY_BLOCK_FRAMES))
         self._last_compute = 0.0
         self._period_computes: list[float] = []
         self._last_latency = 0.0

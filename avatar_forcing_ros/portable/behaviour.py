@@ -2,6 +2,10 @@
 
 It produces the portable face parameters (motion_space) in blocks of ``block_frames`` frames at
 ``fps``, from the same live inputs as the neural backend, in well under a millisecond per frame.
+Every rule advances frame by frame, so the block length changes only when a frame can be made,
+never what it shows: blocks of BLOCK_FRAMES = 2 frames (80 ms) let the generator publish a frame
+120 ms after its media time (README, "Low-latency mode"), where the neural model's 10-frame blocks
+need 440 ms.
 Rules (constants in behaviour_rules.BehaviourParams):
 
 1. Lips: the avatar's own speech audio sets the jaw. Each frame's RMS level (dBFS) is mapped
@@ -25,6 +29,11 @@ Rules (constants in behaviour_rules.BehaviourParams):
    in the camera image; looking at the camera mirrors left and right, so a face on the raw
    camera image's right turns the avatar's eyes to its image left (``camera_mirrored`` flips it).
    Small saccades (``saccade_amplitude``, at random intervals) keep the eyes alive.
+7. Listening extras (listening_rules): a backchannel is sometimes an "mm-hm" face (lips pressed,
+   a small hum of the jaw; ``mmhm_probability``); a broad user smile held for ``laugh_onset_s``
+   makes the avatar laugh along (full smile, "ha-ha" jaw pulses, narrowed eyes, head back), not
+   during its own turn; when the avatar starts a turn its eyes look away for ``aversion_s``; the
+   head's resting pose shifts now and then (``posture_interval_s``, ``posture_*_deg``).
 
 Null condition: absent avatar audio closes the mouth; absent user audio triggers no
 backchannels (a frame whose user audio never arrived counts as neither speech nor pause); an
@@ -40,9 +49,14 @@ from avatar_forcing_ros.portable import motion_space as ms
 from avatar_forcing_ros.portable.audio_energy import FrameEnergy
 from avatar_forcing_ros.portable.behaviour_rules import (
     Backchannel, BackchannelDetector, BehaviourParams, Blinker, Saccades, Sway, smoothing)
+from avatar_forcing_ros.portable.listening_rules import GazeAversion, LaughAlong, PostureShift
 from avatar_forcing_ros.portable.perception import FaceObservation, FacePerceiver
 
 _I = ms.INDEX
+# Frames per block: a block's conditions are complete one block after its first frame, so this
+# sets the shortest latency budget (block + one frame period: 120 ms); 1 frame would allow 80 ms
+# but doubles the generator's scheduling work for a gain below one frame period.
+BLOCK_FRAMES = 2
 
 
 class PortableBackend(MotionBackend):
@@ -52,7 +66,7 @@ class PortableBackend(MotionBackend):
     latent_dim = ms.DIM
 
     def __init__(self, params: BehaviourParams = BehaviourParams(), fps: int = 25,
-                 block_frames: int = 10, lookahead_frames: int = 0, sample_rate: int = 16000):
+                 block_frames: int = BLOCK_FRAMES, lookahead_frames: int = 0, sample_rate: int = 16000):
         if block_frames <= 0 or lookahead_frames < 0:
             raise ValueError("block_frames must be > 0 and lookahead_frames >= 0")
         if params.lip_anticipation_frames > lookahead_frames:
@@ -129,7 +143,8 @@ class PortableBackend(MotionBackend):
     def reset(self) -> None:
         p = self.params
         # One random stream per rule, so that one rule's draws never shift another's.
-        blink_rng, sway_rng, nod_rng, saccade_rng = np.random.default_rng(p.seed).spawn(4)
+        blink_rng, sway_rng, nod_rng, saccade_rng, aversion_rng, posture_rng = \
+            np.random.default_rng(p.seed).spawn(6)
         self._avatar_audio.clear()
         self._user_audio.clear()
         self._observations: dict[int, tuple[np.ndarray, float, float] | None] = {}
@@ -142,6 +157,9 @@ class PortableBackend(MotionBackend):
         self._detector = BackchannelDetector(p, self.fps)
         self._backchannel = Backchannel(p, self.fps, nod_rng)
         self._saccades = Saccades(p, self.fps, saccade_rng)
+        self._laugh = LaughAlong(p, self.fps)
+        self._aversion = GazeAversion(p, self.fps, aversion_rng)
+        self._posture = PostureShift(p, self.fps, posture_rng)
         self._state = {"jaw": 0.0, "speech": 0.0, "smile": p.resting_smile, "gaze_x": 0.0,
                        "gaze_y": 0.0, "follow": 0.0, "unvoiced_frames": 10 ** 9}
         self._next_frame = 0
@@ -200,21 +218,33 @@ class PortableBackend(MotionBackend):
     def _step(self, frame: int) -> np.ndarray:
         """Advance every rule by one frame -> (DIM,) parameters."""
         out = ms.NEUTRAL.copy()
-        self._lips(frame, out)
+        silent_before = self._state["unvoiced_frames"]
+        voiced = self._lips(frame, out)
         face = self._user_face(frame)
         smile = self._mirrored_smile(frame, face)
         avatars_turn = self._state["unvoiced_frames"] <= self.params.avatar_turn_hangover_s * self.fps
         if self._detector.step(self._user_audio.level_db(frame), avatar_speaking=avatars_turn):
             self._backchannel.start(frame)
-        nod_pitch, nod_smile, nod_brow = self._backchannel.at(frame)
-        out[_I["smile"]] = smile + nod_smile
-        out[_I["brow_raise"]] = nod_brow
-        out[_I["blink_left"]] = out[_I["blink_right"]] = self._blinker.step()
-        self._head_and_gaze(frame, face, nod_pitch, out)
+        nod = self._backchannel.at(frame)
+        laugh = self._laugh.step(frame, None if face is None else float(face[0][_I["smile"]]), avatars_turn)
+        out[_I["smile"]] = max(smile + nod.smile, laugh["smile"])
+        out[_I["brow_raise"]] = nod.brow
+        out[_I["jaw_open"]] += nod.jaw + laugh["jaw_open"]
+        out[_I["mouth_pucker"]] += nod.press
+        out[_I["blink_left"]] = out[_I["blink_right"]] = max(self._blinker.step(), laugh["squint"])
+        self._head_and_gaze(frame, face, nod.pitch + laugh["pitch"], out)
+        self._look_away(frame, voiced, silent_before, out)
         return ms.clip(out)
 
-    def _lips(self, frame: int, out: np.ndarray) -> None:
-        """Rule 1: jaw (and a little pucker) from the avatar's speech level."""
+    def _look_away(self, frame: int, voiced: bool, silent_before: int, out: np.ndarray) -> None:
+        """Rule 7: gaze aversion at the start of the avatar's turn."""
+        weight, x, y = self._aversion.step(frame, voiced, silent_before)
+        if weight > 0.0:
+            out[_I["gaze_x"]] += weight * (x - out[_I["gaze_x"]])
+            out[_I["gaze_y"]] += weight * (y - out[_I["gaze_y"]])
+
+    def _lips(self, frame: int, out: np.ndarray) -> bool:
+        """Rule 1: jaw (and a little pucker) from the avatar's speech level; True if voiced."""
         p, s, fps = self.params, self._state, self.fps
         level = self._speech_level(frame)
         target = level * p.jaw_open_max
@@ -225,6 +255,7 @@ class PortableBackend(MotionBackend):
         s["speech"] += smoothing(p.speaking_time_constant_s, fps) * (float(voiced) - s["speech"])
         out[_I["jaw_open"]] = s["jaw"]
         out[_I["mouth_pucker"]] = p.speech_pucker * s["jaw"]
+        return voiced
 
     def _mirrored_smile(self, frame: int, face: tuple[np.ndarray, float, float] | None) -> float:
         """Rule 2: the avatar's smile follows the user's, mirror_delay_s later."""
@@ -247,7 +278,7 @@ class PortableBackend(MotionBackend):
         s["gaze_x"] += a * (p.gaze_gain_x * gx - s["gaze_x"])
         s["gaze_y"] += a * (p.gaze_gain_y * gy - s["gaze_y"])
         s["follow"] += smoothing(p.head_follow_time_constant_s, fps) * (p.head_follow_deg * gx - s["follow"])
-        sway = self._sway.at(frame) * (1.0 + (p.speech_motion_gain - 1.0) * s["speech"])
+        sway = self._sway.at(frame) * (1.0 + (p.speech_motion_gain - 1.0) * s["speech"]) + self._posture.step()
         out[_I["head_yaw"]] = sway[0] + s["follow"]
         out[_I["head_pitch"]] = sway[1] + nod_pitch + p.speech_pitch_deg * s["jaw"]
         out[_I["head_roll"]] = sway[2]

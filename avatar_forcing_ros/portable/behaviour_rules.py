@@ -16,11 +16,12 @@ class BehaviourParams:
     """Tunable constants of every rule; times in seconds, angles in degrees, levels in dBFS."""
 
     # Lips: the jaw follows the avatar's own speech envelope.
-    speech_floor_db: float = -50.0      # avatar-audio RMS where the jaw starts to open
+    speech_floor_db: float = -40.0      # avatar-audio RMS where the jaw starts to open (breath and
+                                        # consonant noise below it kept the jaw ajar: lip-sync r 0.85)
     speech_full_db: float = -16.0       # RMS where the jaw reaches jaw_open_max
     jaw_open_max: float = 0.6           # jaw_open at full level (1.0 is a yawn)
     lip_attack_s: float = 0.02          # smoothing when opening (fast)
-    lip_release_s: float = 0.06         # smoothing when closing
+    lip_release_s: float = 0.04         # smoothing when closing
     lip_anticipation_frames: int = 0    # lips lead the sound (<= the backend's look-ahead, which adds latency)
     speech_pucker: float = 0.15         # mouth narrows a little while speaking
     speaking_level: float = 0.2         # speech level (0-1) above which the avatar "is speaking"
@@ -43,6 +44,30 @@ class BehaviourParams:
     nod_smile_probability: float = 0.4  # chance that a nod comes with a small smile
     nod_smile: float = 0.25             # that smile's peak
     nod_brow: float = 0.3               # brow flash peak during a nod
+    # The "mm-hm" face: some backchannels come with closed, pressed lips and a small hum of the jaw.
+    mmhm_probability: float = 0.5       # chance that a backchannel is an "mm-hm" (0: never)
+    mmhm_press: float = 0.4             # mouth_pucker peak (lips pressed forward)
+    mmhm_jaw: float = 0.05              # jaw_open of the hum (lips stay nearly closed)
+    # Laughing along: a broad user smile, held, makes the avatar laugh (LaughAlong).
+    laugh_smile_threshold: float = 0.7  # user smile counted as broad
+    laugh_onset_s: float = 0.3          # how long it must be held
+    laugh_duration_s: float = 1.6       # length of one laugh
+    laugh_smile: float = 1.0            # avatar smile peak (0: the rule is off)
+    laugh_jaw: float = 0.35             # jaw_open peak of the "ha-ha" pulses
+    laugh_rate_hz: float = 4.5          # pulses per second
+    laugh_squint: float = 0.35          # eye closure at the peak (cheeks push the lower lids up)
+    laugh_pitch_deg: float = -4.0       # head tilts back (negative pitch = nose up)
+    laugh_refractory_s: float = 3.0     # minimum time between laughs
+    # Gaze aversion: the eyes look away while the avatar starts a turn (GazeAversion).
+    aversion_after_silence_s: float = 1.0   # silence before a voiced frame that makes it a turn start
+    aversion_s: float = 0.9             # how long the eyes stay away (0: the rule is off)
+    aversion_gaze: tuple[float, float] = (0.5, -0.35)   # |gaze_x| (random side) and gaze_y (up)
+    # Posture shifts: the head's resting pose changes now and then (PostureShift).
+    posture_interval_s: tuple[float, float] = (6.0, 15.0)
+    posture_yaw_deg: float = 2.5        # new resting offsets are drawn within these (0: off)
+    posture_pitch_deg: float = 1.5
+    posture_roll_deg: float = 1.5
+    posture_time_constant_s: float = 0.7
     # Blinks: random intervals, never longer than blink_max_interval_s.
     blink_min_interval_s: float = 1.2
     blink_mean_interval_s: float = 3.0
@@ -74,6 +99,12 @@ class BehaviourParams:
             raise ValueError("speech_full_db must exceed speech_floor_db")
         if self.mirror_delay_s < 0 or self.pause_s <= 0 or self.nod_duration_s <= 0:
             raise ValueError("mirror_delay_s must be >= 0, pause_s and nod_duration_s > 0")
+        if self.laugh_duration_s <= 0 or self.laugh_onset_s < 0 or not 0 < self.laugh_smile_threshold <= 1:
+            raise ValueError("laugh_duration_s must be > 0, laugh_onset_s >= 0, laugh_smile_threshold in (0, 1]")
+        if self.aversion_s < 0 or not 0 < self.posture_interval_s[0] <= self.posture_interval_s[1]:
+            raise ValueError("aversion_s must be >= 0 and 0 < posture_interval_s[0] <= posture_interval_s[1]")
+        if not 0.0 <= self.mmhm_probability <= 1.0:
+            raise ValueError("mmhm_probability must be in [0, 1]")
 
 
 def smoothing(time_constant_s: float, fps: int) -> float:
@@ -177,27 +208,44 @@ class BackchannelDetector:
         return fire
 
 
+@dataclass(frozen=True)
+class BackchannelFrame:
+    """Offsets of one frame of a backchannel."""
+
+    pitch: float = 0.0     # degrees
+    smile: float = 0.0
+    brow: float = 0.0
+    press: float = 0.0     # mouth_pucker ("mm-hm": lips pressed)
+    jaw: float = 0.0       # jaw_open (the hum)
+
+
 class Backchannel:
-    """Shape of one backchannel over time: damped nod, optional smile, brow flash."""
+    """Shape of one backchannel over time: damped nod, optional smile, brow flash, and sometimes
+    the "mm-hm" face (lips pressed, a small hum of the jaw)."""
 
     def __init__(self, params: BehaviourParams, fps: int, rng: np.random.Generator):
         self._p, self._fps, self._rng = params, fps, rng
         self._start: int | None = None
-        self._scale, self._smile = 1.0, 0.0
+        self._scale, self._smile, self._mmhm = 1.0, 0.0, False
 
     def start(self, frame: int) -> None:
         self._start = frame
         self._scale = float(self._rng.uniform(0.7, 1.2))
         self._smile = self._p.nod_smile if self._rng.random() < self._p.nod_smile_probability else 0.0
+        self._mmhm = bool(self._rng.random() < self._p.mmhm_probability)
 
-    def at(self, frame: int) -> tuple[float, float, float]:
-        """(pitch degrees, smile, brow) offsets at `frame`; zeros outside a backchannel."""
+    def at(self, frame: int) -> BackchannelFrame:
+        """The offsets at `frame`; zeros outside a backchannel."""
         if self._start is None:
-            return 0.0, 0.0, 0.0
+            return BackchannelFrame()
         u = (frame - self._start) / (self._p.nod_duration_s * self._fps)
         if not 0.0 <= u <= 1.0:
-            return 0.0, 0.0, 0.0
+            return BackchannelFrame()
         bump = math.sin(math.pi * u)
         swing = math.sin(2.0 * math.pi * self._p.nod_cycles * u) * (1.0 - u)     # damped, down first
         pitch = self._p.nod_amplitude_deg * self._scale * swing
-        return pitch, self._smile * bump, self._p.nod_brow * bump
+        hum = self._mmhm * bump
+        # "mm-hm" is two short hums: the jaw moves twice while the lips stay pressed
+        return BackchannelFrame(pitch=pitch, smile=self._smile * bump, brow=self._p.nod_brow * bump,
+                                press=self._p.mmhm_press * hum,
+                                jaw=self._p.mmhm_jaw * hum * abs(math.sin(2.0 * math.pi * u)))

@@ -32,18 +32,25 @@ class RigConfig:
     """Motion amplitudes at parameter value 1 (in outer-eye distances ``s`` unless stated)."""
 
     jaw_drop: float = 0.30          # lower-lip drop; perception reads jaw_open = 1 at this gap
-    smile_up: float = 0.08          # mouth-corner lift
-    smile_out: float = 0.06         # mouth-corner outward shift, each side
-    smile_cheek: float = 0.03       # cheek lift
-    smile_squint: float = 0.02      # lower-lid lift (a smile narrows the eyes a little)
+    smile_up: float = 0.11          # mouth-corner lift (0.08 read back as 58-61 % of a smile on two faces)
+    smile_out: float = 0.08         # mouth-corner outward shift, each side
+    smile_cheek: float = 0.05       # cheek lift
+    smile_squint: float = 0.045     # lower-lid lift (a smile narrows the eyes)
     pucker_in: float = 0.075        # mouth-corner inward shift, each side
     brow_lift: float = 0.08         # brow lift
     gaze_x: float = 0.22            # iris shift, in eye widths
     gaze_y: float = 0.12            # iris shift, in eye widths
-    lid_close: float = 0.88         # fraction of the lid gap the upper lid travels
+    lid_close: float = 0.94         # fraction of the lid gap the upper lid travels
     pivot_depth: float = 1.3        # head pivot behind the nose bridge
     depth_smoothing: float = 0.2    # width of the depth smoothing (avoids folds at the outline)
     depth_gain: float = 2.0         # depth exaggeration: perception then reads back about the commanded turn
+    # A 2.5D warp shows a turn smaller than the rotation it applies (the profile never changes):
+    # the fidelity loop (bench/bench_fidelity.py) read back 62-71 % of the commanded yaw at gain 1.
+    # The applied yaw is yaw_limit_deg * tanh(yaw_gain * yaw / yaw_limit_deg): the gain for the turns
+    # a talking head makes, but never more than the limit, where the nose starts to fold over the
+    # cheek (the +-30 degree extremes then look no worse than without the gain).
+    yaw_gain: float = 1.6
+    yaw_limit_deg: float = 30.0
     ring_scales: tuple[float, ...] = (1.3, 1.8)       # anchor rings, x face-oval size
     ring_head_weights: tuple[float, ...] = (1.0, 0.3)  # how much each ring follows the head
     border_step: int = 64           # spacing of fixed border anchors, pixels
@@ -230,7 +237,9 @@ class FaceRig:
             raise ValueError(f"expected ({ms.DIM},) face parameters, got {params.shape}")
         idx = self._expression_index
         expressed = self.vertices + np.tensordot(params[idx], self.basis[idx], axes=1)  # (N, 3)
-        rotation = self.pose_rotation(*params[self._pose_index])
+        yaw, pitch, roll = params[self._pose_index]
+        limit = self.config.yaw_limit_deg
+        rotation = self.pose_rotation(limit * np.tanh(self.config.yaw_gain * yaw / limit), pitch, roll)
         rotated = (expressed - self.pivot) @ rotation.T + self.pivot
         moved = expressed + self.head_weight[:, None] * (rotated - expressed)
         return moved[:, :2]

@@ -94,8 +94,11 @@ def _eye_measures(q: np.ndarray, outer: int, inner: int, upper: tuple, lower: tu
     return ear, float(q[iris[0], 0] - centre_x) / width, float(q[iris[0], 1] - centre_y) / width
 
 
-def params_from_landmarks(points: np.ndarray, calib: Calibration = Calibration()) -> np.ndarray:
-    """(478, 3) pixel landmarks -> (ms.DIM,) float32 face parameters, clipped to their ranges."""
+def params_from_landmarks(points: np.ndarray, calib: Calibration = Calibration(),
+                          clip: bool = True) -> np.ndarray:
+    """(478, 3) pixel landmarks -> (ms.DIM,) float32 face parameters, clipped to their ranges
+    (`clip=False`: the raw calibrated measures, e.g. for the fidelity loop, where a smiling
+    portrait's offsets would otherwise saturate)."""
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (lm.NUM_LANDMARKS, 3):
         raise ValueError(f"expected ({lm.NUM_LANDMARKS}, 3) landmarks, got {points.shape}")
@@ -128,7 +131,8 @@ def params_from_landmarks(points: np.ndarray, calib: Calibration = Calibration()
         "gaze_x": 0.5 * (gx_l + gx_r) / calib.gaze_x_travel,
         "gaze_y": 0.5 * (gy_l + gy_r) / calib.gaze_y_travel,
     }
-    return ms.clip(ms.from_dict(values))
+    vector = ms.from_dict(values)
+    return ms.clip(vector) if clip else vector
 
 
 def _check_frame(frame_rgb: np.ndarray) -> np.ndarray:
@@ -156,7 +160,7 @@ class FacePerceiver:
             static_image_mode=static_image_mode, max_num_faces=1, refine_landmarks=True,
             min_detection_confidence=min_detection_confidence, min_tracking_confidence=0.5)
         self._max_width = max_width
-        self._calibration = calibration
+        self.calibration = calibration
 
     def landmarks(self, frame_rgb: np.ndarray) -> np.ndarray | None:
         """(H, W, 3) uint8 RGB -> (478, 3) float32 pixel landmarks, or None without a face."""
@@ -183,7 +187,7 @@ class FacePerceiver:
         centre = points[lm.NOSE_BRIDGE]
         face_xy = (float(2.0 * centre[0] / width - 1.0), float(2.0 * centre[1] / height - 1.0))
         size = float(np.linalg.norm(points[lm.CHIN, :2] - points[lm.FOREHEAD, :2])) / height
-        return FaceObservation(params_from_landmarks(points, self._calibration), face_xy, size, points)
+        return FaceObservation(params_from_landmarks(points, self.calibration), face_xy, size, points)
 
     def close(self) -> None:
         """Release MediaPipe's graph."""

@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--display", default="auto", choices=["auto", "on", "off"],
                    help="'auto': a window when $DISPLAY is set")
     demo_inputs.add_arguments(p)
+    p.add_argument("--low-latency", action="store_true",
+                   help="portable backend: publish each frame 120 ms after its media time (instead of "
+                        "440 ms) and present it 30 ms later; less slack for a busy machine's stalls")
     return p.parse_args(argv)
 
 
@@ -162,21 +165,22 @@ class FirstMessageWatch:
         self._context.try_shutdown()
 
 
-# The portable backend needs no look-ahead, so a block can be published one block + one frame
-# period (440 ms, the shortest budget the generator accepts) after its media time; on 2 cores it
-# then computes in time with no hold frames (bench/bench_pipeline.py measures it). Display and
-# speaker present at the budget + 30 ms for rendering and transport (measured p99: 27 ms), which
-# keeps the end-to-end latency under one block + 80 ms. The package defaults (800 / 1000 ms) leave
-# room for a GPU's neural compute.
+# The portable backend makes 2-frame blocks with no look-ahead, so a frame can be published one
+# block + one frame period (120 ms, the shortest budget the generator accepts for it) after its
+# media time: the low-latency mode (--low-latency). The standard mode keeps 440 ms, which leaves
+# 320 ms for stalls of a busy machine before a frame is held. Display and speaker present at the
+# budget + 30 ms for rendering and transport (measured p99: 27 ms); bench/bench_pipeline.py
+# measures both. The package defaults (800 / 1000 ms) leave room for a GPU's neural compute.
 PORTABLE_LATENCY_BUDGET_MS = 440.0
-PORTABLE_PRESENTATION_DELAY_MS = PORTABLE_LATENCY_BUDGET_MS + 30.0
+PORTABLE_LOW_LATENCY_BUDGET_MS = 120.0
+RENDER_AND_TRANSPORT_MS = 30.0
 
 
 def write_demo_parameters(package_yaml: Path, out_path: Path, backend: str,
-                          loop_avatar_speech: bool = True) -> Path:
+                          loop_avatar_speech: bool = True, low_latency: bool = False) -> Path:
     """The package's parameter file with the demo's changes: the input files loop for the whole
-    session (the avatar's speech unless it plays once), and the portable backend runs at its
-    short latency budget and presentation delay."""
+    session (the avatar's speech unless it plays once), and the portable backend runs at its short
+    latency budget (the shortest it accepts with `low_latency`) and presents right after it."""
     params = yaml.safe_load(package_yaml.read_text())
 
     def node_block(node: str) -> dict:
@@ -187,8 +191,9 @@ def write_demo_parameters(package_yaml: Path, out_path: Path, backend: str,
     node_block("video_source")["loop"] = True
     node_block("audio_file_player")["loop"] = loop_avatar_speech
     if backend == "portable":
-        node_block("generator")["latency_budget_ms"] = PORTABLE_LATENCY_BUDGET_MS
-        params["/**"]["ros__parameters"]["presentation_delay_ms"] = PORTABLE_PRESENTATION_DELAY_MS
+        budget = PORTABLE_LOW_LATENCY_BUDGET_MS if low_latency else PORTABLE_LATENCY_BUDGET_MS
+        node_block("generator")["latency_budget_ms"] = budget
+        params["/**"]["ros__parameters"]["presentation_delay_ms"] = budget + RENDER_AND_TRANSPORT_MS
     out_path.write_text(yaml.safe_dump(params, sort_keys=False))
     return out_path
 
@@ -223,6 +228,9 @@ def stop_process_group(process: subprocess.Popen) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[avatar-forcing-demo] %(message)s")
     args = parse_args(argv)
+    if args.low_latency and args.backend != "portable":
+        LOG.error("--low-latency needs the portable backend (the neural model's blocks take 400 ms)")
+        return 2
     out = (args.out or Path("out") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     media = out / "media"          # everything the demo makes stays inside the session's folder
@@ -268,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     prefix = launcher.package_prefix()
     share = launcher.share_dir(prefix)
     params = write_demo_parameters(node_plan.config_file(share), out / "parameters.yaml", args.backend,
-                                   loop_avatar_speech=not args.avatar_speech_once)
+                                   loop_avatar_speech=not args.avatar_speech_once,
+                                   low_latency=args.low_latency)
     (out / "overrides").mkdir(exist_ok=True)
     plan = launcher.process_plan(launch_args, prefix, params, out / "overrides")
     plan.append(("topic_monitor", launcher.node_command(
