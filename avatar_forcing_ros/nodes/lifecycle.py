@@ -34,6 +34,7 @@ REASON_ENV = "AVATAR_FORCING_EXIT_REASON"   # file for the one-line reason of a 
 PARENT_ENV = "AVATAR_FORCING_PARENT_PID"    # the launcher's pid: die with it
 DEBUG_ENV = "AVATAR_FORCING_DEBUG"          # set: print the traceback of an unexpected error too
 _PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 class StopRequested(BaseException):
@@ -64,9 +65,12 @@ def install(name: str = "") -> None:
     # the wake-up fd is written by the C-level handler at once, even while the main thread is in a
     # native call (a wait set, a model load) and cannot run the Python handler
     signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, _on_signal)
     threading.Thread(target=_watch_signals, args=(read_fd,), name="signal-watch", daemon=True).start()
+    # the launcher starts nodes with these blocked (launcher.spawn): one sent before this point
+    # is delivered now, to the handler above
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _die_with_launcher() -> None:
@@ -150,6 +154,13 @@ def stopping() -> None:
     _State.wake = None
 
 
+def finished() -> None:
+    """Clean-up is done: later signals are ignored. (Python's finalization would put the default
+    actions back, and a signal arriving then would kill the process with a non-zero status.)"""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def report(text: str, status: int, error: BaseException | None = None) -> int:
     """Print ``<node>: <text>`` as one line on stderr (and into $AVATAR_FORCING_EXIT_REASON);
     return ``status``. The traceback of ``error`` is printed only with $AVATAR_FORCING_DEBUG."""
@@ -170,12 +181,15 @@ def report(text: str, status: int, error: BaseException | None = None) -> int:
 
 def run_entry_point(module: str, name: str) -> int:
     """Body of an installed node executable: signals first, then the node module's ``main()``."""
-    install(name)
     try:
-        main = importlib.import_module(module).main
-        return main()
+        install(name)
+        status = importlib.import_module(module).main()
     except StopRequested:
-        return 0
-    except Exception as error:   # an import that fails (a broken install): one line too
-        return report(f"cannot start: {type(error).__name__}: {error} (check the installation: "
-                      f"scripts/setup.sh)", EXIT_STARTUP, error)
+        status = 0
+    except Exception as error:
+        # a library may turn StopRequested into its own error (rclpy's import: ImportError)
+        status = 0 if stop_requested() else report(
+            f"cannot start: {type(error).__name__}: {error} (check the installation: scripts/setup.sh)",
+            EXIT_STARTUP, error)
+    finished()
+    return status

@@ -142,11 +142,11 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
     at any moment, under workers that are still publishing. Here the context outlives the node:
     node (its threads), executor, then context.
     """
-    lifecycle.install(_node_name(args, node_factory))
     node = executor = None
     status = 0
     try:
         try:
+            lifecycle.install(_node_name(args, node_factory))
             rclpy.init(args=args, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
             node = node_factory()
             executor = SingleThreadedExecutor()
@@ -155,6 +155,8 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
         except lifecycle.StopRequested:
             return 0
         except Exception as error:
+            if lifecycle.stop_requested():   # StopRequested, turned into another error by a library
+                return 0
             return lifecycle.report(startup_error_text(error), lifecycle.EXIT_STARTUP, error)
         try:
             while not lifecycle.stop_requested():
@@ -206,5 +208,11 @@ def _take_down(node: Node | None, executor: SingleThreadedExecutor | None) -> in
             status = lifecycle.report(failure, lifecycle.EXIT_FAILED)
     if executor is not None:
         executor.shutdown()   # destroys its guard conditions now, not in __del__ after rclpy
-    rclpy.try_shutdown()
+    # no 'uninstall' of rclpy's signal handlers (none were installed): it would put SIG_DFL back
+    # for a moment, and a second signal then would kill the process
+    try:
+        rclpy.try_shutdown(uninstall_handlers=False)
+    except RuntimeError:   # rclpy.init itself was interrupted: there is no context to shut down
+        pass
+    lifecycle.finished()
     return status

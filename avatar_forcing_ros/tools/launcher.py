@@ -114,6 +114,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def spawn(cmd: list[str], env: dict[str, str], **popen_kwargs) -> subprocess.Popen:
+    """Start a node process with SIGINT and SIGTERM blocked (a signal mask survives exec): they
+    stay pending until the node has installed its own handling (nodes/lifecycle.py unblocks
+    them), so a stop at any moment of its start-up, even inside the interpreter's own, is a
+    clean one. Its own session: a terminal's Ctrl-C reaches the launcher only."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, lifecycle.STOP_SIGNALS)
+    try:
+        return subprocess.Popen(cmd, env=env, start_new_session=True, **popen_kwargs)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def stop_processes(children: list[tuple[str, subprocess.Popen]]) -> None:
     for _, proc in children:
         if proc.poll() is None:
@@ -167,8 +179,7 @@ def run_pipeline(plan: list[tuple[str, list[str]]], env: dict[str, str], duratio
                     cmd = ["nice", "-n", str(OBSERVER_NICENESS), *cmd]
                 child_env = {**env, lifecycle.PARENT_ENV: str(os.getpid()),
                              lifecycle.REASON_ENV: str(Path(reasons) / f"{name}.reason")}
-                # own process group: a terminal's Ctrl-C reaches the launcher only, which forwards it once
-                children.append((name, subprocess.Popen(cmd, env=child_env, start_new_session=True)))
+                children.append((name, spawn(cmd, child_env)))
             end = float("inf")
             while not stopping and time.monotonic() < end and failed is None:
                 if duration > 0 and end == float("inf") and clock_started():
