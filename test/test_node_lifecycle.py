@@ -195,6 +195,7 @@ START_UP_ERRORS = [
     ("generator", _neural(checkpoint_dir="{corrupt}"), "flow_transformer"),
     ("renderer", _neural(checkpoint_dir="{corrupt}"), "motion_autoencoder"),
     ("generator", {"backend": "portable", "nfe": "ten"}, "nfe"),
+    ("renderer", {"backend": "portable", "portrait": "{no_face}"}, "no face found in the portrait"),
     ("video_source", {"source": "/no/such/video.mp4"}, "parameter 'source'"),
     ("audio_file_player", {"file": "/no/such/speech.wav"}, "parameter 'file'"),
 ]
@@ -210,8 +211,10 @@ def test_every_start_up_error_is_one_line_and_status_2(tmp_path):
         (corrupt / name).write_bytes((PARITY_TINY / name).read_bytes()[:1000])
     (corrupt / "config.json").write_bytes((PARITY_TINY / "config.json").read_bytes())
     (corrupt / "wav2vec2").symlink_to(PARITY_TINY / "wav2vec2")
+    cv2.imwrite(str(tmp_path / "no_face.png"), np.full((300, 300, 3), 128, np.uint8))
     env = ros_env(unique_domain_id())
-    fill = {"{empty}": str(tmp_path / "empty"), "{corrupt}": str(corrupt)}
+    fill = {"{empty}": str(tmp_path / "empty"), "{corrupt}": str(corrupt),
+            "{no_face}": str(tmp_path / "no_face.png")}
     cases = [(exe, {k: fill.get(v, v) for k, v in params.items()}, text) for exe, params, text in START_UP_ERRORS]
     failures = []
     for batch in range(0, len(cases), 4):   # a few at a time: the machine has 2 cores

@@ -100,7 +100,11 @@ def _watch_signals(read_fd: int) -> None:
             continue
         if not data:
             return
-        signals += len(data)
+        # the wake-up fd receives every signal that has a Python handler: count the stop signals
+        stops = sum(1 for signum in data if signum in STOP_SIGNALS)
+        if not stops:
+            continue
+        signals += stops
         _State.stop.set()
         wake = _State.wake
         if wake is not None:
@@ -108,7 +112,7 @@ def _watch_signals(read_fd: int) -> None:
                 wake()
             except Exception:   # the node is already being taken down
                 pass
-        if signals == len(data):    # the first signal: start the watchdog
+        if signals == stops:        # the first stop signal: start the watchdog
             threading.Thread(target=_watchdog, name="shutdown-watchdog", daemon=True).start()
         if signals > 1:             # a second signal: stop now
             _force_exit("stopped at once by a second signal")
