@@ -186,6 +186,8 @@ def run_pipeline(plan: list[tuple[str, list[str]]], env: dict[str, str], duratio
                     end = time.monotonic() + duration
                 failed = next((n for n, p in children if p.poll() is not None), None)
                 time.sleep(0.1)
+            if failed:
+                LOG.info("%s exited (status %s): stopping the pipeline", failed, dict(children)[failed].returncode)
             stop_processes(children)
         finally:
             for sig, previous in old.items():
