@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "video_source": a.video_source, "use_microphone": "false", "avatar_audio_file": str(wav),
         "display": "false", "speaker": "false"})
     prefix = launcher.package_prefix()
-    plan = launcher.process_plan(args, prefix, node_plan.config_file(launcher.share_dir(prefix)))
+    plan = launcher.process_plan(args, prefix, node_plan.config_file(launcher.share_dir(prefix)), tmp)
     # Bench settings as a second parameter file: a `-p` override would lose against the YAML's
     # node-specific block (rclpy applies `/**` values first, then `/**/<node>` ones).
     overrides = tmp / "bench_params.yaml"

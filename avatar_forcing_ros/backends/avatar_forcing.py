@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..core.audio_window import DEFAULT_WINDOW_S, SlidingWindowAudioEncoder
+from ..core.device import check_device
 from ..core.face_crop import FaceDetector, apply_crop, center_square, crop_portrait, square_crop, to_model_input
 from ..core.model import AvatarForcing
 from ..core.noise_schedule import MIN_NFE
@@ -66,6 +67,7 @@ class AvatarForcingBackend(MotionBackend):
             raise ValueError("the avatar_forcing backend needs checkpoint_dir and wav2vec2_dir")
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        check_device(device)
         model = AvatarForcing.from_pretrained(Path(checkpoint_dir), Path(wav2vec2_dir), device, _DTYPES[dtype])
         return cls(model, seed=seed)
 

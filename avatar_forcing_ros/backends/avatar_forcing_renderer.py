@@ -18,6 +18,7 @@ import torch
 
 from ..core.checkpoint import apply_weights, load_weights_file, parameters_on_meta
 from ..core.config import AvatarForcingConfig, official
+from ..core.device import check_device
 from ..core.face_crop import (apply_crop, center_square, crop_portrait, to_model_input,
                               to_uint8_images)
 from ..core.model import CONFIG_FILE, MOTION_FILE, find_weights_file
@@ -82,6 +83,7 @@ class AvatarForcingRenderer(FrameRenderer):
         """Factory used by backends/registry.py (BackendOptions fields as keywords)."""
         if not checkpoint_dir:
             raise ValueError("the avatar_forcing renderer needs checkpoint_dir")
+        check_device(device)
         return cls.from_checkpoint(checkpoint_dir, device, dtype, output_size or None)
 
     # ---- FrameRenderer ---------------------------------------------------------------------

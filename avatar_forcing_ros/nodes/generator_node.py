@@ -26,7 +26,7 @@ from avatar_forcing_ros.backends.registry import (BackendOptions, backend_class,
 from avatar_forcing_ros.conversions import (MalformedMessageError, audio_chunk_to_array, image_to_array,
                                             make_header, stamp_to_seconds)
 from avatar_forcing_ros.msg import AudioChunk, GeneratorStatus, MotionLatent
-from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
+from avatar_forcing_ros.nodes.node_support import (MalformedInputCounter, backend_start_error, describe,
                                                    read_config, run_node)
 from avatar_forcing_ros.pipeline.clock import origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import (GeneratorConfig, check_guidance,
@@ -55,13 +55,14 @@ class GeneratorNode(Node):
     def __init__(self) -> None:
         super().__init__("generator")
         self._declare_parameters()
+        backend = self.get_parameter("backend").value
         try:
             self.config = read_config(self, GeneratorConfig)
             self._backend = b = self._create_backend(self.config)
             check_nfe(self.config.nfe, self.config.nfe_min, b.nfe_range)
             check_latency_budget(self.config.latency_budget_ms, b.block_frames, b.lookahead_frames, b.fps)
-        except ValueError as error:   # includes ConfigError; backends raise ValueError on bad files
-            raise ConfigError(str(error)) from error
+        except Exception as error:   # every start-up failure names the parameter to change
+            raise backend_start_error(error, backend) from error
         topics = {name: self.get_parameter(name).value for name in TOPIC_PARAMETERS}
         self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
         self._malformed = MalformedInputCounter(self)

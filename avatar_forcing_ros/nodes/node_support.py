@@ -1,5 +1,6 @@
 """Small pieces every node of this package shares: parameter descriptors, config reading,
-a throttled counter of malformed input, and a ``main()`` runner with a clean Ctrl-C.
+a throttled counter of malformed input, and the ``main()`` runner (start-up errors as one line,
+clean stops on SIGINT/SIGTERM at any moment; see lifecycle.py).
 
 Node pattern (see audio_file_player_node.py for a complete example)::
 
@@ -15,17 +16,22 @@ Node pattern (see audio_file_player_node.py for a complete example)::
 from __future__ import annotations
 
 import dataclasses
-import signal
-import threading
+import re
+import sys
 from typing import Callable, Sequence, TypeVar
 
 import rclpy
+import rclpy.signals
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 
+from avatar_forcing_ros.nodes import lifecycle
 from avatar_forcing_ros.pipeline.presentation import DEFAULT_PRESENTATION_DELAY_MS, PRESENTATION_DELAY_PARAMETER
+
+RCLError = _rclpy.RCLError
 
 ConfigT = TypeVar('ConfigT')
 
@@ -92,6 +98,29 @@ def portaudio_latency(value: str | float) -> str | float:
     return seconds
 
 
+def backend_start_error(error: Exception, backend: str) -> ConfigError:
+    """A backend's failure to start (building it, loading its files, taking the portrait) as the
+    one-line ConfigError naming the parameter to change and how."""
+    if isinstance(error, ConfigError):
+        return error
+    if isinstance(error, ImportError):
+        return ConfigError(f"backend {backend!r} cannot be imported: {error} (a broken installation: "
+                           f"run scripts/setup.sh)")
+    text = ' '.join(str(error).split())
+    if isinstance(error, FileNotFoundError) and 'wav2vec2' in text:
+        return ConfigError(f"parameter 'wav2vec2_dir': {text} (give a local wav2vec2-base-960h folder, "
+                           f"or put one named wav2vec2 into checkpoint_dir)")
+    if isinstance(error, FileNotFoundError):
+        return ConfigError(f"parameter 'checkpoint_dir': {text} (give the folder with the release files: "
+                           f"flow_transformer and motion_autoencoder .safetensors or .pth, config.json)")
+    if isinstance(error, ValueError):   # the backends' own messages name the setting
+        return ConfigError(text)
+    if backend == 'avatar_forcing':     # unreadable or corrupt files: torch, safetensors, OS errors
+        return ConfigError(f"parameter 'checkpoint_dir': cannot load the model: {type(error).__name__}: "
+                           f"{text} (check that the files are the complete, unchanged release files)")
+    return ConfigError(f"backend {backend!r} cannot start: {type(error).__name__}: {text}")
+
+
 class MalformedInputCounter:
     """Counts dropped input messages and warns at most once a second (the node keeps running)."""
 
@@ -106,45 +135,95 @@ class MalformedInputCounter:
                              f'({self.count} dropped so far)', throttle_duration_sec=1.0)
 
 
-def _ignore_signal(signum: int, frame: object) -> None:
-    """Python-level SIGINT handler behind rclpy's: the context is already shut down."""
-
-
 def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None) -> int:
-    """Initialise rclpy, build the node, spin until Ctrl-C, clean up.
+    """Initialise rclpy, build the node, spin until SIGINT/SIGTERM, take everything down in order.
+
+    Signals and exit statuses follow :mod:`avatar_forcing_ros.nodes.lifecycle` (installed here
+    when the node was not started through its entry point): 0 after a stop signal, also during
+    start-up; 2 with one line ``<node>: <cause> (<what to do>)`` when the node cannot start,
+    whatever the exception; 1 with one line when it fails later (``node.failure``, e.g. a recorder
+    that could not write, or an exception escaping a callback).
 
     Every node spins rclpy's single-threaded executor: callbacks only convert and enqueue, and
     heavy work runs on the nodes' own threads. rclpy's MultiThreadedExecutor is not used: with
     the generator's three callback groups its dispatching thread took a whole core here (the
     measured cause of late blocks and hold frames on 2 cores; see ros2/rclpy#1452).
 
-    Returns:
-        0 after Ctrl-C/shutdown; 2 when the node refuses its parameters at start-up (the
-        reason is logged as FATAL).
+    rclpy's own signal handlers are not installed: they shut the context down from another thread
+    at any moment, under workers that are still publishing. Here the context outlives the node:
+    node (its threads), executor, then context.
     """
-    if threading.current_thread() is threading.main_thread():
-        # rclpy.init puts its own SIGINT handler in front of Python's: it shuts the context down
-        # (spin then raises ExternalShutdownException) and chains to Python's handler, whose
-        # default would raise a KeyboardInterrupt at an arbitrary later bytecode, even inside
-        # the clean-up below (seen as exit code 1 under load). Chain to a no-op instead.
-        signal.signal(signal.SIGINT, _ignore_signal)
-    rclpy.init(args=args)
-    node = None
+    node = executor = None
+    status = 0
     try:
-        node = node_factory()
-        rclpy.spin(node)
-    except (ConfigError, ParameterException) as error:
-        rclpy.logging.get_logger('avatar_forcing_ros').fatal(f'invalid parameters: {error}')
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+        try:
+            lifecycle.install(_node_name(args, node_factory))
+            rclpy.init(args=args, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+            node = node_factory()
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            lifecycle.running(node.create_guard_condition(lambda: None).trigger)
+        except lifecycle.StopRequested:
+            return 0
+        except Exception as error:
+            if lifecycle.stop_requested():   # StopRequested, turned into another error by a library
+                return 0
+            return lifecycle.report(startup_error_text(error), lifecycle.EXIT_STARTUP, error)
+        try:
+            while not lifecycle.stop_requested():
+                executor.spin_once()
+        except Exception as error:
+            status = lifecycle.report(f'stopped by an unexpected error: {type(error).__name__}: '
+                                      f'{error}', lifecycle.EXIT_FAILED, error)
+    except lifecycle.StopRequested:    # a signal just before running(): a normal stop
         pass
-    except RuntimeError:
-        # A message take racing with Ctrl-C's shutdown of the context fails inside spin
-        # ("Unable to convert call argument"); that is a clean stop, anything else is not.
-        if rclpy.ok():
-            raise
     finally:
-        if node is not None:
+        lifecycle.stopping()
+        status = _take_down(node, executor) or status
+    return status
+
+
+def _node_name(args: Sequence[str] | None, node_factory: Callable[[], Node]) -> str:
+    """The node's name for the one-line messages: a `__node:=` remapping, else the factory's."""
+    argv = list(sys.argv if args is None else args)
+    for arg in argv:
+        if arg.startswith('__node:='):
+            return arg.split(':=', 1)[1]
+    words = re.findall(r'[A-Z][a-z0-9]*', getattr(node_factory, '__name__', ''))
+    return '_'.join(w.lower() for w in words if w != 'Node') or 'node'
+
+
+def startup_error_text(error: BaseException) -> str:
+    """One line for a start-up failure: the setting it concerns and what to do."""
+    if isinstance(error, (ConfigError, ParameterException)):
+        return f'invalid parameters: {error}'
+    if isinstance(error, RCLError):
+        return (f'cannot start ROS 2: {error} (check the --ros-args, ROS_DOMAIN_ID and the '
+                f'environment of scripts/env.sh)')
+    return (f'cannot start: {type(error).__name__}: {error} (an unexpected error: check the '
+            f'parameters; {lifecycle.DEBUG_ENV}=1 prints the traceback)')
+
+
+def _take_down(node: Node | None, executor: SingleThreadedExecutor | None) -> int:
+    """Node (stops its threads while the context still works), executor, context. Returns 1 with
+    the node's one-line ``failure`` when it has one."""
+    status = 0
+    if node is not None:
+        try:
             node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        except Exception as error:
+            status = lifecycle.report(f'clean-up failed: {type(error).__name__}: {error}',
+                                      lifecycle.EXIT_FAILED, error)
+        failure = getattr(node, 'failure', None)
+        if failure:
+            status = lifecycle.report(failure, lifecycle.EXIT_FAILED)
+    if executor is not None:
+        executor.shutdown()   # destroys its guard conditions now, not in __del__ after rclpy
+    # no 'uninstall' of rclpy's signal handlers (none were installed): it would put SIG_DFL back
+    # for a moment, and a second signal then would kill the process
+    try:
+        rclpy.try_shutdown(uninstall_handlers=False)
+    except RuntimeError:   # rclpy.init itself was interrupted: there is no context to shut down
+        pass
+    lifecycle.finished()
+    return status

@@ -6,7 +6,8 @@ appears, with raw subscriptions (the serialized bytes are written as received: n
 deserialisation), and writes them from one thread through a bounded queue (see
 :mod:`avatar_forcing_ros.recording.threaded_writer`). Log time = the middleware's receive time.
 Ctrl-C or SIGTERM closes the bag cleanly (summary, footer, metadata.yaml) and logs the number
-of messages written and dropped per topic.
+of messages written and dropped per topic. A bag that could not be written (disk full, I/O
+error) ends the node with the reason as its last line and exit status 1.
 
     python -m avatar_forcing_ros.nodes.recorder_node --ros-args -p output:=/tmp/session1
     avatar-forcing-evaluate /tmp/session1 -o /tmp/session1_eval   # counts, rates, latency, ...
@@ -56,6 +57,7 @@ class RecorderNode(Node):
 
     def __init__(self) -> None:
         super().__init__('recorder')
+        self.failure = ''     # why the bag is incomplete, once the writer failed
         self._declare_parameters()
         self.config = read_config(self, RecorderConfig)
         self.output = Path(self.config.output or time.strftime('session_%Y%m%d_%H%M%S'))
@@ -148,11 +150,13 @@ class RecorderNode(Node):
             logger.info(f'{topic}: {stats.written[topic]} written, {stats.dropped[topic]} dropped')
         for topic in sorted(self._pending):
             logger.warning(f'{topic}: never published, not recorded')
-        for error in stats.errors:
-            logger.error(f'bag writer: {error}')
         logger.info(f'bag closed: {self.output} ({sum(stats.written.values())} messages, '
                     f'{sum(stats.dropped.values())} dropped, peak queue '
                     f'{stats.peak_queued_messages} messages / {stats.peak_queued_bytes >> 20} MiB)')
+        if stats.errors:   # run_node ends the process with this line and exit status 1
+            self.failure = (f'could not write the bag {self.output}: {stats.errors[0]} '
+                            f'({sum(stats.dropped.values())} messages lost; free disk space or '
+                            f'choose another output)')
 
 
 def _message_class(msgtype: str) -> type:

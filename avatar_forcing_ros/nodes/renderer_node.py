@@ -25,8 +25,8 @@ from avatar_forcing_ros.backends.registry import (BackendOptions, check_backend_
                                                    default_portrait, load_portrait)
 from avatar_forcing_ros.conversions import array_to_compressed, array_to_image
 from avatar_forcing_ros.msg import MotionLatent
-from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
-                                                   read_config, run_node)
+from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, backend_start_error,
+                                                   describe, read_config, run_node)
 from avatar_forcing_ros.pipeline.bounded_queue import BoundedQueue
 from avatar_forcing_ros.pipeline.render_worker import PendingLatent, RenderWorker, check_latent
 
@@ -75,8 +75,8 @@ class RendererNode(Node):
             if portrait is None:
                 raise ValueError(f"backend {c.backend!r} has no default portrait: set 'portrait'")
             self._renderer.set_portrait(portrait)
-        except ValueError as error:
-            raise ConfigError(str(error)) from error
+        except Exception as error:   # every start-up failure names the parameter to change
+            raise backend_start_error(error, c.backend) from error
         self._malformed = MalformedInputCounter(self)
         self.wrong_space = 0
         self.rendered = 0

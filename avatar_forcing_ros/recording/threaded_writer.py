@@ -13,7 +13,6 @@ written so far; nothing waits on the dead thread.
 """
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections import Counter
@@ -26,7 +25,6 @@ from rosbags.typesys.store import Typestore
 
 from ..evaluation.msg_types import build_typestore
 
-_log = logging.getLogger(__name__)
 _STOP = object()
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
@@ -161,13 +159,11 @@ class ThreadedBagWriter:
                 self._writer.write(connections[topic], log_ns, data)
                 self.stats.written[topic] += 1
         except Exception as err:  # keep the bag closable whatever the storage raised
-            _log.exception('bag writer failed')
-            self._fail(err, item)
+            self._fail(err, item)   # reported by the owner from stats.errors (no traceback)
         finally:
             try:   # summary, footer and metadata.yaml keep what was written readable
                 self._writer.close()
             except Exception as err:  # the storage may still be failing
-                _log.exception('closing the bag failed')
                 self.stats.errors.append(f'closing the bag: {type(err).__name__}: {err}')
 
     def _fail(self, err: Exception, current: object) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from avatar_forcing_ros.evaluation import cli as evaluate_cli
+from avatar_forcing_ros.nodes.lifecycle import EXIT_STARTUP
 from avatar_forcing_ros.tools import bag_to_mp4, demo_inputs, demo_media, launcher, node_plan
 from avatar_forcing_ros.tools.demo_inputs import DemoInputError, UserVoice
 from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
@@ -226,8 +227,21 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The demo; a failure of its own set-up (media, audio server) is one line and status 2, a
+    Ctrl-C before the nodes run ends it quietly (status 130)."""
     logging.basicConfig(level=logging.INFO, format="[avatar-forcing-demo] %(message)s")
-    args = parse_args(argv)
+    try:
+        return run_demo(parse_args(argv))
+    except KeyboardInterrupt:
+        LOG.info("interrupted")
+        return 130
+    except (OSError, ValueError, RuntimeError, subprocess.SubprocessError) as error:
+        LOG.error("stopped: %s: %s", type(error).__name__, " ".join(str(error).split()))
+        return EXIT_STARTUP
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Start the pipeline, run it, then write the MP4 and the evaluation (see the module doc)."""
     if args.low_latency and args.backend != "portable":
         LOG.error("--low-latency needs the portable backend (the neural model's blocks take 400 ms)")
         return 2
@@ -305,9 +319,15 @@ def main(argv: list[str] | None = None) -> int:
         with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
             if args.avatar_speech_once:      # the speech starts with the avatar's first image
                 first_image.on_first = first_image.announcer(PLAY_TOPIC, str(avatar_speech))
-            status = launcher.run(plan, env, args.duration, clock_started=first_image.seen)
+            status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=first_image.seen)
 
-    return finish(bag, out) or status
+    if status == EXIT_STARTUP:   # nothing ran: no MP4, no evaluation that would look like a session
+        LOG.error("stopped: %s", reason)
+        return status
+    status = finish(bag, out) or status
+    if reason:                   # a node failed during the session: its reason stays the last line
+        LOG.error("stopped: %s", reason)
+    return status
 
 
 def finish(bag: Path, out: Path) -> int:

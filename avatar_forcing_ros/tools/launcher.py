@@ -3,8 +3,10 @@
 Same processes, parameters and remappings as launch/avatar_forcing.launch.py (both read
 avatar_forcing_ros.tools.node_plan and config/avatar_forcing.yaml). Recording uses the package's
 own recorder node (no `ros2 bag` here). SIGINT/SIGTERM (or --duration) stop every child with
-SIGINT, then SIGTERM/SIGKILL after a grace period. Exit status: 0 when every child stopped
-cleanly, 1 when one failed (its name is printed).
+SIGINT, then SIGTERM/SIGKILL after a grace period; the children die with the launcher even when
+it is killed (a parent-death signal, see nodes/lifecycle.py), and its temporary files go with it
+on any normal end. Exit status: 0 when every child stopped cleanly; 2 when a node could not
+start, 1 when one failed later; the failing node's one-line reason is the last line printed.
 
 Example: avatar-forcing-launch --backend portable --avatar-audio-file speech.wav \
              --video-source user.mp4 --no-microphone --no-speaker --duration 30
@@ -24,10 +26,11 @@ from pathlib import Path
 
 import yaml
 
+from ..nodes import lifecycle
 from . import node_plan
 
 LOG = logging.getLogger("avatar_forcing_launch")
-GRACE_S = 20.0   # torch-based nodes can take seconds to finalise on a loaded CPU
+GRACE_S = 10.0   # nodes end within lifecycle.SHUTDOWN_GRACE_S of SIGINT; this is a backstop
 # Nodes that only observe the session run at a lower CPU priority, so that on a small machine
 # recording and monitoring never delay the avatar (the generator's blocks, the renderer's frames).
 OBSERVER_NODES = frozenset({"recorder", "topic_monitor"})
@@ -68,7 +71,7 @@ def overrides_file(planned: node_plan.PlannedNode, directory: Path) -> Path:
 
 
 def node_command(planned: node_plan.PlannedNode, prefix: Path, params_file: Path, namespace: str,
-                 overrides_dir: Path | None = None) -> list[str]:
+                 overrides_dir: Path) -> list[str]:
     """The command line of one planned node (its overrides are written into `overrides_dir`)."""
     exe = prefix / "lib" / node_plan.PACKAGE / planned.executable
     cmd = [sys.executable, str(exe), "--ros-args", "-r", f"__node:={planned.name}"]
@@ -76,24 +79,24 @@ def node_command(planned: node_plan.PlannedNode, prefix: Path, params_file: Path
         cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
     cmd += ["--params-file", str(params_file)]
     if planned.parameters:
-        directory = overrides_dir or Path(tempfile.mkdtemp(prefix="af_launch_"))
-        cmd += ["--params-file", str(overrides_file(planned, directory))]
+        cmd += ["--params-file", str(overrides_file(planned, overrides_dir))]
     for source, target in planned.remappings:
         cmd += ["-r", f"{source}:={target}"]
     return cmd
 
 
 def process_plan(args: dict[str, str], prefix: Path, params_file: Path,
-                 overrides_dir: Path | None = None) -> list[tuple[str, list[str]]]:
-    """(name, command) of every process to start, recorder included when recording."""
+                 overrides_dir: Path) -> list[tuple[str, list[str]]]:
+    """(name, command) of every process to start, recorder included when recording; the
+    per-run parameter files are written into ``overrides_dir``."""
     plan = list(node_plan.plan_nodes(args))
     if node_plan.parse_bool(args.get("record", "false")):
         params: dict[str, object] = {"topics": node_plan.record_topics(args)}
         if args.get("record_output"):
             params["output"] = args["record_output"]
         plan.append(node_plan.PlannedNode("recorder", "recorder", params))
-    directory = overrides_dir or Path(tempfile.mkdtemp(prefix="af_launch_"))
-    return [(p.name, node_command(p, prefix, params_file, args.get("namespace", ""), directory)) for p in plan]
+    return [(p.name, node_command(p, prefix, params_file, args.get("namespace", ""), overrides_dir))
+            for p in plan]
 
 
 def check_parameter_file(params_file: Path) -> None:
@@ -121,6 +124,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def spawn(cmd: list[str], env: dict[str, str], **popen_kwargs) -> subprocess.Popen:
+    """Start a node process with SIGINT and SIGTERM blocked (a signal mask survives exec): they
+    stay pending until the node has installed its own handling (nodes/lifecycle.py unblocks
+    them), so a stop at any moment of its start-up, even inside the interpreter's own, is a
+    clean one. Its own session: a terminal's Ctrl-C reaches the launcher only."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, lifecycle.STOP_SIGNALS)
+    try:
+        return subprocess.Popen(cmd, env=env, start_new_session=True, **popen_kwargs)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def stop_processes(children: list[tuple[str, subprocess.Popen]]) -> None:
     for _, proc in children:
         if proc.poll() is None:
@@ -141,39 +156,64 @@ def stop_processes(children: list[tuple[str, subprocess.Popen]]) -> None:
 
 def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float,
         clock_started: Callable[[], bool] = lambda: True) -> int:
+    """:func:`run_pipeline`, with the failing node's one-line reason logged as the last line;
+    returns the exit status."""
+    status, reason = run_pipeline(plan, env, duration, clock_started)
+    if reason:
+        LOG.error("stopped: %s", reason)
+    return status
+
+
+def run_pipeline(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float,
+                 clock_started: Callable[[], bool] = lambda: True) -> tuple[int, str]:
     """Start every process of ``plan``; stop them all on SIGINT/SIGTERM, when one exits, or
     ``duration`` seconds (0 = no limit) after ``clock_started()`` first returns True (by default
     at once; the demo starts the clock at the avatar's first image). Observer nodes (recorder,
-    topic monitor) run at a lower CPU priority. Returns 0 when every process stopped cleanly."""
+    topic monitor) run at a lower CPU priority. Every child gets SIGTERM when this process dies.
+
+    Returns (0, "") when every process stopped cleanly, else the exit status of the first that
+    failed (2: it could not start; 1 otherwise, also for one that ended by itself) and its
+    one-line reason."""
     stopping = []
     handler = lambda signum, frame: stopping.append(signum)  # noqa: E731
     old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     children = []
     failed = None
-    try:
-        for name, cmd in plan:
-            LOG.info("starting %s", name)
-            if name in OBSERVER_NODES:     # `nice` execs the node: same process, signals reach it
-                cmd = ["nice", "-n", str(OBSERVER_NICENESS), *cmd]
-            # own process group: a terminal's Ctrl-C reaches the launcher only, which forwards it once
-            children.append((name, subprocess.Popen(cmd, env=env, start_new_session=True)))
-        end = float("inf")
-        while not stopping and time.monotonic() < end and failed is None:
-            if duration > 0 and end == float("inf") and clock_started():
-                end = time.monotonic() + duration
-            failed = next((n for n, p in children if p.poll() is not None), None)
-            time.sleep(0.1)
-        if failed:
-            code = dict(children)[failed].returncode
-            LOG.error("%s exited with status %s; stopping the pipeline", failed, code)
-        stop_processes(children)
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
-    bad = [(n, p.returncode) for n, p in children if p.returncode not in (0, -signal.SIGINT)]
-    for name, code in bad:
-        LOG.error("%s stopped with status %s", name, code)
-    return 1 if bad or failed else 0
+    with tempfile.TemporaryDirectory(prefix="af_launch_reasons_") as reasons:
+        try:
+            for name, cmd in plan:
+                if stopping:
+                    break
+                LOG.info("starting %s", name)
+                if name in OBSERVER_NODES:     # `nice` execs the node: same process, signals reach it
+                    cmd = ["nice", "-n", str(OBSERVER_NICENESS), *cmd]
+                child_env = {**env, lifecycle.PARENT_ENV: str(os.getpid()),
+                             lifecycle.REASON_ENV: str(Path(reasons) / f"{name}.reason")}
+                children.append((name, spawn(cmd, child_env)))
+            end = float("inf")
+            while not stopping and time.monotonic() < end and failed is None:
+                if duration > 0 and end == float("inf") and clock_started():
+                    end = time.monotonic() + duration
+                failed = next((n for n, p in children if p.poll() is not None), None)
+                time.sleep(0.1)
+            if failed:
+                LOG.info("%s exited (status %s): stopping the pipeline", failed, dict(children)[failed].returncode)
+            stop_processes(children)
+        finally:
+            for sig, previous in old.items():
+                signal.signal(sig, previous)
+        codes = {n: p.returncode for n, p in children}
+        culprit = failed or next((n for n, c in codes.items() if c not in (0, -signal.SIGINT)), None)
+        for name, code in codes.items():
+            if name != culprit and code not in (0, -signal.SIGINT):
+                LOG.error("%s also stopped with status %s", name, code)
+        if culprit is None:
+            return 0, ""
+        code = codes[culprit]
+        reason_file = Path(reasons) / f"{culprit}.reason"
+        reason = reason_file.read_text().strip() if reason_file.is_file() else ""
+        reason = reason or f"{culprit} exited with status {code}"
+        return (code if code in (lifecycle.EXIT_STARTUP, lifecycle.EXIT_FAILED) else lifecycle.EXIT_FAILED), reason
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -199,14 +239,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         LOG.error("%s: %s", params_file, error)
         return 2
-    plan = process_plan(args, prefix, params_file)
-    if ns.dry_run:
-        for name, cmd in plan:
-            print(name + ": " + " ".join(cmd))
-        return 0
-    env = dict(os.environ)
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
-    return run(plan, env, ns.duration)
+    with tempfile.TemporaryDirectory(prefix="af_launch_") as overrides:
+        plan = process_plan(args, prefix, params_file, Path(overrides))
+        if ns.dry_run:   # the per-run parameter files vanish with this run: show their content
+            for name, cmd in plan:
+                print(name + ": " + " ".join(cmd))
+            for path in sorted(Path(overrides).iterdir()):
+                print(f"# {path.name}: " + " ".join(path.read_text().split()))
+            return 0
+        env = dict(os.environ)
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(share)))
+        return run(plan, env, ns.duration)
 
 
 if __name__ == "__main__":
