@@ -20,8 +20,10 @@ class _SlowLoading:
 
 
 class SlowLoadingBackend(_SlowLoading):
-    """Generator side."""
+    """Generator side; names its renderer as every 'module:Class' backend must."""
+    nfe_range = None
+    renderer = "slow_loading_backend:SlowLoadingRenderer"
 
 
 class SlowLoadingRenderer(_SlowLoading):
-    """Renderer side (the registry pairs ...Backend with ...Renderer)."""
+    """Renderer side."""

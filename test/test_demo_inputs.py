@@ -84,7 +84,8 @@ def session(media, tmp_path_factory):
 def _recorded(bag, topic):
     """Mono float32 samples of an AudioChunk topic, chunks in stamp order."""
     track = bag_to_mp4.read_avatar_track(bag, "/avatar/image/compressed", topic)
-    return np.concatenate([np.zeros(0, np.float32)] + [s for _, s in sorted(track.audio, key=lambda c: c[0])])
+    pieces = sorted(track.audio, key=lambda piece: piece.stamp_ns)
+    return np.concatenate([np.zeros(0, np.float32)] + [piece.samples for piece in pieces])
 
 
 def _best_match(recorded, reference, window_s=0.6):
@@ -116,7 +117,7 @@ def test_avatar_speaks_the_given_mp3_once_while_live(session, media):
     assert 0.9 * len(speech) <= len(recorded) <= len(speech) + RATE * 0.05
     track = bag_to_mp4.read_avatar_track(out / "session_bag", "/avatar/image/compressed", "/avatar/audio")
     first_image = min(stamp for stamp, _ in track.frames)      # its media time: ~0.5 s before it
-    first_chunk = min(stamp for stamp, _ in track.audio)       # was shown and the speech started
+    first_chunk = min(piece.stamp_ns for piece in track.audio)       # was shown and the speech started
     assert first_chunk > first_image - 1e9
 
 

@@ -290,17 +290,21 @@ def _ours(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith("af_")]
 
 
-def test_demo_with_a_missing_portrait_ends_with_the_cause_and_writes_no_evaluation(tmp_path):
+def test_demo_with_a_faceless_portrait_ends_with_the_cause_and_writes_no_evaluation(tmp_path):
+    """An image without a face passes the demo's own checks (it is an image); the renderer
+    node refuses it at start-up, and that stops the demo with the node's reason last."""
+    portrait = tmp_path / "no_face.png"
+    cv2.imwrite(str(portrait), np.full((256, 256, 3), 128, np.uint8))
     env = ros_env(unique_domain_id())
     env.pop("DISPLAY", None)
     out_dir = tmp_path / "demo"
     run = subprocess.run([sys.executable, "-m", "avatar_forcing_ros.tools.demo", "--out", str(out_dir),
-                          "--portrait", str(tmp_path / "no_such_portrait.png"), "--camera", "synthetic",
+                          "--portrait", str(portrait), "--camera", "synthetic",
                           "--microphone", "synthetic", "--display", "off", "--duration", "20"],
                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     out = run.stdout + run.stderr
     assert run.returncode == 2, out
     last = out.strip().splitlines()[-1]
-    assert "stopped: renderer: " in last and "no_such_portrait.png" in last, out
+    assert "stopped: renderer: " in last and "face" in last, out
     assert not any(n in out for n in NOISE), out
     assert not (out_dir / "evaluation").exists() and not (out_dir / "avatar.mp4").exists()

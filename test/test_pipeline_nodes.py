@@ -124,7 +124,7 @@ def test_invalid_start_up_parameters_fail_fast(tmp_path):
              ("generator", {**neural, "nfe": 4, "nfe_min": 2}, "nfe_min"),   # below the sampler's floor
              ("generator", {**PORTABLE, "latency_budget_ms": 110.0}, "80 ms of media"),
              ("generator", {"backend": "nope"}, "unknown backend 'nope'"),
-             ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "cannot read portrait")]
+             ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "portrait not found")]
     procs = [(NodeProcess(name, env, params), text) for name, params, text in cases]
     for proc, text in procs:
         assert proc.wait(120) == 2, proc.output()

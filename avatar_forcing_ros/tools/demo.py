@@ -45,6 +45,8 @@ SPEAKER_SINK = "avatar_demo_speaker"  # the avatar's speech plays here when ther
 AVATAR_IMAGE_TOPIC = "avatar/image/compressed"
 CAMERA_TOPIC = "image"
 PLAY_TOPIC = "audio_file_player/play"  # a path published here starts the player's file
+AVATAR_AUDIO_TOPIC = "/avatar/audio"
+AVATAR_SPEECH_LISTENERS = ("generator", "audio_playback", "recorder")   # nodes of the plan on it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -136,17 +138,25 @@ class FirstMessageWatch:
             self._received.set()
             self.on_first()
 
-    def announcer(self, topic: str, text: str, timeout_s: float = 120.0) -> Callable[[], None]:
+    def announcer(self, topic: str, text: str, audience: tuple[str, int] = ("", 0),
+                  timeout_s: float = 120.0) -> Callable[[], None]:
         """A callable that publishes ``text`` (std_msgs/String, reliable) on ``topic`` once a
         subscriber has matched (a message published before would be lost: the subscriber may
-        start after the first message comes), waiting at most ``timeout_s``."""
+        start after the first message comes) and the topic ``audience[0]`` has at least
+        ``audience[1]`` subscriptions (what the announcement starts must reach all of them: the
+        recorder subscribes only once it has seen a publisher), waiting at most ``timeout_s``."""
         from std_msgs.msg import String  # noqa: PLC0415
 
         publisher = self._node.create_publisher(String, topic, 10)
+        listened_topic, listeners = audience
+
+        def ready() -> bool:
+            return publisher.get_subscription_count() > 0 and (
+                not listeners or self._node.count_subscribers(listened_topic) >= listeners)
 
         def announce() -> None:
             deadline = time.monotonic() + timeout_s
-            while publisher.get_subscription_count() == 0 and not self._stop.is_set():
+            while not ready() and not self._stop.is_set():
                 if time.monotonic() > deadline:
                     LOG.warning("nobody subscribed to %s within %.0f s", topic, timeout_s)
                     return
@@ -318,7 +328,9 @@ def run_demo(args: argparse.Namespace) -> int:
                 speaker.start()
         with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
             if args.avatar_speech_once:      # the speech starts with the avatar's first image
-                first_image.on_first = first_image.announcer(PLAY_TOPIC, str(avatar_speech))
+                speech_listeners = sum(name in AVATAR_SPEECH_LISTENERS for name, _ in plan)
+                first_image.on_first = first_image.announcer(
+                    PLAY_TOPIC, str(avatar_speech), audience=(AVATAR_AUDIO_TOPIC, speech_listeners))
             status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=first_image.seen)
 
     if status == EXIT_STARTUP:   # nothing ran: no MP4, no evaluation that would look like a session
