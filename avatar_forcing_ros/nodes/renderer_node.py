@@ -24,6 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from avatar_forcing_ros.backends.registry import (BackendOptions, check_backend_name, create_renderer,
                                                    default_portrait, load_portrait)
 from avatar_forcing_ros.conversions import array_to_compressed, array_to_image
+from avatar_forcing_ros.core.model_files import MissingModelFileError
 from avatar_forcing_ros.msg import MotionLatent
 from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, describe,
                                                    read_config, run_node)
@@ -38,6 +39,8 @@ class RendererConfig:
     backend: str = "portable"
     checkpoint_dir: str = ""
     wav2vec2_dir: str = ""
+    flow_transformer_file: str = ""
+    motion_autoencoder_file: str = ""
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
@@ -70,12 +73,13 @@ class RendererNode(Node):
         self.config = c = read_config(self, RendererConfig)
         try:
             self._renderer = create_renderer(c.backend, BackendOptions(
-                c.checkpoint_dir, c.wav2vec2_dir, c.device, c.dtype, c.seed, c.output_size))
+                checkpoint_dir=c.checkpoint_dir, device=c.device, dtype=c.dtype, seed=c.seed,
+                output_size=c.output_size, motion_autoencoder_file=c.motion_autoencoder_file))
             portrait = load_portrait(c.portrait) if c.portrait else default_portrait(c.backend)
             if portrait is None:
                 raise ValueError(f"backend {c.backend!r} has no default portrait: set 'portrait'")
             self._renderer.set_portrait(portrait)
-        except ValueError as error:
+        except (ValueError, MissingModelFileError) as error:   # missing: names the fetch command
             raise ConfigError(str(error)) from error
         self._malformed = MalformedInputCounter(self)
         self.wrong_space = 0
@@ -100,8 +104,13 @@ class RendererNode(Node):
         ro = dict(read_only=True)
         p = self.declare_parameter
         p("backend", "portable", describe("Renderer backend: 'portable' or 'avatar_forcing'", **ro))
-        p("checkpoint_dir", "", describe("Neural renderer: checkpoint directory", **ro))
+        p("checkpoint_dir", "", describe("Neural renderer: the release folder (empty = the folder "
+                                         "avatar-forcing-fetch downloads into)", **ro))
+        p("motion_autoencoder_file", "", describe("Neural renderer: motion_autoencoder checkpoint "
+                                                  "(empty = the one in checkpoint_dir)", **ro))
         p("wav2vec2_dir", "", describe("Unused by renderers; accepted so one YAML block serves both", **ro))
+        p("flow_transformer_file", "", describe("Unused by renderers; accepted so one YAML block "
+                                                "serves both", **ro))
         p("device", "cpu", describe("Torch device for the neural renderer", **ro))
         p("dtype", "float32", describe("Neural renderer precision", constraints="float32|float16|bfloat16", **ro))
         p("seed", 0, describe("Unused by renderers (kept for symmetry with the generator)",

@@ -1,6 +1,6 @@
 """`avatar-forcing-offline`: portrait + avatar speech (+ user video) -> MP4 of the talking avatar.
 
-    avatar-forcing-offline --checkpoint-dir DIR --wav2vec2-dir W2V --portrait face.jpg \
+    avatar-forcing-offline [--checkpoint-dir pretrained_dir] --portrait face.jpg \
         --avatar-audio speech.wav [--user-video user.mp4] [--user-audio user.wav] -o out.mp4
 
 What it does (the reference's offline inference, through this package's streaming generator):
@@ -37,6 +37,7 @@ from avatar_forcing_ros.core.face_crop import (FaceDetector, apply_crop, center_
                                                crop_portrait, crop_video, to_model_input,
                                                to_uint8_images)
 from avatar_forcing_ros.core.model import AvatarForcing
+from avatar_forcing_ros.core.model_files import resolve_model_files
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
 from avatar_forcing_ros.tools.media_io import (AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, MediaError,
                                                Mp4Writer, check_input, has_audio_track,
@@ -61,11 +62,17 @@ class Conditions:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="avatar-forcing-offline",
                                 description=__doc__.splitlines()[0].split(": ", 1)[1])
-    p.add_argument("--checkpoint-dir", type=Path, required=True,
-                   help="folder with flow_transformer and motion_autoencoder (.safetensors/.pth), "
-                        "optional config.json")
-    p.add_argument("--wav2vec2-dir", type=Path, required=True,
-                   help="local transformers wav2vec2 folder (wav2vec2-base-960h)")
+    p.add_argument("--checkpoint-dir", default="",
+                   help="the release folder (flow_transformer.pth, motion_autoencoder.pth, "
+                        "wav2vec2-base-960h/, optional config.json); default: the folder "
+                        "avatar-forcing-fetch downloads into")
+    p.add_argument("--wav2vec2-dir", default="",
+                   help="transformers wav2vec2 folder (wav2vec2-base-960h); default: inside the "
+                        "checkpoint folder")
+    p.add_argument("--flow-transformer-file", default="",
+                   help="flow_transformer checkpoint (default: inside the checkpoint folder)")
+    p.add_argument("--motion-autoencoder-file", default="",
+                   help="motion_autoencoder checkpoint (default: inside the checkpoint folder)")
     p.add_argument("--portrait", type=Path, required=True, help="portrait image")
     p.add_argument("--avatar-audio", type=Path, required=True, help="avatar speech (audio file)")
     p.add_argument("--user-video", type=Path, help="user video (optional)")
@@ -92,10 +99,6 @@ def _check_paths(args: argparse.Namespace) -> None:
         check_input(args.user_audio, "user audio", AUDIO_EXTS + VIDEO_EXTS)
     if args.output.suffix.lower() != ".mp4":
         raise MediaError(f"output must be an .mp4 file, got {args.output}")
-    for what, folder in (("checkpoint folder", args.checkpoint_dir),
-                         ("wav2vec2 folder", args.wav2vec2_dir)):
-        if not folder.is_dir():
-            raise MediaError(f"{what} not found: {folder}")
 
 
 def _portrait(model: AvatarForcing, args: argparse.Namespace, detector: FaceDetector):
@@ -187,8 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         _check_paths(args)
-        model = AvatarForcing.from_pretrained(args.checkpoint_dir, args.wav2vec2_dir,
-                                              device=args.device, dtype=_DTYPES[args.dtype])
+        files = resolve_model_files(args.checkpoint_dir, args.wav2vec2_dir,
+                                    args.flow_transformer_file, args.motion_autoencoder_file)
+        model = AvatarForcing.from_files(files, device=args.device, dtype=_DTYPES[args.dtype])
         cond = prepare(model, args)
         r_d = generate(model, cond, args)
         frames = write_video(model, cond, r_d, args)
