@@ -4,7 +4,8 @@ Computes the portrait's appearance once at start (FrameRenderer.set_portrait), t
 `avatar/motion` MotionLatent into `avatar/image` (sensor_msgs/Image, rgb8, output_size square) and
 `avatar/image/compressed` (jpeg), both stamped exactly like the latent. Decoding runs in one worker
 fed by a bounded queue; when it falls behind it decodes the waiting latents in one batch and counts
-them as late. Latents of another latent space, and malformed ones (NaN, wrong length), are rejected
+them as late, and when rendering is slower than the frame rate (the neural decoder on a CPU) it
+renders the newest latent each time it is free and counts the ones it skipped. Latents of another latent space, and malformed ones (NaN, wrong length), are rejected
 on arrival (counted, warned at most once a second). A frame the renderer still fails on, or that
 fails to publish, is counted and logged (at most once a second); decoding goes on.
 """
@@ -167,7 +168,8 @@ class RendererNode(Node):
 
     def _log_counters(self) -> None:
         self.get_logger().info(
-            f"rendered {self.rendered}, late {self._decoder.late}, dropped {self._queue.dropped}, "
+            f"rendered {self.rendered}, late {self._decoder.late}, skipped for a newer one "
+            f"{self._decoder.skipped}, dropped {self._queue.dropped}, "
             f"wrong latent space {self.wrong_space}, malformed {self._malformed.count}, "
             f"failed {self._decoder.failed}")
 
