@@ -153,3 +153,25 @@ def test_inputs_stamped_on_another_clock_are_counted_not_taken_as_fresh():
     assert snap.misstamped_inputs == 3
     assert all(snap.stale.values())                         # they did not count as received
     assert backend.audio["user"] == [] and backend.audio["avatar"] == [] and backend.frames == []
+
+
+def test_compute_slower_than_real_time_still_publishes_generated_frames():
+    """0.8 s per 400 ms block within a 1.5 s budget: in order, the worker falls further behind with
+    every block and after the first ones every block finishes after all its frames' times (all
+    holds from then on). Blocks that cannot finish in time are skipped, so later ones still land."""
+    backend = FakeBackend(compute_s=0.8)
+    events = []
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=1500, nfe=10, nfe_min=10),
+                         on_event=events.append)
+    core.start()
+    frames = _run(core, 9.0)
+    snap = core.snapshot()
+    core.stop()
+    idx = [p.frame.frame_index for p in frames]
+    assert idx == list(range(len(idx))) and len(idx) > 150            # 25 Hz, holds where needed
+    generated = [p.frame.frame_index for p in frames if not p.frame.is_hold]
+    assert all(p.frame.latent[0] == p.frame.frame_index for p in frames if not p.frame.is_hold)
+    assert any(i > 100 for i in generated), generated                 # still generating 4 s in
+    assert snap.skipped_blocks > 0 and any("skipped blocks" in e for e in events)
+    called = [b for b, _ in backend.calls]
+    assert called == sorted(called) and len(called) < max(called) + 1    # gaps: not every block

@@ -177,7 +177,10 @@ class RendererNode(Node):
         queue = getattr(self, "_queue", None)
         if queue is not None:
             queue.close()
-            self._worker.join(5.0)
+            # let the frame in progress finish (seconds for the neural decoder on a CPU): a process
+            # that exits while torch works in another thread aborts ("terminate called without an
+            # active exception"); 15 s stays inside the launcher's 20 s grace before SIGTERM
+            self._worker.join(15.0)
         super().destroy_node()
 
 
