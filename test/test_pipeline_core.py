@@ -175,3 +175,19 @@ def test_compute_slower_than_real_time_still_publishes_generated_frames():
     assert snap.skipped_blocks > 0 and any("skipped blocks" in e for e in events)
     called = [b for b, _ in backend.calls]
     assert called == sorted(called) and len(called) < max(called) + 1    # gaps: not every block
+
+
+def test_compute_longer_than_the_budget_keeps_generating_the_newest_block():
+    """1 s per block with a 600 ms budget: no block can be on time. The worker neither falls
+    behind for good nor stops generating: it generates the newest block each time it is free (the
+    lead stays measured, the model current), with one log line per skip, not one per block."""
+    backend = FakeBackend(compute_s=1.0)
+    events = []
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=600, nfe=10, nfe_min=10),
+                         on_event=events.append)
+    core.start()
+    _run(core, 7.0)
+    core.stop()
+    called = [b for b, _ in backend.calls]
+    assert len(called) >= 4 and called[-1] >= 10, called      # in order it would be ~block 6
+    assert 0 < sum("skipped blocks" in e for e in events) <= len(called)

@@ -286,14 +286,20 @@ class GeneratorCore:
 
     def _skip_hopeless_blocks(self, block: int, now: float, lead_s: float) -> int:
         """The first block from `block` on whose last frame is due after the expected finish
-        (now + the learned start-to-finish lead). The blocks before it would finish after all
-        their frames' publication times and be dropped whole as late; skipping them lets a backend
-        slower than real time (the neural model on a CPU) still publish some generated frames
-        instead of none. The backend continues from the history it has (MotionBackend allows
-        gaps). Called with the lock held."""
-        frames = self.clock.block_frames
+        (now + the learned start-to-finish lead), but never beyond the newest block whose
+        conditions are due by now. The blocks before it would finish after all their frames'
+        publication times and be dropped whole as late; skipping them lets a backend slower than
+        real time (the neural model on a CPU) still publish generated frames instead of none.
+        When even the newest block cannot be on time (compute longer than the budget), that one
+        is generated: the model stays current and the lead measured, so blocks land again as
+        soon as compute allows. The backend continues from the history it has (MotionBackend
+        allows gaps). Called with the lock held."""
+        frames, period = self.clock.block_frames, self.clock.frame_period
+        newest = block
+        while self._scheduler.conditions_time(newest + 1) - period <= now:
+            newest += 1
         first = block
-        while self._scheduler.publish_time((block + 1) * frames - 1) < now + lead_s:
+        while block < newest and self._scheduler.publish_time((block + 1) * frames - 1) < now + lead_s:
             block += 1
         if block > first:
             self._skipped_blocks += block - first
