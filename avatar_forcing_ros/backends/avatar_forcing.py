@@ -14,7 +14,6 @@ and encodes it here) or `set_identity(r_s)` (e.g. from the renderer's `identity_
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch

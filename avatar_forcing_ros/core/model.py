@@ -30,12 +30,11 @@ from avatar_forcing_ros.core.checkpoint import (
 from avatar_forcing_ros.core.config import AvatarForcingConfig, official
 from avatar_forcing_ros.core.flow_transformer import FlowTransformer
 from avatar_forcing_ros.core.model_files import (CONFIG_FILE, FILE_PREFIXES, FLOW_FILE, MOTION_FILE,
-                                                 ModelFiles, resolve_model_files)
+                                                 WEIGHT_SUFFIXES, ModelFiles, resolve_model_files)
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
 
 log = logging.getLogger(__name__)
 
-_SUFFIXES = (".safetensors", ".pth")
 # The reference loader copies whatever named parameters a file holds, so a release file may also
 # carry the (frozen) wav2vec2 under its official names; such keys are loaded over the folder's.
 WAV2VEC2_PREFIX = "audio_encoder.wav2vec2."
@@ -107,8 +106,8 @@ class AvatarForcing(nn.Module):
 
     def save_pretrained(self, checkpoint_dir: str | Path, suffix: str = ".safetensors") -> None:
         """Write the two release files (and config.json) in the release layout."""
-        if suffix not in _SUFFIXES:
-            raise ValueError(f"suffix must be one of {_SUFFIXES}, got {suffix!r}")
+        if suffix not in WEIGHT_SUFFIXES:
+            raise ValueError(f"suffix must be one of {WEIGHT_SUFFIXES}, got {suffix!r}")
         folder = Path(checkpoint_dir)
         folder.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
