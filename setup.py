@@ -10,6 +10,7 @@ CONSOLE_SCRIPTS = [
     "avatar-forcing-offline = avatar_forcing_ros.tools.offline:main",
     "avatar-forcing-evaluate = avatar_forcing_ros.evaluation.cli:main",
     "avatar-forcing-launch = avatar_forcing_ros.tools.launcher:main",
+    "avatar-forcing-fetch = avatar_forcing_ros.tools.fetch:main",
     "avatar-forcing-demo = avatar_forcing_ros.tools.demo:main",
     "avatar-forcing-train = avatar_forcing_ros.training.train:main",
     "avatar-forcing-preprocess = avatar_forcing_ros.training.preprocess:main",
@@ -27,6 +28,7 @@ setup(
     package_data={"avatar_forcing_ros.core": ["official_manifest.json"]},
     install_requires=[
         "torch>=2.4", "numpy>=1.26", "transformers>=4.40,<5", "safetensors>=0.4",
+        "huggingface_hub>=0.34,<1.0",
         "opencv-contrib-python>=4.9", "mediapipe==0.10.14", "scikit-image>=0.22", "scipy>=1.11",
         "soundfile>=0.12", "sounddevice>=0.4.6", "rosbags>=0.10", "matplotlib>=3.8", "tqdm>=4.66",
     ],

@@ -1,17 +1,17 @@
 """Peak RAM of loading the official-size model (293 M parameters, fp32) from release-layout files.
 
-Writes random official-size release files (flow_transformer, motion_autoencoder, a wav2vec2-base
-folder; about 1.2 GB) into a temporary folder (or --dir), then loads them in a fresh process with
-`AvatarForcing.from_pretrained`, reads every weight once (weights may be memory-mapped, so
+Writes random official-size files laid out as the release lays them out (`flow_transformer.pth`,
+`motion_autoencoder.pth`, `wav2vec2-base-960h/`; about 1.5 GB) into a temporary folder (or --dir),
+then loads them in a fresh process with `AvatarForcing.from_pretrained(folder)` (the resolver finds
+the wav2vec2 folder), reads every weight once (weights may be memory-mapped, so
 untouched pages would not count) and prints that process's peak RSS (VmHWM) next to the 2 GB
 budget and the size of the weights themselves.
 
-    python bench/bench_load_memory.py [--dir /tmp/af_official] [--format .safetensors|.pth]
+    python bench/bench_load_memory.py [--dir /tmp/af_official] [--format .pth|.safetensors]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -29,7 +29,7 @@ def vm(key):
             return int(line.split()[1]) / 1024
 before = vm("VmHWM")
 start = time.perf_counter()
-model = AvatarForcing.from_pretrained(sys.argv[1], sys.argv[2])
+model = AvatarForcing.from_pretrained(sys.argv[1])
 seconds = time.perf_counter() - start
 params = sum(p.numel() for p in model.parameters())
 assert not any(p.is_meta for p in model.parameters())
@@ -51,7 +51,7 @@ def write_release_files(folder: Path, suffix: str) -> None:
     from avatar_forcing_ros.core.config import official
     from avatar_forcing_ros.core.model import AvatarForcing
 
-    w2v = folder / "wav2vec2"
+    w2v = folder / "wav2vec2-base-960h"
     if (folder / f"flow_transformer{suffix}").is_file() and (w2v / "model.safetensors").is_file():
         return
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,19 +64,19 @@ def write_release_files(folder: Path, suffix: str) -> None:
         del model
         model = AvatarForcing(official(), config)
         model.save_pretrained(folder, suffix)
-    (folder / "config.json").write_text(json.dumps(official().to_dict()))
+    (folder / "config.json").unlink()            # the release has none: the official size is assumed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=None, help="where to write/reuse the files")
-    parser.add_argument("--format", default=".safetensors", choices=[".safetensors", ".pth"])
+    parser.add_argument("--format", default=".pth", choices=[".pth", ".safetensors"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
         write_release_files(folder, args.format)
         weights = sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".safetensors", ".pth"))
-        result = subprocess.run([sys.executable, "-c", LOADER, str(folder), str(folder / "wav2vec2")],
+        result = subprocess.run([sys.executable, "-c", LOADER, str(folder)],
                                 capture_output=True, text=True, check=True,
                                 cwd=Path(__file__).resolve().parents[1])
         params, before, loaded, peak, seconds = result.stdout.split()

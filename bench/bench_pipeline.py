@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                                         stderr=subprocess.STDOUT)) for name, cmd in plan]
     try:
         got = _collect(domain, a.duration, a.warmup)
+        peaks = {name: _peak_rss_mb(proc.pid) for name, proc in children}
     finally:
         launcher.stop_processes(children)
     status = got["status"][-1] if got["status"] else None
@@ -142,11 +143,24 @@ def main(argv: list[str] | None = None) -> int:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
     holds = sum(m.is_hold for m, _ in got["motion"])
     print(f"measured window: {len(got['motion'])} frames received, {holds} hold frames")
+    print("peak RSS (MB) and exit code per process: " + ", ".join(
+        f"{name} {peaks.get(name, float('nan')):.0f} / {proc.returncode}" for name, proc in children))
     if status is not None:
         print(f"generator since its start (start-up included): {status.frames_published} frames, "
               f"{status.hold_frames} holds, {status.late_blocks} late blocks, NFE {status.nfe}/"
               f"{status.guidance_branches} branches, mean block compute {1e3 * status.mean_block_compute_s:.1f} ms")
     return 0
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM of a running process (nan once it has exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from avatar_forcing_ros.tools import node_plan
 
 def _pipeline(context, share_dir):
     args = {a.name: LaunchConfiguration(a.name).perform(context) for a in node_plan.ARGUMENTS}
+    node_plan.check_model_files(args)   # a missing model file: one error before any node starts
     params_file = ParameterFile(str(node_plan.config_file(share_dir)), allow_substs=True)
     actions = [PushRosNamespace(args["namespace"])] if args["namespace"] else []
     for planned in node_plan.plan_nodes(args):

@@ -72,8 +72,9 @@ def test_raw_audio_and_frames_stream_through_the_encoders(model):
     assert backend.generator.next_block == 0 and backend.audio["avatar_audio"].samples_received == 0
 
 
-def test_from_options_validates():
-    with pytest.raises(ValueError, match="checkpoint_dir"):
+def test_from_options_validates(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))      # no checkpoint_dir: the (empty) fetch folder
+    with pytest.raises(FileNotFoundError, match="avatar-forcing-fetch"):
         AvatarForcingBackend.from_options(checkpoint_dir="", wav2vec2_dir="")
     with pytest.raises(ValueError, match="dtype"):
         AvatarForcingBackend.from_options(checkpoint_dir=str(TINY), wav2vec2_dir=str(TINY / "wav2vec2"),

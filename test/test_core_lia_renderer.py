@@ -6,8 +6,7 @@ import pytest
 import torch
 from skimage import data
 
-from avatar_forcing_ros.backends.avatar_forcing_renderer import (AvatarForcingRenderer,
-                                                                 load_motion_autoencoder)
+from avatar_forcing_ros.backends.avatar_forcing_renderer import AvatarForcingRenderer
 from avatar_forcing_ros.backends.base import FrameRenderer
 from avatar_forcing_ros.core.face_crop import to_uint8_images
 from fixture_paths import PARITY_TINY as TINY
@@ -51,10 +50,11 @@ def test_portrait_crop_and_resized_output():
     assert r.render(np.zeros((1, 64), np.float32)).shape == (1, 96, 96, 3)
 
 
-def test_missing_checkpoint_is_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no motion_autoencoder.safetensors or motion_autoencoder.pth"):
-        load_motion_autoencoder(tmp_path)
-    with pytest.raises(ValueError, match="needs checkpoint_dir"):
+def test_missing_checkpoint_is_clear(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=r"motion_autoencoder.pth; run `avatar-forcing-fetch`"):
+        AvatarForcingRenderer.from_checkpoint(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))    # no checkpoint_dir: the fetch folder
+    with pytest.raises(FileNotFoundError, match=r"cache/avatar_forcing_ros/pretrained_dir; run `avatar-forcing-fetch`"):
         AvatarForcingRenderer.from_options()
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
+from release_layout import write_release_layout
+
 DURATION_S = 20.0
 
 
@@ -77,3 +79,20 @@ def test_parameter_file_keeps_the_portable_latency_short(demo_output):
     budget = params["/**/generator"]["ros__parameters"]["latency_budget_ms"]
     delay = params["/**"]["ros__parameters"]["presentation_delay_ms"]
     assert budget == 440.0 and budget < delay < 480.0
+
+
+def test_neural_demo_with_a_missing_model_file_stops_at_once_naming_it(tmp_path):
+    """The release folder is checked before anything starts: one line, exit 2, no output folder."""
+    folder = tmp_path / "pretrained_dir"
+    write_release_layout(folder)
+    (folder / "flow_transformer.pth").unlink()
+    out = tmp_path / "session"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    result = subprocess.run(["avatar-forcing-demo", "--backend", "avatar_forcing", "--checkpoint-dir", str(folder),
+                             "--wav2vec2-dir", str(folder / "wav2vec2-base-960h"), "--out", str(out)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (f"flow_transformer checkpoint not found: {folder}/flow_transformer.pth; run `avatar-forcing-fetch`"
+            in result.stderr)
+    assert not out.exists()

@@ -10,6 +10,7 @@ from skimage import data
 
 from avatar_forcing_ros.tools.offline import main
 from fixture_paths import PARITY_TINY as TINY
+from release_layout import write_release_layout
 
 
 
@@ -51,6 +52,18 @@ def test_tiny_weights_write_an_mp4_with_the_avatar_audio(media, tmp_path):
     assert any(s[:2] == ["aac", "audio"] for s in streams)
     video = [s for s in streams if s[:2] == ["h264", "video"]]
     assert video and video[0][2] == "64" and int(video[0][-1]) == 33   # ceil(1.3 s * 25)
+
+
+def test_the_release_layout_in_the_fetch_folder_needs_no_path(media, tmp_path, monkeypatch, caplog):
+    """No --checkpoint-dir: the fetch folder, laid out as the release (wav2vec2-base-960h/)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    args = _args(media, tmp_path / "out.mp4")
+    del args[:4]                                     # neither --checkpoint-dir nor --wav2vec2-dir
+    assert main(args) == 2
+    assert "checkpoint folder not found" in caplog.text and "avatar-forcing-fetch" in caplog.text
+    write_release_layout(tmp_path / "cache" / "avatar_forcing_ros" / "pretrained_dir")
+    assert main(args) == 0
+    assert (tmp_path / "out.mp4").stat().st_size > 0
 
 
 def test_missing_and_unsupported_inputs_are_refused(media, tmp_path, caplog):

@@ -211,3 +211,41 @@ def test_generator_snapshot_is_built_with_keywords_only():
         GeneratorSnapshot(*range(len(fields)))
     snap = GeneratorCore(FakeBackend(), GeneratorConfig()).snapshot()
     assert set(vars(snap)) == set(fields)
+
+
+def test_compute_slower_than_real_time_still_publishes_generated_frames():
+    """0.8 s per 400 ms block within a 1.5 s budget: in order, the worker falls further behind with
+    every block and after the first ones every block finishes after all its frames' times (all
+    holds from then on). Blocks that cannot finish in time are skipped, so later ones still land."""
+    backend = FakeBackend(compute_s=0.8)
+    events = []
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=1500, nfe=10, nfe_min=10),
+                         on_event=events.append)
+    core.start()
+    frames = _run(core, 9.0)
+    snap = core.snapshot()
+    core.stop()
+    idx = [p.frame.frame_index for p in frames]
+    assert idx == list(range(len(idx))) and len(idx) > 150            # 25 Hz, holds where needed
+    generated = [p.frame.frame_index for p in frames if not p.frame.is_hold]
+    assert all(p.frame.latent[0] == p.frame.frame_index for p in frames if not p.frame.is_hold)
+    assert any(i > 100 for i in generated), generated                 # still generating 4 s in
+    assert snap.skipped_blocks > 0 and any("skipped blocks" in e for e in events)
+    called = [b for b, _ in backend.calls]
+    assert called == sorted(called) and len(called) < max(called) + 1    # gaps: not every block
+
+
+def test_compute_longer_than_the_budget_keeps_generating_the_newest_block():
+    """1 s per block with a 600 ms budget: no block can be on time. The worker neither falls
+    behind for good nor stops generating: it generates the newest block each time it is free (the
+    lead stays measured, the model current), with one log line per skip, not one per block."""
+    backend = FakeBackend(compute_s=1.0)
+    events = []
+    core = GeneratorCore(backend, GeneratorConfig(latency_budget_ms=600, nfe=10, nfe_min=10),
+                         on_event=events.append)
+    core.start()
+    _run(core, 7.0)
+    core.stop()
+    called = [b for b, _ in backend.calls]
+    assert len(called) >= 4 and called[-1] >= 10, called      # in order it would be ~block 6
+    assert 0 < sum("skipped blocks" in e for e in events) <= len(called)

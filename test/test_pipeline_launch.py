@@ -5,6 +5,8 @@ that builds the nodes is run for real), and it is also read statically for the l
 import ast
 import importlib.util
 import os
+import re
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -12,7 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from avatar_forcing_ros.core.model_files import MissingModelFileError
 from avatar_forcing_ros.tools import launcher, node_plan
+from release_layout import write_release_layout
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "avatar_forcing.launch.py"
@@ -102,9 +106,17 @@ def _parse_command(cmd):
     return exe, name, overrides, tuple(remaps), ns, params_file
 
 
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    """Random parity-tiny weights exactly as the release lays them out (+ config.json)."""
+    return write_release_layout(tmp_path_factory.mktemp("release") / "pretrained_dir")
+
+
 @pytest.mark.parametrize("args", CASES)
-def test_launch_file_and_launcher_start_the_same_processes(monkeypatch, tmp_path, args):
+def test_launch_file_and_launcher_start_the_same_processes(monkeypatch, tmp_path, args, release):
     _stub_launch_api(monkeypatch, tmp_path)   # the real API when installed is shadowed for this test only
+    # the neural case's model files must exist: the release layout
+    args = {k: str(release) if v == "/ckpt" else v for k, v in args.items()}
     share = tmp_path
     declared, env, launched, bag = _evaluate_launch_file(args)
     assert declared == [a.name for a in node_plan.ARGUMENTS]
@@ -169,6 +181,30 @@ def test_launcher_dry_run_and_bad_arguments(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "generator: " in out and "__ns:=/r2" in out and "audio_playback" not in out
     assert launcher.main(["--dry-run", "--params-file", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_release_layout_is_passed_on_and_a_missing_file_stops_before_any_node(monkeypatch, tmp_path,
+                                                                            release, caplog):
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters: {}\n")
+    neural = ["--backend", "avatar_forcing", "--params-file", str(params)]
+    # explicit paths reach the generator (all three) and the renderer (its checkpoint only)
+    w2v, flow = release / "wav2vec2-base-960h", release / "flow_transformer.pth"
+    plan = node_plan.plan_nodes({"backend": "avatar_forcing", "checkpoint_dir": str(release),
+                                 "wav2vec2_dir": str(w2v), "flow_transformer_file": str(flow)})
+    nodes = {n.name: n.parameters for n in plan}
+    assert nodes["generator"]["wav2vec2_dir"] == str(w2v) and nodes["generator"]["flow_transformer_file"] == str(flow)
+    assert "wav2vec2_dir" not in nodes["renderer"] and nodes["renderer"]["checkpoint_dir"] == str(release)
+    assert launcher.main(["--dry-run", "--checkpoint-dir", str(release), *neural]) == 0
+    broken = tmp_path / "pretrained_dir"
+    shutil.copytree(release, broken)
+    (broken / "wav2vec2-base-960h" / "model.safetensors").unlink()
+    expected = f"wav2vec2 weights not found: {broken}/wav2vec2-base-960h/model.safetensors; run `avatar-forcing-fetch`"
+    assert launcher.main(["--dry-run", "--checkpoint-dir", str(broken), *neural]) == 2
+    assert expected in caplog.text
+    _stub_launch_api(monkeypatch, tmp_path)
+    with pytest.raises(MissingModelFileError, match=re.escape(expected)):
+        _evaluate_launch_file({"backend": "avatar_forcing", "checkpoint_dir": str(broken)})
 
 
 def test_yaml_never_sets_what_launch_arguments_override():

@@ -1,5 +1,5 @@
-"""generator + renderer as separate processes over DDS (portable backend; the neural tiny preset
-when the parity weights exist): fixed rate, media-time stamps, identical stamps on
+"""generator + renderer as separate processes over DDS (portable backend; the neural backend with
+parity-tiny random weights laid out exactly as the official release lays them out): fixed rate, media-time stamps, identical stamps on
 latents and images, inputs stopping, malformed bursts, start-up validation. Wide timing bounds."""
 import time
 
@@ -11,7 +11,8 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent  # noqa: E402
-from pipeline_ros_helpers import PARITY_TINY, LiveInputs, received_between, stamp_ns, wait  # noqa: E402
+from pipeline_ros_helpers import LiveInputs, received_between, stamp_ns, wait  # noqa: E402
+from release_layout import write_release_layout  # noqa: E402
 from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa: E402
 
 FRAME_NS = 40_000_000
@@ -19,7 +20,7 @@ PORTABLE = {"backend": "portable"}
 
 
 def _backends() -> list:
-    """The portable backend and the neural tiny preset (weights in test/fixtures/parity/tiny)."""
+    """The portable backend and the neural tiny preset (random weights in the release layout)."""
     return [pytest.param("portable", id="portable"), pytest.param("avatar_forcing", id="neural-tiny")]
 
 
@@ -30,7 +31,9 @@ def _model_params(backend, tmp_path):
     from skimage import data
     portrait = tmp_path / "portrait.png"
     cv2.imwrite(str(portrait), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    return {"backend": "avatar_forcing", "checkpoint_dir": str(PARITY_TINY), "portrait": str(portrait)}
+    # pretrained_dir/{flow_transformer.pth, motion_autoencoder.pth, wav2vec2-base-960h/} (+ config.json)
+    release = write_release_layout(tmp_path / "pretrained_dir")
+    return {"backend": "avatar_forcing", "checkpoint_dir": str(release), "portrait": str(portrait)}
 
 
 def _assert_rate(latents, start, end, what):
@@ -124,7 +127,11 @@ def test_invalid_start_up_parameters_fail_fast(tmp_path):
              ("generator", {**neural, "nfe": 4, "nfe_min": 2}, "nfe_min"),   # below the sampler's floor
              ("generator", {**PORTABLE, "latency_budget_ms": 110.0}, "80 ms of media"),
              ("generator", {"backend": "nope"}, "unknown backend 'nope'"),
-             ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "portrait not found")]
+             ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "portrait not found"),
+             ("generator", {"backend": "avatar_forcing", "checkpoint_dir": "/no/such/pretrained_dir"},
+              "checkpoint folder not found: /no/such/pretrained_dir; run `avatar-forcing-fetch`"),
+             ("renderer", {"backend": "avatar_forcing", "checkpoint_dir": "/no/such/pretrained_dir"},
+              "checkpoint folder not found: /no/such/pretrained_dir; run `avatar-forcing-fetch`")]
     procs = [(NodeProcess(name, env, params), text) for name, params, text in cases]
     for proc, text in procs:
         assert proc.wait(120) == 2, proc.output()

@@ -71,3 +71,52 @@ def test_worker_loses_only_failing_frames_and_keeps_running():
     assert worker.failed == 3
     assert [type(e) for e in errors] == [ValueError, RuntimeError, ValueError]
     assert worker.late == len(values)                # received at monotonic time 0: all waited
+
+
+class _SlowRenderer:
+    """Renders constant images and advances a fake clock by `frame_s` per frame (no real waiting)."""
+
+    def __init__(self, frame_s: float):
+        self.frame_s, self.now = frame_s, 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def __call__(self, latents: np.ndarray) -> np.ndarray:
+        self.now += self.frame_s * len(latents)
+        return np.repeat(latents[:, :1, None, None], 4, axis=1).repeat(4, axis=2).repeat(3, axis=3)
+
+
+def _run_to(last: int, renderer: _SlowRenderer, count: int) -> tuple[list[int], RenderWorker]:
+    """Queue latents 0..count-1 at once, run the worker until it publishes `last`."""
+    queue: BoundedQueue[PendingLatent] = BoundedQueue(100)
+    for value in range(count):
+        queue.put(PendingLatent(np.full(DIM, value, np.float32), value, renderer.now))
+    published = []
+
+    def publish(image: np.ndarray, header: int) -> None:
+        published.append(header)
+        if header == last:
+            queue.close()
+
+    worker = RenderWorker(queue, renderer, publish, lambda e: None, max_batch=8, period_s=0.04,
+                          clock=renderer.clock)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    queue.close()
+    assert not thread.is_alive()
+    return published, worker
+
+
+def test_a_renderer_slower_than_the_rate_renders_the_newest_and_counts_the_skipped():
+    # 0.1 s per frame at 25 fps: after the first batch (measured), only the newest is rendered
+    published, worker = _run_to(29, _SlowRenderer(0.1), 30)
+    assert published == [0, 1, 2, 3, 4, 5, 6, 7, 29]
+    assert worker.skipped == 21 and worker.behind
+
+
+def test_a_renderer_within_the_rate_renders_every_latent_in_order():
+    published, worker = _run_to(29, _SlowRenderer(0.004), 30)
+    assert published == list(range(30))
+    assert worker.skipped == 0 and not worker.behind

@@ -14,7 +14,6 @@ and encodes it here) or `set_identity(r_s)` (e.g. from the renderer's `identity_
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ from ..core.device import check_device
 from ..core.face_crop import FaceDetector, apply_crop, center_square, crop_portrait, square_crop, to_model_input
 from ..core.model import AvatarForcing
 from ..core.noise_schedule import MIN_NFE
+from ..core.model_files import resolve_model_files
 from ..core.streaming import NoiseSource, StreamingGenerator
 from .base import GenerationSettings, MotionBackend, MotionBlock
 
@@ -61,14 +61,17 @@ class AvatarForcingBackend(MotionBackend):
 
     @classmethod
     def from_options(cls, *, checkpoint_dir: str = "", wav2vec2_dir: str = "", device: str = "cpu",
-                     dtype: str = "float32", seed: int = 0, **_ignored) -> "AvatarForcingBackend":
-        """Factory used by backends/registry.py (BackendOptions fields as keywords)."""
-        if not checkpoint_dir or not wav2vec2_dir:
-            raise ValueError("the avatar_forcing backend needs checkpoint_dir and wav2vec2_dir")
+                     dtype: str = "float32", seed: int = 0, flow_transformer_file: str = "",
+                     motion_autoencoder_file: str = "", **_ignored) -> "AvatarForcingBackend":
+        """Factory used by backends/registry.py (BackendOptions fields as keywords); empty paths
+        are looked up by `resolve_model_files` (the release layout of checkpoint_dir, else the
+        fetch folder)."""
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         check_device(device)
-        model = AvatarForcing.from_pretrained(Path(checkpoint_dir), Path(wav2vec2_dir), device, _DTYPES[dtype])
+        files = resolve_model_files(checkpoint_dir, wav2vec2_dir, flow_transformer_file,
+                                    motion_autoencoder_file)
+        model = AvatarForcing.from_files(files, device, _DTYPES[dtype])
         return cls(model, seed=seed)
 
     def block_cost(self, nfe: int, guidance_branches: int) -> float:

@@ -1,8 +1,8 @@
 """Neural renderer: portrait + Avatar Forcing motion latents -> images (the LIA decoder).
 
-Only the motion autoencoder is loaded (`motion_autoencoder.safetensors|.pth` and the optional
-`config.json` of the checkpoint folder), so a renderer machine needs neither the transformer nor
-wav2vec2. `set_portrait` crops the face as the reference does (face_crop.py; the largest centred
+Only the motion autoencoder is loaded (`motion_autoencoder.pth|.safetensors` and the optional
+`config.json`, found by `core.model_files.resolve_model_files`), so a renderer machine needs
+neither the transformer nor wav2vec2. `set_portrait` crops the face as the reference does (face_crop.py; the largest centred
 square when no face is found, with a warning), then computes the appearance code s_r and the
 feature pyramid once. `render` decodes s_r + latent for each row, in batches of at most
 `num_frames_per_block` frames, so one frame or one block can be rendered per call.
@@ -21,7 +21,7 @@ from ..core.config import AvatarForcingConfig, official
 from ..core.device import check_device
 from ..core.face_crop import (apply_crop, center_square, crop_portrait, to_model_input,
                               to_uint8_images)
-from ..core.model import CONFIG_FILE, MOTION_FILE, find_weights_file
+from ..core.model_files import ModelFiles, resolve_model_files
 from ..core.motion_autoencoder import MotionAutoencoder
 from .base import FrameRenderer
 
@@ -31,20 +31,16 @@ LATENT_SPACE = "avatar_forcing/lia_motion"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def load_motion_autoencoder(checkpoint_dir: str | Path, device: str | torch.device = "cpu",
+def load_motion_autoencoder(files: ModelFiles, device: str | torch.device = "cpu",
                             dtype: torch.dtype = torch.float32,
                             cfg: AvatarForcingConfig | None = None) -> MotionAutoencoder:
-    """Motion autoencoder from `motion_autoencoder.safetensors` (else `.pth`) in checkpoint_dir.
+    """The motion autoencoder of resolved model files.
 
-    The config is `cfg`, else the folder's config.json, else the official preset.
+    The config is `cfg`, else the files' config.json, else the official preset.
     """
-    folder = Path(checkpoint_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"checkpoint folder not found: {folder}")
     if cfg is None:
-        cfg_path = folder / CONFIG_FILE
-        cfg = AvatarForcingConfig.from_json(cfg_path) if cfg_path.is_file() else official()
-    path = find_weights_file(folder, MOTION_FILE)
+        cfg = AvatarForcingConfig.from_json(files.config) if files.config else official()
+    path = files.motion_autoencoder
     with parameters_on_meta():
         model = MotionAutoencoder(cfg)
     apply_weights(model, load_weights_file(path), prefix="motion_autoencoder.", where=str(path))
@@ -68,23 +64,26 @@ class AvatarForcingRenderer(FrameRenderer):
         self.identity_motion: torch.Tensor | None = None   # r_s (1, dim_w), for the generator
 
     @classmethod
-    def from_checkpoint(cls, checkpoint_dir: str | Path, device: str = "cpu",
-                        dtype: str | torch.dtype = "float32", output_size: int | None = None
-                        ) -> "AvatarForcingRenderer":
+    def from_checkpoint(cls, checkpoint_dir: str | Path = "", device: str = "cpu",
+                        dtype: str | torch.dtype = "float32", output_size: int | None = None,
+                        motion_autoencoder_file: str | Path = "") -> "AvatarForcingRenderer":
+        """From a checkpoint folder (empty = the fetch folder) or an explicit checkpoint file."""
         if isinstance(dtype, str):
             if dtype not in _DTYPES:
                 raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
             dtype = _DTYPES[dtype]
-        return cls(load_motion_autoencoder(checkpoint_dir, device, dtype), output_size)
+        files = resolve_model_files(checkpoint_dir, motion_autoencoder=motion_autoencoder_file,
+                                    need_generator=False)
+        return cls(load_motion_autoencoder(files, device, dtype), output_size)
 
     @classmethod
     def from_options(cls, checkpoint_dir: str = "", device: str = "cpu", dtype: str = "float32",
-                     output_size: int = 0, **_ignored) -> "AvatarForcingRenderer":
+                     output_size: int = 0, motion_autoencoder_file: str = "",
+                     **_ignored) -> "AvatarForcingRenderer":
         """Factory used by backends/registry.py (BackendOptions fields as keywords)."""
-        if not checkpoint_dir:
-            raise ValueError("the avatar_forcing renderer needs checkpoint_dir")
         check_device(device)
-        return cls.from_checkpoint(checkpoint_dir, device, dtype, output_size or None)
+        return cls.from_checkpoint(checkpoint_dir, device, dtype, output_size or None,
+                                   motion_autoencoder_file)
 
     # ---- FrameRenderer ---------------------------------------------------------------------
     @torch.inference_mode()

@@ -98,8 +98,9 @@ class MotionBackend(abc.ABC):
     def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
         """Generate frames [block_index * block_frames, +block_frames).
 
-        Blocks are asked for in increasing order 0, 1, 2, ...; after a block failed the caller
-        moves on to the next one, which must then work from the history that exists. Conditions
+        Blocks are asked for in increasing order 0, 1, 2, ...; after a block failed, or when
+        blocks could not finish in time (compute slower than real time), the caller moves on to
+        a later one, which must then work from the history that exists. Conditions
         not pushed by the time of the call are treated as absent (null condition).
         """
 

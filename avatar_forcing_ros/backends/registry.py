@@ -21,12 +21,14 @@ from .base import FrameRenderer, MotionBackend
 class BackendOptions:
     """What the nodes know about the backend they should build (from their ROS parameters)."""
 
-    checkpoint_dir: str = ""     # neural: directory holding the checkpoints and config.json
-    wav2vec2_dir: str = ""       # neural: local wav2vec2-base-960h directory
+    checkpoint_dir: str = ""     # neural: release folder (empty = avatar-forcing-fetch's folder)
+    wav2vec2_dir: str = ""       # neural: wav2vec2-base-960h folder (empty = inside checkpoint_dir)
     device: str = "cpu"          # 'cpu', 'cuda', 'cuda:0', ...
     dtype: str = "float32"       # 'float32', 'float16', 'bfloat16'
     seed: int = 0
     output_size: int = 512       # renderer: side of the output images (pixels)
+    flow_transformer_file: str = ""      # neural: explicit checkpoint (empty = in checkpoint_dir)
+    motion_autoencoder_file: str = ""    # neural: explicit checkpoint (empty = in checkpoint_dir)
 
 
 @dataclass(frozen=True)

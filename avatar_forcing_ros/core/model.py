@@ -11,6 +11,8 @@ takes the file's tensors as parameters (no random init, no second copy): the off
 - `motion_autoencoder.pth|.safetensors`: `motion_autoencoder.*`;
 - a transformers wav2vec2 folder (facebook/wav2vec2-base-960h);
 - optionally `config.json` beside them (else the official configuration).
+Where they are is decided by `model_files.resolve_model_files` (release layout, fetch folder or
+explicit paths); `from_files` loads what it resolved.
 """
 from __future__ import annotations
 
@@ -27,19 +29,12 @@ from avatar_forcing_ros.core.checkpoint import (
     CheckpointMismatchError, apply_weights, load_weights_file, parameters_on_meta, save_weights_file)
 from avatar_forcing_ros.core.config import AvatarForcingConfig, official
 from avatar_forcing_ros.core.flow_transformer import FlowTransformer
+from avatar_forcing_ros.core.model_files import (CONFIG_FILE, FILE_PREFIXES, FLOW_FILE, MOTION_FILE,
+                                                 WEIGHT_SUFFIXES, ModelFiles, resolve_model_files)
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
 
 log = logging.getLogger(__name__)
 
-FLOW_FILE = "flow_transformer"
-MOTION_FILE = "motion_autoencoder"
-CONFIG_FILE = "config.json"
-_SUFFIXES = (".safetensors", ".pth")
-# Which module of the container each release file fills, by key prefix.
-_FILE_PREFIXES = {
-    FLOW_FILE: ("flow_transformer.", "audio_encoder.audio_projection."),
-    MOTION_FILE: ("motion_autoencoder.",),
-}
 # The reference loader copies whatever named parameters a file holds, so a release file may also
 # carry the (frozen) wav2vec2 under its official names; such keys are loaded over the folder's.
 WAV2VEC2_PREFIX = "audio_encoder.wav2vec2."
@@ -49,15 +44,6 @@ def default_wav2vec2_config(cfg: AvatarForcingConfig) -> Wav2Vec2Config:
     """A wav2vec2-base architecture with the config's hidden size and layer count."""
     return Wav2Vec2Config(hidden_size=cfg.wav2vec2.hidden_size,
                           num_hidden_layers=cfg.wav2vec2.num_hidden_layers)
-
-
-def find_weights_file(folder: Path, stem: str) -> Path:
-    """`<stem>.safetensors`, else `<stem>.pth`, in folder; FileNotFoundError naming both."""
-    for suffix in _SUFFIXES:
-        path = folder / f"{stem}{suffix}"
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"no {stem}.safetensors or {stem}.pth in {folder}")
 
 
 class AvatarForcing(nn.Module):
@@ -78,29 +64,34 @@ class AvatarForcing(nn.Module):
             return cls(cfg or official(), wav2vec2_config)
 
     @classmethod
-    def from_pretrained(cls, checkpoint_dir: str | Path, wav2vec2_dir: str | Path,
+    def from_pretrained(cls, checkpoint_dir: str | Path, wav2vec2_dir: str | Path = "",
                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                         cfg: AvatarForcingConfig | None = None) -> "AvatarForcing":
-        """Load the release files (see the module docstring) into a model in eval mode.
+        """Load the release files of checkpoint_dir (wav2vec2_dir empty = the folder's own
+        wav2vec2 sub-folder); see `from_files`."""
+        return cls.from_files(resolve_model_files(checkpoint_dir, wav2vec2_dir), device, dtype, cfg)
 
-        The config is, in order: `cfg`, `config.json` in checkpoint_dir, the official preset.
-        Raises FileNotFoundError for missing files and CheckpointMismatchError (a ValueError)
-        naming every missing, unexpected and mis-shaped key when a file does not fit.
+    @classmethod
+    def from_files(cls, files: ModelFiles, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32,
+                   cfg: AvatarForcingConfig | None = None) -> "AvatarForcing":
+        """Load resolved release files (see the module docstring) into a model in eval mode.
+
+        The config is, in order: `cfg`, the files' `config.json`, the official preset.
+        Raises CheckpointMismatchError (a ValueError) naming every missing, unexpected and
+        mis-shaped key when a file does not fit.
         """
-        folder = Path(checkpoint_dir)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"checkpoint folder not found: {folder}")
         if cfg is None:
-            cfg = AvatarForcingConfig.from_json(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else official()
-        paths = {stem: find_weights_file(folder, stem) for stem in _FILE_PREFIXES}
-        model = cls.on_meta(cfg, read_wav2vec2_config(wav2vec2_dir))
-        model.audio_encoder.load_wav2vec2_folder(wav2vec2_dir)
-        for stem, prefixes in _FILE_PREFIXES.items():
-            path = paths[stem]
-            state = load_weights_file(path)
-            model._apply_file(state, prefixes, str(path))
+            cfg = AvatarForcingConfig.from_json(files.config) if files.config else official()
+        paths = {FLOW_FILE: files.flow_transformer, MOTION_FILE: files.motion_autoencoder}
+        model = cls.on_meta(cfg, read_wav2vec2_config(files.wav2vec2_dir))
+        model.audio_encoder.load_wav2vec2_folder(files.wav2vec2_dir)
+        for stem, prefixes in FILE_PREFIXES.items():
+            state = load_weights_file(paths[stem])
+            model._apply_file(state, prefixes, str(paths[stem]))
             del state
-        log.info("loaded Avatar Forcing from %s (wav2vec2 %s)", folder, wav2vec2_dir)
+        log.info("loaded Avatar Forcing from %s, %s (wav2vec2 %s)", files.flow_transformer,
+                 files.motion_autoencoder, files.wav2vec2_dir)
         return model.to(device=device, dtype=dtype).eval()
 
     def _apply_file(self, state: dict[str, torch.Tensor], prefixes: tuple[str, ...], where: str) -> None:
@@ -115,12 +106,12 @@ class AvatarForcing(nn.Module):
 
     def save_pretrained(self, checkpoint_dir: str | Path, suffix: str = ".safetensors") -> None:
         """Write the two release files (and config.json) in the release layout."""
-        if suffix not in _SUFFIXES:
-            raise ValueError(f"suffix must be one of {_SUFFIXES}, got {suffix!r}")
+        if suffix not in WEIGHT_SUFFIXES:
+            raise ValueError(f"suffix must be one of {WEIGHT_SUFFIXES}, got {suffix!r}")
         folder = Path(checkpoint_dir)
         folder.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
-        for stem, prefixes in _FILE_PREFIXES.items():
+        for stem, prefixes in FILE_PREFIXES.items():
             part = {k: v for k, v in state.items() if k.startswith(prefixes)}
             save_weights_file(part, folder / f"{stem}{suffix}")
         (folder / CONFIG_FILE).write_text(json.dumps(self.cfg.to_dict(), indent=1))

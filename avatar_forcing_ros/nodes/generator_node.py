@@ -89,9 +89,10 @@ class GeneratorNode(Node):
     def _create_backend(c: GeneratorConfig) -> MotionBackend:
         """Build the backend; a backend that needs the avatar's identity gets the portrait now."""
         check_backend_name(c.backend)
-        wav2vec2_dir = c.wav2vec2_dir or (str(Path(c.checkpoint_dir) / "wav2vec2") if c.checkpoint_dir else "")
-        backend = create_backend(c.backend, BackendOptions(c.checkpoint_dir, wav2vec2_dir, c.device,
-                                                           c.dtype, c.seed))
+        backend = create_backend(c.backend, BackendOptions(
+            checkpoint_dir=c.checkpoint_dir, wav2vec2_dir=c.wav2vec2_dir, device=c.device,
+            dtype=c.dtype, seed=c.seed, flow_transformer_file=c.flow_transformer_file,
+            motion_autoencoder_file=c.motion_autoencoder_file))
         set_portrait = getattr(backend, "set_portrait", None)   # neural backend: identity from the portrait
         if set_portrait is not None:
             portrait = load_portrait(c.portrait) if c.portrait else default_portrait(c.backend)
@@ -105,10 +106,15 @@ class GeneratorNode(Node):
         p = self.declare_parameter
         backend = p("backend", "portable", describe("Motion backend: 'portable' (CPU, no download) or "
                                                     "'avatar_forcing' (neural; needs checkpoint_dir)", **ro))
-        p("checkpoint_dir", "", describe("Neural backend: directory with flow_transformer/motion_autoencoder "
-                                         "checkpoints and config.json", **ro))
-        p("wav2vec2_dir", "", describe("Neural backend: local wav2vec2-base-960h directory "
-                                       "(empty = <checkpoint_dir>/wav2vec2)", **ro))
+        p("checkpoint_dir", "", describe("Neural backend: the release folder (flow_transformer.pth, "
+                                         "motion_autoencoder.pth, wav2vec2-base-960h/); empty = the "
+                                         "folder avatar-forcing-fetch downloads into", **ro))
+        p("wav2vec2_dir", "", describe("Neural backend: wav2vec2-base-960h folder (empty = "
+                                       "<checkpoint_dir>/wav2vec2-base-960h or .../wav2vec2)", **ro))
+        p("flow_transformer_file", "", describe("Neural backend: flow_transformer checkpoint "
+                                                "(empty = the one in checkpoint_dir)", **ro))
+        p("motion_autoencoder_file", "", describe("Neural backend: motion_autoencoder checkpoint "
+                                                  "(empty = the one in checkpoint_dir)", **ro))
         p("portrait", "", describe("Avatar portrait image; its file stem is the MotionLatent frame_id", **ro))
         p("avatar_id", "", describe("MotionLatent header.frame_id; empty = portrait file stem", **ro))
         p("device", "cpu", describe("Torch device for the neural backend: cpu, cuda, cuda:N", **ro))

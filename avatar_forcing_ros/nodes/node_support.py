@@ -28,6 +28,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 
+from avatar_forcing_ros.core.model_files import MissingModelFileError
 from avatar_forcing_ros.nodes import lifecycle
 from avatar_forcing_ros.pipeline.presentation import DEFAULT_PRESENTATION_DELAY_MS, PRESENTATION_DELAY_PARAMETER
 
@@ -107,6 +108,8 @@ def backend_start_error(error: Exception, backend: str) -> ConfigError:
         return ConfigError(f"backend {backend!r} cannot be imported: {error} (a broken installation: "
                            f"run scripts/setup.sh)")
     text = ' '.join(str(error).split())
+    if isinstance(error, MissingModelFileError):   # names the file and the command that fetches it
+        return ConfigError(text)
     if isinstance(error, FileNotFoundError) and 'wav2vec2' in text:
         return ConfigError(f"parameter 'wav2vec2_dir': {text} (give a local wav2vec2-base-960h folder, "
                            f"or put one named wav2vec2 into checkpoint_dir)")

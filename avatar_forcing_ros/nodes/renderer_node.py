@@ -4,7 +4,8 @@ Computes the portrait's appearance once at start (FrameRenderer.set_portrait), t
 `avatar/motion` MotionLatent into `avatar/image` (sensor_msgs/Image, rgb8, output_size square) and
 `avatar/image/compressed` (jpeg), both stamped exactly like the latent. Decoding runs in one worker
 fed by a bounded queue; when it falls behind it decodes the waiting latents in one batch and counts
-them as late. Latents of another latent space, and malformed ones (NaN, wrong length), are rejected
+them as late, and when rendering is slower than the frame rate (the neural decoder on a CPU) it
+renders the newest latent each time it is free and counts the ones it skipped. Latents of another latent space, and malformed ones (NaN, wrong length), are rejected
 on arrival (counted, warned at most once a second). A frame the renderer still fails on, or that
 fails to publish, is counted and logged (at most once a second); decoding goes on.
 """
@@ -38,6 +39,8 @@ class RendererConfig:
     backend: str = "portable"
     checkpoint_dir: str = ""
     wav2vec2_dir: str = ""
+    flow_transformer_file: str = ""
+    motion_autoencoder_file: str = ""
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0
@@ -70,7 +73,8 @@ class RendererNode(Node):
         self.config = c = read_config(self, RendererConfig)
         try:
             self._renderer = create_renderer(c.backend, BackendOptions(
-                c.checkpoint_dir, c.wav2vec2_dir, c.device, c.dtype, c.seed, c.output_size))
+                checkpoint_dir=c.checkpoint_dir, device=c.device, dtype=c.dtype, seed=c.seed,
+                output_size=c.output_size, motion_autoencoder_file=c.motion_autoencoder_file))
             portrait = load_portrait(c.portrait) if c.portrait else default_portrait(c.backend)
             if portrait is None:
                 raise ValueError(f"backend {c.backend!r} has no default portrait: set 'portrait'")
@@ -100,8 +104,13 @@ class RendererNode(Node):
         ro = dict(read_only=True)
         p = self.declare_parameter
         p("backend", "portable", describe("Renderer backend: 'portable' or 'avatar_forcing'", **ro))
-        p("checkpoint_dir", "", describe("Neural renderer: checkpoint directory", **ro))
+        p("checkpoint_dir", "", describe("Neural renderer: the release folder (empty = the folder "
+                                         "avatar-forcing-fetch downloads into)", **ro))
+        p("motion_autoencoder_file", "", describe("Neural renderer: motion_autoencoder checkpoint "
+                                                  "(empty = the one in checkpoint_dir)", **ro))
         p("wav2vec2_dir", "", describe("Unused by renderers; accepted so one YAML block serves both", **ro))
+        p("flow_transformer_file", "", describe("Unused by renderers; accepted so one YAML block "
+                                                "serves both", **ro))
         p("device", "cpu", describe("Torch device for the neural renderer", **ro))
         p("dtype", "float32", describe("Neural renderer precision", constraints="float32|float16|bfloat16", **ro))
         p("seed", 0, describe("Unused by renderers (kept for symmetry with the generator)",
@@ -158,7 +167,8 @@ class RendererNode(Node):
 
     def _log_counters(self) -> None:
         self.get_logger().info(
-            f"rendered {self.rendered}, late {self._decoder.late}, dropped {self._queue.dropped}, "
+            f"rendered {self.rendered}, late {self._decoder.late}, skipped for a newer one "
+            f"{self._decoder.skipped}, dropped {self._queue.dropped}, "
             f"wrong latent space {self.wrong_space}, malformed {self._malformed.count}, "
             f"failed {self._decoder.failed}")
 
@@ -166,7 +176,10 @@ class RendererNode(Node):
         queue = getattr(self, "_queue", None)
         if queue is not None:
             queue.close()
-            self._worker.join(5.0)
+            # let the frame in progress finish (seconds for the neural decoder on a CPU): a process
+            # that exits while torch works in another thread aborts ("terminate called without an
+            # active exception"); 15 s stays inside the launcher's 20 s grace before SIGTERM
+            self._worker.join(15.0)
         super().destroy_node()
 
 

@@ -11,8 +11,10 @@ VALID_DTYPES = ("float32", "float16", "bfloat16")
 @dataclass(frozen=True)
 class GeneratorConfig:
     backend: str = "portable"              # registry name: 'portable' or 'avatar_forcing'
-    checkpoint_dir: str = ""               # neural backend: directory with the two checkpoints + config.json
-    wav2vec2_dir: str = ""                 # neural backend: local facebook/wav2vec2-base-960h copy
+    checkpoint_dir: str = ""               # neural backend: release folder (empty = the fetch folder)
+    wav2vec2_dir: str = ""                 # neural backend: wav2vec2-base-960h (empty = in checkpoint_dir)
+    flow_transformer_file: str = ""        # neural backend: explicit checkpoint (empty = in checkpoint_dir)
+    motion_autoencoder_file: str = ""      # neural backend: explicit checkpoint (empty = in checkpoint_dir)
     portrait: str = ""                     # avatar identity image (frame_id of MotionLatent = its stem)
     device: str = "cpu"
     dtype: str = "float32"

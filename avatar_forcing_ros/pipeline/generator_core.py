@@ -87,6 +87,7 @@ class GeneratorSnapshot:
     ages: dict[str, float]
     stale: dict[str, bool]
     blocks_generated: int
+    skipped_blocks: int = 0   # blocks not computed: they would have finished after their last frame's time
 
 
 class GeneratorCore:
@@ -124,6 +125,7 @@ class GeneratorCore:
         self._period_computes: list[float] = []
         self._last_latency = 0.0
         self._late_blocks = 0
+        self._skipped_blocks = 0
         self._malformed = 0
         self._misstamped = 0
         self._blocks = 0
@@ -168,8 +170,9 @@ class GeneratorCore:
         if self._config.use_camera:
             self._perception.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the perception thread and the worker (it finishes the block in progress)."""
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the perception thread and the worker (it finishes the block in progress: seconds
+        for the neural model on a CPU; exiting while torch still works in it aborts the process)."""
         self._stop.set()
         self._perception.stop(timeout)
         self._inputs.close()
@@ -269,7 +272,7 @@ class GeneratorCore:
                 backend_errors=self._backend_errors, start_lead_ms=self._lead.value_s * 1e3,
                 ages={n: s.age(now) for n, s in self._tracker.inputs.items()},
                 stale={n: s.enabled and s.is_stale(now) for n, s in self._tracker.inputs.items()},
-                blocks_generated=self._blocks)
+                blocks_generated=self._blocks, skipped_blocks=self._skipped_blocks)
 
     # ---- worker --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -281,12 +284,36 @@ class GeneratorCore:
             now = self._now()
             with self._lock:
                 lead = self._lead.value_s
+                block = self._skip_hopeless_blocks(block, now, lead)
                 decision = self._scheduler.decide(block, now, self._tracker, lead)
             if decision is not Decision.WAIT:
                 # a deadline start was meant for the deadline itself: the lead learns how late it came
                 intended = self._scheduler.deadline(block, lead) if decision is Decision.DEADLINE else now
                 self._guarded(f"block {block}", self._generate, block, intended)
                 block += 1
+
+    def _skip_hopeless_blocks(self, block: int, now: float, lead_s: float) -> int:
+        """The first block from `block` on whose last frame is due after the expected finish
+        (now + the learned start-to-finish lead), but never beyond the newest block whose
+        conditions are due by now. The blocks before it would finish after all their frames'
+        publication times and be dropped whole as late; skipping them lets a backend slower than
+        real time (the neural model on a CPU) still publish generated frames instead of none.
+        When even the newest block cannot be on time (compute longer than the budget), that one
+        is generated: the model stays current and the lead measured, so blocks land again as
+        soon as compute allows. The backend continues from the history it has (MotionBackend
+        allows gaps). Called with the lock held."""
+        frames, period = self.clock.block_frames, self.clock.frame_period
+        newest = block
+        while self._scheduler.conditions_time(newest + 1) - period <= now:
+            newest += 1
+        first = block
+        while block < newest and self._scheduler.publish_time((block + 1) * frames - 1) < now + lead_s:
+            block += 1
+        if block > first:
+            self._skipped_blocks += block - first
+            self._on_event(f"skipped blocks {first}..{block - 1}: they could not finish in time "
+                           f"(start-to-finish {lead_s:.2f} s); {self._skipped_blocks} skipped so far")
+        return block
 
     def _guarded(self, what: str, fn: Callable, *args) -> None:
         """Run one backend step; an exception costs that step (its frames become holds), never the

@@ -56,7 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=30.0,
                    help="seconds to run from the avatar's first image; 0 = until Ctrl-C")
     p.add_argument("--backend", default="portable", choices=["portable", "avatar_forcing"])
-    p.add_argument("--checkpoint-dir", default="", help="neural backend: folder with the release files")
+    p.add_argument("--checkpoint-dir", default="",
+                   help="neural backend: the release folder (flow_transformer.pth, motion_autoencoder.pth, "
+                        "wav2vec2-base-960h/); default: the folder avatar-forcing-fetch downloads into")
+    p.add_argument("--wav2vec2-dir", default="", help="neural backend: wav2vec2-base-960h folder "
+                                                      "(default: inside the checkpoint folder)")
+    p.add_argument("--flow-transformer-file", default="", help="neural backend: flow_transformer checkpoint "
+                                                               "(default: inside the checkpoint folder)")
+    p.add_argument("--motion-autoencoder-file", default="", help="neural backend: motion_autoencoder "
+                                                                 "checkpoint (default: inside the checkpoint folder)")
     p.add_argument("--portrait", default="", help="portrait image (default: the backend's default portrait)")
     p.add_argument("--camera", default="auto",
                    help="'auto' (webcam if one opens, else synthetic), 'synthetic', a camera index or a video file")
@@ -236,6 +244,13 @@ def stop_process_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def model_arguments(args: argparse.Namespace) -> dict[str, str]:
+    """The launch arguments that choose the backend and its model files."""
+    return {"backend": args.backend, "checkpoint_dir": args.checkpoint_dir,
+            "wav2vec2_dir": args.wav2vec2_dir, "flow_transformer_file": args.flow_transformer_file,
+            "motion_autoencoder_file": args.motion_autoencoder_file}
+
+
 def main(argv: list[str] | None = None) -> int:
     """The demo; a failure of its own set-up (media, audio server) is one line and status 2, a
     Ctrl-C before the nodes run ends it quietly (status 130)."""
@@ -254,6 +269,11 @@ def run_demo(args: argparse.Namespace) -> int:
     """Start the pipeline, run it, then write the MP4 and the evaluation (see the module doc)."""
     if args.low_latency and args.backend != "portable":
         LOG.error("--low-latency needs the portable backend (the neural model's blocks take 400 ms)")
+        return 2
+    try:
+        node_plan.check_model_files(model_arguments(args))
+    except FileNotFoundError as error:    # names the missing file and the fetch command
+        LOG.error("%s", error)
         return 2
     out = (args.out or Path("out") / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +308,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     bag = out / "session_bag"
     launch_args = node_plan.complete_arguments({
-        "backend": args.backend, "checkpoint_dir": args.checkpoint_dir, "portrait": args.portrait,
+        **model_arguments(args), "portrait": args.portrait,
         "video_source": video_source, "use_microphone": str(voice.source != "none").lower(),
         # played once: idle until the avatar is live (see below), so no word is lost to start-up
         "avatar_audio_file": "" if args.avatar_speech_once else str(avatar_speech),

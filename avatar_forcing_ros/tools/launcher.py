@@ -225,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args[a.name] = str(value).lower() if isinstance(value, bool) else value
     try:
         args = node_plan.complete_arguments(args)
-    except ValueError as error:
+        node_plan.check_model_files(args)
+    except (ValueError, FileNotFoundError) as error:
         LOG.error("%s", error)
         return 2
     prefix = package_prefix()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.model_files import resolve_model_files
 from ..evaluation.topics import TopicConfig
 from ..pipeline.presentation import PRESENTATION_DELAY_PARAMETER
 
@@ -26,7 +27,15 @@ class LaunchArgument:
 
 ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("portrait", "", "Avatar portrait image; empty = the backend's default portrait"),
-    LaunchArgument("checkpoint_dir", "", "Neural backend checkpoint directory (backend avatar_forcing)"),
+    LaunchArgument("checkpoint_dir", "", "Neural backend: the release folder (flow_transformer.pth, "
+                                         "motion_autoencoder.pth, wav2vec2-base-960h/); empty = the "
+                                         "folder avatar-forcing-fetch downloads into"),
+    LaunchArgument("wav2vec2_dir", "", "Neural backend: wav2vec2-base-960h folder; empty = inside "
+                                       "checkpoint_dir"),
+    LaunchArgument("flow_transformer_file", "", "Neural backend: flow_transformer checkpoint; empty = "
+                                                "inside checkpoint_dir"),
+    LaunchArgument("motion_autoencoder_file", "", "Neural backend: motion_autoencoder checkpoint; "
+                                                  "empty = inside checkpoint_dir"),
     LaunchArgument("backend", "portable", "Motion backend: portable | avatar_forcing"),
     LaunchArgument("camera_topic", "image", "User camera topic (sensor_msgs/Image) the generator reads"),
     LaunchArgument("video_source", "", "Start video_source publishing camera_topic from this video "
@@ -75,6 +84,15 @@ def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
     return full
 
 
+def check_model_files(args: Mapping[str, str]) -> None:
+    """With the neural backend, the files the generator and renderer will load must exist:
+    MissingModelFileError (naming the file and the fetch command) before any process starts."""
+    a = complete_arguments(args)
+    if a["backend"] == "avatar_forcing":
+        resolve_model_files(a["checkpoint_dir"], a["wav2vec2_dir"], a["flow_transformer_file"],
+                            a["motion_autoencoder_file"])
+
+
 def _non_empty(**values: str) -> dict[str, object]:
     return {k: v for k, v in values.items() if v != ""}
 
@@ -83,7 +101,9 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
     """The pipeline's nodes for these launch arguments (recording excluded: see record_topics)."""
     a = complete_arguments(args)
     camera = (("image", a["camera_topic"]),) if a["camera_topic"] != "image" else ()
-    model = _non_empty(portrait=a["portrait"], checkpoint_dir=a["checkpoint_dir"], backend=a["backend"])
+    model = _non_empty(portrait=a["portrait"], checkpoint_dir=a["checkpoint_dir"], backend=a["backend"],
+                       motion_autoencoder_file=a["motion_autoencoder_file"])
+    generator_only = _non_empty(wav2vec2_dir=a["wav2vec2_dir"], flow_transformer_file=a["flow_transformer_file"])
     nodes = []
     if a["video_source"]:
         nodes.append(PlannedNode("video_source", "video_source", {"source": a["video_source"]}, camera))
@@ -92,7 +112,8 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
     if a["avatar_audio_file"]:
         nodes.append(PlannedNode("audio_file_player", "audio_file_player", {"file": a["avatar_audio_file"]}))
     nodes.append(PlannedNode("generator", "generator",
-                             {**model, "use_user_audio": parse_bool(a["use_microphone"])}, camera))
+                             {**model, **generator_only, "use_user_audio": parse_bool(a["use_microphone"])},
+                             camera))
     nodes.append(PlannedNode("renderer", "renderer", dict(model)))
     if parse_bool(a["display"]):
         nodes.append(PlannedNode("display", "display"))

@@ -1,6 +1,6 @@
 """`avatar-forcing-offline`: portrait + avatar speech (+ user video) -> MP4 of the talking avatar.
 
-    avatar-forcing-offline --checkpoint-dir DIR --wav2vec2-dir W2V --portrait face.jpg \
+    avatar-forcing-offline [--checkpoint-dir pretrained_dir] --portrait face.jpg \
         --avatar-audio speech.wav [--user-video user.mp4] [--user-audio user.wav] -o out.mp4
     avatar-forcing-offline --backend portable --portrait face.jpg --avatar-audio speech.mp3 \
         [--user-video user.mp4] -o out.mp4
@@ -42,6 +42,7 @@ from avatar_forcing_ros.core.face_crop import (FaceDetector, apply_crop, center_
                                                crop_portrait, crop_video, to_model_input,
                                                to_uint8_images)
 from avatar_forcing_ros.core.model import AvatarForcing
+from avatar_forcing_ros.core.model_files import resolve_model_files
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
 from avatar_forcing_ros.tools import offline_portable
 from avatar_forcing_ros.tools.media_io import (AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, MediaError,
@@ -69,13 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.splitlines()[0].split(": ", 1)[1])
     p.add_argument("--backend", choices=("avatar_forcing", "portable"), default=None,
                    help="'portable': no weights, faster than real time on one CPU core; "
-                        "'avatar_forcing': the neural model (default: it with --checkpoint-dir, "
-                        "else portable)")
-    p.add_argument("--checkpoint-dir", type=Path, default=None,
-                   help="neural backend: folder with flow_transformer and motion_autoencoder "
-                        "(.safetensors/.pth), optional config.json")
-    p.add_argument("--wav2vec2-dir", type=Path, default=None,
-                   help="neural backend: local transformers wav2vec2 folder (wav2vec2-base-960h)")
+                        "'avatar_forcing': the neural model (default: it when a model file option "
+                        "is given, else portable)")
+    p.add_argument("--checkpoint-dir", default=None,
+                   help="neural backend: the release folder (flow_transformer.pth, "
+                        "motion_autoencoder.pth, wav2vec2-base-960h/, optional config.json); "
+                        "default: the folder avatar-forcing-fetch downloads into")
+    p.add_argument("--wav2vec2-dir", default=None,
+                   help="neural backend: transformers wav2vec2 folder (wav2vec2-base-960h); "
+                        "default: inside the checkpoint folder")
+    p.add_argument("--flow-transformer-file", default=None,
+                   help="neural backend: flow_transformer checkpoint (default: inside the checkpoint folder)")
+    p.add_argument("--motion-autoencoder-file", default=None,
+                   help="neural backend: motion_autoencoder checkpoint (default: inside the checkpoint folder)")
     p.add_argument("--portrait", type=Path, required=True, help="portrait image")
     p.add_argument("--avatar-audio", type=Path, required=True, help="avatar speech (audio file)")
     p.add_argument("--user-video", type=Path, help="user video (optional)")
@@ -110,14 +117,6 @@ def _check_paths(args: argparse.Namespace) -> None:
             raise MediaError(f"{', '.join(given)}: only for --backend avatar_forcing")
         if not 64 <= args.output_size <= 4096:
             raise MediaError(f"--output-size must be in [64, 4096], got {args.output_size}")
-        return
-    for option, folder in (("--checkpoint-dir", args.checkpoint_dir), ("--wav2vec2-dir", args.wav2vec2_dir)):
-        if folder is None:
-            raise MediaError(f"--backend avatar_forcing needs {option}")
-    for what, folder in (("checkpoint folder", args.checkpoint_dir),
-                         ("wav2vec2 folder", args.wav2vec2_dir)):
-        if not folder.is_dir():
-            raise MediaError(f"{what} not found: {folder}")
 
 
 def _portrait(model: AvatarForcing, args: argparse.Namespace, detector: FaceDetector):
@@ -207,15 +206,19 @@ def write_video(model: AvatarForcing, cond: Conditions, r_d: torch.Tensor,
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.backend is None:
-        args.backend = "avatar_forcing" if args.checkpoint_dir is not None else "portable"
+    if args.backend is None:   # portable unless a model file is named (neural: the fetch folder by default)
+        model_options = (args.checkpoint_dir, args.wav2vec2_dir, args.flow_transformer_file,
+                         args.motion_autoencoder_file)
+        args.backend = "avatar_forcing" if any(o is not None for o in model_options) else "portable"
     try:
         _check_paths(args)
         if args.backend == "portable":
             offline_portable.run(args)
             return 0
-        model = AvatarForcing.from_pretrained(args.checkpoint_dir, args.wav2vec2_dir,
-                                              device=args.device, dtype=_DTYPES[args.dtype])
+        files = resolve_model_files(*(str(option or "") for option in (
+            args.checkpoint_dir, args.wav2vec2_dir, args.flow_transformer_file,
+            args.motion_autoencoder_file)))
+        model = AvatarForcing.from_files(files, device=args.device, dtype=_DTYPES[args.dtype])
         cond = prepare(model, args)
         r_d = generate(model, cond, args)
         frames = write_video(model, cond, r_d, args)

@@ -35,7 +35,8 @@ from avatar_forcing_ros.tools.media_io import (MediaError, Mp4Writer, has_audio_
                                                iter_video_frames, read_audio, read_image)
 
 log = logging.getLogger("avatar_forcing_offline")
-NEURAL_ONLY = ("checkpoint_dir", "wav2vec2_dir", "nfe", "a_cfg_scale", "u_cfg_scale")
+NEURAL_ONLY = ("checkpoint_dir", "wav2vec2_dir", "flow_transformer_file", "motion_autoencoder_file", "nfe",
+               "a_cfg_scale", "u_cfg_scale")
 
 
 def neural_only_options(args: argparse.Namespace) -> list[str]:
