@@ -8,7 +8,6 @@ PortAudio/ALSA's pulse plugin from any process started with the yielded environm
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -143,3 +144,37 @@ class Listener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LaunchedNode:
+    """A node executable started as the launcher starts it (launcher.spawn: stop signals pending
+    until the node handles them, parent-death signal), output in ``log_dir/<log_name>.log``."""
+
+    def __init__(self, exe: str, env: dict, params: dict, log_dir: Path, name: str = "",
+                 log_name: str = "") -> None:
+        from avatar_forcing_ros.tools import launcher  # noqa: PLC0415  (imports rclpy-free code)
+        cmd = [sys.executable, str(executable(exe)), "--ros-args"]
+        if name:
+            cmd += ["-r", f"__node:={name}"]
+        for key, value in params.items():
+            cmd += ["-p", f"{key}:={str(value).lower() if isinstance(value, bool) else value}"]
+        self.log = log_dir / f"{log_name or name or exe}.log"
+        with self.log.open("w") as out:
+            self.process = launcher.spawn(cmd, env, stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float) -> bool:
+        """True once ``text`` is in the output (False: timeout, or the process ended without it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if text in self.output():
+                return True
+            time.sleep(0.05)
+        return text in self.output()
+
+    def counter(self, text: str) -> int:
+        """The latest value logged after ``text`` (e.g. 'malformed '), 0 when none yet."""
+        values = re.findall(re.escape(text) + r"(\d+)", self.output())
+        return int(values[-1]) if values else 0

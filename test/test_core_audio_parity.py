@@ -1,6 +1,5 @@
 """wav2vec2 audio encoder against the parity-tiny goldens, and its official-size names."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

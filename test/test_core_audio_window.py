@@ -1,5 +1,4 @@
 """Live audio features: sliding window encoder and precomputed features."""
-from pathlib import Path
 
 import numpy as np
 import pytest

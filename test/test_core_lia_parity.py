@@ -1,5 +1,4 @@
 """LIA motion autoencoder against the parity-tiny goldens (test/fixtures/parity/tiny)."""
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,5 +1,4 @@
 """Decoder API / neural renderer with the parity-tiny motion autoencoder."""
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -1,8 +1,6 @@
 """LIA parameter names/shapes against the official manifest; unused parameters stay unused."""
 import json
-from pathlib import Path
 
-import pytest
 import torch
 
 from avatar_forcing_ros.core.checkpoint import parameters_on_meta

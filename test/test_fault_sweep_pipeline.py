@@ -25,9 +25,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent
-from avatar_forcing_ros.tools import launcher
 from pipeline_ros_helpers import LiveInputs, received_between, stamp_ns, wait
-from ros_testing import Listener, executable, ros_env, unique_domain_id
+from ros_testing import LaunchedNode, Listener, ros_env, unique_domain_id
 
 BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 NODES = {
@@ -36,27 +35,6 @@ NODES = {
     "audio_playback": {},
     "display": {"headless": True},
 }
-
-
-class _Node:
-    """One node process started as the launcher starts it; output in a file."""
-
-    def __init__(self, name: str, env: dict, log_dir: Path, generation: int = 0) -> None:
-        cmd = [sys.executable, str(executable(name)), "--ros-args"]
-        for key, value in NODES[name].items():
-            cmd += ["-p", f"{key}:={str(value).lower() if isinstance(value, bool) else value}"]
-        self.log = log_dir / f"{name}_{generation}.log"
-        with self.log.open("w") as out:
-            self.process = launcher.spawn(cmd, env, stdout=out, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def counter(self, text: str) -> int:
-        """The latest value logged after ``text`` (e.g. 'malformed '), 0 when none yet."""
-        import re
-        values = re.findall(re.escape(text) + r"(\d+)", self.output())
-        return int(values[-1]) if values else 0
 
 
 def _bad_motion_and_image(listener):
@@ -85,7 +63,7 @@ def _rate(messages, start, end) -> float:
 def test_bad_inputs_and_kills_of_the_renderer_and_the_generator(tmp_path, pulseaudio_null_sink):
     domain = unique_domain_id()
     env = ros_env(domain, pulseaudio_null_sink[1])
-    nodes = {name: _Node(name, env, tmp_path) for name in NODES}
+    nodes = {name: LaunchedNode(name, env, NODES[name], tmp_path) for name in NODES}
     try:
         with Listener(domain) as lis:
             latents = lis.collect(MotionLatent, "avatar/motion", QoSProfile(depth=100), with_arrival=True)
@@ -115,7 +93,7 @@ def test_bad_inputs_and_kills_of_the_renderer_and_the_generator(tmp_path, pulsea
             # 2. kill -9 of the renderer: images stop; a new renderer brings them back
             nodes["renderer"].process.kill()
             nodes["renderer"].process.wait()
-            nodes["renderer"] = _Node("renderer", env, tmp_path, generation=1)
+            nodes["renderer"] = LaunchedNode("renderer", env, NODES["renderer"], tmp_path, log_name="renderer_1")
             t3 = time.monotonic()
             assert lis.spin_until(lambda: len(received_between(images, t3, float("inf"))) > 25, 180), \
                 nodes["renderer"].output()
@@ -125,7 +103,7 @@ def test_bad_inputs_and_kills_of_the_renderer_and_the_generator(tmp_path, pulsea
             # 3. kill -9 of the generator: a new one resumes the latents, and the images follow
             nodes["generator"].process.kill()
             nodes["generator"].process.wait()
-            nodes["generator"] = _Node("generator", env, tmp_path, generation=1)
+            nodes["generator"] = LaunchedNode("generator", env, NODES["generator"], tmp_path, log_name="generator_1")
             t4 = time.monotonic()
             assert lis.spin_until(lambda: len(received_between(latents, t4, float("inf"))) > 50
                                   and len(received_between(images, t4, float("inf"))) > 25, 180), \

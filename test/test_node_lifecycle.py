@@ -23,8 +23,7 @@ import soundfile
 
 import rclpy  # noqa: F401  (installed by the set-up: its absence fails, never skips)
 from fixture_paths import PARITY_TINY
-from avatar_forcing_ros.tools import launcher
-from ros_testing import REPO, NodeProcess, executable, ros_env, unique_domain_id
+from ros_testing import REPO, LaunchedNode, NodeProcess, executable, ros_env, unique_domain_id
 
 STOP_BOUND_S = 5.0
 NOISE = ("Traceback", "Exception ignored", "KeyboardInterrupt")
@@ -69,34 +68,10 @@ def _all_nodes(media, tmp_path, neural: bool) -> dict[str, tuple[str, dict, str]
     return nodes
 
 
-class _Node:
-    """A node executable started as the launcher starts it (launcher.spawn: stop signals pending
-    until the node handles them); output in a file."""
-
-    def __init__(self, exe: str, env: dict, params: dict, name: str, log_dir: Path) -> None:
-        cmd = [sys.executable, str(executable(exe)), "--ros-args", "-r", f"__node:={name}"]
-        for key, value in params.items():
-            cmd += ["-p", f"{key}:={str(value).lower() if isinstance(value, bool) else value}"]
-        self.log = log_dir / f"{name}.log"
-        with self.log.open("w") as out:
-            self.process = launcher.spawn(cmd, env, stdout=out, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.process.poll() is None:
-            if text in self.output():
-                return True
-            time.sleep(0.05)
-        return text in self.output()
-
-
 @contextlib.contextmanager
 def _started(nodes, env, log_dir: Path):
     """The nodes as processes; whatever happens, none is left behind."""
-    procs = {name: _Node(exe, env, params, name, log_dir) for name, (exe, params, _) in nodes.items()}
+    procs = {name: LaunchedNode(exe, env, params, log_dir, name=name) for name, (exe, params, _) in nodes.items()}
     try:
         yield procs
     finally:
@@ -105,7 +80,7 @@ def _started(nodes, env, log_dir: Path):
             proc.process.wait()
 
 
-def _stop_and_check(procs: dict[str, _Node], signals: list[int], gap_s: float = 0.0) -> None:
+def _stop_and_check(procs: dict[str, LaunchedNode], signals: list[int], gap_s: float = 0.0) -> None:
     """Send ``signals`` (``gap_s`` apart) to every process; each must exit 0 within the bound
     of the first signal, printing no traceback."""
     sent = {}

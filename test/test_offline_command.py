@@ -1,6 +1,5 @@
 """Offline command: parity-tiny weights end to end to an MP4, and clear input errors."""
 import subprocess
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -5,7 +5,6 @@ invalid values are rejected with a reason."""
 import os
 from pathlib import Path
 
-import pytest
 
 import rclpy  # noqa: F401,E402  (installed by the set-up: its absence fails, never skips)
 from rclpy.qos import QoSProfile  # noqa: E402

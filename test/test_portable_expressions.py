@@ -37,3 +37,14 @@ def test_perception_reads_the_eyes_narrowing_in_a_smile(renderer):
                                                perceiver.calibration, clip=False) for s in (0.0, 1.0))
     closure = np.mean([smiling[I[e]] - rest[I[e]] for e in ("blink_left", "blink_right")])
     assert closure > 0.15                                              # measured 0.25
+
+
+def test_a_tiny_eye_takes_its_lid_colour_from_the_inner_corner():
+    """An eye of a few pixels (a small face in a large portrait) has too little lid skin for a
+    median: the colour at its inner corner is used (this path raised NameError)."""
+    from avatar_forcing_ros.portable.eyelids import Eyelids
+    portrait = np.full((64, 64, 3), 90, np.uint8)
+    portrait[10, 20] = (1, 2, 3)
+    points = np.zeros((478, 3), np.float32)
+    points[:, :2] = (20, 10)          # every landmark on one pixel
+    assert all(np.array_equal(skin, [1, 2, 3]) for skin in Eyelids(portrait, points).skin)

@@ -37,7 +37,7 @@ class Eyelids:
     def _lid_colour(portrait: np.ndarray, points: np.ndarray, eye: tuple) -> np.ndarray:
         """Median colour of the lid skin: the upper half of the band between the lid margin and the
         ring above it (the lower half holds lashes and the crease, which made closed eyes dark)."""
-        _, _, _, upper, _, ring = eye
+        _, _, inner, upper, _, ring = eye
         middle = 0.5 * (points[list(upper), :2] + points[list(ring), :2])
         polygon = np.concatenate([middle, points[list(ring)[::-1], :2]])
         mask = np.zeros(portrait.shape[:2], dtype=np.uint8)
