@@ -15,7 +15,7 @@ from avatar_forcing_ros.evaluation.session import AudioSeries, MotionSeries
 from avatar_forcing_ros.pipeline.clock import SessionClock
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig, check_latency_budget
 from avatar_forcing_ros.pipeline.generator_core import GeneratorCore
-from avatar_forcing_ros.pipeline.scheduler import BlockScheduler
+from avatar_forcing_ros.pipeline.block_scheduler import BlockScheduler
 from avatar_forcing_ros.portable import motion_space as ms
 from avatar_forcing_ros.portable.behaviour import PortableBackend
 from avatar_forcing_ros.tools.demo import write_demo_parameters
