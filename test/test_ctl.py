@@ -66,8 +66,8 @@ def test_param_list_get_set_describe_and_refusals(generator):
     assert ctl(env, 'param', 'get', '/generator', 'nfe').stdout.strip() == '8'
 
     # the node's own validation refuses, with its reason, and nothing changes
-    assert_one_line_failure(ctl(env, 'param', 'set', '/generator', 'latency_budget_ms', '300.0'),
-                            'refused latency_budget_ms = 300.0', '400 ms of media')
+    assert_one_line_failure(ctl(env, 'param', 'set', '/generator', 'latency_budget_ms', '100.0'),
+                            'refused latency_budget_ms = 100.0', '80 ms of media')
     assert ctl(env, 'param', 'get', '/generator', 'latency_budget_ms').stdout.strip() == '800.0'
     assert_one_line_failure(ctl(env, 'param', 'set', '/generator', 'backend', 'avatar_forcing'),
                             'read-only')
@@ -176,7 +176,7 @@ def test_play_resamples_a_file_and_failures_are_one_line(tmp_path):
         _check_stream(chunks, expected, 'clip.wav')
     # no listener any more: nobody subscribes
     assert_one_line_failure(ctl(env, 'say', 'hello', timeout_s=2.0), 'no subscriber on /avatar/audio')
-    assert_one_line_failure(ctl(env, 'play', str(tmp_path / 'missing.wav')), 'cannot read audio file')
+    assert_one_line_failure(ctl(env, 'play', str(tmp_path / 'missing.wav')), 'audio file not found')
     assert_one_line_failure(ctl(env, 'say', 'hello', '--voice', 'nosuchvoice'), 'espeak-ng', 'does not exist')
     assert_one_line_failure(ctl(env, 'say', '  '), 'nothing to say')
 

@@ -250,12 +250,25 @@ def test_launcher_ends_with_the_failing_nodes_reason_and_leaves_no_temporary_fol
     dry = subprocess.run([*launch, "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
     assert dry.returncode == 0 and "generator: " in dry.stdout, dry.stdout + dry.stderr
     assert not _ours(scratch)
-    run = subprocess.run([*launch, "--backend", "avatar_forcing", "--checkpoint-dir", "/no/such/folder",
+    # a missing folder is found before any node starts: one line naming it and the fetch command
+    missing = subprocess.run([*launch, "--backend", "avatar_forcing", "--checkpoint-dir", "/no/such/folder"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    out = missing.stdout + missing.stderr
+    assert missing.returncode == 2 and len(out.strip().splitlines()) == 1, out
+    assert "/no/such/folder" in out and "avatar-forcing-fetch" in out, out
+    # files that are there but corrupt: only the nodes find out; their reason ends the launcher
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    for name in ("flow_transformer.safetensors", "motion_autoencoder.safetensors"):
+        (corrupt / name).write_bytes((PARITY_TINY / name).read_bytes()[:1000])
+    (corrupt / "config.json").write_bytes((PARITY_TINY / "config.json").read_bytes())
+    (corrupt / "wav2vec2").symlink_to(PARITY_TINY / "wav2vec2")
+    run = subprocess.run([*launch, "--backend", "avatar_forcing", "--checkpoint-dir", str(corrupt),
                           "--duration", "60"], env=env, capture_output=True, text=True, timeout=180)
     out = run.stdout + run.stderr
     assert run.returncode == 2, out
     last = out.strip().splitlines()[-1]
-    assert "stopped: " in last and "parameter 'checkpoint_dir'" in last, out
+    assert "stopped: " in last and str(corrupt) in last, out          # names the broken file
     assert not any(n in out for n in NOISE), out
     assert not _ours(scratch), _ours(scratch)
 

@@ -54,10 +54,11 @@ def test_tiny_weights_write_an_mp4_with_the_avatar_audio(media, tmp_path):
 
 
 def test_the_release_layout_in_the_fetch_folder_needs_no_path(media, tmp_path, monkeypatch, caplog):
-    """No --checkpoint-dir: the fetch folder, laid out as the release (wav2vec2-base-960h/)."""
+    """--backend avatar_forcing without --checkpoint-dir: the fetch folder, laid out as the release
+    (wav2vec2-base-960h/). (Without any model option the command picks the portable backend.)"""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     args = _args(media, tmp_path / "out.mp4")
-    del args[:4]                                     # neither --checkpoint-dir nor --wav2vec2-dir
+    args[:4] = ["--backend", "avatar_forcing"]       # neither --checkpoint-dir nor --wav2vec2-dir
     assert main(args) == 2
     assert "checkpoint folder not found" in caplog.text and "avatar-forcing-fetch" in caplog.text
     write_release_layout(tmp_path / "cache" / "avatar_forcing_ros" / "pretrained_dir")

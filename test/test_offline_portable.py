@@ -111,9 +111,10 @@ def test_portable_is_the_default_without_weights(media, tmp_path):
     (["--portrait", "{d}/blank.png"], "no face"),
     (["--avatar-audio", "{d}/missing.wav"], "avatar audio not found"),
     (["--output-size", "8"], "--output-size must be in"),
-    (["--backend", "avatar_forcing"], "needs --checkpoint-dir"),
+    (["--backend", "avatar_forcing"], "run `avatar-forcing-fetch`"),   # no weights in the fetch folder
 ])
-def test_wrong_inputs_are_one_clear_error(media, tmp_path, caplog, extra, cause):
+def test_wrong_inputs_are_one_clear_error(media, tmp_path, caplog, monkeypatch, extra, cause):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty_cache"))
     args = {"--portrait": str(media / "portrait.png"), "--avatar-audio": str(media / "speech.wav")}
     rest = [a.format(d=media) for a in extra]
     for option in list(args):

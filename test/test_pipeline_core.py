@@ -85,7 +85,9 @@ def test_a_backend_without_nfe_is_never_stepped_or_logged_in_nfe():
     snap = core.snapshot()
     core.stop()
     assert snap.late_blocks > 0 and snap.hold_frames > 0
-    assert events == [] and (snap.nfe, snap.guidance_branches) == (0, 0)
+    # overload events say which blocks were skipped; none speaks of a quality (NFE) change
+    assert not [e for e in events if "NFE" in e or "quality" in e], events
+    assert (snap.nfe, snap.guidance_branches) == (0, 0)
     assert {(p.frame.nfe, p.frame.guidance_branches) for p in frames if not p.frame.is_hold} == {(0, 0)}
 
 

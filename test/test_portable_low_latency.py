@@ -78,7 +78,7 @@ def _lipsync_of(latents: np.ndarray, speech: np.ndarray) -> dict:
                           frame_index=np.arange(frames), latent=latents, latent_space=ms.LATENT_SPACE)
     chunks = [speech[i:i + 320] for i in range(0, frames * SPF, 320)]     # 20 ms AudioChunks
     stamps = np.arange(len(chunks)) * 20_000_000
-    audio = AudioSeries(log_ns=stamps, stamp_ns=stamps, sample_rate=SR, samples=chunks)
+    audio = AudioSeries(log_ns=stamps, stamp_ns=stamps, sample_rates=np.full(len(stamps), SR), samples=chunks)
     return lipsync(avatar, audio, FPS, max_lag=10)
 
 
@@ -144,7 +144,8 @@ def test_demo_low_latency_parameters(tmp_path):
     package_yaml = tmp_path / "package.yaml"
     package_yaml.write_text("/**:\n  ros__parameters:\n    presentation_delay_ms: 1000.0\n")
     for low_latency, budget in ((True, 120.0), (False, 440.0)):
-        path = write_demo_parameters(package_yaml, tmp_path / f"p{low_latency}.yaml", "portable", low_latency)
+        path = write_demo_parameters(package_yaml, tmp_path / f"p{low_latency}.yaml", "portable",
+                                     low_latency=low_latency)
         params = yaml.safe_load(path.read_text())
         assert params["/**/generator"]["ros__parameters"]["latency_budget_ms"] == budget
         delay = params["/**"]["ros__parameters"]["presentation_delay_ms"]

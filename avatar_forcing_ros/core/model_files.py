@@ -32,7 +32,12 @@ FILE_PREFIXES = {
 
 
 class MissingModelFileError(FileNotFoundError):
-    """A model file or folder that is not where it should be (the message says how to get it)."""
+    """A model file or folder that is not where it should be (the message says how to get it);
+    ``setting``: the node parameter that chose the path (checkpoint_dir, wav2vec2_dir, ...)."""
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def default_model_dir() -> Path:
@@ -51,33 +56,33 @@ class ModelFiles:
     config: Path | None          # config.json beside the checkpoints, if any
 
 
-def _missing(what: str, expected: str) -> MissingModelFileError:
+def _missing(what: str, expected: str, setting: str) -> MissingModelFileError:
     return MissingModelFileError(
         f"{what} not found: {expected}; run `{FETCH_COMMAND}` to download the release files "
-        f"(into {default_model_dir()}), or give the release folder (pretrained_dir)")
+        f"(into {default_model_dir()}), or give the release folder (pretrained_dir)", setting)
 
 
 def _checkpoint(folder: Path, stem: str, explicit: str) -> Path:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise _missing(f"{stem} checkpoint", str(path))
+            raise _missing(f"{stem} checkpoint", str(path), f"{stem}_file")
         return path
     for suffix in WEIGHT_SUFFIXES:
         if (folder / f"{stem}{suffix}").is_file():
             return folder / f"{stem}{suffix}"
-    raise _missing(f"{stem} checkpoint", str(folder / f"{stem}.pth"))
+    raise _missing(f"{stem} checkpoint", str(folder / f"{stem}.pth"), "checkpoint_dir")
 
 
 def _wav2vec2(folder: Path, explicit: str) -> Path:
     candidates = [Path(explicit).expanduser()] if explicit else [folder / n for n in WAV2VEC2_FOLDERS]
     found = next((c for c in candidates if c.is_dir()), None)
     if found is None:
-        raise _missing("wav2vec2 folder (facebook/wav2vec2-base-960h)", str(candidates[0]))
+        raise _missing("wav2vec2 folder (facebook/wav2vec2-base-960h)", str(candidates[0]), "wav2vec2_dir")
     if not (found / "config.json").is_file():
-        raise _missing("wav2vec2 config", str(found / "config.json"))
+        raise _missing("wav2vec2 config", str(found / "config.json"), "wav2vec2_dir")
     if not any((found / name).is_file() for name in WAV2VEC2_WEIGHTS):
-        raise _missing("wav2vec2 weights", str(found / WAV2VEC2_WEIGHTS[0]))
+        raise _missing("wav2vec2 weights", str(found / WAV2VEC2_WEIGHTS[0]), "wav2vec2_dir")
     return found
 
 
@@ -89,7 +94,7 @@ def resolve_model_files(checkpoint_dir: str | Path = "", wav2vec2_dir: str | Pat
     folder = Path(checkpoint_dir).expanduser() if str(checkpoint_dir) else default_model_dir()
     needed = [motion_autoencoder] + ([flow_transformer, wav2vec2_dir] if need_generator else [])
     if not folder.is_dir() and not all(str(p) for p in needed):
-        raise _missing("checkpoint folder", str(folder))
+        raise _missing("checkpoint folder", str(folder), "checkpoint_dir")
     flow = _checkpoint(folder, FLOW_FILE, str(flow_transformer)) if need_generator else None
     motion = _checkpoint(folder, MOTION_FILE, str(motion_autoencoder))
     w2v = _wav2vec2(folder, str(wav2vec2_dir)) if need_generator else None

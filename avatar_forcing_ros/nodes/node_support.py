@@ -109,7 +109,7 @@ def backend_start_error(error: Exception, backend: str) -> ConfigError:
                            f"run scripts/setup.sh)")
     text = ' '.join(str(error).split())
     if isinstance(error, MissingModelFileError):   # names the file and the command that fetches it
-        return ConfigError(text)
+        return ConfigError(f"parameter '{error.setting}': {text}")
     if isinstance(error, FileNotFoundError) and 'wav2vec2' in text:
         return ConfigError(f"parameter 'wav2vec2_dir': {text} (give a local wav2vec2-base-960h folder, "
                            f"or put one named wav2vec2 into checkpoint_dir)")
