@@ -60,6 +60,7 @@ def install(name: str = "") -> None:
         return
     _State.installed = True
     _die_with_launcher()
+    sys.unraisablehook = _quiet_swallowed_stop(sys.unraisablehook)
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     # the wake-up fd is written by the C-level handler at once, even while the main thread is in a
@@ -81,6 +82,17 @@ def _die_with_launcher() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != int(parent):     # the launcher died before the signal was armed
         os._exit(0)
+
+
+def _quiet_swallowed_stop(previous: Callable) -> Callable:
+    """An unraisable-exception hook that stays silent for StopRequested. A signal during an import
+    can land in a callback whose exceptions Python ignores (an import lock's weakref callback):
+    it printed 'Exception ignored ... StopRequested' and start-up went on. The stop stays
+    requested: running() ends the node as soon as it spins, or the watchdog ends it."""
+    def hook(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, StopRequested):
+            previous(unraisable)
+    return hook
 
 
 def _on_signal(signum: int, frame: object) -> None:
