@@ -96,7 +96,7 @@ def _run(session: Session, args: argparse.Namespace) -> int:
                           getattr(args, 'value', None), args.timeout)
     if args.command == 'status':
         return watch.status(session, args.topic, args.once, args.timeout)
-    return watch.topics(session, args.topics, args.period, args.count)
+    return watch.topics(session, args.topics, args.period, args.count, args.timeout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,9 +50,10 @@ def status(session: Session, topic: str, once: bool, timeout: float) -> int:
         session.spin_until(lambda: received, 1.0)
 
 
-def topics(session: Session, names: list[str], period: float, count: int) -> int:
+def topics(session: Session, names: list[str], period: float, count: int,
+           timeout: float = _DISCOVERY_S) -> int:
     """Print each watched topic's rate, count and age every ``period`` s (``count`` reports; 0 =
-    until Ctrl-C). No names: every topic of the graph."""
+    until Ctrl-C). No names: every topic of the graph, waiting up to ``timeout`` s for the first."""
     if period <= 0:
         raise CtlError(f'--period must be > 0, got {period:g}')
     resolved = [session.node.resolve_topic_name(n) for n in names] if names else None
@@ -63,8 +64,14 @@ def topics(session: Session, names: list[str], period: float, count: int) -> int
         return resolved is not None and all(s.type_name for s in rates.stats.values())
 
     session.spin_until(discovered, _DISCOVERY_S)
+    def first_topic() -> bool:
+        rates.subscribe_new_topics()
+        return bool(rates.stats)
+
+    if not rates.stats:   # a slow graph (a loaded machine, nodes still starting): wait for one
+        session.spin_until(first_topic, max(0.0, timeout - _DISCOVERY_S))
     if not rates.stats:
-        raise CtlError(f'no topics in the graph within {_DISCOVERY_S:g} s '
+        raise CtlError(f'no topics in the graph within {max(timeout, _DISCOVERY_S):g} s '
                        '(are nodes running, in this ROS_DOMAIN_ID?)')
     session.spin_for(_MATCHING_S)
     rates.report()  # counting starts now
