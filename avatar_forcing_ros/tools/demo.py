@@ -47,6 +47,7 @@ CAMERA_TOPIC = "image"
 PLAY_TOPIC = "audio_file_player/play"  # a path published here starts the player's file
 AVATAR_AUDIO_TOPIC = "/avatar/audio"
 AVATAR_SPEECH_LISTENERS = ("generator", "audio_playback", "recorder")   # nodes of the plan on it
+AUDIENCE_MATCH_S = 1.0      # from a subscription in the graph to its publisher's match, with margin
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -169,6 +170,11 @@ class FirstMessageWatch:
                     LOG.warning("nobody subscribed to %s within %.0f s", topic, timeout_s)
                     return
                 time.sleep(0.05)
+            if listeners:
+                # a subscription is in the graph before DDS has matched it with the publisher
+                # (up to ~0.5 s seen on a loaded machine): give the match time
+                if self._stop.wait(AUDIENCE_MATCH_S):
+                    return
             publisher.publish(String(data=text))
         return announce
 
