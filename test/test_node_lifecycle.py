@@ -157,6 +157,16 @@ def _neural(**overrides) -> dict:
     return {"backend": "avatar_forcing", "checkpoint_dir": str(PARITY_TINY), **overrides}
 
 
+def _corrupt_checkpoint_folder(folder: Path) -> Path:
+    """A release folder whose weight files are there but cut short (config and wav2vec2 intact)."""
+    folder.mkdir()
+    for name in ("flow_transformer.safetensors", "motion_autoencoder.safetensors"):
+        (folder / name).write_bytes((PARITY_TINY / name).read_bytes()[:1000])
+    (folder / "config.json").write_bytes((PARITY_TINY / "config.json").read_bytes())
+    (folder / "wav2vec2").symlink_to(PARITY_TINY / "wav2vec2")
+    return folder
+
+
 START_UP_ERRORS = [
     ("generator", _neural(checkpoint_dir="/no/such/folder"), "parameter 'checkpoint_dir'"),
     ("renderer", _neural(checkpoint_dir="/no/such/folder"), "parameter 'checkpoint_dir'"),
@@ -180,12 +190,7 @@ def test_every_start_up_error_is_one_line_and_status_2(tmp_path):
     """Whatever the exception inside (FileNotFoundError, RuntimeError, AssertionError, a
     safetensors error, a parameter type error), the last line names the setting."""
     (tmp_path / "empty").mkdir()
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    for name in ("flow_transformer.safetensors", "motion_autoencoder.safetensors"):
-        (corrupt / name).write_bytes((PARITY_TINY / name).read_bytes()[:1000])
-    (corrupt / "config.json").write_bytes((PARITY_TINY / "config.json").read_bytes())
-    (corrupt / "wav2vec2").symlink_to(PARITY_TINY / "wav2vec2")
+    corrupt = _corrupt_checkpoint_folder(tmp_path / "corrupt")
     cv2.imwrite(str(tmp_path / "no_face.png"), np.full((300, 300, 3), 128, np.uint8))
     env = ros_env(unique_domain_id())
     fill = {"{empty}": str(tmp_path / "empty"), "{corrupt}": str(corrupt),
@@ -257,12 +262,7 @@ def test_launcher_ends_with_the_failing_nodes_reason_and_leaves_no_temporary_fol
     assert missing.returncode == 2 and len(out.strip().splitlines()) == 1, out
     assert "/no/such/folder" in out and "avatar-forcing-fetch" in out, out
     # files that are there but corrupt: only the nodes find out; their reason ends the launcher
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    for name in ("flow_transformer.safetensors", "motion_autoencoder.safetensors"):
-        (corrupt / name).write_bytes((PARITY_TINY / name).read_bytes()[:1000])
-    (corrupt / "config.json").write_bytes((PARITY_TINY / "config.json").read_bytes())
-    (corrupt / "wav2vec2").symlink_to(PARITY_TINY / "wav2vec2")
+    corrupt = _corrupt_checkpoint_folder(tmp_path / "corrupt")
     run = subprocess.run([*launch, "--backend", "avatar_forcing", "--checkpoint-dir", str(corrupt),
                           "--duration", "60"], env=env, capture_output=True, text=True, timeout=180)
     out = run.stdout + run.stderr
