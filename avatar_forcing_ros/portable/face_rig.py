@@ -24,6 +24,8 @@ from avatar_forcing_ros.portable import motion_space as ms
 # Eyelid rings just above each upper lid (same column order as the lid contours).
 _LEFT_LID_RINGS = ((247, 30, 29, 27, 28, 56, 190), (113, 225, 224, 223, 222, 221, 189))
 _RIGHT_LID_RINGS = ((467, 260, 259, 257, 258, 286, 414), (342, 445, 444, 443, 442, 441, 413))
+_LEFT_INNER_BROW = (107, 66, 55, 65)       # inner ends of the brows (upper and lower edge)
+_RIGHT_INNER_BROW = (336, 296, 285, 295)
 _CHEEKS = (50, 280, 205, 425, 187, 411, 123, 352, 117, 346)
 
 
@@ -36,8 +38,11 @@ class RigConfig:
     smile_out: float = 0.08         # mouth-corner outward shift, each side
     smile_cheek: float = 0.05       # cheek lift
     smile_squint: float = 0.045     # lower-lid lift (a smile narrows the eyes)
-    pucker_in: float = 0.075        # mouth-corner inward shift, each side
-    brow_lift: float = 0.08         # brow lift
+    pucker_in: float = 0.09         # mouth-corner inward shift, each side (0.075 read 50-75 %)
+    pucker_round: float = 0.05      # outer-lip bulge up (upper lip) and down (lower lip) in the middle
+    brow_lift: float = 0.11         # brow lift (0.08 read back as 15-45 % of the brow range; 0.16 ghosts)
+    brow_lower: float = 0.05        # brow drop in a frown (brow_raise = -1) ...
+    brow_squeeze: float = 0.04      # ... and the inner brow ends drawn towards the nose, each side
     gaze_x: float = 0.22            # iris shift, in eye widths
     gaze_y: float = 0.12            # iris shift, in eye widths
     lid_close: float = 0.94         # fraction of the lid gap the upper lid travels
@@ -57,10 +62,12 @@ class RigConfig:
     still_margin: float = 0.06      # a frame this wide (fraction of the size) never moves
 
 
-def _gaussian(points: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:
-    """(N,) max over centres of exp(-d^2 / 2 sigma^2), distances in the image plane."""
-    d2 = ((points[:, None, :2] - centres[None, :, :2]) ** 2).sum(-1).min(axis=1)
-    return np.exp(-d2 / (2.0 * sigma * sigma))
+def _gaussian(points: np.ndarray, centres: np.ndarray, sigma: float, plateau: float = 0.0) -> np.ndarray:
+    """(N,) max over centres of exp(-d^2 / 2 sigma^2), distances d in the image plane less
+    `plateau` (1 within that distance)."""
+    d = np.sqrt(((points[:, None, :2] - centres[None, :, :2]) ** 2).sum(-1).min(axis=1))
+    d = np.maximum(d - plateau, 0.0)
+    return np.exp(-d * d / (2.0 * sigma * sigma))
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -103,8 +110,13 @@ class FaceRig:
         self._blink(face, landmark_basis[ms.INDEX["blink_right"]], lm.RIGHT_UPPER_LID,
                     lm.RIGHT_LOWER_LID, _RIGHT_LID_RINGS, lm.RIGHT_IRIS)
         self._brows(face, landmark_basis[ms.INDEX["brow_raise"]])
+        # A frown is not a raise in reverse (the inner ends draw together): brow_raise < 0 uses
+        # its own basis, applied in deform().
+        self.frown_basis = np.zeros((len(self.vertices), 3))
+        self._frown(face, self.frown_basis[: self.num_landmarks])
         self._gaze(face, landmark_basis[ms.INDEX["gaze_x"]], landmark_basis[ms.INDEX["gaze_y"]])
         self.basis[..., :2] = self.basis[..., :2] @ axes                         # face -> image
+        self.frown_basis[:, :2] = self.frown_basis[:, :2] @ axes
         self.pivot = np.array([points[lm.NOSE_BRIDGE, 0], points[lm.NOSE_TIP, 1],
                                points[lm.NOSE_BRIDGE, 2] + config.pivot_depth * self.scale])
         self._expression_index = ms.group_indices("expression")
@@ -186,11 +198,17 @@ class FaceRig:
             basis[list(lower), 1] -= cfg.smile_squint * s
 
     def _pucker(self, p: np.ndarray, basis: np.ndarray) -> None:
-        """Mouth corners (with their neighbourhood) in."""
-        s = self.scale
+        """Mouth corners (with their neighbourhood) in, and the lips rounded: pushed forward, they
+        bulge up and down in the middle, so the mouth's outline turns from a slit to an oval."""
+        s, cfg = self.scale, self.config
         for corner in (lm.MOUTH_LEFT, lm.MOUTH_RIGHT):
             inward = np.sign(p[lm.CHIN, 0] - p[corner, 0])
-            basis[:, 0] += _gaussian(p, p[[corner]], 0.15 * s) * self.config.pucker_in * s * inward
+            basis[:, 0] += _gaussian(p, p[[corner]], 0.15 * s) * cfg.pucker_in * s * inward
+        centre_x = 0.5 * (p[lm.MOUTH_LEFT, 0] + p[lm.MOUTH_RIGHT, 0])
+        half = 0.5 * abs(p[lm.MOUTH_RIGHT, 0] - p[lm.MOUTH_LEFT, 0])
+        for contour, up in ((lm.UPPER_OUTER_LIP[1:-1], -1.0), (lm.LOWER_OUTER_LIP[1:-1], 1.0)):
+            along = np.clip(np.abs(p[list(contour), 0] - centre_x) / half, 0.0, 1.0)
+            basis[list(contour), 1] += up * cfg.pucker_round * s * (1.0 - along ** 2)
 
     def _blink(self, p: np.ndarray, basis: np.ndarray, upper: tuple, lower: tuple,
                rings: tuple, iris: tuple) -> None:
@@ -203,17 +221,39 @@ class FaceRig:
         basis[list(lower), 1] -= (1.0 - close) * 0.6 * gap[:, 1]
         basis[list(iris), 1] = 0.5 * close * gap[:, 1].mean()
 
-    def _brows(self, p: np.ndarray, basis: np.ndarray) -> None:
-        """Brows up, the forehead and upper-lid skin partly; eyes and lids stay."""
+    def _brow_weight(self, p: np.ndarray) -> np.ndarray:
+        """(N,) how much each point moves with the brows: the forehead around them, fading out
+        smoothly towards the eyes, which stay (a weight set to 0 only on the lid contours, as
+        before, folded the mesh at the eye corners and split many brows in two when raised)."""
         brows = list(lm.LEFT_BROW + lm.RIGHT_BROW)
-        weight = _gaussian(p, p[brows], 0.12 * self.scale)
-        eye_region = lm.LEFT_UPPER_LID + lm.LEFT_LOWER_LID + lm.RIGHT_UPPER_LID \
-            + lm.RIGHT_LOWER_LID + lm.LEFT_IRIS + lm.RIGHT_IRIS \
-            + _LEFT_LID_RINGS[0] + _RIGHT_LID_RINGS[0]
-        weight[list(eye_region)] = 0.0
-        weight[list(_LEFT_LID_RINGS[1] + _RIGHT_LID_RINGS[1])] = 0.3
+        # The whole brow moves as one (its hair reaches past MediaPipe's brow points, and a
+        # brow stretched below them left a dark smear under a raised brow); the forehead follows less.
+        weight = _gaussian(p, p[brows], 0.12 * self.scale, plateau=0.05 * self.scale) * self._eye_fade(p)
         weight[brows] = 1.0
-        basis[:, 1] = -self.config.brow_lift * self.scale * weight
+        return weight
+
+    def _eye_fade(self, p: np.ndarray) -> np.ndarray:
+        """(N,) 0 on the eyes (lids, corners, irises), rising smoothly to 1 at 0.1 s from them."""
+        eyes = list(lm.LEFT_UPPER_LID + lm.LEFT_LOWER_LID + lm.RIGHT_UPPER_LID + lm.RIGHT_LOWER_LID
+                    + lm.LEFT_IRIS + lm.RIGHT_IRIS) + [lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER,
+                                                       lm.RIGHT_EYE_OUTER, lm.RIGHT_EYE_INNER]
+        distance = np.sqrt(((p[:, None, :2] - p[None, eyes, :2]) ** 2).sum(-1).min(axis=1))
+        return _smoothstep(distance / (0.1 * self.scale))
+
+    def _brows(self, p: np.ndarray, basis: np.ndarray) -> None:
+        """Brows up, with the forehead and upper-lid skin."""
+        basis[:, 1] = -self.config.brow_lift * self.scale * self._brow_weight(p)
+
+    def _frown(self, p: np.ndarray, basis: np.ndarray) -> None:
+        """Brows down and their inner ends towards the nose (with the skin between them), per unit
+        of frown (brow_raise = -1)."""
+        s, cfg = self.scale, self.config
+        basis[:, 1] = cfg.brow_lower * s * self._brow_weight(p)
+        for inner in (_LEFT_INNER_BROW, _RIGHT_INNER_BROW):
+            towards_nose = np.sign(p[lm.NOSE_BRIDGE, 0] - p[inner[0], 0])
+            w = _gaussian(p, p[list(inner)], 0.1 * s) * self._eye_fade(p)
+            basis[:, 0] += w * cfg.brow_squeeze * s * towards_nose
+            basis[:, 1] += w * 0.3 * cfg.brow_lower * s
 
     def _gaze(self, p: np.ndarray, basis_x: np.ndarray, basis_y: np.ndarray) -> None:
         for outer, inner, iris in ((lm.LEFT_EYE_OUTER, lm.LEFT_EYE_INNER, lm.LEFT_IRIS),
@@ -236,7 +276,12 @@ class FaceRig:
         if params.shape != (ms.DIM,):
             raise ValueError(f"expected ({ms.DIM},) face parameters, got {params.shape}")
         idx = self._expression_index
-        expressed = self.vertices + np.tensordot(params[idx], self.basis[idx], axes=1)  # (N, 3)
+        expression = params[idx].copy()
+        brow = expression[idx == ms.INDEX["brow_raise"]]
+        frown = max(-float(brow[0]), 0.0)
+        expression[idx == ms.INDEX["brow_raise"]] = max(float(brow[0]), 0.0)
+        expressed = self.vertices + np.tensordot(expression, self.basis[idx], axes=1) \
+            + frown * self.frown_basis                                                  # (N, 3)
         yaw, pitch, roll = params[self._pose_index]
         limit = self.config.yaw_limit_deg
         rotation = self.pose_rotation(limit * np.tanh(self.config.yaw_gain * yaw / limit), pitch, roll)
