@@ -22,8 +22,10 @@ def test_a_smile_lifts_cheeks_and_lower_lids(renderer):
     rig = renderer.rig
     rest, smiling = rig.deform(ms.NEUTRAL), rig.deform(ms.from_dict({"smile": 1.0}))
     lift = (rest - smiling)[:, 1] / rig.scale                          # upwards, in eye distances
-    lower_lids = list(lm.LEFT_LOWER_LID + lm.RIGHT_LOWER_LID)
+    lower_lids = list(lm.LEFT_LOWER_LID[2:5] + lm.RIGHT_LOWER_LID[2:5])
     assert lift[lower_lids].min() >= 0.04                              # the eyes narrow from below
+    for lid in (lm.LEFT_LOWER_LID, lm.RIGHT_LOWER_LID):                # less towards the corners
+        assert lift[lid[0]] < 0.8 * lift[lid[3]] and lift[lid[-1]] < 0.8 * lift[lid[3]]
     assert lift[list(_CHEEKS)].mean() >= 0.04                          # the cheeks rise
     corners = [lm.MOUTH_LEFT, lm.MOUTH_RIGHT]
     assert lift[corners].min() >= 0.1                                  # corners up ...
@@ -145,3 +147,43 @@ def test_pucker_rounds_the_lips_and_is_perceived(renderer):
     with FacePerceiver(static_image_mode=True) as perceiver:
         change = _perceived(perceiver, renderer, {"mouth_pucker": 1.0}) - _perceived(perceiver, renderer, {})
     assert change[I["mouth_pucker"]] > 0.6, change[I["mouth_pucker"]]          # measured 0.94
+
+
+@pytest.mark.parametrize("values", [{"jaw_open": 1.0}, {"smile": 1.0}, {"smile": 1.0, "jaw_open": 1.0},
+                                    {"brow_raise": 1.0}, {"brow_raise": -1.0},
+                                    {"mouth_pucker": 1.0, "jaw_open": 1.0}])
+def test_no_fold_at_the_extremes(renderer, values):
+    """No mesh triangle turns over at the chin, face outline, eyes or brows at the ends of the
+    expression ranges (a wide-open jaw folded the chin over the skin below it; a smile folded the
+    eye corners; a raised brow the eye corners). A few slivers at the lip corners remain."""
+    rig = renderer.rig
+    triangles = renderer.warp.triangulation.simplices
+
+    def signed_area(v: np.ndarray) -> np.ndarray:
+        a, b, c = v[triangles[:, 0]], v[triangles[:, 1]], v[triangles[:, 2]]
+        return (b - a)[:, 0] * (c - a)[:, 1] - (b - a)[:, 1] * (c - a)[:, 0]
+
+    flipped = triangles[np.sign(signed_area(rig.vertices[:, :2])) != np.sign(signed_area(rig.deform(ms.from_dict(values))))]
+    guarded = set(lm.FACE_OVAL + lm.LEFT_UPPER_LID + lm.LEFT_LOWER_LID + lm.RIGHT_UPPER_LID
+                  + lm.RIGHT_LOWER_LID + lm.LEFT_BROW + lm.RIGHT_BROW) | set(range(rig.num_landmarks, len(rig.vertices)))
+    assert not guarded & set(flipped.ravel().tolist()), flipped
+    assert len(flipped) <= 10, flipped
+
+
+def test_neck_and_shoulders_follow_a_head_turn_a_little(renderer):
+    """Below the chin, a row of the frame follows a 15-degree turn by a few pixels in its direction
+    (the face moves much more), while the frame's bottom edge stays still."""
+    rig = renderer.rig
+    shoulders = np.nonzero(rig.head_weight == rig.config.shoulder_head_weight)[0]
+    assert len(shoulders) >= 3
+    moved = rig.deform(ms.from_dict({"head_yaw": 15.0}))
+    shift = (moved - rig.vertices[:, :2])[:, 0]
+    nose = shift[lm.NOSE_TIP]
+    assert nose > 10.0
+    assert 1.0 < np.median(shift[shoulders]) < 0.5 * nose
+    map_x, _ = renderer.warp.sampling_map(moved - rig.vertices[:, :2])
+    grid_x = np.arange(rig.size, dtype=np.float32)[None, :]
+    y = int(rig.vertices[shoulders[0], 1])
+    x = int(rig.vertices[shoulders[len(shoulders) // 2], 0])
+    assert grid_x[0, x] - map_x[y, x] > 1.0                          # the pixels there moved right
+    assert np.abs(map_x[-4:] - grid_x).max() < 0.5                  # the bottom edge stays

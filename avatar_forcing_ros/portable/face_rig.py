@@ -3,12 +3,15 @@
 Vertices are the 478 MediaPipe landmarks (x, y in pixels, depth in x-pixel units) plus
 anchor rings that make the motion fade out smoothly: the face oval scaled by each of
 ``RigConfig.ring_scales`` around the face centre (moving with the head by
-``ring_head_weights`` and not at all with expressions), and points on the image border
-and on a square ``still_margin`` inside it that never move (the frame between stays still).
+``ring_head_weights`` and with the expressions of their oval point by
+``ring_expression_weights``, so that a dropping chin carries the skin below it instead of folding
+over it), and points on the image border and on a square ``still_margin`` inside it that never move (the frame between stays still), and
+a row below the chin (neck and shoulders) that follows the head by ``shoulder_head_weight``.
 This keeps the warp free of tearing at the face outline.
 
 Expressions are linear: each expression parameter has a displacement basis (N, 3), built once
-from the portrait's own geometry (distances in outer-eye-corner units ``s``). The head pose is
+from the portrait's own geometry (distances in outer-eye-corner units ``s``); brow_raise has two,
+one for raising and one for frowning (the inner brow ends draw together). The head pose is
 then applied as a rotation of the expressed 3D vertices about a pivot behind the face, and
 projected orthographically (yaw/pitch become 2.5D motion: near points move more than far ones).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from avatar_forcing_ros.portable import landmarks as lm
@@ -58,7 +62,10 @@ class RigConfig:
     yaw_limit_deg: float = 30.0
     ring_scales: tuple[float, ...] = (1.3, 1.8)       # anchor rings, x face-oval size
     ring_head_weights: tuple[float, ...] = (1.0, 0.3)  # how much each ring follows the head
+    ring_expression_weights: tuple[float, ...] = (0.5, 0.1)  # ... and its oval point's expressions
     border_step: int = 64           # spacing of fixed border anchors, pixels
+    shoulder_drop: float = 0.55     # a row of anchors this many face heights below the chin ...
+    shoulder_head_weight: float = 0.2  # ... follows the head this much (neck and shoulders turn a little)
     still_margin: float = 0.06      # a frame this wide (fraction of the size) never moves
 
 
@@ -88,7 +95,7 @@ class FaceRig:
         points = points.copy()
         depth = self._smooth_depth(points, config.depth_smoothing * self.scale)
         points[:, 2] = points[lm.NOSE_BRIDGE, 2] + config.depth_gain * (depth - points[lm.NOSE_BRIDGE, 2])
-        anchors, head_weight = self._anchors(points)
+        anchors, head_weight, anchor_source = self._anchors(points)
         self.vertices = np.concatenate([points, anchors]).astype(np.float64)     # (N, 3)
         self.head_weight = np.concatenate([np.ones(len(points)), head_weight])   # (N,)
         self.num_landmarks = len(points)
@@ -115,6 +122,10 @@ class FaceRig:
         self.frown_basis = np.zeros((len(self.vertices), 3))
         self._frown(face, self.frown_basis[: self.num_landmarks])
         self._gaze(face, landmark_basis[ms.INDEX["gaze_x"]], landmark_basis[ms.INDEX["gaze_y"]])
+        ringed = anchor_source[:, 0] >= 0
+        ring_index = np.nonzero(ringed)[0] + self.num_landmarks
+        source, share = anchor_source[ringed, 0].astype(int), anchor_source[ringed, 1]
+        self.basis[:, ring_index] = share[None, :, None] * self.basis[:, source]
         self.basis[..., :2] = self.basis[..., :2] @ axes                         # face -> image
         self.frown_basis[:, :2] = self.frown_basis[:, :2] @ axes
         self.pivot = np.array([points[lm.NOSE_BRIDGE, 0], points[lm.NOSE_TIP, 1],
@@ -138,23 +149,43 @@ class FaceRig:
         near_outline = _gaussian(points, points[list(lm.FACE_OVAL)], sigma)
         return near_outline * smooth + (1.0 - near_outline) * points[:, 2]
 
-    def _anchors(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Face-oval rings (moving with the head) and fixed border points -> (M, 3), (M,)."""
+    def _anchors(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Face-oval rings (moving with the head) and fixed border points -> (M, 3) positions,
+        (M,) head weights and (M, 2) [oval landmark index or -1, share of its expressions]."""
         oval = points[list(lm.FACE_OVAL)]
         centre = oval.mean(axis=0)
         margin = self.config.still_margin * self.size
-        rings, weights = [], []
-        for ring_scale, weight in zip(self.config.ring_scales, self.config.ring_head_weights):
+        rings, weights, sources = [], [], []
+        cfg = self.config
+        for ring_scale, weight, share in zip(cfg.ring_scales, cfg.ring_head_weights, cfg.ring_expression_weights):
             ring = oval.copy()
             ring[:, :2] = centre[:2] + ring_scale * (oval[:, :2] - centre[:2])
             inside = np.all((ring[:, :2] > margin + 2.0) & (ring[:, :2] < self.size - margin - 2.0), axis=1)
             rings.append(ring[inside])
             weights.append(np.full(int(inside.sum()), weight))
+            sources.append(np.stack([np.array(lm.FACE_OVAL)[inside], np.full(int(inside.sum()), share)], axis=1))
+        shoulders = self._shoulders(points, margin)
+        rings.append(shoulders)
+        weights.append(np.full(len(shoulders), cfg.shoulder_head_weight))
+        sources.append(np.tile([-1.0, 0.0], (len(shoulders), 1)))
         for low, high in ((-1.0, float(self.size)), (margin, self.size - 1.0 - margin)):
             border = self._square(low, high, centre[2])
             rings.append(border)
             weights.append(np.zeros(len(border)))
-        return np.concatenate(rings), np.concatenate(weights)
+            sources.append(np.tile([-1.0, 0.0], (len(border), 1)))
+        return np.concatenate(rings), np.concatenate(weights), np.concatenate(sources).astype(np.float64)
+
+    def _shoulders(self, points: np.ndarray, margin: float) -> np.ndarray:
+        """(M, 3) a row of points across the frame below the chin, where neck and shoulders are
+        (none when the frame ends first): a head turn carries them a little, so it reads as a turn
+        of the head on its body rather than a mask sliding over a still photograph."""
+        face_height = float(np.linalg.norm(points[lm.CHIN, :2] - points[lm.FOREHEAD, :2]))
+        y = points[lm.CHIN, 1] + self.config.shoulder_drop * face_height
+        if y > self.size - margin - 0.5 * self.config.border_step:
+            return np.zeros((0, 3))
+        count = max(2, int(np.ceil((self.size - 2 * margin) / self.config.border_step)))
+        xs = np.linspace(margin, self.size - margin, count + 1)[1:-1]
+        return np.array([(x, y, points[lm.CHIN, 2]) for x in xs])
 
     def _square(self, low: float, high: float, depth: float) -> np.ndarray:
         """(M, 3) points every ~border_step pixels along the square [low, high]^2."""
@@ -174,8 +205,13 @@ class FaceRig:
         lateral = np.clip(1.0 - ((p[:, 0] - centre_x) / half_width) ** 2, 0.0, 1.0)
         weight = vertical * (0.3 + 0.7 * lateral)
         weight[list(lm.UPPER_OUTER_LIP + lm.UPPER_INNER_LIP)] = 0.0
-        # The lower lip opens as an arc: full drop in the middle, a third at the corners.
-        lower = list(lm.LOWER_OUTER_LIP + lm.LOWER_INNER_LIP)
+        # The lower lip opens as an arc: full drop in the middle, a third at the corners. Every
+        # point of the lip moves so, not only its contours (the points between them lagged
+        # behind the inner contour, which passed over them at a wide-open jaw).
+        lip_outline = np.concatenate([p[list(lm.LOWER_INNER_LIP), :2], p[list(lm.LOWER_OUTER_LIP[::-1]), :2]])
+        in_lip = [i for i in range(len(p)) if cv2.pointPolygonTest(
+            lip_outline.astype(np.float32), (float(p[i, 0]), float(p[i, 1])), True) >= -0.01 * s]
+        lower = sorted(set(lm.LOWER_OUTER_LIP + lm.LOWER_INNER_LIP) | set(in_lip))
         mouth_half = 0.5 * abs(p[lm.MOUTH_RIGHT, 0] - p[lm.MOUTH_LEFT, 0])
         along = np.clip(np.abs(p[lower, 0] - centre_x) / mouth_half, 0.0, 1.0)
         weight[lower] = 1.0 - 0.65 * along ** 2
@@ -194,8 +230,12 @@ class FaceRig:
             basis[:, 0] += w * cfg.smile_out * s * outward
             basis[:, 1] -= w * cfg.smile_up * s
         basis[:, 1] -= _gaussian(p, p[list(_CHEEKS)], 0.2 * s) * cfg.smile_cheek * s
-        for lower in (lm.LEFT_LOWER_LID, lm.RIGHT_LOWER_LID):
-            basis[list(lower), 1] -= cfg.smile_squint * s
+        for lower, iris in ((lm.LEFT_LOWER_LID, lm.LEFT_IRIS), (lm.RIGHT_LOWER_LID, lm.RIGHT_IRIS)):
+            # Less towards the eye corners, which stay (a uniform lift folded them in a narrow eye).
+            basis[list(lower), 1] -= cfg.smile_squint * s * np.array([0.3, 0.7, 1.0, 1.0, 1.0, 0.7, 0.3])
+            # The iris's lower edge lies on the lower lid: it rides up part of the way (else the
+            # rising lid passed over it and folded the eye).
+            basis[list(iris), 1] -= 0.6 * cfg.smile_squint * s
 
     def _pucker(self, p: np.ndarray, basis: np.ndarray) -> None:
         """Mouth corners (with their neighbourhood) in, and the lips rounded: pushed forward, they
