@@ -181,7 +181,7 @@ class FaceRig:
         of the head on its body rather than a mask sliding over a still photograph."""
         face_height = float(np.linalg.norm(points[lm.CHIN, :2] - points[lm.FOREHEAD, :2]))
         y = points[lm.CHIN, 1] + self.config.shoulder_drop * face_height
-        if y > self.size - margin - 0.5 * self.config.border_step:
+        if y > (1.0 - 0.04) * self.size - margin:
             return np.zeros((0, 3))
         count = max(2, int(np.ceil((self.size - 2 * margin) / self.config.border_step)))
         xs = np.linspace(margin, self.size - margin, count + 1)[1:-1]
