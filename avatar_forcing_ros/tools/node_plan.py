@@ -4,6 +4,12 @@ the same executables with the same parameter overrides and remappings.
 
 Parameters come from config/avatar_forcing.yaml; the launch arguments below only override the
 few values a user picks per run (portrait, checkpoint, backend, input sources). ROS-free.
+
+`placement` splits the one plan over two hosts: the robot runs what touches the user (camera,
+microphone, avatar speech file, display, speaker), the server runs what needs compute (generator,
+renderer) and the recorder. The recorder goes with the server because everything it records
+already reaches the server (the generator's inputs) or is made there (motion, images, status): it
+adds nothing to the link and keeps disk writes off the robot.
 """
 from __future__ import annotations
 
@@ -50,8 +56,15 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("record_camera", "true", "Record the raw camera images too (640x480 at 25 fps: about "
                                             "23 MB/s); user/motion keeps what the generator perceived"),
     LaunchArgument("namespace", "", "Namespace for every node and (relative) topic"),
+    LaunchArgument("placement", "all", "Which part of the pipeline runs on this host: all | robot (camera, "
+                                       "microphone, speech file, display, speaker) | server (generator, "
+                                       "renderer, recorder); robot and server find each other over DDS"),
 )
 DEFAULTS = {a.name: a.default for a in ARGUMENTS}
+
+PLACEMENTS = ("all", "robot", "server")
+# The host each process of the plan runs on when the pipeline is split (placement robot | server).
+SERVER_NODES = frozenset({"generator", "renderer", "recorder"})
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,25 @@ def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
     full = {**DEFAULTS, **{k: str(v) for k, v in args.items()}}
     for name in ("use_microphone", "display", "speaker", "record"):
         parse_bool(full[name])
+    if full["placement"] not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {'|'.join(PLACEMENTS)}, got {full['placement']!r}")
     return full
+
+
+def runs_here(node_name: str, args: Mapping[str, str]) -> bool:
+    """Whether the process ``node_name`` of the plan runs on this host under the arguments' placement."""
+    placement = complete_arguments(args)["placement"]
+    return placement == "all" or (placement == "server") == (node_name in SERVER_NODES)
+
+
+def split(args: Mapping[str, str]) -> bool:
+    """True when robot and server run on different hosts (placement robot or server)."""
+    return complete_arguments(args)["placement"] != "all"
+
+
+def records_here(args: Mapping[str, str]) -> bool:
+    """Recording asked for, and the recorder's host is this one."""
+    return parse_bool(complete_arguments(args)["record"]) and runs_here("recorder", args)
 
 
 def check_model_files(args: Mapping[str, str]) -> None:
@@ -98,7 +129,8 @@ def _non_empty(**values: str) -> dict[str, object]:
 
 
 def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
-    """The pipeline's nodes for these launch arguments (recording excluded: see record_topics)."""
+    """The pipeline's nodes this host runs for these launch arguments (recording excluded: see
+    record_topics and records_here)."""
     a = complete_arguments(args)
     camera = (("image", a["camera_topic"]),) if a["camera_topic"] != "image" else ()
     model = _non_empty(portrait=a["portrait"], checkpoint_dir=a["checkpoint_dir"], backend=a["backend"],
@@ -116,10 +148,12 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
                              camera))
     nodes.append(PlannedNode("renderer", "renderer", dict(model)))
     if parse_bool(a["display"]):
-        nodes.append(PlannedNode("display", "display"))
+        # across hosts the display takes the JPEG stream: 25 times 786 KB/s of raw rgb8 would need
+        # a 160 Mbit/s link (README, "Two hosts")
+        nodes.append(PlannedNode("display", "display", {"compressed": True} if split(a) else {}))
     if parse_bool(a["speaker"]):
         nodes.append(PlannedNode("audio_playback", "audio_playback"))
-    return nodes
+    return [n for n in nodes if runs_here(n.name, a)]
 
 
 def check_parameter_file(params: Mapping[str, object]) -> None:
