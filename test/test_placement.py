@@ -1,0 +1,40 @@
+"""placement splits the one node plan over a robot and a server host (tools/node_plan.py), in
+avatar-forcing-launch's process plan too."""
+import pytest
+
+from avatar_forcing_ros.tools import launcher, node_plan
+
+FULL = {"video_source": "user.mp4", "avatar_audio_file": "speech.wav", "record": "true"}
+
+
+def _names(placement: str) -> list[str]:
+    return [n.name for n in node_plan.plan_nodes({**FULL, "placement": placement})]
+
+
+def test_robot_and_server_together_are_the_whole_plan():
+    robot, server, everything = _names("robot"), _names("server"), _names("all")
+    assert set(robot) == {"video_source", "audio_capture", "audio_file_player", "display", "audio_playback"}
+    assert set(server) == {"generator", "renderer"}
+    assert sorted(robot + server) == sorted(everything)
+
+
+def test_recorder_runs_on_the_server(tmp_path):
+    def processes(placement):
+        return [name for name, _ in launcher.process_plan({**FULL, "placement": placement}, tmp_path,
+                                                          tmp_path / "p.yaml", tmp_path)]
+    assert "recorder" in processes("server") and "recorder" in processes("all")
+    assert "recorder" not in processes("robot")
+    assert not node_plan.records_here({**FULL, "placement": "robot"})
+
+
+def test_split_display_takes_the_jpeg_stream():
+    display = {n.name: n for n in node_plan.plan_nodes({"placement": "robot"})}["display"]
+    assert display.parameters == {"compressed": True}
+    together = {n.name: n for n in node_plan.plan_nodes({})}["display"]
+    assert together.parameters == {}
+
+
+def test_unknown_placement_is_refused():
+    with pytest.raises(ValueError, match="placement must be one of all|robot|server"):
+        node_plan.plan_nodes({"placement": "gpu"})
+    assert launcher.main(["--placement", "gpu", "--dry-run"]) == 2
