@@ -1,7 +1,7 @@
 """Listener for the two-host test and bench: run on one host (namespace), it notes every message
 of the pipeline's streams as it arrives there, and rewrites a JSON snapshot every second.
 
-    python test/two_hosts_listener.py OUT.json [--raw-images] [--stop STOPFILE]
+    python test/two_hosts_listener.py OUT.json [--raw-images] [--camera] [--stop STOPFILE]
 
 Per stream: a list of [arrival wall time, header stamp, serialized bytes] (generator status:
 also hold_frames and frames_published). Stops when STOPFILE exists (or on SIGINT/SIGTERM).
@@ -35,11 +35,14 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
     p.add_argument("--raw-images", action="store_true", help="also take avatar/image (raw rgb8)")
+    p.add_argument("--camera", action="store_true", help="also take the camera images (image, raw)")
     p.add_argument("--stop", type=Path, default=None)
     a = p.parse_args()
     streams = dict(STREAMS)
     if a.raw_images:
         streams["image_raw"] = ("avatar/image", Image, False)
+    if a.camera:
+        streams["camera"] = ("image", Image, False)
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(1))

@@ -1,0 +1,120 @@
+"""Bandwidth and latency of the pipeline split over two hosts (placement robot | server).
+
+    source scripts/env.sh
+    sudo -E python bench/bench_two_hosts.py --seconds 15       # root: it makes network namespaces
+
+Makes a robot and a server host (two network namespaces joined by a veth pair, test/netns_pair.py),
+starts `avatar-forcing-launch --placement robot` (video_source with the demo's synthetic user video,
+audio_file_player, headless display) and `--placement server` (generator, renderer: portable
+backend, the demo's 440 ms budget), and listens on the robot side (test/two_hosts_listener.py)
+in two phases: what the split sends by default (JPEG images to the robot), then also the raw rgb8
+images across the link. Prints per stream msgs/s, bytes per message (serialized CDR; RTPS/UDP/IP
+add a few percent) and the bandwidth, and the robot-side latency of each image stream (arrival
+minus the media time it shows). The processes of both hosts get CPU priority (a shared machine
+stands in for two dedicated ones).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "test"))   # the namespace pair and the listener are the test's own
+from netns_pair import NetnsPair  # noqa: E402
+
+from avatar_forcing_ros.tools import demo, demo_media, launcher, node_plan  # noqa: E402
+
+LISTENER = REPO / "test" / "two_hosts_listener.py"
+
+
+def _listen(pair: NetnsPair, env: dict, out: Path, seconds: float, extra: list[str]) -> dict[str, np.ndarray]:
+    stop = out.with_suffix(".stop")
+    proc = subprocess.Popen(pair.exec("robot") + [sys.executable, str(LISTENER), str(out), "--stop", str(stop),
+                                                   "--camera", *extra], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.exists() and json.loads(out.read_text())["image_jpeg"]):
+        pair.prioritise(-10)
+        time.sleep(0.5)
+    time.sleep(2.0)                               # matched on every stream
+    start = time.time()
+    time.sleep(seconds)
+    stop.touch()
+    proc.wait(30)
+    data = json.loads(out.read_text())
+    return {k: (lambda a: a[(a[:, 0] >= start) & (a[:, 0] < start + seconds)])(
+        np.array(v, dtype=np.float64).reshape(len(v), -1)) for k, v in data.items() if v}
+
+
+def _table(got: dict[str, np.ndarray], seconds: float) -> list[str]:
+    crossing = {"camera": "robot -> server", "avatar_audio": "robot -> server", "image_jpeg": "server -> robot",
+                "image_raw": "server -> robot", "status": "server -> robot", "motion": "server only*"}
+    lines = [f"| stream | link | msgs/s | bytes/msg | kB/s | Mbit/s | latency p50 / p99 (ms) |", "|" + "---|" * 7]
+    for name, rows in got.items():
+        rate, size = len(rows) / seconds, rows[:, 2].mean()
+        latency = ""
+        if name.startswith("image_"):
+            p50, p99 = np.percentile(1e3 * (rows[:, 0] - rows[:, 1]), [50, 99])
+            latency = f"{p50:.0f} / {p99:.0f}"
+        lines.append(f"| {name} | {crossing.get(name, '')} | {rate:.1f} | {size:.0f} | {rate * size / 1e3:.1f} "
+                     f"| {rate * size * 8 / 1e6:.2f} | {latency} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per phase")
+    p.add_argument("--output-size", type=int, default=512)
+    a = p.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="af_two_hosts_"))
+    wav = tmp / "speech.wav"
+    t = np.arange(16000 * 4) / 16000
+    soundfile.write(wav, (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32), 16000)
+    video = demo_media.user_video(tmp)
+    share = launcher.share_dir(launcher.package_prefix())
+    params = demo.write_demo_parameters(node_plan.config_file(share), tmp / "parameters.yaml", "portable")
+    settings = yaml.safe_load(params.read_text())
+    settings["/**/renderer"]["ros__parameters"]["output_size"] = a.output_size
+    params.write_text(yaml.safe_dump(settings, sort_keys=False))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + os.getpid() % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET",
+               ROS_LOG_DIR=str(tmp / "log"))
+    env.pop("DISPLAY", None)
+    launch = [sys.executable, "-m", "avatar_forcing_ros.tools.launcher", "--backend", "portable",
+              "--no-use-microphone", "--avatar-audio-file", str(wav), "--video-source", str(video), "--display",
+              "--no-speaker", "--params-file", str(params)]
+    with NetnsPair() as pair:
+        sides = {side: subprocess.Popen(pair.exec(side) + launch + ["--placement", side], env=env,
+                                        stdout=open(tmp / f"{side}.log", "w"), stderr=subprocess.STDOUT)
+                 for side in ("server", "robot")}
+        try:
+            jpeg = _listen(pair, env, tmp / "jpeg.json", a.seconds, [])
+            raw = _listen(pair, env, tmp / "raw.json", a.seconds, ["--raw-images"])
+        finally:
+            for proc in sides.values():
+                proc.send_signal(2)
+            for proc in sides.values():
+                proc.wait(30)
+    print(f"command: {' '.join([sys.executable, *sys.argv])}")
+    print(f"portable backend, {a.output_size} px, budget {demo.PORTABLE_LATENCY_BUDGET_MS:g} ms, "
+          f"{a.seconds:g} s per phase, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, logs in {tmp}")
+    print("\nphase 1: the split as launched (display takes JPEG)")
+    print("\n".join(_table(jpeg, a.seconds)))
+    print("\nphase 2: raw rgb8 images across the link as well")
+    print("\n".join(_table(raw, a.seconds)))
+    print("\n* motion latents stay on the server when it renders; rendering on the robot would send them "
+          "instead of images (the neural model's: 512 float32 = 2 KB a frame, 0.4 Mbit/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
