@@ -1,7 +1,7 @@
 """Two network namespaces joined by a veth pair: a robot host and a server host on one machine.
 
-Each side gets loopback, one address on a /24 and a multicast route over the veth (DDS discovery
-multicasts to 239.255.0.1; without a route the send fails). Names carry this process's pid, so
+Each side gets loopback, one address on a /24 and a multicast route over the veth, as a host on
+a LAN has (DDS discovery multicasts to 239.255.0.1). Names carry this process's pid, so
 parallel runs never collide, and pairs left by a run that died (its pid gone) are removed when a
 new pair is made. Needs root (CAP_NET_ADMIN) and iproute2.
 
