@@ -37,36 +37,50 @@ from avatar_forcing_ros.tools import demo, demo_media, launcher, node_plan  # no
 LISTENER = REPO / "test" / "two_hosts_listener.py"
 
 
-def _listen(pair: NetnsPair, env: dict, out: Path, seconds: float, extra: list[str]) -> dict[str, np.ndarray]:
-    stop = out.with_suffix(".stop")
-    proc = subprocess.Popen(pair.exec("robot") + [sys.executable, str(LISTENER), str(out), "--stop", str(stop),
-                                                   "--camera", *extra], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+def _listen(pair: NetnsPair, env: dict, tmp: Path, phase: str, seconds: float,
+            extra: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Listeners on both hosts for ``seconds``: {side: {stream: rows in the window}}."""
+    outs = {side: tmp / f"{phase}_{side}.json" for side in ("robot", "server")}
+    stop = tmp / f"{phase}.stop"
+    procs = [subprocess.Popen(pair.exec(side) + [sys.executable, str(LISTENER), str(out), "--stop", str(stop),
+                                                  "--camera", *extra], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT) for side, out in outs.items()]
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (out.exists() and json.loads(out.read_text())["image_jpeg"]):
+    while time.monotonic() < deadline and not all(
+            out.exists() and json.loads(out.read_text())["image_jpeg"] for out in outs.values()):
         pair.prioritise(-10)
         time.sleep(0.5)
     time.sleep(2.0)                               # matched on every stream
     start = time.time()
     time.sleep(seconds)
     stop.touch()
-    proc.wait(30)
-    data = json.loads(out.read_text())
-    return {k: (lambda a: a[(a[:, 0] >= start) & (a[:, 0] < start + seconds)])(
-        np.array(v, dtype=np.float64).reshape(len(v), -1)) for k, v in data.items() if v}
+    for proc in procs:
+        proc.wait(30)
+    window = lambda a: a[(a[:, 0] >= start) & (a[:, 0] < start + seconds)]  # noqa: E731
+    return {side: {k: window(np.array(v, dtype=np.float64).reshape(len(v), -1))
+                   for k, v in json.loads(out.read_text()).items() if v} for side, out in outs.items()}
 
 
-def _table(got: dict[str, np.ndarray], seconds: float) -> list[str]:
-    crossing = {"camera": "robot -> server", "avatar_audio": "robot -> server", "image_jpeg": "server -> robot",
-                "image_raw": "server -> robot", "status": "server -> robot", "motion": "server only*"}
-    lines = [f"| stream | link | msgs/s | bytes/msg | kB/s | Mbit/s | latency p50 / p99 (ms) |", "|" + "---|" * 7]
-    for name, rows in got.items():
-        rate, size = len(rows) / seconds, rows[:, 2].mean()
+# stream: (sending host, receiving host); motion stays on the server when it renders
+LINK = {"camera": ("robot", "server"), "avatar_audio": ("robot", "server"), "image_jpeg": ("server", "robot"),
+        "image_raw": ("server", "robot"), "status": ("server", "robot"), "motion": ("server", "server")}
+
+
+def _table(got: dict[str, dict[str, np.ndarray]], seconds: float) -> list[str]:
+    """Sent rate and size on the sending host, received rate and latency on the receiving one."""
+    lines = ["| stream | link | msgs/s sent | msgs/s received | bytes/msg | Mbit/s sent | "
+             "latency p50 / p99 at the receiver (ms) |", "|" + "---|" * 7]
+    for name, (sender, receiver) in LINK.items():
+        sent, rows = got[sender].get(name), got[receiver].get(name)
+        if sent is None or rows is None:
+            continue
+        rate, size = len(sent) / seconds, sent[:, 2].mean()
         latency = ""
-        if name.startswith("image_"):
+        if name.startswith("image_") or name == "camera":
             p50, p99 = np.percentile(1e3 * (rows[:, 0] - rows[:, 1]), [50, 99])
             latency = f"{p50:.0f} / {p99:.0f}"
-        lines.append(f"| {name} | {crossing.get(name, '')} | {rate:.1f} | {size:.0f} | {rate * size / 1e3:.1f} "
+        link = "server only*" if sender == receiver else f"{sender} -> {receiver}"
+        lines.append(f"| {name} | {link} | {rate:.1f} | {len(rows) / seconds:.1f} | {size:.0f} "
                      f"| {rate * size * 8 / 1e6:.2f} | {latency} |")
     return lines
 
@@ -97,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                                         stdout=open(tmp / f"{side}.log", "w"), stderr=subprocess.STDOUT)
                  for side in ("server", "robot")}
         try:
-            jpeg = _listen(pair, env, tmp / "jpeg.json", a.seconds, [])
-            raw = _listen(pair, env, tmp / "raw.json", a.seconds, ["--raw-images"])
+            jpeg = _listen(pair, env, tmp, "jpeg", a.seconds, [])
+            raw = _listen(pair, env, tmp, "raw", a.seconds, ["--raw-images"])
         finally:
             for proc in sides.values():
                 proc.send_signal(2)
