@@ -10,8 +10,8 @@ runs the same schedule and only counts.
 With `compressed` it takes `<image_topic>/compressed` (JPEG) instead: what crosses the link when
 the renderer runs on another host. When no frame has come for `stream_timeout_s` (link down,
 server gone) it shows an *idle face* instead of a frozen picture: the last frame, breathing at
-once and blinking once the portable rig is built on it (portable/idle_face.py), at half the frame
-rate; each such outage is counted and logged, and the avatar's own frames take over again as soon
+once and, when the outage lasts half a second more, blinking once the portable rig is built on it
+(portable/idle_face.py), at half the frame rate; each such outage is counted and logged, and the avatar's own frames take over again as soon
 as they arrive.
 """
 from __future__ import annotations
@@ -35,6 +35,9 @@ from avatar_forcing_ros.portable.idle_face import IdleFace
 
 _MAX_FPS = 60.0   # the fastest image stream the schedule holds every frame of
 _IDLE_PERIOD_S = 0.08   # idle face: 12.5 fps (a rig frame costs ~25 ms; a blink still spans 3 frames)
+# The rig (MediaPipe on the last frame, ~1.4 s of CPU on a loaded machine) is built only once an
+# outage has lasted this long: a stall of a busy host that ends sooner costs just the breathing.
+_RIG_AFTER_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,15 @@ class DisplayNode(Node):
         self._last_shown = None            # the newest frame shown (decoded only for an outage)
         self._idle: IdleFace | None = None   # set while the stream is lost
         self._outage_start = 0.0
+        self._rig_started = False
         self.outages = 0
         self.idle_frames = 0
         self.create_subscription(CompressedImage if c.compressed else Image, self._topic, self._on_image,
                                  QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         self._thread = threading.Thread(target=self._run, name="display", daemon=True)
         self._thread.start()
+        if c.stream_timeout_s > 0:
+            threading.Thread(target=self._warm_up_idle_face, name="idle-face-warm-up", daemon=True).start()
         self.create_timer(5.0, self._log_counters)
         mode = "headless (counting only)" if self.headless else ("fullscreen" if c.fullscreen else "window")
         self.get_logger().info(f"display {mode}, presentation delay {c.presentation_delay_ms:g} ms")
@@ -117,6 +123,10 @@ class DisplayNode(Node):
                 now = time.monotonic()
                 if self._idle is None:
                     self._start_outage(now)
+                if self._idle is not None and not self._rig_started and now - self._outage_start >= _RIG_AFTER_S:
+                    self._rig_started = True
+                    threading.Thread(target=self._prepare_idle, args=(self._idle,), name="idle-face",
+                                     daemon=True).start()
                 if self._idle is not None and now >= next_idle:
                     next_idle = now + _IDLE_PERIOD_S
                     frame = self._idle.frame(now - self._outage_start)
@@ -143,12 +153,22 @@ class DisplayNode(Node):
         self.outages += 1
         self._outage_start = now
         self._idle = IdleFace(still, seed=self.outages)
-        threading.Thread(target=self._prepare_idle, args=(self._idle,), name="idle-face", daemon=True).start()
+        self._rig_started = False
         self.get_logger().warning(f"avatar stream lost (no frame for {self.config.stream_timeout_s:g} s): "
                                   f"showing the idle face; outage {self.outages}")
 
+    def _warm_up_idle_face(self) -> None:
+        try:
+            IdleFace.warm_up()
+        except Exception as error:   # noqa: BLE001 (an outage will then say why, once)
+            self.get_logger().warning(f"idle face unavailable until an outage: {type(error).__name__}: {error}")
+
     def _prepare_idle(self, idle: IdleFace) -> None:
-        idle.prepare(time.monotonic() - self._outage_start)
+        try:
+            idle.prepare(time.monotonic() - self._outage_start)
+        except Exception as error:   # noqa: BLE001 (a thread's exception would print a traceback)
+            self.get_logger().warning(f"idle face: no rig ({type(error).__name__}: {error}); breathing only")
+            return
         how = "blinking and breathing" if idle.face_found else "breathing only (no face found in it)"
         self.get_logger().info(f"idle face: the last frame, {how}")
 

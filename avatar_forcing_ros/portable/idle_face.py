@@ -6,8 +6,9 @@ idle motion, in two stages so the screen never freezes:
 1. at once: the frame *breathes*: a slow scale about its lower centre (0.6 % at 0.25 Hz, one
    cv2.warpAffine, about 2 ms a frame);
 2. once ``prepare`` has made the frame a portrait of the portable renderer (one MediaPipe
-   detection and the rig build: about 1.4 s on a loaded 2-core machine, so the display runs it
-   in a thread), the face itself moves: blinks every 2.5-5 s and breathing as a slow head pitch
+   detection and the rig build: 0.3-1.4 s on a loaded 2-core machine, so the display runs it
+   in a thread, and only once an outage has lasted half a second; ``warm_up`` imports MediaPipe
+   beforehand), the face itself moves: blinks every 2.5-5 s and breathing as a slow head pitch
    (about 25 ms a frame at 512 px, which is why the display renders it at half the frame rate).
 
 A frame in which MediaPipe finds no face keeps stage 1 for the whole outage. ROS-free.
@@ -62,6 +63,14 @@ class IdleFace:
         gaps = rng.uniform(*BLINK_GAP_S, size=200)
         self._blinks = FIRST_BLINK_S + np.concatenate([[0.0], np.cumsum(gaps)])   # from readiness
         self.face_found: bool | None = None    # None until prepare has run
+
+    @staticmethod
+    def warm_up() -> None:
+        """Import what ``prepare`` needs (MediaPipe alone takes seconds on a loaded machine), so
+        that an outage pays only for the detection; for a thread at start-up."""
+        import mediapipe  # noqa: F401,PLC0415
+
+        from avatar_forcing_ros.portable import mesh_renderer  # noqa: F401,PLC0415
 
     @property
     def animated(self) -> bool:
