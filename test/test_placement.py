@@ -38,3 +38,11 @@ def test_unknown_placement_is_refused():
     with pytest.raises(ValueError, match="placement must be one of all|robot|server"):
         node_plan.plan_nodes({"placement": "gpu"})
     assert launcher.main(["--placement", "gpu", "--dry-run"]) == 2
+
+
+def test_only_the_server_needs_the_neural_model_files(tmp_path):
+    neural = {"backend": "avatar_forcing", "checkpoint_dir": str(tmp_path / "no_release")}
+    node_plan.check_model_files({**neural, "placement": "robot"})       # the robot loads no model
+    for placement in ("server", "all"):
+        with pytest.raises(FileNotFoundError):
+            node_plan.check_model_files({**neural, "placement": placement})

@@ -146,8 +146,10 @@ class DisplayNode(Node):
                 and time.monotonic() - self._last_arrival > timeout and self._schedule.next_time() is None)
 
     def _start_outage(self, now: float) -> None:
-        still = self._decode(self._last_shown, "rgb8")
-        if still is None:
+        try:     # (a malformed frame was counted when shown, if a window showed it)
+            still = (compressed_to_array if isinstance(self._last_shown, CompressedImage)
+                     else image_to_array)(self._last_shown, "rgb8")
+        except MalformedMessageError:
             self._last_shown = None     # nothing to animate until a good frame comes
             return
         self.outages += 1

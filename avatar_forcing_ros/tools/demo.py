@@ -285,7 +285,7 @@ def run_demo(args: argparse.Namespace) -> int:
         LOG.error("--low-latency needs the portable backend (the neural model's blocks take 400 ms)")
         return 2
     try:
-        node_plan.check_model_files(model_arguments(args))
+        node_plan.check_model_files({**model_arguments(args), "placement": args.placement})
     except FileNotFoundError as error:    # names the missing file and the fetch command
         LOG.error("%s", error)
         return 2

@@ -116,10 +116,11 @@ def records_here(args: Mapping[str, str]) -> bool:
 
 
 def check_model_files(args: Mapping[str, str]) -> None:
-    """With the neural backend, the files the generator and renderer will load must exist:
-    MissingModelFileError (naming the file and the fetch command) before any process starts."""
+    """With the neural backend, the files the generator and renderer will load must exist where
+    they run: MissingModelFileError (naming the file and the fetch command) before any process
+    starts. A robot half (placement robot) loads no model and needs none."""
     a = complete_arguments(args)
-    if a["backend"] == "avatar_forcing":
+    if a["backend"] == "avatar_forcing" and runs_here("generator", a):
         resolve_model_files(a["checkpoint_dir"], a["wav2vec2_dir"], a["flow_transformer_file"],
                             a["motion_autoencoder_file"])
 
@@ -148,8 +149,8 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
                              camera))
     nodes.append(PlannedNode("renderer", "renderer", dict(model)))
     if parse_bool(a["display"]):
-        # across hosts the display takes the JPEG stream: 25 times 786 KB/s of raw rgb8 would need
-        # a 160 Mbit/s link (README, "Two hosts")
+        # across hosts the display takes the JPEG stream: 25 raw rgb8 frames of 786 KB a second
+        # would need a 160 Mbit/s link and get lost in fragments (README, "Two hosts")
         nodes.append(PlannedNode("display", "display", {"compressed": True} if split(a) else {}))
     if parse_bool(a["speaker"]):
         nodes.append(PlannedNode("audio_playback", "audio_playback"))
