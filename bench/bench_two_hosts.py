@@ -2,6 +2,7 @@
 
     source scripts/env.sh
     sudo -E python bench/bench_two_hosts.py --seconds 15       # root: it makes network namespaces
+    sudo -E python bench/bench_two_hosts.py --seconds 15 --render-on robot   # only latents cross
 
 Makes a robot and a server host (two network namespaces joined by a veth pair, test/netns_pair.py),
 starts `avatar-forcing-launch --placement robot` (video_source with the demo's synthetic user video,
@@ -37,17 +38,20 @@ from avatar_forcing_ros.tools import demo, demo_media, launcher, node_plan  # no
 LISTENER = REPO / "test" / "two_hosts_listener.py"
 
 
-def _listen(pair: NetnsPair, env: dict, tmp: Path, phase: str, seconds: float,
-            extra: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Listeners on both hosts for ``seconds``: {side: {stream: rows in the window}}."""
+def _listen(pair: NetnsPair, env: dict, tmp: Path, phase: str, seconds: float, extra: list[str],
+            render_on: str) -> dict[str, dict[str, np.ndarray]]:
+    """Listeners on both hosts for ``seconds``: {side: {stream: rows in the window}}; images are
+    taken only on the host where they are shown (the robot) and where they are made."""
     outs = {side: tmp / f"{phase}_{side}.json" for side in ("robot", "server")}
     stop = tmp / f"{phase}.stop"
     procs = [subprocess.Popen(pair.exec(side) + [sys.executable, str(LISTENER), str(out), "--stop", str(stop),
-                                                  "--camera", *extra], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT) for side, out in outs.items()]
+                                                  "--camera", *extra,
+                                                  *(["--no-images"] if side != "robot" and render_on == "robot" else [])],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+             for side, out in outs.items()]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not all(
-            out.exists() and json.loads(out.read_text())["image_jpeg"] for out in outs.values()):
+            out.exists() and json.loads(out.read_text())["motion"] for out in outs.values()):
         pair.prioritise(-10)
         time.sleep(0.5)
     time.sleep(2.0)                               # matched on every stream
@@ -61,25 +65,29 @@ def _listen(pair: NetnsPair, env: dict, tmp: Path, phase: str, seconds: float,
                    for k, v in json.loads(out.read_text()).items() if v} for side, out in outs.items()}
 
 
-# stream: (sending host, receiving host); motion stays on the server when it renders
-LINK = {"camera": ("robot", "server"), "avatar_audio": ("robot", "server"), "image_jpeg": ("server", "robot"),
-        "image_raw": ("server", "robot"), "status": ("server", "robot"), "motion": ("server", "server")}
+def _links(render_on: str) -> dict[str, tuple[str, str]]:
+    """stream: (sending host, receiving host); motion stays on the server when it renders, the
+    images on the robot when it does."""
+    renderer = render_on
+    return {"camera": ("robot", "server"), "avatar_audio": ("robot", "server"),
+            "image_jpeg": (renderer, "robot"), "image_raw": (renderer, "robot"), "status": ("server", "robot"),
+            "motion": ("server", renderer)}
 
 
-def _table(got: dict[str, dict[str, np.ndarray]], seconds: float) -> list[str]:
+def _table(got: dict[str, dict[str, np.ndarray]], seconds: float, render_on: str) -> list[str]:
     """Sent rate and size on the sending host, received rate and latency on the receiving one."""
     lines = ["| stream | link | msgs/s sent | msgs/s received | bytes/msg | Mbit/s sent | "
              "latency p50 / p99 at the receiver (ms) |", "|" + "---|" * 7]
-    for name, (sender, receiver) in LINK.items():
+    for name, (sender, receiver) in _links(render_on).items():
         sent, rows = got[sender].get(name), got[receiver].get(name)
         if sent is None or rows is None:
             continue
         rate, size = len(sent) / seconds, sent[:, 2].mean()
         latency = ""
-        if name.startswith("image_") or name == "camera":
+        if name.startswith("image_") or name in ("camera", "motion"):
             p50, p99 = np.percentile(1e3 * (rows[:, 0] - rows[:, 1]), [50, 99])
             latency = f"{p50:.0f} / {p99:.0f}"
-        link = "server only*" if sender == receiver else f"{sender} -> {receiver}"
+        link = f"{sender} only" if sender == receiver else f"{sender} -> {receiver}"
         lines.append(f"| {name} | {link} | {rate:.1f} | {len(rows) / seconds:.1f} | {size:.0f} "
                      f"| {rate * size * 8 / 1e6:.2f} | {latency} |")
     return lines
@@ -89,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per phase")
     p.add_argument("--output-size", type=int, default=512)
+    p.add_argument("--render-on", default="server", choices=["server", "robot"],
+                   help="the renderer's host (the launch argument render_on)")
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="af_two_hosts_"))
     wav = tmp / "speech.wav"
@@ -105,28 +115,28 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("DISPLAY", None)
     launch = [sys.executable, "-m", "avatar_forcing_ros.tools.launcher", "--backend", "portable",
               "--no-use-microphone", "--avatar-audio-file", str(wav), "--video-source", str(video), "--display",
-              "--no-speaker", "--params-file", str(params)]
+              "--no-speaker", "--params-file", str(params), "--render-on", a.render_on]
     with NetnsPair() as pair:
         sides = {side: subprocess.Popen(pair.exec(side) + launch + ["--placement", side], env=env,
                                         stdout=open(tmp / f"{side}.log", "w"), stderr=subprocess.STDOUT)
                  for side in ("server", "robot")}
         try:
-            jpeg = _listen(pair, env, tmp, "jpeg", a.seconds, [])
-            raw = _listen(pair, env, tmp, "raw", a.seconds, ["--raw-images"])
+            jpeg = _listen(pair, env, tmp, "jpeg", a.seconds, [], a.render_on)
+            raw = _listen(pair, env, tmp, "raw", a.seconds, ["--raw-images"], a.render_on)
         finally:
             for proc in sides.values():
                 proc.send_signal(2)
             for proc in sides.values():
                 proc.wait(30)
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
-    print(f"portable backend, {a.output_size} px, budget {demo.PORTABLE_LATENCY_BUDGET_MS:g} ms, "
+    print(f"portable backend, rendering on the {a.render_on}, {a.output_size} px, budget {demo.PORTABLE_LATENCY_BUDGET_MS:g} ms, "
           f"{a.seconds:g} s per phase, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, logs in {tmp}")
-    print("\nphase 1: the split as launched (display takes JPEG)")
-    print("\n".join(_table(jpeg, a.seconds)))
-    print("\nphase 2: raw rgb8 images across the link as well")
-    print("\n".join(_table(raw, a.seconds)))
-    print("\n* motion latents stay on the server when it renders; rendering on the robot would send them "
-          "instead of images (the neural model's: 512 float32 = 2 KB a frame, 0.4 Mbit/s)")
+    print("\nphase 1: the split as launched (display: JPEG from a server renderer, raw from a robot one)")
+    print("\n".join(_table(jpeg, a.seconds, a.render_on)))
+    print("\nphase 2: raw rgb8 images to the robot's listener as well")
+    print("\n".join(_table(raw, a.seconds, a.render_on)))
+    print("\nlatency: arrival minus the media time (images, motion) or capture time (camera); the neural "
+          "model's latents would be 512 float32 = 2 KB a frame, 0.4 Mbit/s")
     return 0
 
 

@@ -46,3 +46,14 @@ def test_only_the_server_needs_the_neural_model_files(tmp_path):
     for placement in ("server", "all"):
         with pytest.raises(FileNotFoundError):
             node_plan.check_model_files({**neural, "placement": placement})
+
+
+def test_render_on_robot_moves_renderer_and_recorder_to_the_robot(tmp_path):
+    args = {**FULL, "render_on": "robot"}
+    robot = {n.name: n for n in node_plan.plan_nodes({**args, "placement": "robot"})}
+    assert "renderer" in robot and robot["display"].parameters == {}     # raw images, on this host
+    assert [n.name for n in node_plan.plan_nodes({**args, "placement": "server"})] == ["generator"]
+    assert node_plan.records_here({**args, "placement": "robot"})
+    assert not node_plan.records_here({**args, "placement": "server"})
+    with pytest.raises(ValueError, match="render_on must be one of server|robot"):
+        node_plan.plan_nodes({"render_on": "gpu"})

@@ -1,7 +1,7 @@
 """Listener for the two-host test and bench: run on one host (namespace), it notes every message
 of the pipeline's streams as it arrives there, and rewrites a JSON snapshot every second.
 
-    python test/two_hosts_listener.py OUT.json [--raw-images] [--camera] [--stop STOPFILE]
+    python test/two_hosts_listener.py OUT.json [--raw-images] [--camera] [--no-images] [--stop STOPFILE]
 
 Per stream: a list of [arrival wall time, header stamp, serialized bytes] (generator status:
 also hold_frames and frames_published). Stops when STOPFILE exists (or on SIGINT/SIGTERM).
@@ -36,9 +36,13 @@ def main() -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--raw-images", action="store_true", help="also take avatar/image (raw rgb8)")
     p.add_argument("--camera", action="store_true", help="also take the camera images (image, raw)")
+    p.add_argument("--no-images", action="store_true",
+                   help="leave the avatar's images out (they would be sent to this host for it)")
     p.add_argument("--stop", type=Path, default=None)
     a = p.parse_args()
     streams = dict(STREAMS)
+    if a.no_images:
+        del streams["image_jpeg"]
     if a.raw_images:
         streams["image_raw"] = ("avatar/image", Image, False)
     if a.camera:

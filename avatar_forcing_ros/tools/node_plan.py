@@ -6,10 +6,11 @@ Parameters come from config/avatar_forcing.yaml; the launch arguments below only
 few values a user picks per run (portrait, checkpoint, backend, input sources). ROS-free.
 
 `placement` splits the one plan over two hosts: the robot runs what touches the user (camera,
-microphone, avatar speech file, display, speaker), the server runs what needs compute (generator,
-renderer) and the recorder. The recorder goes with the server because everything it records
-already reaches the server (the generator's inputs) or is made there (motion, images, status): it
-adds nothing to the link and keeps disk writes off the robot.
+microphone, avatar speech file, display, speaker), the server runs what needs compute: the
+generator and, unless `render_on` is robot (thin links: then only motion latents cross), the
+renderer. The recorder goes with the renderer: everything it records then already reaches its
+host (the generator's inputs, motion, status) or is made there (the images), so it adds nothing
+to the link, and with the default it keeps disk writes off the robot.
 """
 from __future__ import annotations
 
@@ -59,12 +60,18 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("placement", "all", "Which part of the pipeline runs on this host: all | robot (camera, "
                                        "microphone, speech file, display, speaker) | server (generator, "
                                        "renderer, recorder); robot and server find each other over DDS"),
+    LaunchArgument("render_on", "server", "With placement robot | server, the host that runs the renderer "
+                                          "and the recorder: server (JPEG images cross the link) or robot "
+                                          "(only motion latents cross: thin links, portable backend)"),
 )
 DEFAULTS = {a.name: a.default for a in ARGUMENTS}
 
 PLACEMENTS = ("all", "robot", "server")
-# The host each process of the plan runs on when the pipeline is split (placement robot | server).
-SERVER_NODES = frozenset({"generator", "renderer", "recorder"})
+RENDER_HOSTS = ("server", "robot")
+# The server's processes when the pipeline is split (placement robot | server); the renderer and
+# the recorder move to the robot with render_on robot.
+SERVER_NODES = frozenset({"generator"})
+RENDERING_NODES = frozenset({"renderer", "recorder"})
 
 
 @dataclass(frozen=True)
@@ -96,13 +103,16 @@ def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
         parse_bool(full[name])
     if full["placement"] not in PLACEMENTS:
         raise ValueError(f"placement must be one of {'|'.join(PLACEMENTS)}, got {full['placement']!r}")
+    if full["render_on"] not in RENDER_HOSTS:
+        raise ValueError(f"render_on must be one of {'|'.join(RENDER_HOSTS)}, got {full['render_on']!r}")
     return full
 
 
 def runs_here(node_name: str, args: Mapping[str, str]) -> bool:
     """Whether the process ``node_name`` of the plan runs on this host under the arguments' placement."""
-    placement = complete_arguments(args)["placement"]
-    return placement == "all" or (placement == "server") == (node_name in SERVER_NODES)
+    a = complete_arguments(args)
+    on_server = node_name in SERVER_NODES or (node_name in RENDERING_NODES and a["render_on"] == "server")
+    return a["placement"] == "all" or (a["placement"] == "server") == on_server
 
 
 def split(args: Mapping[str, str]) -> bool:
@@ -118,9 +128,9 @@ def records_here(args: Mapping[str, str]) -> bool:
 def check_model_files(args: Mapping[str, str]) -> None:
     """With the neural backend, the files the generator and renderer will load must exist where
     they run: MissingModelFileError (naming the file and the fetch command) before any process
-    starts. A robot half (placement robot) loads no model and needs none."""
+    starts. A robot half (placement robot) that does not render loads no model and needs none."""
     a = complete_arguments(args)
-    if a["backend"] == "avatar_forcing" and runs_here("generator", a):
+    if a["backend"] == "avatar_forcing" and (runs_here("generator", a) or runs_here("renderer", a)):
         resolve_model_files(a["checkpoint_dir"], a["wav2vec2_dir"], a["flow_transformer_file"],
                             a["motion_autoencoder_file"])
 
@@ -151,7 +161,8 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
     if parse_bool(a["display"]):
         # across hosts the display takes the JPEG stream: 25 raw rgb8 frames of 786 KB a second
         # would need a 160 Mbit/s link and get lost in fragments (README, "Two hosts")
-        nodes.append(PlannedNode("display", "display", {"compressed": True} if split(a) else {}))
+        remote_renderer = split(a) and a["render_on"] == "server"
+        nodes.append(PlannedNode("display", "display", {"compressed": True} if remote_renderer else {}))
     if parse_bool(a["speaker"]):
         nodes.append(PlannedNode("audio_playback", "audio_playback"))
     return [n for n in nodes if runs_here(n.name, a)]
