@@ -268,8 +268,8 @@ def test_link_cut_shows_idle_face_and_the_avatar_comes_back(hosts):
     resumed = hosts.wait_for(lambda: (lambda s: (s[:, 0] > restored_at).sum() > 25)(hosts.snapshot()["image_jpeg"]),
                              15, "images after the restore")
     robot = hosts.log("robot")
-    print(f"\n[link cut] cut {CUT_S:g} s; display: {back.group(0)}; idle face: "
-          f"{re.search(r'idle face: .*', robot).group(0) if 'idle face:' in robot else 'not ready'}")
+    print(f"\n[link cut] cut {CUT_S:g} s; display: {back.group(0)}; "
+          f"{re.search(r'idle face: .*', robot).group(0) if 'idle face:' in robot else 'idle face: no rig yet'}")
     assert resumed
     assert robot.count("avatar stream lost") == 1 and back.group(2) == "1"
     # the idle face moved all through the outage (12.5 fps), from the stream's loss to its return
