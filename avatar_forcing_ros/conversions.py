@@ -14,6 +14,14 @@ Audio (``avatar_forcing_ros/AudioChunk``)
     :func:`audio_chunk_to_array` / :func:`array_to_audio_chunk`: float32 samples in [-1, 1],
     shape ``(frames, channels)``; int16 input is accepted and scaled by 1/32768. Sample rates
     outside :data:`SAMPLE_RATE_RANGE` are refused.
+Audio of other ROS projects (``audio_common_msgs``: two projects share that package name)
+    ros-drivers/audio_common: ``AudioData`` (``uint8[] data``: raw PCM whose layout an
+    ``AudioInfo`` describes) and ``AudioDataStamped`` (header + AudioData):
+    :func:`pcm_layout_from_audio_info`, :func:`pcm_bytes_to_array`, :func:`array_to_pcm_bytes`.
+    mgonzs13/audio_common (whisper_ros, llama_ros, piper_ros): ``AudioStamped`` (header +
+    Audio{audio_data: one typed array per PortAudio sample format, info{format, channels, rate,
+    chunk}}): :func:`audio_stamped_to_array`, :func:`array_to_audio_stamped`. These message
+    modules are imported only when called (they are not installed everywhere).
 Time (``builtin_interfaces/Time``)
     :func:`stamp_to_seconds`, :func:`stamp_to_nanoseconds`, :func:`seconds_to_stamp`,
     :func:`nanoseconds_to_stamp`.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import array
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -427,3 +436,186 @@ def array_to_audio_chunk(samples: np.ndarray, sample_rate: int,
     values.frombytes(samples.tobytes())
     msg.samples = values
     return msg
+
+
+def _checked_frames(samples: np.ndarray, sample_rate: int, channels: int, what: str,
+                    mono: bool) -> tuple[np.ndarray, int]:
+    """Validated (frames, channels) float32 (or mono (frames,)) and the rate; errors name ``what``."""
+    if channels < 1:
+        raise MalformedMessageError(f'{what}.channels is {channels}')
+    try:
+        frames = interleaved_frames(samples, sample_rate, channels).copy()
+    except BadAudioChunk as error:
+        raise MalformedMessageError(f'{what}: {error}') from None
+    return (frames.mean(axis=1, dtype=np.float32) if mono else frames), int(sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# ros-drivers/audio_common: AudioData / AudioDataStamped (raw bytes) described by AudioInfo
+
+# GStreamer sample formats (AudioInfo.sample_format, audio_capture's `sample_format`) -> wire
+# dtype and the factor that maps it to [-1, 1]; unsigned 8-bit is offset by 128.
+PCM_SAMPLE_FORMATS: dict[str, tuple[str, float]] = {
+    'S8': ('i1', 2.0 ** 7), 'U8': ('u1', 2.0 ** 7),
+    'S16LE': ('<i2', 2.0 ** 15), 'S16BE': ('>i2', 2.0 ** 15),
+    'S32LE': ('<i4', 2.0 ** 31), 'S32BE': ('>i4', 2.0 ** 31),
+    'F32LE': ('<f4', 1.0), 'F32BE': ('>f4', 1.0),
+}
+# AudioInfo.coding_format values that mean raw PCM (audio_capture's `format`: 'wave' or 'mp3')
+PCM_CODING_FORMATS = ('wave', 'pcm', 'raw', '')
+
+
+@dataclass(frozen=True)
+class PcmLayout:
+    """How the bytes of an ``AudioData`` are laid out (the message itself does not say)."""
+
+    sample_rate: int
+    channels: int
+    sample_format: str = 'S16LE'
+
+    def check(self) -> None:
+        """ValueError naming the field when the layout cannot be decoded."""
+        if self.sample_format not in PCM_SAMPLE_FORMATS:
+            raise ValueError(f'sample_format {self.sample_format!r} is not supported '
+                             f'(supported: {", ".join(PCM_SAMPLE_FORMATS)})')
+        if self.channels < 1:
+            raise ValueError(f'channels must be at least 1, got {self.channels}')
+        low, high = SAMPLE_RATE_RANGE
+        if not low <= self.sample_rate <= high:
+            raise ValueError(f'sample_rate must be within {low}..{high} Hz, got {self.sample_rate}')
+
+
+def pcm_layout_from_audio_info(msg: Any) -> PcmLayout:
+    """ros-drivers ``audio_common_msgs/AudioInfo`` -> :class:`PcmLayout`.
+
+    Raises:
+        MalformedMessageError: a compressed coding_format (mp3), an unknown sample_format, zero
+            channels or a sample rate outside :data:`SAMPLE_RATE_RANGE`.
+    """
+    if msg.coding_format.lower() not in PCM_CODING_FORMATS:
+        raise MalformedMessageError(f'AudioInfo.coding_format {msg.coding_format!r}: only raw PCM '
+                                    f"('wave') can be read (set audio_capture's format to wave)")
+    layout = PcmLayout(int(msg.sample_rate), int(msg.channels), msg.sample_format.upper())
+    try:
+        layout.check()
+    except ValueError as error:
+        raise MalformedMessageError(f'AudioInfo.{error}') from None
+    return layout
+
+
+def pcm_bytes_to_array(data: Any, layout: PcmLayout, mono: bool = False) -> tuple[np.ndarray, int]:
+    """The ``uint8[] data`` of a ros-drivers ``AudioData`` -> (samples, sample_rate).
+
+    Args:
+        data: the message's bytes (bytes, array('B') or a list of ints).
+        layout: rate, channels and sample format (from parameters or an ``AudioInfo``).
+        mono: True -> mix down to shape (frames,).
+
+    Returns:
+        float32 samples in [-1, 1], (frames, channels) (or (frames,) with ``mono``), and Hz.
+
+    Raises:
+        MalformedMessageError: a byte count that is not whole frames, or a bad layout.
+    """
+    wire, scale = PCM_SAMPLE_FORMATS[layout.sample_format]
+    raw = bytes(data)
+    frame_bytes = np.dtype(wire).itemsize * max(layout.channels, 1)
+    if len(raw) % frame_bytes:
+        raise MalformedMessageError(
+            f'AudioData.data has {len(raw)} bytes, not whole frames of {frame_bytes} bytes '
+            f'({layout.channels} x {layout.sample_format})')
+    values = np.frombuffer(raw, dtype=wire).astype(np.float32)
+    if layout.sample_format == 'U8':
+        values -= 128.0
+    return _checked_frames(values / np.float32(scale), layout.sample_rate, layout.channels,
+                           'AudioData', mono)
+
+
+def array_to_pcm_bytes(samples: np.ndarray, layout: PcmLayout) -> bytes:
+    """(frames,) or (frames, channels) float samples in [-1, 1] -> PCM bytes in ``layout``
+    (clipped to the format's range; the reverse of :func:`pcm_bytes_to_array`)."""
+    layout.check()
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.ndim != 2 or samples.shape[1] != layout.channels:
+        raise ValueError(f'samples must be (frames, {layout.channels}), got {samples.shape}')
+    wire, scale = PCM_SAMPLE_FORMATS[layout.sample_format]
+    dtype = np.dtype(wire)
+    if dtype.kind == 'f':
+        return samples.astype(dtype).tobytes()
+    values = np.round(samples * scale) + (128 if layout.sample_format == 'U8' else 0)
+    info = np.iinfo(dtype)
+    return np.clip(values, info.min, info.max).astype(dtype).tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# mgonzs13/audio_common: AudioStamped {header, audio: {audio_data, info}}
+
+# AudioInfo.format is a PortAudio sample format constant (portaudio.h: paFloat32 = 1, paInt32 =
+# 2, paInt16 = 8, paInt8 = 16, paUInt8 = 32) naming the AudioData field that holds the samples.
+PORTAUDIO_FORMATS: dict[int, tuple[str, str, float]] = {
+    1: ('float32_data', 'f4', 1.0), 2: ('int32_data', 'i4', 2.0 ** 31),
+    8: ('int16_data', 'i2', 2.0 ** 15), 16: ('int8_data', 'i1', 2.0 ** 7),
+    32: ('uint8_data', 'u1', 2.0 ** 7),
+}
+
+
+def audio_stamped_to_array(msg: Any, mono: bool = False) -> tuple[np.ndarray, int]:
+    """mgonzs13 ``audio_common_msgs/AudioStamped`` -> (samples, sample_rate), as
+    :func:`audio_chunk_to_array` (float32 in [-1, 1], interleaved channels).
+
+    Raises:
+        MalformedMessageError: an unsupported info.format, bad channels or rate, a sample count
+            that is not a multiple of channels, NaN/inf samples.
+    """
+    info = msg.audio.info
+    if info.format not in PORTAUDIO_FORMATS:
+        raise MalformedMessageError(
+            f'AudioStamped.audio.info.format {info.format} is not a supported PortAudio sample '
+            f'format (1 float32, 2 int32, 8 int16, 16 int8, 32 uint8)')
+    field, dtype, scale = PORTAUDIO_FORMATS[info.format]
+    values = np.asarray(getattr(msg.audio.audio_data, field), dtype=dtype).astype(np.float32)
+    if field == 'uint8_data':
+        values -= 128.0
+    return _checked_frames(values / np.float32(scale), int(info.rate), int(info.channels),
+                           'AudioStamped.audio.info', mono)
+
+
+def array_to_audio_stamped(samples: np.ndarray, sample_rate: int,
+                           stamp: Time | float | int | None = None, frame_id: str = '',
+                           portaudio_format: int = 1) -> Any:
+    """Build an mgonzs13 ``audio_common_msgs/AudioStamped`` (float32 by default, as piper_ros
+    and their tts node send it); ``samples`` (frames,) or (frames, channels) in [-1, 1]."""
+    from audio_common_msgs.msg import AudioStamped  # noqa: PLC0415 (not installed everywhere)
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    field, dtype, scale = PORTAUDIO_FORMATS[portaudio_format]
+    values = samples.reshape(-1) * (1.0 if dtype == 'f4' else scale) + (128 if dtype == 'u1' else 0)
+    if dtype != 'f4':
+        info = np.iinfo(dtype)
+        values = np.clip(np.round(values), info.min, info.max)
+    msg = AudioStamped(header=make_header(stamp, frame_id))
+    setattr(msg.audio.audio_data, field, values.astype(dtype).tolist())
+    msg.audio.info.format = int(portaudio_format)
+    msg.audio.info.channels = int(samples.shape[1])
+    msg.audio.info.rate = int(sample_rate)
+    msg.audio.info.chunk = int(samples.shape[0])
+    return msg
+
+
+# --------------------------------------------------------------------------------------------
+# hri_msgs (ROS4HRI, REP-155)
+
+
+def face_params_to_expression(params: np.ndarray, stamp: Time | float | int | None = None,
+                              frame_id: str = '') -> Any:
+    """Portable face parameters (``motion_space``) -> ``hri_msgs/Expression`` (category,
+    valence, arousal, confidence; see :mod:`avatar_forcing_ros.portable.expression_label`)."""
+    from hri_msgs.msg import Expression  # noqa: PLC0415 (not installed everywhere)
+
+    from avatar_forcing_ros.portable.expression_label import classify  # noqa: PLC0415
+    label = classify(np.asarray(params, np.float32))
+    return Expression(header=make_header(stamp, frame_id), expression=label.expression,
+                      valence=label.valence, arousal=label.arousal, confidence=label.confidence)
