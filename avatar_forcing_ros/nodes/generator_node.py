@@ -169,6 +169,7 @@ class GeneratorNode(Node):
             self.create_subscription(Image, topics["camera_topic"], self._on_camera,
                                      qos_profile_sensor_data)
         self._voice = HriVoiceActivity(self, self.hri) if self.hri.hri_voice_activity else None
+        self._user_speaking = False
         self._expression_pub = None
         if self.hri.hri_expression_topic:
             expression = import_message("hri_msgs/Expression", "hri_expression_topic")
@@ -206,8 +207,13 @@ class GeneratorNode(Node):
             self._reject("camera", error)
 
     def _on_user_audio(self, samples: np.ndarray, rate: int, stamp: float, _sequence: int) -> None:
-        if self._voice is not None and not self._voice.speaking:   # not the user's speech
-            samples = np.zeros_like(samples)
+        if self._voice is not None:
+            speaking = self._voice.speaking
+            if speaking != self._user_speaking:
+                self._user_speaking = speaking
+                self.get_logger().info(f"ROS4HRI voice activity: user {'speaking' if speaking else 'silent'}")
+            if not speaking:   # not the user's speech: the avatar listens to silence
+                samples = np.zeros_like(samples)
         self.core.submit_user_audio(samples, rate, stamp)
 
     def _reject(self, source: str, error: Exception) -> None:
