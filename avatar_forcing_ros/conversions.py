@@ -49,6 +49,8 @@ from std_msgs.msg import Header
 
 from avatar_forcing_ros.media.audio_chunk import (SAMPLE_RATE_RANGE, BadAudioChunk,
                                                   interleaved_frames)
+from avatar_forcing_ros.media.audio_common import (PCM_SAMPLE_FORMATS, PORTAUDIO_FORMATS,
+                                                   pcm_samples, portaudio_samples)
 from avatar_forcing_ros.msg import AudioChunk
 
 _NS_PER_S = 1_000_000_000
@@ -453,14 +455,6 @@ def _checked_frames(samples: np.ndarray, sample_rate: int, channels: int, what: 
 # --------------------------------------------------------------------------------------------
 # ros-drivers/audio_common: AudioData / AudioDataStamped (raw bytes) described by AudioInfo
 
-# GStreamer sample formats (AudioInfo.sample_format, audio_capture's `sample_format`) -> wire
-# dtype and the factor that maps it to [-1, 1]; unsigned 8-bit is offset by 128.
-PCM_SAMPLE_FORMATS: dict[str, tuple[str, float]] = {
-    'S8': ('i1', 2.0 ** 7), 'U8': ('u1', 2.0 ** 7),
-    'S16LE': ('<i2', 2.0 ** 15), 'S16BE': ('>i2', 2.0 ** 15),
-    'S32LE': ('<i4', 2.0 ** 31), 'S32BE': ('>i4', 2.0 ** 31),
-    'F32LE': ('<f4', 1.0), 'F32BE': ('>f4', 1.0),
-}
 # AudioInfo.coding_format values that mean raw PCM (audio_capture's `format`: 'wave' or 'mp3')
 PCM_CODING_FORMATS = ('wave', 'pcm', 'raw', '')
 
@@ -517,18 +511,11 @@ def pcm_bytes_to_array(data: Any, layout: PcmLayout, mono: bool = False) -> tupl
     Raises:
         MalformedMessageError: a byte count that is not whole frames, or a bad layout.
     """
-    wire, scale = PCM_SAMPLE_FORMATS[layout.sample_format]
-    raw = bytes(data)
-    frame_bytes = np.dtype(wire).itemsize * max(layout.channels, 1)
-    if len(raw) % frame_bytes:
-        raise MalformedMessageError(
-            f'AudioData.data has {len(raw)} bytes, not whole frames of {frame_bytes} bytes '
-            f'({layout.channels} x {layout.sample_format})')
-    values = np.frombuffer(raw, dtype=wire).astype(np.float32)
-    if layout.sample_format == 'U8':
-        values -= 128.0
-    return _checked_frames(values / np.float32(scale), layout.sample_rate, layout.channels,
-                           'AudioData', mono)
+    try:
+        values = pcm_samples(bytes(data), layout.sample_format, layout.channels)
+    except ValueError as error:
+        raise MalformedMessageError(f'AudioData.{error}') from None
+    return _checked_frames(values, layout.sample_rate, layout.channels, 'AudioData', mono)
 
 
 def array_to_pcm_bytes(samples: np.ndarray, layout: PcmLayout) -> bytes:
@@ -552,15 +539,6 @@ def array_to_pcm_bytes(samples: np.ndarray, layout: PcmLayout) -> bytes:
 # --------------------------------------------------------------------------------------------
 # mgonzs13/audio_common: AudioStamped {header, audio: {audio_data, info}}
 
-# AudioInfo.format is a PortAudio sample format constant (portaudio.h: paFloat32 = 1, paInt32 =
-# 2, paInt16 = 8, paInt8 = 16, paUInt8 = 32) naming the AudioData field that holds the samples.
-PORTAUDIO_FORMATS: dict[int, tuple[str, str, float]] = {
-    1: ('float32_data', 'f4', 1.0), 2: ('int32_data', 'i4', 2.0 ** 31),
-    8: ('int16_data', 'i2', 2.0 ** 15), 16: ('int8_data', 'i1', 2.0 ** 7),
-    32: ('uint8_data', 'u1', 2.0 ** 7),
-}
-
-
 def audio_stamped_to_array(msg: Any, mono: bool = False) -> tuple[np.ndarray, int]:
     """mgonzs13 ``audio_common_msgs/AudioStamped`` -> (samples, sample_rate), as
     :func:`audio_chunk_to_array` (float32 in [-1, 1], interleaved channels).
@@ -570,16 +548,11 @@ def audio_stamped_to_array(msg: Any, mono: bool = False) -> tuple[np.ndarray, in
             that is not a multiple of channels, NaN/inf samples.
     """
     info = msg.audio.info
-    if info.format not in PORTAUDIO_FORMATS:
-        raise MalformedMessageError(
-            f'AudioStamped.audio.info.format {info.format} is not a supported PortAudio sample '
-            f'format (1 float32, 2 int32, 8 int16, 16 int8, 32 uint8)')
-    field, dtype, scale = PORTAUDIO_FORMATS[info.format]
-    values = np.asarray(getattr(msg.audio.audio_data, field), dtype=dtype).astype(np.float32)
-    if field == 'uint8_data':
-        values -= 128.0
-    return _checked_frames(values / np.float32(scale), int(info.rate), int(info.channels),
-                           'AudioStamped.audio.info', mono)
+    try:
+        values = portaudio_samples(msg.audio.audio_data, info.format)
+    except ValueError as error:
+        raise MalformedMessageError(f'AudioStamped.audio.info.{error}') from None
+    return _checked_frames(values, int(info.rate), int(info.channels), 'AudioStamped.audio.info', mono)
 
 
 def array_to_audio_stamped(samples: np.ndarray, sample_rate: int,

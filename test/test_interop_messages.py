@@ -20,7 +20,10 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
+from avatar_forcing_ros.evaluation.bag_io import open_bag
 from avatar_forcing_ros.evaluation.msg_types import build_typestore, register_from_connections
+from avatar_forcing_ros.evaluation.session import read_session
+from avatar_forcing_ros.evaluation.topics import TopicConfig
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent
 from avatar_forcing_ros.portable import motion_space as ms
 from interop_workspaces import HRI_MSGS, MGONZS13_AUDIO, ROS_DRIVERS_AUDIO, build_workspace, workspace_env
@@ -140,6 +143,12 @@ def test_mgonzs13_audio_stamped(mgonzs13_ws, tmp_path, pulseaudio_null_sink):
     assert user.audio.info.format == 8 and len(user.audio.audio_data.int16_data) == 640
     _, avatar = recorded["/avatar/audio"][0]
     assert avatar.audio.info.format == 1 and len(avatar.audio.audio_data.float32_data) == 640
+    # the evaluation reads AudioStamped like AudioChunk (no message modules: the bag's definitions)
+    session = read_session(open_bag(bag), build_typestore(), TopicConfig(user_audio="audio").resolved())
+    assert session.avatar_audio is not None and session.user_audio is not None
+    assert not session.left_out.counts, session.left_out.counts
+    played = np.concatenate(session.avatar_audio.samples)
+    assert set(session.avatar_audio.sample_rates) == {16000} and 0.4 < np.abs(played).max() <= 0.5
 
 
 def test_missing_or_other_message_type_is_one_line(ros_drivers_ws):
