@@ -37,7 +37,8 @@ AUDIO_STAMPED = 'audio_common_msgs/AudioStamped'
 AUDIO_MSG_TYPES = (AUDIO_CHUNK, AUDIO_DATA, AUDIO_DATA_STAMPED, AUDIO_STAMPED)
 _PROJECT = {AUDIO_DATA: 'ros-drivers/audio_common (apt: ros-$ROS_DISTRO-audio-common-msgs)',
             AUDIO_DATA_STAMPED: 'ros-drivers/audio_common (apt: ros-$ROS_DISTRO-audio-common-msgs)',
-            AUDIO_STAMPED: 'mgonzs13/audio_common (built from source with whisper_ros/piper_ros)'}
+            AUDIO_STAMPED: 'mgonzs13/audio_common (built from source with whisper_ros/piper_ros)',
+            'hri_msgs': 'ROS4HRI (apt: ros-$ROS_DISTRO-hri-msgs)'}
 
 # on_audio(samples (frames,) float32 mono, sample_rate, stamp of the first sample (s), sequence)
 AudioCallback = Callable[[np.ndarray, int, float, int], None]
@@ -70,14 +71,18 @@ def import_message(msg_type: str, parameter: str) -> type:
     try:
         return getattr(importlib.import_module(f'{package}.msg'), name)
     except ImportError:
+        source = _PROJECT.get(msg_type, _PROJECT.get(package, package))
         raise ConfigError(f"parameter '{parameter}': {msg_type} is not installed (no Python module "
-                          f"{package}.msg; it comes from {_PROJECT.get(msg_type, package)}; source "
-                          f"the workspace that has it)") from None
+                          f"{package}.msg; it comes from {source}; source the workspace that has "
+                          f"it)") from None
     except AttributeError:
+        if package != 'audio_common_msgs':
+            raise ConfigError(f"parameter '{parameter}': the installed {package} has no {name} "
+                              f"(an older version?)") from None
         other = 'mgonzs13/audio_common' if msg_type != AUDIO_STAMPED else 'ros-drivers/audio_common'
         raise ConfigError(f"parameter '{parameter}': the installed {package} has no {name} (it is "
                           f"the {other} one; choose a type it has or install "
-                          f"{_PROJECT.get(msg_type, package)})") from None
+                          f"{_PROJECT[msg_type]})") from None
 
 
 class AudioInput:
