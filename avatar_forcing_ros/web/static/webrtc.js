@@ -1,0 +1,105 @@
+// Shared by viewer.html and operator.html: one WebRTC session with the web_display node that
+// reconnects by itself (2 s after a drop), and in-page measurements exposed as window.afStats.
+'use strict';
+
+async function afConnect(role, setup, onState) {
+  // setup(pc) adds the transceivers; returns nothing. Resolves with the connected pc.
+  const nonceReply = await fetch('/api/nonce', {credentials: 'same-origin'});
+  if (nonceReply.status === 401) { location.reload(); throw new Error('session expired'); }
+  const {nonce} = await nonceReply.json();
+  const pc = new RTCPeerConnection();
+  setup(pc);
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((resolve) => {   // send the offer with its candidates (no trickle)
+    if (pc.iceGatheringState === 'complete') return resolve();
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') resolve();
+    });
+    setTimeout(resolve, 2000);
+  });
+  const reply = await fetch('/api/offer', {
+    method: 'POST', credentials: 'same-origin', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({sdp: pc.localDescription.sdp, type: 'offer', role, nonce}),
+  });
+  if (!reply.ok) { pc.close(); throw new Error((await reply.json()).error || reply.statusText); }
+  await pc.setRemoteDescription(await reply.json());
+  pc.addEventListener('connectionstatechange', () => onState(pc.connectionState));
+  return pc;
+}
+
+function afKeepConnected(role, setup, onTrack, showState) {
+  // Connect, and connect again whenever the session fails or closes.
+  let pc = null;
+  let retry = null;
+  const again = (why) => {
+    showState('reconnecting (' + why + ')');
+    if (pc) { pc.close(); pc = null; }
+    clearTimeout(retry);
+    retry = setTimeout(start, 2000);
+  };
+  async function start() {
+    try {
+      pc = await afConnect(role, (p) => { p.addEventListener('track', onTrack); setup(p); }, (state) => {
+        showState(state);
+        if (state === 'failed' || state === 'closed' || state === 'disconnected') again(state);
+      });
+      window.afPeer = pc;
+    } catch (error) { again(error.message); }
+  }
+  start();
+}
+
+// ---- measurements: frames painted (requestVideoFrameCallback), a marker square's flashes and
+// the audio's beeps (WebAudio), for the test pattern of test_web_display_browser.py
+const afStats = window.afStats = {frames: 0, firstFrameAt: null, lastFrameAt: null,
+                                  audioRms: 0, markers: [], beeps: [], width: 0, height: 0};
+
+function afMeasureVideo(video) {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 8;
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  let bright = false;
+  const onFrame = (now, meta) => {
+    afStats.frames += 1;
+    afStats.width = meta.width; afStats.height = meta.height;
+    if (afStats.firstFrameAt === null) afStats.firstFrameAt = now;
+    afStats.lastFrameAt = now;
+    // marker: the top-left 1/16 of the frame, white in marker frames, dark otherwise
+    ctx.drawImage(video, 0, 0, video.videoWidth / 16, video.videoHeight / 16, 0, 0, 8, 8);
+    const px = ctx.getImageData(0, 0, 8, 8).data;
+    let sum = 0;
+    for (let i = 0; i < px.length; i += 4) sum += px[i + 1];
+    const level = sum / (px.length / 4);
+    if (!bright && level > 160) afStats.markers.push(meta.expectedDisplayTime || now);
+    bright = level > 100 ? (bright || level > 160) : false;
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+function afMeasureAudio(stream) {
+  const context = new AudioContext();
+  const source = context.createMediaStreamSource(stream);
+  const size = 256;
+  const processor = context.createScriptProcessor(size, 1, 1);
+  let loud = false;
+  processor.onaudioprocess = (event) => {
+    const now = performance.now();
+    const data = event.inputBuffer.getChannelData(0);
+    let energy = 0;
+    let onset = -1;
+    for (let i = 0; i < data.length; i++) {
+      energy += data[i] * data[i];
+      if (onset < 0 && Math.abs(data[i]) > 0.2) onset = i;
+    }
+    afStats.audioRms = Math.sqrt(energy / data.length);
+    if (!loud && onset >= 0) {
+      afStats.beeps.push(now - (data.length - onset) / context.sampleRate * 1000);
+    }
+    loud = onset >= 0 || (loud && afStats.audioRms > 0.02);
+  };
+  source.connect(processor);
+  processor.connect(context.destination);
+  context.resume();
+  return context;
+}
