@@ -80,6 +80,7 @@ class WebDisplayNode(Node):
         gate = AccessGate(self._tokens, c.session_ttl_s, c.max_failed_logins, c.failure_window_s)
         self._malformed = MalformedInputCounter(self)
         self._sequence = 0
+        self._ticks = 0
         self._operator_pub = None
         if gate.is_open('operator'):   # no publisher at all while the operator page is closed
             self._operator_pub = self.create_publisher(
@@ -218,6 +219,8 @@ class WebDisplayNode(Node):
         values = {'viewers': s.viewers, 'operators': s.operators,
                   'offers_refused': s.offers_refused + self.server.gate.refused,
                   'avatar_frames_received': self.media.avatar.received,
+                  'avatar_frames_encoded': self.media.avatar.encoded,
+                  'avatar_frames_skipped_encoder_busy': self.media.avatar.skipped,
                   'operator_chunks_published': self._sequence,
                   'mic_to_speaker_ms': '' if s.mic_to_speaker_ms is None else f'{s.mic_to_speaker_ms:.0f}',
                   'network_one_way_ms': '' if s.network_one_way_ms is None else f'{s.network_one_way_ms:.1f}',
@@ -226,6 +229,9 @@ class WebDisplayNode(Node):
                                   message=f'{s.viewers} viewers, {s.operators} operators',
                                   hardware_id=f'{self.config.bind_address}:{self.server.port}',
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        self._ticks += 1
+        if self._ticks % 5 == 0 and (s.viewers or s.operators):
+            self.get_logger().info(', '.join(f'{k} {v}' for k, v in values.items() if v != ''))
         self._diag_pub.publish(DiagnosticArray(header=make_header(self.get_clock().now().nanoseconds),
                                                status=[status]))
 

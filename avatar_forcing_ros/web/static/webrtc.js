@@ -77,29 +77,41 @@ function afMeasureVideo(video) {
   video.requestVideoFrameCallback(onFrame);
 }
 
-function afMeasureAudio(stream) {
-  const context = new AudioContext();
-  const source = context.createMediaStreamSource(stream);
-  const size = 256;
-  const processor = context.createScriptProcessor(size, 1, 1);
-  let loud = false;
-  processor.onaudioprocess = (event) => {
-    const now = performance.now();
-    const data = event.inputBuffer.getChannelData(0);
-    let energy = 0;
+// Beep onsets on the audio rendering thread (AudioWorklet): the context time of the first loud
+// sample, mapped to the page's clock at which that sample is heard (getOutputTimestamp), to
+// compare with requestVideoFrameCallback's expectedDisplayTime of the marker frames.
+const ONSET_WORKLET = `
+class Onset extends AudioWorkletProcessor {
+  constructor() { super(); this.loud = false; this.quiet = 0; }
+  process(inputs) {
+    const data = inputs[0][0];
+    if (!data) return true;
     let onset = -1;
+    let energy = 0;
     for (let i = 0; i < data.length; i++) {
       energy += data[i] * data[i];
       if (onset < 0 && Math.abs(data[i]) > 0.2) onset = i;
     }
-    afStats.audioRms = Math.sqrt(energy / data.length);
-    if (!loud && onset >= 0) {
-      afStats.beeps.push(now - (data.length - onset) / context.sampleRate * 1000);
-    }
-    loud = onset >= 0 || (loud && afStats.audioRms > 0.02);
+    if (!this.loud && onset >= 0) this.port.postMessage({onset: currentTime + onset / sampleRate});
+    if (onset >= 0) { this.loud = true; this.quiet = 0; } else if (++this.quiet > 20) this.loud = false;
+    this.port.postMessage({rms: Math.sqrt(energy / data.length)});
+    return true;
+  }
+}
+registerProcessor('onset', Onset);`;
+
+async function afMeasureAudio(stream) {
+  const context = new AudioContext();
+  const url = URL.createObjectURL(new Blob([ONSET_WORKLET], {type: 'application/javascript'}));
+  await context.audioWorklet.addModule(url);
+  const detector = new AudioWorkletNode(context, 'onset');
+  detector.port.onmessage = (event) => {
+    if (event.data.rms !== undefined) { afStats.audioRms = event.data.rms; return; }
+    const stamp = context.getOutputTimestamp();
+    afStats.beeps.push(stamp.performanceTime + (event.data.onset - stamp.contextTime) * 1000);
   };
-  source.connect(processor);
-  processor.connect(context.destination);
-  context.resume();
+  context.createMediaStreamSource(stream).connect(detector);
+  detector.connect(context.destination);
+  await context.resume();
   return context;
 }
