@@ -2,7 +2,8 @@
 20 ms chunks), both stamped on one steady media timeline and published at their media time (as the
 renderer and the speech source do). Every second of media time the frame's top-left 1/16 turns
 white for 4 frames and a 1 kHz beep sounds for the same 160 ms: the marker's first frame and the
-beep's first sample share one media time. Runs until SIGINT/SIGTERM.
+beep's first sample share one media time. The bottom row carries each frame's media time (ms, a
+24-bit code of 16-pixel cells) so the page can tell when a frame painted was stamped. Runs until SIGINT/SIGTERM.
 
     python test/web_pattern_publisher.py [SIZE]      (in the sourced environment)
 """
@@ -25,8 +26,14 @@ FPS, RATE, CHUNK = 25, 16000, 320
 MARK_FRAMES = 4
 
 
-def frame(n: int, size: int) -> np.ndarray:
+BITS, CELL = 24, 16   # the bottom row: media time in ms (mod 2**24) as 24 white/black cells
+
+
+def frame(n: int, size: int, stamp_ns: int = 0) -> np.ndarray:
     image = np.full((size, size, 3), 60, np.uint8)
+    code = (stamp_ns // 1_000_000) % (1 << BITS)
+    for bit in range(BITS):         # most significant first, left to right
+        image[size - CELL:, bit * CELL:(bit + 1) * CELL] = 255 if code >> (BITS - 1 - bit) & 1 else 0
     bar = (n * 8) % size                       # something that moves, for the encoder
     image[size // 2:, bar:bar + 16] = (200, 120, 40)
     if n % FPS < MARK_FRAMES:
@@ -66,7 +73,7 @@ def main() -> None:
             audio.publish(array_to_audio_chunk(chunk(m), RATE, stamp=next_audio, sequence=m, frame_id='pattern'))
             m += 1
         else:
-            images.publish(array_to_image(frame(n, size), 'rgb8', stamp=next_video, frame_id='pattern'))
+            images.publish(array_to_image(frame(n, size, next_video), 'rgb8', stamp=next_video, frame_id='pattern'))
             n += 1
     node.destroy_node()
     rclpy.try_shutdown()

@@ -51,13 +51,18 @@ function afKeepConnected(role, setup, onTrack, showState) {
 
 // ---- measurements: frames painted (requestVideoFrameCallback), a marker square's flashes and
 // the audio's beeps (WebAudio), for the test pattern of test_web_display_browser.py
-const afStats = window.afStats = {frames: 0, firstFrameAt: null, lastFrameAt: null,
-                                  audioRms: 0, markers: [], beeps: [], width: 0, height: 0};
+const afStats = window.afStats = {frames: 0, firstFrameAt: null, lastFrameAt: null, audioRms: 0,
+                                  markers: [], beeps: [], latencies: [], width: 0, height: 0};
+const CODE_BITS = 24;   // test pattern: media time (ms mod 2^24) in the bottom row's 16-px cells
 
 function afMeasureVideo(video) {
   const canvas = document.createElement('canvas');
   canvas.width = canvas.height = 8;
   const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const strip = document.createElement('canvas');
+  strip.width = CODE_BITS * 16; strip.height = 16;
+  const stripCtx = strip.getContext('2d', {willReadFrequently: true});
+  const measureLatency = new URLSearchParams(location.search).get('measure') === '1';
   let bright = false;
   const onFrame = (now, meta) => {
     afStats.frames += 1;
@@ -72,6 +77,16 @@ function afMeasureVideo(video) {
     const level = sum / (px.length / 4);
     if (!bright && level > 160) afStats.markers.push(meta.expectedDisplayTime || now);
     bright = level > 100 ? (bright || level > 160) : false;
+    if (measureLatency && meta.height === 512) {   // media time -> painted (wall clock, ms)
+      stripCtx.drawImage(video, 0, 512 - 16, CODE_BITS * 16, 16, 0, 0, CODE_BITS * 16, 16);
+      const row = stripCtx.getImageData(0, 8, CODE_BITS * 16, 1).data;
+      let code = 0;
+      for (let bit = 0; bit < CODE_BITS; bit++) code = code * 2 + (row[(bit * 16 + 8) * 4 + 1] > 128 ? 1 : 0);
+      const painted = performance.timeOrigin + (meta.expectedDisplayTime || now);
+      const latency = ((painted % 16777216) - code + 16777216) % 16777216;
+      if (latency < 10000) afStats.latencies.push(latency);   // else a misread code (a frame in transition)
+      else afStats.misread = (afStats.misread || 0) + 1;
+    }
     video.requestVideoFrameCallback(onFrame);
   };
   video.requestVideoFrameCallback(onFrame);
