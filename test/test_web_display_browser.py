@@ -141,3 +141,29 @@ def test_operator_microphone_reaches_avatar_audio(node, domain, tmp_path):
     assert after_mute == 0, 'mute stops the avatar voice'
     assert report is not None and report['mic_to_speaker_ms'] >= DELAY_MS
     assert (tmp_path / 'operator.png').stat().st_size > 2_000
+
+
+def test_viewer_reconnects_by_itself_after_the_node_restarts(domain, tmp_path):
+    port = free_port()
+    params = {'port': port, 'presentation_delay_ms': DELAY_MS}
+    driver = chromium()
+    state = "return document.getElementById('state').textContent"
+
+    def wait_state(predicate, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while not predicate(text := driver.execute_script(state)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return text
+
+    try:
+        with NodeProcess('web_display', ros_env(domain), params=params) as first:
+            assert first.wait_for_output('viewer page: https://', 30), first.output()
+            driver.get(f'https://127.0.0.1:{port}/viewer')
+            assert wait_state(lambda s: s == 'connected', 40) == 'connected'
+        assert wait_state(lambda s: s.startswith('reconnecting'), 40).startswith('reconnecting')
+        with NodeProcess('web_display', ros_env(domain), params=params) as second:
+            assert second.wait_for_output('viewer page: https://', 30), second.output()
+            assert wait_state(lambda s: s == 'connected', 60) == 'connected'   # no reload, no click
+        driver.save_screenshot(str(tmp_path / 'viewer_reconnected.png'))
+    finally:
+        driver.quit()

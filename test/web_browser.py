@@ -23,6 +23,8 @@ window.afPeer.getStats().then((report) => {
 def chromium(fake_microphone: Path | None = None) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
+    # a <video> whose stream has no frames yet delays the load event: wait for the DOM only
+    options.page_load_strategy = 'eager'
     for flag in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                  '--disable-background-networking', '--disable-component-update', '--disable-sync',
                  f'--user-data-dir={tempfile.mkdtemp(prefix="af_chromium_")}',
