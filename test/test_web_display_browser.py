@@ -112,6 +112,9 @@ def speech_wav(path: Path) -> Path:
 
 def test_operator_microphone_reaches_avatar_audio(node, domain, tmp_path):
     base, process = node
+    pattern = subprocess.Popen([sys.executable, str(REPO / 'test' / 'web_pattern_publisher.py'), '--no-audio',
+                                '--camera'], env=ros_env(domain), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT)   # the avatar and the camera on the page
     driver = chromium(fake_microphone=speech_wav(tmp_path / 'operator.wav'))
     with Listener(domain) as listener:
         chunks = listener.collect(AudioChunk, 'avatar/audio')
@@ -127,12 +130,18 @@ def test_operator_microphone_reaches_avatar_audio(node, domain, tmp_path):
             report = driver.execute_script('return window.afOperator.reports.slice(-1)[0]')
             driver.save_screenshot(str(tmp_path / 'operator.png'))
             driver.find_element(By.ID, 'mute').click()
-            listener.spin_until(lambda: False, 1.5)
-            muted_at = len(chunks)
-            listener.spin_until(lambda: False, 1.5)
+            settled = time.monotonic() + 10.0   # what was in flight when muted may still arrive
+            while time.monotonic() < settled:
+                muted_at = len(chunks)
+                listener.spin_until(lambda: False, 1.0)
+                if len(chunks) == muted_at:
+                    break
+            listener.spin_until(lambda: False, 2.0)
             after_mute = len(chunks) - muted_at
         finally:
             driver.quit()
+            pattern.terminate()
+            pattern.wait(10)
     samples = np.concatenate([np.frombuffer(c.samples, np.float32) for c in chunks])
     rms = np.sqrt(np.mean(samples ** 2))
     print(f'operator: {len(chunks)} chunks, rms {rms:.3f}, page report {report}')

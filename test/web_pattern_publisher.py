@@ -5,7 +5,10 @@ white for 4 frames and a 1 kHz beep sounds for the same 160 ms: the marker's fir
 beep's first sample share one media time. The bottom row carries each frame's media time (ms, a
 24-bit code of 16-pixel cells) so the page can tell when a frame painted was stamped. Runs until SIGINT/SIGTERM.
 
-    python test/web_pattern_publisher.py [SIZE]      (in the sourced environment)
+    python test/web_pattern_publisher.py [--no-audio] [--camera]   (in the sourced environment)
+
+--no-audio leaves avatar/audio alone (for tests that listen to it); --camera also publishes the
+frames, mirrored, as the robot camera's `image`.
 """
 from __future__ import annotations
 
@@ -50,14 +53,18 @@ def chunk(m: int) -> np.ndarray:
 
 
 def main() -> None:
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else 512
+    size = 512
+    with_audio, with_camera = '--no-audio' not in sys.argv, '--camera' in sys.argv
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     rclpy.init(signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
     node = rclpy.create_node('web_pattern')
     images = node.create_publisher(Image, 'avatar/image', QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
-    audio = node.create_publisher(AudioChunk, 'avatar/audio', QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    audio = node.create_publisher(AudioChunk, 'avatar/audio', QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)) \
+        if with_audio else None
+    camera = node.create_publisher(Image, 'image', QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)) \
+        if with_camera else None
     t0 = (time.time_ns() // 1_000_000_000 + 2) * 1_000_000_000    # a whole second: marker n=0
     n = m = 0
     print('pattern publishing', flush=True)
@@ -70,10 +77,15 @@ def main() -> None:
             time.sleep(min(wait, 0.05))
             continue
         if next_audio <= next_video:
-            audio.publish(array_to_audio_chunk(chunk(m), RATE, stamp=next_audio, sequence=m, frame_id='pattern'))
+            if audio is not None:
+                audio.publish(array_to_audio_chunk(chunk(m), RATE, stamp=next_audio, sequence=m, frame_id='pattern'))
             m += 1
         else:
-            images.publish(array_to_image(frame(n, size, next_video), 'rgb8', stamp=next_video, frame_id='pattern'))
+            image = frame(n, size, next_video)
+            images.publish(array_to_image(image, 'rgb8', stamp=next_video, frame_id='pattern'))
+            if camera is not None:
+                camera.publish(array_to_image(np.ascontiguousarray(image[:, ::-1]), 'rgb8', stamp=next_video,
+                                              frame_id='camera'))
             n += 1
     node.destroy_node()
     rclpy.try_shutdown()

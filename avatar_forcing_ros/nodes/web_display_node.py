@@ -12,6 +12,7 @@ The pages' URLs are logged at start (the operator's with its token).
 from __future__ import annotations
 
 import math
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +156,6 @@ class WebDisplayNode(Node):
         if c.public_host:
             return c.public_host
         if c.bind_address in ('0.0.0.0', '::'):
-            import socket   # noqa: PLC0415  (only for this message)
             return socket.gethostname()
         return c.bind_address
 
@@ -221,6 +221,8 @@ class WebDisplayNode(Node):
                   'avatar_frames_received': self.media.avatar.received,
                   'avatar_frames_encoded': self.media.avatar.encoded,
                   'avatar_frames_skipped_encoder_busy': self.media.avatar.skipped,
+                  'camera_frames_received': self.media.camera.received,
+                  'camera_frames_encoded': self.media.camera.encoded,
                   'operator_chunks_published': self._sequence,
                   'mic_to_speaker_ms': '' if s.mic_to_speaker_ms is None else f'{s.mic_to_speaker_ms:.0f}',
                   'network_one_way_ms': '' if s.network_one_way_ms is None else f'{s.network_one_way_ms:.1f}',

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import ssl
 import threading
@@ -30,7 +29,6 @@ from avatar_forcing_ros.web.operator_audio import ChunkSink, OperatorAudio
 STATIC = Path(__file__).resolve().parent / 'static'
 COOKIE = 'af_session'
 _SENDING = re.compile(r'^a=(sendrecv|sendonly)\s*$', re.MULTILINE)
-_log = logging.getLogger('web_display')
 
 
 @dataclass
@@ -72,7 +70,6 @@ class WebServer:
         self._peers: set[RTCPeerConnection] = set()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name='web_display', daemon=True)
-        self.operator_audio: OperatorAudio | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -200,7 +197,6 @@ class WebServer:
 
     def _attach_operator(self, pc: RTCPeerConnection) -> None:
         audio = OperatorAudio(self._sink, self._audio_rate)
-        self.operator_audio = audio
         channel_box: list = []
 
         @pc.on('datachannel')
