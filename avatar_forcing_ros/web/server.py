@@ -174,8 +174,8 @@ class WebServer:
                 self._count(role, -1)
                 await pc.close()
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type='offer'))
-        # after the offer: each track takes the offer's next free transceiver of its kind
+        # before the offer: its m-lines take these transceivers in order (avatar video, speech,
+        # camera), and only VP8 is negotiated for the tracks that send VP8 they encoded themselves
         media = self.media
         pc.addTrack(StampedVideoTrack(media.avatar, media.delay_s, media.now_ns))
         pc.addTrack(StampedAudioTrack(media.speech, media.delay_s, media.now_ns))
@@ -183,9 +183,10 @@ class WebServer:
             pc.addTrack(StampedVideoTrack(media.camera, 0.0, media.now_ns))
         vp8 = [c for c in RTCRtpSender.getCapabilities('video').codecs
                if c.mimeType.lower() in ('video/vp8', 'video/rtx')]
-        for transceiver in pc.getTransceivers():   # the tracks send VP8 they encoded themselves
+        for transceiver in pc.getTransceivers():
             if transceiver.kind == 'video':
                 transceiver.setCodecPreferences(vp8)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type='offer'))
         await pc.setLocalDescription(await pc.createAnswer())
         return web.json_response({'sdp': pc.localDescription.sdp, 'type': pc.localDescription.type})
 
