@@ -26,6 +26,7 @@ import argparse
 import glob
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -78,6 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--display", default="auto", choices=["auto", "on", "off"],
                    help="'auto': a window when $DISPLAY is set")
     demo_inputs.add_arguments(p)
+    p.add_argument("--web", action="store_true",
+                   help="also serve the avatar to browsers (web_display on 127.0.0.1: viewer, kiosk and "
+                        "operator pages; the URLs, the operator's with a fresh token, are printed)")
+    p.add_argument("--web-port", type=int, default=8443, help="HTTPS port of the web pages (default 8443)")
     p.add_argument("--placement", default="all", choices=node_plan.PLACEMENTS,
                    help="which half runs on this host: all, robot (inputs, display, speaker) or server "
                         "(generator, renderer, recorder: the output folder's files); start both halves "
@@ -331,7 +336,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "speaker": "true", "record": "true", "record_output": str(bag),
         # 23 MB/s of raw camera frames would fill a disk in a long demo and load its 2 cores;
         # the bag still holds the user's perceived motion (user/motion) for the evaluation
-        "record_camera": "false"})
+        "record_camera": "false", **web_arguments(args, out)})
     prefix = launcher.package_prefix()
     share = launcher.share_dir(prefix)
     params = write_demo_parameters(node_plan.config_file(share), out / "parameters.yaml", args.backend,
@@ -379,6 +384,21 @@ def run_demo(args: argparse.Namespace) -> int:
     if reason:                   # a node failed during the session: its reason stays the last line
         LOG.error("stopped: %s", reason)
     return status
+
+
+def web_arguments(args: argparse.Namespace, out: Path) -> dict[str, str]:
+    """With --web: web_display with a fresh operator token (out/web_operator_token, owner-only),
+    and the pages' URLs logged; without: nothing."""
+    if not args.web:
+        return {}
+    token = secrets.token_urlsafe(16)
+    token_file = out / "web_operator_token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token + "\n")
+    base = f"https://127.0.0.1:{args.web_port}"
+    LOG.info("web pages (self-signed certificate): viewer %s/viewer, kiosk %s/viewer?kiosk=1, "
+             "operator %s/operator?token=%s", base, base, base, token)
+    return {"web": "true", "web_operator_token_file": str(token_file), "web_port": str(args.web_port)}
 
 
 def finish(bag: Path, out: Path) -> int:

@@ -56,6 +56,13 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("record_output", "", "Bag directory when recording; empty = a time-stamped name"),
     LaunchArgument("record_camera", "true", "Record the raw camera images too (640x480 at 25 fps: about "
                                             "23 MB/s); user/motion keeps what the generator perceived"),
+    LaunchArgument("web", "false", "Serve the avatar to browsers over WebRTC (web_display: viewer, kiosk "
+                                   "and operator pages; the URLs are printed at start)"),
+    LaunchArgument("web_operator_token_file", "", "web: file whose first line is the operator page's "
+                                                  "token; empty = the operator page is closed"),
+    LaunchArgument("web_bind_address", "127.0.0.1", "web: address the pages listen on (0.0.0.0 = every "
+                                                    "interface)"),
+    LaunchArgument("web_port", "8443", "web: HTTPS port of the pages"),
     LaunchArgument("namespace", "", "Namespace for every node and (relative) topic"),
     LaunchArgument("placement", "all", "Which part of the pipeline runs on this host: all | robot (camera, "
                                        "microphone, speech file, display, speaker) | server (generator, "
@@ -99,8 +106,10 @@ def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
     if unknown:
         raise ValueError(f"unknown launch arguments: {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     full = {**DEFAULTS, **{k: str(v) for k, v in args.items()}}
-    for name in ("use_microphone", "display", "speaker", "record"):
+    for name in ("use_microphone", "display", "speaker", "record", "web"):
         parse_bool(full[name])
+    if not full["web_port"].isdigit() or not 0 < int(full["web_port"]) < 65536:
+        raise ValueError(f"web_port: expected a TCP port 1..65535, got {full['web_port']!r}")
     if full["placement"] not in PLACEMENTS:
         raise ValueError(f"placement must be one of {'|'.join(PLACEMENTS)}, got {full['placement']!r}")
     if full["render_on"] not in RENDER_HOSTS:
@@ -165,6 +174,10 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
         nodes.append(PlannedNode("display", "display", {"compressed": True} if remote_renderer else {}))
     if parse_bool(a["speaker"]):
         nodes.append(PlannedNode("audio_playback", "audio_playback"))
+    if parse_bool(a["web"]):   # on the robot's host: it serves the robot's face
+        nodes.append(PlannedNode("web_display", "web_display", {
+            **_non_empty(operator_token_file=a["web_operator_token_file"]),
+            "bind_address": a["web_bind_address"], "port": int(a["web_port"])}))
     return [n for n in nodes if runs_here(n.name, a)]
 
 
