@@ -54,7 +54,8 @@ def _stats(values_ms: np.ndarray) -> list[str]:
             f"{values_ms.max():.1f}"]
 
 
-def _collect(domain: int, duration: float, warmup: float, started: float) -> tuple[dict[str, list], dict]:
+def _collect(domain: int, duration: float, warmup: float, started: float,
+             startup_s: float) -> tuple[dict[str, list], dict]:
     """Messages of the measured window, and the seconds from `started` (the processes' launch,
     time.monotonic) to the first MotionLatent, the first generated (not hold) one and the first image."""
     ctx = Context()
@@ -76,7 +77,7 @@ def _collect(domain: int, duration: float, warmup: float, started: float) -> tup
     node.create_subscription(GeneratorStatus, "avatar/generator_status", lambda m: got["status"].append(m), 10)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + startup_s
     while not got["image"] and time.monotonic() < deadline:   # start-up (model loading)
         executor.spin_once(timeout_sec=0.1)
     start = time.monotonic()
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds (after --warmup)")
     p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--startup-timeout", type=float, default=180.0,
+                   help="seconds to wait for the first image (the official size on a CPU: minutes)")
     p.add_argument("--backend", default="portable")
     p.add_argument("--checkpoint-dir", default="")
     p.add_argument("--portrait", default="")
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     children = [(name, subprocess.Popen(cmd + extra, env=env, stdout=logs[name],
                                         stderr=subprocess.STDOUT)) for name, cmd in plan]
     try:
-        got, first = _collect(domain, a.duration, a.warmup, started)
+        got, first = _collect(domain, a.duration, a.warmup, started, a.startup_timeout)
         peaks = {name: _peak_rss_mb(proc.pid) for name, proc in children}
     finally:
         launcher.stop_processes(children)

@@ -5,9 +5,9 @@ glibc serves an allocation above its mmap threshold (128 KiB at start) with its 
 which `free` unmaps. But each such free raises the threshold to the freed size (up to 32 MiB),
 so after the first large tensor is freed, later tensors of that size come from the heap, where
 freed memory stays resident (fragmented, rarely trimmed). For the neural model on a CPU that kept
-330 MB of dead activations (the 512 px portrait and user-frame encodes, the first 50-frame
-window) in the generator: peak RSS 1.97 GB instead of 1.64 GB (`python bench/bench_load_memory.py
---generate`). Fixing the threshold (`mallopt(M_MMAP_THRESHOLD)`, which also turns the dynamic
+about 320 MB of dead activations (the 512 px portrait and user-frame encodes, the first 50-frame
+window) resident in the generator: peak RSS 1936 MB instead of 1617 MB at the official size
+(`python bench/bench_load_memory.py --generate`). Fixing the threshold (`mallopt(M_MMAP_THRESHOLD)`, which also turns the dynamic
 raise off) keeps large tensors in their own mappings; small ones are unaffected. The cost is a
 page fault per fresh page of a large tensor, small next to the convolutions and matrix products
 that fill it.
