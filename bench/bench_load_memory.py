@@ -7,7 +7,15 @@ the wav2vec2 folder), reads every weight once (weights may be memory-mapped, so
 untouched pages would not count) and prints that process's peak RSS (VmHWM) next to the 2 GB
 budget and the size of the weights themselves.
 
+--generate measures what the generator process does at start instead, in two fresh processes:
+the neural backend's `from_options` (as the node builds it), the 512 px portrait, then the first
+block (the whole 50-frame first window, at --nfe/--branches: the controller's start level, as
+the node's warm-up runs it); once as the backend runs (glibc's mmap threshold fixed,
+core/host_memory.py) and once with glibc's default, and prints both peaks, their ratio and the
+time from the start of loading to the first block's latents.
+
     python bench/bench_load_memory.py [--dir /tmp/af_official] [--format .pth|.safetensors]
+    python bench/bench_load_memory.py --generate [--dir /tmp/af_official] [--nfe 10 --branches 3]
 """
 from __future__ import annotations
 
@@ -38,6 +46,35 @@ with torch.no_grad():                  # read every weight once (memory-mapped p
     total = sum(float(p.sum()) for p in model.parameters())
 assert total == total                  # not NaN: every weight was read
 print(f"{params} {before:.0f} {loaded:.0f} {vm('VmHWM'):.0f} {seconds:.1f}")
+'''
+
+# The generator's start: backend as the node builds it, portrait, first block (the first window).
+GENERATOR = r'''
+import sys, time
+import numpy as np
+import torch
+import avatar_forcing_ros.backends.avatar_forcing as neural
+from avatar_forcing_ros.backends.base import GenerationSettings
+
+def vm(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+folder, nfe, branches, fixed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "fixed"
+if not fixed:
+    neural.release_large_allocations_promptly = lambda: False      # glibc's default behaviour
+start = time.perf_counter()
+backend = neural.AvatarForcingBackend.from_options(checkpoint_dir=folder)
+rng = np.random.default_rng(0)
+backend.set_portrait(rng.integers(0, 255, (600, 600, 3), dtype=np.uint8))
+second = backend.sample_rate
+backend.push_avatar_audio((0.1 * rng.standard_normal(3 * second)).astype(np.float32), 0)
+backend.push_user_audio(np.zeros(3 * second, np.float32), 0)
+backend.declare_absent("user_motion", 50)
+block = backend.generate_block(0, GenerationSettings(nfe, 1.0, 1.0, branches))
+seconds = time.perf_counter() - start
+assert np.isfinite(block.latents).all()
+print(f"{vm('VmHWM'):.0f} {vm('VmRSS'):.0f} {seconds:.1f}")
 '''
 
 
@@ -71,10 +108,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", type=Path, default=None, help="where to write/reuse the files")
     parser.add_argument("--format", default=".pth", choices=[".pth", ".safetensors"])
+    parser.add_argument("--generate", action="store_true",
+                        help="the generator's start (load, portrait, first window), before/after")
+    parser.add_argument("--nfe", type=int, default=10, help="--generate: NFE of the first window")
+    parser.add_argument("--branches", type=int, default=3, help="--generate: guidance branches")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.dir or Path(tmp)
         write_release_files(folder, args.format)
+        if args.generate:
+            generator_start(folder, args.nfe, args.branches)
+            return
         weights = sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".safetensors", ".pth"))
         result = subprocess.run([sys.executable, "-c", LOADER, str(folder)],
                                 capture_output=True, text=True, check=True,
@@ -85,6 +129,19 @@ def main() -> None:
     print(f"peak RSS {float(peak):.0f} MB after reading every weight once (after imports "
           f"{float(before):.0f} MB, right after loading {float(loaded):.0f} MB; budget 2048 MB); "
           f"load time {seconds} s")
+
+
+def generator_start(folder: Path, nfe: int, branches: int) -> None:
+    runs = {}
+    for mode in ("default", "fixed"):
+        result = subprocess.run([sys.executable, "-c", GENERATOR, str(folder), str(nfe), str(branches), mode],
+                                capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).resolve().parents[1])
+        runs[mode] = [float(v) for v in result.stdout.split()[-3:]]
+    (old, _, _), (new, rss, seconds) = runs["default"], runs["fixed"]
+    print(f"generator start (official size, portrait, first window at NFE {nfe}, {branches} branches):")
+    print(f"peak RSS {new:.0f} MB with glibc's mmap threshold fixed (RSS at the end {rss:.0f} MB), "
+          f"{old:.0f} MB with glibc's default: {new / old:.2f}x; start to first block {seconds:.0f} s")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ display or speaker), on a private ROS domain, and subscribes from this process. 
 stamped with the media time it represents and every input with its capture time on the same clock,
 so for a frame received at time r: latency = r - stamp is the delay from the capture of the inputs
 at that media time to the frame's arrival here (image: after rendering and transport; motion:
-after generation). Jitter = inter-arrival interval minus the 40 ms period. Prints one table.
+after generation). Jitter = inter-arrival interval minus the 40 ms period. Prints one table,
+and the time from the processes' start to the first published MotionLatent (a hold frame: the
+generator publishes from its session start on), the first generated one and the first image.
 """
 from __future__ import annotations
 
@@ -52,20 +54,30 @@ def _stats(values_ms: np.ndarray) -> list[str]:
             f"{values_ms.max():.1f}"]
 
 
-def _collect(domain: int, duration: float, warmup: float) -> dict[str, list]:
+def _collect(domain: int, duration: float, warmup: float, started: float,
+             startup_s: float) -> tuple[dict[str, list], dict]:
+    """Messages of the measured window, and the seconds from `started` (the processes' launch,
+    time.monotonic) to the first MotionLatent, the first generated (not hold) one and the first image."""
     ctx = Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = Node("bench_listener", context=ctx)
     got: dict[str, list] = {"motion": [], "image": [], "status": []}
+    first: dict[str, float] = {}
     now = lambda: node.get_clock().now().nanoseconds * 1e-9  # noqa: E731  same clock as the stamps
-    node.create_subscription(MotionLatent, "avatar/motion", lambda m: got["motion"].append((m, now())),
-                             QoSProfile(depth=100))
-    node.create_subscription(Image, "avatar/image", lambda m: got["image"].append((m, now())),
+
+    def arrived(key: str, msg) -> None:
+        got[key].append((msg, now()))
+        first.setdefault(key, time.monotonic() - started)
+        if key == "motion" and not msg.is_hold:
+            first.setdefault("generated", time.monotonic() - started)
+
+    node.create_subscription(MotionLatent, "avatar/motion", lambda m: arrived("motion", m), QoSProfile(depth=100))
+    node.create_subscription(Image, "avatar/image", lambda m: arrived("image", m),
                              QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
     node.create_subscription(GeneratorStatus, "avatar/generator_status", lambda m: got["status"].append(m), 10)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + startup_s
     while not got["image"] and time.monotonic() < deadline:   # start-up (model loading)
         executor.spin_once(timeout_sec=0.1)
     start = time.monotonic()
@@ -77,7 +89,7 @@ def _collect(domain: int, duration: float, warmup: float) -> dict[str, list]:
     executor.shutdown()
     node.destroy_node()
     rclpy.try_shutdown(context=ctx)
-    return got
+    return got, first
 
 
 def _rows(got: dict[str, list]) -> list[list[str]]:
@@ -95,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=30.0, help="measured seconds (after --warmup)")
     p.add_argument("--warmup", type=float, default=5.0)
+    p.add_argument("--startup-timeout", type=float, default=180.0,
+                   help="seconds to wait for the first image (the official size on a CPU: minutes)")
     p.add_argument("--backend", default="portable")
     p.add_argument("--checkpoint-dir", default="")
     p.add_argument("--portrait", default="")
@@ -125,10 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                ROS_LOG_DIR=str(tmp / "log"))
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(node_plan.fastdds_profile(launcher.share_dir(prefix))))
     logs = {name: open(tmp / f"{name}.log", "w") for name, _ in plan}
+    started = time.monotonic()
     children = [(name, subprocess.Popen(cmd + extra, env=env, stdout=logs[name],
                                         stderr=subprocess.STDOUT)) for name, cmd in plan]
     try:
-        got = _collect(domain, a.duration, a.warmup)
+        got, first = _collect(domain, a.duration, a.warmup, started, a.startup_timeout)
         peaks = {name: _peak_rss_mb(proc.pid) for name, proc in children}
     finally:
         launcher.stop_processes(children)
@@ -141,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    print("after the processes' start: first MotionLatent " + ", first generated one ".join(
+        f"{first[k]:.1f} s" if k in first else "never" for k in ("motion", "generated"))
+        + (f", first image {first['image']:.1f} s" if "image" in first else ", no image"))
     holds = sum(m.is_hold for m, _ in got["motion"])
     print(f"measured window: {len(got['motion'])} frames received, {holds} hold frames")
     print("peak RSS (MB) and exit code per process: " + ", ".join(

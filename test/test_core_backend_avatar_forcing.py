@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from avatar_forcing_ros.backends.avatar_forcing import AvatarForcingBackend
+from avatar_forcing_ros.backends.avatar_forcing import HOLD_S, AvatarForcingBackend
 from avatar_forcing_ros.backends.base import GenerationSettings
 from avatar_forcing_ros.core.model import AvatarForcing
 from core_generator_fixtures import TINY, main_noise, tensors
@@ -124,11 +124,13 @@ def test_half_precision_portrait_user_frames_and_identity(model, dtype):
         push(first, latents)
 
     half.generator.push_user_motion = record
-    half.push_user_frame(portrait, 0)                  # encoded with block 0
+    half.push_user_frame(portrait, 0)                  # encoded as it is pushed
     half.declare_absent("avatar_audio", 10)
     half.declare_absent("user_audio", 10)
     block = half.generate_block(0, GenerationSettings(nfe=3))
-    assert len(encoded) == 1 and encoded[0].dtype == dtype and torch.isfinite(encoded[0]).all()
+    # encoded once; the frames after it hold that latent (nothing else was perceived)
+    assert all(e is encoded[0] for e in encoded) and encoded[0].dtype == dtype
+    assert torch.isfinite(encoded[0]).all()
     assert np.isfinite(block.latents).all()
 
 
@@ -169,3 +171,36 @@ def test_a_failed_block_costs_only_that_block(model):
     for k in (7, 8, 9):                                 # the worker's next blocks
         block = backend.generate_block(k, GenerationSettings())
         assert block.first_frame == 10 * k and np.isfinite(block.latents).all()
+
+
+def test_frames_the_encoder_skipped_hold_the_newest_perceived_latent(model):
+    """The generator's perception thread encodes only the newest camera frame; the frames it
+    skipped take the latent of the newest frame perceived before them (not the null condition),
+    a frame without a face stays null, and nothing is held further than HOLD_S past a frame (plus the last encode's time)."""
+    inputs = tensors("inputs")
+    frames = ((inputs["user_frames"][:2].permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
+    backend = AvatarForcingBackend(model, identity=torch.zeros(1, 64), crop_user_frames=False)
+    pushed = {}
+    push = backend.generator.push_user_motion
+
+    def record(first: int, latents: torch.Tensor) -> None:
+        pushed[first] = latents
+        push(first, latents)
+
+    backend.generator.push_user_motion = record
+    a, b = (backend.perceive_user_frame(f) for f in frames)          # the perception thread's work
+    assert a.shape == (1, 64) and not torch.equal(a, b)
+    backend.push_perceived_user_frame(a, 0)
+    backend.push_perceived_user_frame(b, 5)                          # frames 1..4 were skipped
+    backend.push_perceived_user_frame(None, 7)                       # the face left the view
+    backend.push_perceived_user_frame(a, 8)                          # and came back; then nothing
+    backend._perceive_s = 0.0          # as if encoding took no time: the hold is then HOLD_S exactly
+    backend.declare_absent("avatar_audio", 100)
+    backend.declare_absent("user_audio", 100)
+    backend.generate_block(0, GenerationSettings(nfe=3))             # the first window: frames 0..49
+    assert all(torch.equal(pushed[f], a) for f in range(1, 5)) and torch.equal(pushed[6], b)
+    assert 7 not in pushed                                           # no face: the null condition
+    held_after = [f for f in range(9, 50) if f in pushed]
+    assert held_after == list(range(9, 9 + round(HOLD_S * 25)))       # 1 s past frame 8, no further
+    assert all(torch.equal(pushed[f], a) for f in held_after)
+    assert backend.held_user_frames == 4 + 1 + len(held_after)

@@ -3,8 +3,13 @@
 Raw inputs are turned into the generator's per-frame conditions here:
 - avatar / user audio (16 kHz mono, placed by sample index) -> wav2vec2 over a sliding window
   (core/audio_window.py) -> projected features, read for a block's frames when it is generated;
-- user camera frames -> face crop (core/face_crop.py) -> motion latent (motion encoder), batched
-  per block; `None` (no face) and frames never pushed are the null condition.
+- user camera frames -> face crop (core/face_crop.py) -> motion latent (motion encoder), one frame
+  at a time in `perceive_user_frame`, which the generator runs on its perception thread for the
+  newest camera frame only (older queued frames are skipped and counted there). A frame that was
+  not perceived (skipped because the encoder was busy) takes the latent of the newest perceived
+  frame before it: the user's motion is held, not dropped to the null condition, for up to
+  `HOLD_S` plus the last encode's duration past that frame. `None` (no face) is the null condition,
+  and so is a frame with nothing perceived before it in that time.
 Already-encoded features can be pushed directly (`push_*_features`, `push_user_motion_latents`),
 which is how whole-track features reproduce the reference exactly.
 
@@ -14,6 +19,8 @@ and encodes it here) or `set_identity(r_s)` (e.g. from the renderer's `identity_
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 import numpy as np
 import torch
@@ -21,6 +28,7 @@ import torch
 from ..core.audio_window import DEFAULT_WINDOW_S, SlidingWindowAudioEncoder
 from ..core.device import check_device
 from ..core.face_crop import FaceDetector, apply_crop, center_square, crop_portrait, square_crop, to_model_input
+from ..core.host_memory import release_large_allocations_promptly
 from ..core.model import AvatarForcing
 from ..core.noise_schedule import MIN_NFE
 from ..core.model_files import resolve_model_files
@@ -32,6 +40,7 @@ log = logging.getLogger(__name__)
 LATENT_SPACE = "avatar_forcing/lia_motion"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 MAX_NFE = 100     # the reference uses 10; more only costs time
+HOLD_S = 1.0      # a perceived face stands for the frames after it this long (+ one encode's time)
 
 
 class AvatarForcingBackend(MotionBackend):
@@ -54,8 +63,10 @@ class AvatarForcingBackend(MotionBackend):
         self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed))
         self.audio = {"avatar_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s),
                       "user_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s)}
-        self._pending_frames: dict[int, np.ndarray] = {}   # cropped user faces awaiting encoding
+        self._perceived: dict[int, torch.Tensor | None] = {}  # user frame -> its latent (None: no face)
         self._frames_seen = 0                               # user frames [0, n) pushed (face or None)
+        self._perceive_s = 0.0                              # how long the last perception took
+        self.held_user_frames = 0                           # frames given a held latent, since reset
         self._detector: FaceDetector | None = None
         self._warned: set[str] = set()
 
@@ -69,6 +80,7 @@ class AvatarForcingBackend(MotionBackend):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         check_device(device)
+        release_large_allocations_promptly()     # transients freed must not stay in the peak RSS
         files = resolve_model_files(checkpoint_dir, wav2vec2_dir, flow_transformer_file,
                                     motion_autoencoder_file)
         model = AvatarForcing.from_files(files, device, _DTYPES[dtype])
@@ -108,18 +120,26 @@ class AvatarForcingBackend(MotionBackend):
         face = None if frame_rgb is None else self.perceive_user_frame(frame_rgb)
         self.push_perceived_user_frame(face, frame_index)
 
-    def perceive_user_frame(self, frame_rgb: np.ndarray) -> np.ndarray | None:
-        """The user's face cropped to the model's input size, None without a face."""
-        return self._crop_user(frame_rgb)
+    @torch.inference_mode()
+    def perceive_user_frame(self, frame_rgb: np.ndarray) -> torch.Tensor | None:
+        """The user's motion latent (1, dim_w) of one frame (face crop, then the motion encoder:
+        one 512 px frame, seconds on a CPU), None without a face. Touches no session state."""
+        started = time.monotonic()
+        face = self._crop_user(frame_rgb)
+        latent = None
+        if face is not None:
+            latent = self.model.motion_autoencoder.encode_motion(self._to_model(to_model_input(face[None])))
+        self._perceive_s = time.monotonic() - started
+        return latent
 
-    def push_perceived_user_frame(self, perceived: np.ndarray | None, frame_index: int) -> None:
-        """A cropped face (encoded with the next block), or None: the null condition."""
+    def push_perceived_user_frame(self, perceived: torch.Tensor | None, frame_index: int) -> None:
+        """A user motion latent (1, dim_w), or None: the null condition."""
         self._frames_seen = max(self._frames_seen, frame_index + 1)
+        self._perceived[frame_index] = perceived
         if perceived is None:
-            self._pending_frames.pop(frame_index, None)
             self.generator.declare_absent("user_motion", frame_index + 1)
         else:
-            self._pending_frames[frame_index] = perceived
+            self.generator.push_user_motion(frame_index, perceived)
 
     # -- pre-encoded inputs ---------------------------------------------------------------------
     def push_avatar_audio_features(self, first_frame: int, features: torch.Tensor) -> None:
@@ -154,7 +174,7 @@ class AvatarForcingBackend(MotionBackend):
         window = gen.condition_window(block_index)
         if window is not None:
             self._pull_audio(*window)
-            self._encode_pending_frames()
+            self._hold_user_motion(*window)
         latents = gen.generate_block(block_index, settings.nfe, settings.guidance_branches,
                                      settings.avatar_audio_scale, settings.user_scale)
         nfe, branches = gen.settings_used        # blocks 1..4 report block 0's (shared window)
@@ -165,8 +185,9 @@ class AvatarForcingBackend(MotionBackend):
         self.generator.reset()
         for live in self.audio.values():
             live.reset()
-        self._pending_frames.clear()
+        self._perceived.clear()
         self._frames_seen = 0
+        self.held_user_frames = 0
         self._warned.clear()
 
     # -- helpers --------------------------------------------------------------------------------
@@ -205,13 +226,21 @@ class AvatarForcingBackend(MotionBackend):
             return None
         return apply_crop(frame_rgb, square_crop([box], frame_rgb.shape[:2]), size)
 
-    @torch.inference_mode()
-    def _encode_pending_frames(self) -> None:
-        if not self._pending_frames:
-            return
-        indices = sorted(self._pending_frames)
-        frames = self._to_model(to_model_input(np.stack([self._pending_frames[i] for i in indices])))
-        latents = self.model.motion_autoencoder.encode_motion(frames)          # (N, dim_w)
-        for i, latent in zip(indices, latents):
-            self.generator.push_user_motion(i, latent[None])
-        self._pending_frames.clear()
+    def _hold_user_motion(self, start: int, end: int) -> None:
+        """Frames [start, end) that were never perceived take the newest perceived frame before
+        them (see the module docstring); frames pushed as latents directly are left alone."""
+        track = self.generator.tracks["user_motion"]
+        limit = math.ceil((HOLD_S + self._perceive_s) * self.fps)
+        newest = None                                   # (index, latent) perceived before `frame`
+        for index in sorted(i for i in self._perceived if i < start):
+            newest = (index, self._perceived[index])
+        for frame in range(start, end):
+            if frame in self._perceived:
+                newest = (frame, self._perceived[frame])
+            elif (frame not in track.frames and newest is not None and newest[1] is not None
+                  and frame - newest[0] <= limit):
+                self.generator.push_user_motion(frame, newest[1])
+                self.held_user_frames += 1
+        # keep the newest perceived frame before the window: a later window may hold it
+        for index in sorted(i for i in self._perceived if i < start)[:-1]:
+            del self._perceived[index]

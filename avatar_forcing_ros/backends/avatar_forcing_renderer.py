@@ -21,6 +21,7 @@ from ..core.config import AvatarForcingConfig, official
 from ..core.device import check_device
 from ..core.face_crop import (apply_crop, center_square, crop_portrait, to_model_input,
                               to_uint8_images)
+from ..core.host_memory import release_large_allocations_promptly
 from ..core.model_files import ModelFiles, resolve_model_files
 from ..core.motion_autoencoder import MotionAutoencoder
 from .base import FrameRenderer
@@ -82,6 +83,7 @@ class AvatarForcingRenderer(FrameRenderer):
                      **_ignored) -> "AvatarForcingRenderer":
         """Factory used by backends/registry.py (BackendOptions fields as keywords)."""
         check_device(device)
+        release_large_allocations_promptly()     # freed 512 px decoder transients go back at once
         return cls.from_checkpoint(checkpoint_dir, device, dtype, output_size or None,
                                    motion_autoencoder_file)
 

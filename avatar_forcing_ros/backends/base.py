@@ -84,7 +84,8 @@ class MotionBackend(abc.ABC):
         """User camera frame (H, W, 3) uint8 RGB for `frame_index`; None means no face in view."""
 
     def perceive_user_frame(self, frame_rgb: np.ndarray) -> object:
-        """The per-frame perception inside `push_user_frame` (face detection, landmarks), split out
+        """The per-frame perception inside `push_user_frame` (face detection, landmarks, a neural
+        backend's motion encoder), split out
         so that the generator can run it on its own thread, concurrently with `generate_block`: it
         must not touch the session state, and only one thread calls it. Returns what
         `push_perceived_user_frame` takes; None means no face in view. Default: no separate stage."""

@@ -288,7 +288,8 @@ class GeneratorNode(Node):
                   "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
                   "misstamped_inputs": s.misstamped_inputs, "camera_frames_skipped": s.camera_frames_skipped,
                   "face_found_fraction": f"{s.face_found_fraction:.2f}", "last_face_age_s": f"{s.last_face_age_s:.1f}",
-                  "backend_errors": s.backend_errors,
+                  "backend_errors": s.backend_errors, "blocks_generated": s.blocks_generated,
+                  "skipped_blocks": s.skipped_blocks,
                   "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}",
                   "start_lead_ms": f"{s.start_lead_ms:.1f}"}
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,

@@ -1,10 +1,12 @@
 """Camera perception on its own thread, so that face detection never delays a block.
 
-Perception (about 10 ms a frame with MediaPipe, which releases the GIL while it runs) used to run
-in the generator's worker just before a block was decided, so a block whose last camera frame
-arrived late started late. Here only the newest camera frame waits (a one-slot queue: a frame
-replaced before it was perceived is counted), and a frame whose avatar frame index was already
-perceived is skipped too (a camera faster than the avatar's frame rate).
+Perception (about 10 ms a frame with MediaPipe, which releases the GIL while it runs; for the
+neural backend also the motion encoder, seconds a 512 px frame on a CPU) used to run in the
+generator's worker just before a block was decided, so a block whose last camera frame arrived
+late started late. Here only the newest camera frame waits (a one-slot queue: a frame replaced
+before it was perceived is counted), and a frame whose avatar frame index was already perceived
+is skipped too (a camera faster than the avatar's frame rate). So a perception slower than the
+camera works on the newest frame it can instead of queueing behind.
 """
 from __future__ import annotations
 

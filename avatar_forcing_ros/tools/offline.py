@@ -41,6 +41,7 @@ from avatar_forcing_ros.core.checkpoint import CheckpointError
 from avatar_forcing_ros.core.face_crop import (FaceDetector, apply_crop, center_square,
                                                crop_portrait, crop_video, to_model_input,
                                                to_uint8_images)
+from avatar_forcing_ros.core.host_memory import release_large_allocations_promptly
 from avatar_forcing_ros.core.model import AvatarForcing
 from avatar_forcing_ros.core.model_files import resolve_model_files
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         files = resolve_model_files(*(str(option or "") for option in (
             args.checkpoint_dir, args.wav2vec2_dir, args.flow_transformer_file,
             args.motion_autoencoder_file)))
+        release_large_allocations_promptly()     # whole-clip transients must not stay resident
         model = AvatarForcing.from_files(files, device=args.device, dtype=_DTYPES[args.dtype])
         cond = prepare(model, args)
         r_d = generate(model, cond, args)
