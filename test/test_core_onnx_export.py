@@ -3,8 +3,10 @@ model: every graph passes onnx.checker at export and matches eager PyTorch withi
 execution provider here)."""
 import copy
 import dataclasses
+import importlib.util
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,3 +97,72 @@ def test_graphs_of_another_model_size_are_refused(tiny, graphs, tmp_path):
         OnnxDecoder(graphs, other, CPU)
     with pytest.raises(FileNotFoundError, match="avatar-forcing-export"):
         OnnxDecoder(tmp_path, tiny.cfg, CPU)
+
+
+def test_renderer_and_backend_run_the_graphs(graphs):
+    """The nodes' `runtime: onnxruntime`: the renderer decodes through lia_decoder.onnx (13 frames:
+    a full and a padded block) and the backend's steady blocks run through the block graphs."""
+    from avatar_forcing_ros.backends.avatar_forcing import AvatarForcingBackend
+    from avatar_forcing_ros.backends.avatar_forcing_renderer import AvatarForcingRenderer
+    from avatar_forcing_ros.backends.base import GenerationSettings
+    face = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    latents = np.random.default_rng(1).normal(0, 0.1, (13, 64)).astype(np.float32)
+    images = {}
+    for runtime in ("eager", "onnxruntime"):
+        renderer = AvatarForcingRenderer.from_options(checkpoint_dir=str(PARITY_TINY), runtime=runtime,
+                                                      onnx_dir=str(graphs), output_size=64)
+        renderer.set_cropped_portrait(face)
+        images[runtime] = renderer.render(latents).astype(int)
+    assert np.abs(images["eager"] - images["onnxruntime"]).max() <= 1
+    blocks = {}
+    for runtime in ("eager", "onnxruntime"):
+        backend = AvatarForcingBackend.from_options(checkpoint_dir=str(PARITY_TINY), runtime=runtime,
+                                                    onnx_dir=str(graphs))
+        backend.set_identity(torch.zeros(64))
+        for track in ("avatar_audio", "user_audio", "user_motion"):
+            backend.declare_absent(track, 70)
+        blocks[runtime] = np.concatenate([backend.generate_block(k, GenerationSettings(nfe=4)).latents
+                                          for k in range(7)])
+    assert np.abs(blocks["eager"] - blocks["onnxruntime"]).max() <= 1e-4
+    with pytest.raises(ValueError, match="runtime 'cuda_graphs' needs a CUDA device"):
+        AvatarForcingRenderer.from_options(checkpoint_dir=str(PARITY_TINY), runtime="cuda_graphs")
+
+
+def test_export_command_writes_the_graphs(tmp_path, caplog):
+    from avatar_forcing_ros.tools.export import main
+    out = tmp_path / "graphs"
+    assert main(["--checkpoint-dir", str(PARITY_TINY), "--out", str(out), "--parts", "block,encoder"]) == 0
+    assert sorted(p.name for p in out.glob("*.onnx")) == sorted(
+        ["block_prepare.onnx", "block_update.onnx", "motion_encoder.onnx"]
+        + [f"block_denoise_b{b}.onnx" for b in (1, 2, 3)])
+    assert main(["--checkpoint-dir", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert main(["--out", str(out), "--parts", "block,wings"]) == 2
+    assert "unknown --parts wings" in caplog.text
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
+def test_tensorrt_absent_is_one_clear_line(tmp_path, caplog):
+    from avatar_forcing_ros.tools.export import main
+    assert main(["--checkpoint-dir", str(PARITY_TINY), "--out", str(tmp_path), "--tensorrt"]) == 2
+    assert "need the 'tensorrt' Python package" in caplog.text
+    assert not list(tmp_path.glob("*.onnx"))      # refused before the export
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("tensorrt") is None,
+                    reason="needs an NVIDIA GPU and the tensorrt package; none here")
+def test_tensorrt_fp16_engines_match_eager_on_gpu(tiny, graphs):
+    """GPU only: fp16 engines of the denoise graph and the decoder vs eager float32."""
+    from avatar_forcing_ros.core.onnx_export import block_examples
+    from avatar_forcing_ros.core.static_step import StaticBlock
+    from avatar_forcing_ros.core.tensorrt_engines import EngineRunner, build_engine
+    block = StaticBlock(tiny.flow_transformer)
+    args = block_examples(block)["denoise"]
+    with torch.inference_mode():
+        eager = block.denoise(*args)
+    trt = EngineRunner(build_engine(graphs / "block_denoise_b3.onnx"))(*args)[0].cpu()
+    assert ((trt - eager).norm() / eager.norm()).item() < 1e-2
+    s_r, r_d, *feats = decoder_examples(tiny.motion_autoencoder)
+    with torch.inference_mode():
+        images = tiny.motion_autoencoder.decode(s_r, feats, r_d)
+    trt_images = EngineRunner(build_engine(graphs / "lia_decoder.onnx"))(s_r, r_d, *feats)[0].cpu()
+    assert (trt_images - images).abs().mean().item() < 1e-2
