@@ -12,7 +12,8 @@ Graphs (file name -> inputs -> outputs; n = context + block frames, K = block fr
 - motion_encoder.onnx: frames (K, 3, S, S) -> latents (K, dim_w)
 - audio_window.onnx: audio (1, window samples), normalised -> features (1, window frames, dim_a)
 All are float32 and checked with onnx.checker. Export uses torch's TorchScript-based exporter
-(opset 17): it handles these static graphs in seconds, without onnxscript.
+(opset 17): it handles these static graphs in seconds; the LIA decoder, whose per-sample
+convolution kernels it cannot shape, goes through the dynamo exporter (opset 18, onnxscript).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from avatar_forcing_ros.core.static_step import StaticBlock
 log = logging.getLogger(__name__)
 
 OPSET = 17
+DYNAMO_OPSET = 18      # the dynamo exporter's lowest; asking for 17 fails to convert its Pad
 BRANCH_COUNTS = (1, 2, 3)
 BLOCK_GRAPHS = ("block_prepare", "block_update") + tuple(f"block_denoise_b{b}" for b in BRANCH_COUNTS)
 GRAPHS = BLOCK_GRAPHS + ("lia_decoder", "motion_encoder", "audio_window")
@@ -97,7 +99,7 @@ def export_graph(module: nn.Module, args: tuple[Tensor, ...], path: Path, inputs
         with torch.no_grad():
             if dynamo:
                 torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                                  opset_version=OPSET, dynamo=True, external_data=False, verbose=False)
+                                  opset_version=DYNAMO_OPSET, dynamo=True, external_data=False, verbose=False)
             else:
                 torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
                                   opset_version=OPSET, dynamo=False, do_constant_folding=True)
