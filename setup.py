@@ -26,7 +26,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["avatar_forcing_ros", "avatar_forcing_ros.*"]),
-    package_data={"avatar_forcing_ros.core": ["official_manifest.json"]},
+    package_data={"avatar_forcing_ros.core": ["official_manifest.json"],
+                  "avatar_forcing_ros.web": ["static/*.html", "static/*.js"]},
     install_requires=[
         "torch>=2.4", "numpy>=1.26", "transformers>=4.40,<5", "safetensors>=0.4",
         "huggingface_hub>=0.34,<1.0",

@@ -14,6 +14,14 @@ Audio (``avatar_forcing_ros/AudioChunk``)
     :func:`audio_chunk_to_array` / :func:`array_to_audio_chunk`: float32 samples in [-1, 1],
     shape ``(frames, channels)``; int16 input is accepted and scaled by 1/32768. Sample rates
     outside :data:`SAMPLE_RATE_RANGE` are refused.
+Audio of other ROS projects (``audio_common_msgs``: two projects share that package name)
+    ros-drivers/audio_common: ``AudioData`` (``uint8[] data``: raw PCM whose layout an
+    ``AudioInfo`` describes) and ``AudioDataStamped`` (header + AudioData):
+    :func:`pcm_layout_from_audio_info`, :func:`pcm_bytes_to_array`, :func:`array_to_pcm_bytes`.
+    mgonzs13/audio_common (whisper_ros, llama_ros, piper_ros): ``AudioStamped`` (header +
+    Audio{audio_data: one typed array per PortAudio sample format, info{format, channels, rate,
+    chunk}}): :func:`audio_stamped_to_array`, :func:`array_to_audio_stamped`. These message
+    modules are imported only when called (they are not installed everywhere).
 Time (``builtin_interfaces/Time``)
     :func:`stamp_to_seconds`, :func:`stamp_to_nanoseconds`, :func:`seconds_to_stamp`,
     :func:`nanoseconds_to_stamp`.
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import array
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -40,6 +49,8 @@ from std_msgs.msg import Header
 
 from avatar_forcing_ros.media.audio_chunk import (SAMPLE_RATE_RANGE, BadAudioChunk,
                                                   interleaved_frames)
+from avatar_forcing_ros.media.audio_common import (PCM_SAMPLE_FORMATS, PORTAUDIO_FORMATS,
+                                                   pcm_samples, portaudio_samples)
 from avatar_forcing_ros.msg import AudioChunk
 
 _NS_PER_S = 1_000_000_000
@@ -427,3 +438,157 @@ def array_to_audio_chunk(samples: np.ndarray, sample_rate: int,
     values.frombytes(samples.tobytes())
     msg.samples = values
     return msg
+
+
+def _checked_frames(samples: np.ndarray, sample_rate: int, channels: int, what: str,
+                    mono: bool) -> tuple[np.ndarray, int]:
+    """Validated (frames, channels) float32 (or mono (frames,)) and the rate; errors name ``what``."""
+    if channels < 1:
+        raise MalformedMessageError(f'{what}.channels is {channels}')
+    try:
+        frames = interleaved_frames(samples, sample_rate, channels).copy()
+    except BadAudioChunk as error:
+        raise MalformedMessageError(f'{what}: {error}') from None
+    return (frames.mean(axis=1, dtype=np.float32) if mono else frames), int(sample_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# ros-drivers/audio_common: AudioData / AudioDataStamped (raw bytes) described by AudioInfo
+
+# AudioInfo.coding_format values that mean raw PCM (audio_capture's `format`: 'wave' or 'mp3')
+PCM_CODING_FORMATS = ('wave', 'pcm', 'raw', '')
+
+
+@dataclass(frozen=True)
+class PcmLayout:
+    """How the bytes of an ``AudioData`` are laid out (the message itself does not say)."""
+
+    sample_rate: int
+    channels: int
+    sample_format: str = 'S16LE'
+
+    def check(self) -> None:
+        """ValueError naming the field when the layout cannot be decoded."""
+        if self.sample_format not in PCM_SAMPLE_FORMATS:
+            raise ValueError(f'sample_format {self.sample_format!r} is not supported '
+                             f'(supported: {", ".join(PCM_SAMPLE_FORMATS)})')
+        if self.channels < 1:
+            raise ValueError(f'channels must be at least 1, got {self.channels}')
+        low, high = SAMPLE_RATE_RANGE
+        if not low <= self.sample_rate <= high:
+            raise ValueError(f'sample_rate must be within {low}..{high} Hz, got {self.sample_rate}')
+
+
+def pcm_layout_from_audio_info(msg: Any) -> PcmLayout:
+    """ros-drivers ``audio_common_msgs/AudioInfo`` -> :class:`PcmLayout`.
+
+    Raises:
+        MalformedMessageError: a compressed coding_format (mp3), an unknown sample_format, zero
+            channels or a sample rate outside :data:`SAMPLE_RATE_RANGE`.
+    """
+    if msg.coding_format.lower() not in PCM_CODING_FORMATS:
+        raise MalformedMessageError(f'AudioInfo.coding_format {msg.coding_format!r}: only raw PCM '
+                                    f"('wave') can be read (set audio_capture's format to wave)")
+    layout = PcmLayout(int(msg.sample_rate), int(msg.channels), msg.sample_format.upper())
+    try:
+        layout.check()
+    except ValueError as error:
+        raise MalformedMessageError(f'AudioInfo.{error}') from None
+    return layout
+
+
+def pcm_bytes_to_array(data: Any, layout: PcmLayout, mono: bool = False) -> tuple[np.ndarray, int]:
+    """The ``uint8[] data`` of a ros-drivers ``AudioData`` -> (samples, sample_rate).
+
+    Args:
+        data: the message's bytes (bytes, array('B') or a list of ints).
+        layout: rate, channels and sample format (from parameters or an ``AudioInfo``).
+        mono: True -> mix down to shape (frames,).
+
+    Returns:
+        float32 samples in [-1, 1], (frames, channels) (or (frames,) with ``mono``), and Hz.
+
+    Raises:
+        MalformedMessageError: a byte count that is not whole frames, or a bad layout.
+    """
+    try:
+        values = pcm_samples(bytes(data), layout.sample_format, layout.channels)
+    except ValueError as error:
+        raise MalformedMessageError(f'AudioData.{error}') from None
+    return _checked_frames(values, layout.sample_rate, layout.channels, 'AudioData', mono)
+
+
+def array_to_pcm_bytes(samples: np.ndarray, layout: PcmLayout) -> bytes:
+    """(frames,) or (frames, channels) float samples in [-1, 1] -> PCM bytes in ``layout``
+    (clipped to the format's range; the reverse of :func:`pcm_bytes_to_array`)."""
+    layout.check()
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.ndim != 2 or samples.shape[1] != layout.channels:
+        raise ValueError(f'samples must be (frames, {layout.channels}), got {samples.shape}')
+    wire, scale = PCM_SAMPLE_FORMATS[layout.sample_format]
+    dtype = np.dtype(wire)
+    if dtype.kind == 'f':
+        return samples.astype(dtype).tobytes()
+    values = np.round(samples * scale) + (128 if layout.sample_format == 'U8' else 0)
+    info = np.iinfo(dtype)
+    return np.clip(values, info.min, info.max).astype(dtype).tobytes()
+
+
+# --------------------------------------------------------------------------------------------
+# mgonzs13/audio_common: AudioStamped {header, audio: {audio_data, info}}
+
+def audio_stamped_to_array(msg: Any, mono: bool = False) -> tuple[np.ndarray, int]:
+    """mgonzs13 ``audio_common_msgs/AudioStamped`` -> (samples, sample_rate), as
+    :func:`audio_chunk_to_array` (float32 in [-1, 1], interleaved channels).
+
+    Raises:
+        MalformedMessageError: an unsupported info.format, bad channels or rate, a sample count
+            that is not a multiple of channels, NaN/inf samples.
+    """
+    info = msg.audio.info
+    try:
+        values = portaudio_samples(msg.audio.audio_data, info.format)
+    except ValueError as error:
+        raise MalformedMessageError(f'AudioStamped.audio.info.{error}') from None
+    return _checked_frames(values, int(info.rate), int(info.channels), 'AudioStamped.audio.info', mono)
+
+
+def array_to_audio_stamped(samples: np.ndarray, sample_rate: int,
+                           stamp: Time | float | int | None = None, frame_id: str = '',
+                           portaudio_format: int = 1) -> Any:
+    """Build an mgonzs13 ``audio_common_msgs/AudioStamped`` (float32 by default, as piper_ros
+    and their tts node send it); ``samples`` (frames,) or (frames, channels) in [-1, 1]."""
+    from audio_common_msgs.msg import AudioStamped  # noqa: PLC0415 (not installed everywhere)
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    field, dtype, scale = PORTAUDIO_FORMATS[portaudio_format]
+    values = samples.reshape(-1) * (1.0 if dtype == 'f4' else scale) + (128 if dtype == 'u1' else 0)
+    if dtype != 'f4':
+        info = np.iinfo(dtype)
+        values = np.clip(np.round(values), info.min, info.max)
+    msg = AudioStamped(header=make_header(stamp, frame_id))
+    setattr(msg.audio.audio_data, field, values.astype(dtype).tolist())
+    msg.audio.info.format = int(portaudio_format)
+    msg.audio.info.channels = int(samples.shape[1])
+    msg.audio.info.rate = int(sample_rate)
+    msg.audio.info.chunk = int(samples.shape[0])
+    return msg
+
+
+# --------------------------------------------------------------------------------------------
+# hri_msgs (ROS4HRI, REP-155)
+
+
+def face_params_to_expression(params: np.ndarray, stamp: Time | float | int | None = None,
+                              frame_id: str = '') -> Any:
+    """Portable face parameters (``motion_space``) -> ``hri_msgs/Expression`` (category,
+    valence, arousal, confidence; see :mod:`avatar_forcing_ros.portable.expression_label`)."""
+    from hri_msgs.msg import Expression  # noqa: PLC0415 (not installed everywhere)
+
+    from avatar_forcing_ros.portable.expression_label import classify  # noqa: PLC0415
+    label = classify(np.asarray(params, np.float32))
+    return Expression(header=make_header(stamp, frame_id), expression=label.expression,
+                      valence=label.valence, arousal=label.arousal, confidence=label.confidence)

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   espeak-ng sox                                    # synthetic speech for the demo and the tests
   ffmpeg                                           # MP4 writing with the avatar audio muxed in
   libgl1 libglib2.0-0                              # runtime libraries of OpenCV / mediapipe wheels
+  chromium chromium-driver                         # headless browser for the web_display tests (selenium)
 )
 
 log() { printf '[setup] %s\n' "$*" >&2; }

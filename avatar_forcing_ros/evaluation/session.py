@@ -25,6 +25,7 @@ from rosbags.typesys.store import Typestore
 from tqdm import tqdm
 
 from ..media.audio_chunk import BadAudioChunk, interleaved_frames
+from ..media.audio_common import portaudio_samples
 from .bag_io import BagSource, RawMessage
 from .left_out import LeftOut
 from .msg_types import bag_typestore, register_from_connections
@@ -33,10 +34,14 @@ from .topics import TopicConfig
 
 _OWN = 'avatar_forcing_ros/msg/'
 _IMAGE_TYPES = frozenset({'sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'})
+# mgonzs13's audio_common (piper_ros, whisper_ros): self-describing, so a bag of it is read like
+# AudioChunk. ros-drivers' AudioData(Stamped) is not: its layout travels on another topic.
+_AUDIO_STAMPED = 'audio_common_msgs/msg/AudioStamped'
+_AUDIO_TYPES = frozenset({_OWN + 'AudioChunk', _AUDIO_STAMPED})
 # the message types each role accepts
 _TYPES = {'camera': _IMAGE_TYPES, 'avatar_image': _IMAGE_TYPES,
           'avatar_image_compressed': _IMAGE_TYPES,
-          'user_audio': {_OWN + 'AudioChunk'}, 'avatar_audio': {_OWN + 'AudioChunk'},
+          'user_audio': _AUDIO_TYPES, 'avatar_audio': _AUDIO_TYPES,
           'avatar_motion': {_OWN + 'MotionLatent'}, 'user_motion': {_OWN + 'MotionLatent'},
           'status': {_OWN + 'GeneratorStatus'},
           'diagnostics': {'diagnostic_msgs/msg/DiagnosticArray'}}
@@ -171,21 +176,30 @@ class _Collector:
         return (raw.log_ns, _stamp_ns(msg), msg.frame_index, np.asarray(msg.latent, np.float32),
                 msg.nfe, msg.guidance_branches, msg.is_hold, msg.latent_space)
 
-    def _audio_frames(self, msg: Any) -> np.ndarray:
+    def _audio_frames(self, raw: RawMessage) -> tuple[Any, np.ndarray, int]:
+        """(message, (frames, channels) samples, sample rate) of an audio message."""
+        msg = self.deserialize(raw)
         try:
-            return interleaved_frames(msg.samples, int(msg.sample_rate), int(msg.channels))
+            if raw.msgtype == _AUDIO_STAMPED:
+                info = msg.audio.info
+                if info.channels < 1:
+                    raise _Unusable('0 channels')
+                samples = portaudio_samples(msg.audio.audio_data, int(info.format))
+                return msg, interleaved_frames(samples, int(info.rate), int(info.channels)), int(info.rate)
+            return msg, interleaved_frames(msg.samples, int(msg.sample_rate), int(msg.channels)), \
+                int(msg.sample_rate)
         except BadAudioChunk as err:
             raise _Unusable(err.cause) from None
+        except ValueError:   # portaudio_samples: a format without samples
+            raise _Unusable('unsupported sample format') from None
 
     def _row_avatar_audio(self, raw: RawMessage) -> tuple:
-        msg = self.deserialize(raw)
-        mono = self._audio_frames(msg).mean(axis=1)
-        return (raw.log_ns, _stamp_ns(msg), int(msg.sample_rate), mono)
+        msg, frames, rate = self._audio_frames(raw)
+        return (raw.log_ns, _stamp_ns(msg), rate, frames.mean(axis=1))
 
     def _row_user_audio(self, raw: RawMessage) -> tuple:
-        msg = self.deserialize(raw)
-        self._audio_frames(msg)
-        return (raw.log_ns, _stamp_ns(msg), int(msg.sample_rate), np.zeros(0, np.float32))
+        msg, _, rate = self._audio_frames(raw)
+        return (raw.log_ns, _stamp_ns(msg), rate, np.zeros(0, np.float32))
 
     def _row_status(self, raw: RawMessage) -> tuple:
         msg = self.deserialize(raw)

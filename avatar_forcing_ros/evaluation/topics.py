@@ -17,8 +17,8 @@ class TopicConfig:
     """Topic name per role; relative names are resolved with :meth:`resolved`."""
 
     camera: str = 'image'                                  # sensor_msgs/Image (user camera)
-    user_audio: str = 'user/audio'                         # AudioChunk
-    avatar_audio: str = 'avatar/audio'                     # AudioChunk
+    user_audio: str = 'user/audio'                         # AudioChunk or mgonzs13's AudioStamped
+    avatar_audio: str = 'avatar/audio'                     # AudioChunk or mgonzs13's AudioStamped
     avatar_motion: str = 'avatar/motion'                   # MotionLatent
     user_motion: str = 'user/motion'                       # MotionLatent (optional)
     avatar_image: str = 'avatar/image'                     # sensor_msgs/Image

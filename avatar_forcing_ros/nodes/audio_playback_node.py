@@ -7,6 +7,7 @@ output's are resampled as one continuous stream (ChunkResampler: no click at chu
 The sound is read continuously and re-synced to the DAC timing only beyond 10 ms
 (PlaybackTimeline; counted, like the device's underflows). Output device by index or name
 (sounddevice / PortAudio); an unknown device fails at start with the list of output devices.
+Besides AudioChunk it plays the audio_common_msgs types (audio_msg_type; see nodes/audio_input.py).
 """
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from avatar_forcing_ros.conversions import MalformedMessageError, audio_chunk_to_array, stamp_to_seconds
 from avatar_forcing_ros.media.audio_stream import clock_offset_ns
-from avatar_forcing_ros.msg import AudioChunk
+from avatar_forcing_ros.nodes.audio_input import AudioInput, declare_audio_input
 from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter,
                                                    declare_presentation_delay, describe, portaudio_latency,
                                                    read_config, run_node)
@@ -87,8 +87,8 @@ class AudioPlaybackNode(Node):
             listing = "; ".join(f"{i}: {n}" for i, n in output_devices()) or "none"
             raise ConfigError(f"cannot open output device {c.device or 'default'!r}: {error}; "
                               f"output devices: {listing}") from error
-        self.create_subscription(AudioChunk, c.audio_topic, self._on_chunk,
-                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
+        AudioInput(self, "audio_", c.audio_topic, QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT),
+                   self._on_chunk, lambda error: self._malformed.record(c.audio_topic, error))
         self.create_timer(5.0, self._log_counters)
         self.get_logger().info(f"playing {c.audio_topic} on {c.device or 'the default device'} at "
                                f"{c.sample_rate} Hz, presentation delay {c.presentation_delay_ms:g} ms")
@@ -96,7 +96,8 @@ class AudioPlaybackNode(Node):
     def _declare_parameters(self) -> None:
         ro = dict(read_only=True)
         p = self.declare_parameter
-        p("audio_topic", "avatar/audio", describe("AudioChunk topic to play", **ro))
+        p("audio_topic", "avatar/audio", describe("Audio topic to play (its type: audio_msg_type)", **ro))
+        declare_audio_input(self, "audio_", "audio to play")
         declare_presentation_delay(self)
         p("device", "", describe("Output device: empty = default, an index, or part of its name", **ro))
         p("sample_rate", 16000, describe("Output stream rate (Hz); chunks at other rates are resampled",
@@ -108,14 +109,9 @@ class AudioPlaybackNode(Node):
             "with the node: it runs dry under load", constraints="'low', 'high' or a number of "
             "seconds in (0, 10)", dynamic_typing=True, **ro))
 
-    def _on_chunk(self, msg: AudioChunk) -> None:
-        try:
-            samples, rate = audio_chunk_to_array(msg, mono=True)
-        except MalformedMessageError as error:
-            self._malformed.record(self.config.audio_topic, error)
-            return
-        start = stamp_to_seconds(msg.header.stamp) + self.config.presentation_delay_ms / 1e3
-        self._timeline.add(*self._resampler.add(samples, rate, start, msg.sequence))
+    def _on_chunk(self, samples: np.ndarray, rate: int, stamp: float, sequence: int) -> None:
+        start = stamp + self.config.presentation_delay_ms / 1e3
+        self._timeline.add(*self._resampler.add(samples, rate, start, sequence))
         self.chunks += 1
 
     def _fill(self, outdata: np.ndarray, frames: int, time_info, status) -> None:

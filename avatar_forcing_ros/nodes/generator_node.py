@@ -1,12 +1,14 @@
 """generator: camera + user audio + avatar audio in, MotionLatent out at a fixed 25 Hz.
 
 Subscribes `image` (sensor_msgs/Image, sensor-data QoS), `user/audio` and `avatar/audio`
-(AudioChunk); publishes `avatar/motion` (MotionLatent, reliable keep-last 50) from a fixed-rate
+(AudioChunk, or the audio_common_msgs types chosen by user_audio_msg_type / avatar_audio_msg_type:
+see nodes/audio_input.py); publishes `avatar/motion` (MotionLatent, reliable keep-last 50) from a fixed-rate
 timer, each stamped with the media time it represents (t0 + n / fps); `avatar/generator_status`
 (GeneratorStatus) and `/diagnostics` at 1 Hz. Callbacks only convert and enqueue; the backend runs
 in the core's worker thread, camera perception in its own thread beside it
 (avatar_forcing_ros.pipeline.generator_core). Talking-only and listening-only use: set
-use_camera/use_user_audio or use_avatar_audio to false.
+use_camera/use_user_audio or use_avatar_audio to false. ROS4HRI (user_face_source 'hri',
+hri_voice_activity, hri_expression_topic): see nodes/hri_inputs.py.
 """
 from __future__ import annotations
 
@@ -23,17 +25,21 @@ from sensor_msgs.msg import Image
 from avatar_forcing_ros.backends.base import MotionBackend, MotionBlock
 from avatar_forcing_ros.backends.registry import (BackendOptions, backend_class, check_backend_name,
                                                    create_backend, default_portrait, load_portrait)
-from avatar_forcing_ros.conversions import (MalformedMessageError, audio_chunk_to_array, image_to_array,
+from avatar_forcing_ros.conversions import (MalformedMessageError, face_params_to_expression, image_to_array,
                                             make_header, stamp_to_seconds)
-from avatar_forcing_ros.msg import AudioChunk, GeneratorStatus, MotionLatent
-from avatar_forcing_ros.nodes.node_support import (MalformedInputCounter, backend_start_error, describe,
-                                                   read_config, run_node)
+from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent
+from avatar_forcing_ros.nodes.audio_input import AudioInput, declare_audio_input, import_message
+from avatar_forcing_ros.nodes.hri_inputs import HriConfig, HriFace, HriVoiceActivity, declare_hri_parameters
+from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, backend_start_error,
+                                                   describe, read_config, run_node)
 from avatar_forcing_ros.pipeline.clock import origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import (GeneratorConfig, check_guidance,
                                                           check_latency_budget, check_nfe)
 from avatar_forcing_ros.pipeline.generator_core import (AVATAR_AUDIO, CAMERA, MAX_STAMP_SKEW_S, USER_AUDIO,
                                                         GeneratorCore)
+from avatar_forcing_ros.portable.motion_space import LATENT_SPACE as PORTABLE_LATENT_SPACE
 
+EXPRESSION_EVERY_FRAMES = 5    # hri_msgs/Expression at 5 Hz (25 fps): expressions change slowly
 RUNTIME_PARAMETERS = ("nfe", "nfe_min", "avatar_audio_guidance", "user_guidance", "latency_budget_ms")
 # A backend without NFE ignores nfe/nfe_min; their declared range then only keeps them sane.
 NO_NFE_RANGE = (1, 100)
@@ -64,6 +70,10 @@ class GeneratorNode(Node):
         except Exception as error:   # every start-up failure names the parameter to change
             raise backend_start_error(error, backend) from error
         topics = {name: self.get_parameter(name).value for name in TOPIC_PARAMETERS}
+        self.hri = read_config(self, HriConfig)
+        if self.hri.hri_expression_topic and self._backend.latent_space != PORTABLE_LATENT_SPACE:
+            raise ConfigError(f"parameter 'hri_expression_topic': backend {backend!r} has no interpretable "
+                              "face parameters to read an expression from; use backend 'portable' or leave it empty")
         self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
         self._malformed = MalformedInputCounter(self)
         self._misstamped_reported = 0
@@ -156,17 +166,30 @@ class GeneratorNode(Node):
                                             "when full", int_range=(1, 100000), **ro))
         for name, default in TOPIC_PARAMETERS.items():
             p(name, default, describe(f"Topic name (relative, so namespaces apply); default '{default}'", **ro))
+        declare_audio_input(self, "user_audio_", "user audio")
+        declare_audio_input(self, "avatar_audio_", "avatar audio")
+        declare_hri_parameters(self)
 
     def _create_interfaces(self, topics: dict[str, str]) -> None:
-        if self.config.use_camera:
+        if self.config.use_camera and self.hri.user_face_source == "hri":
+            HriFace(self, self.hri, self.core.submit_camera, lambda error: self._reject("hri face", error))
+        elif self.config.use_camera:
             self.create_subscription(Image, topics["camera_topic"], self._on_camera,
                                      qos_profile_sensor_data)
+        self._voice = HriVoiceActivity(self, self.hri) if self.hri.hri_voice_activity else None
+        self._user_speaking = False
+        self._expression_pub = None
+        if self.hri.hri_expression_topic:
+            expression = import_message("hri_msgs/Expression", "hri_expression_topic")
+            self._expression_pub = self.create_publisher(expression, self.hri.hri_expression_topic, 10)
         if self.config.use_user_audio:
-            self.create_subscription(AudioChunk, topics["user_audio_topic"], self._on_user_audio,
-                                     qos_profile_sensor_data)
+            AudioInput(self, "user_audio_", topics["user_audio_topic"], qos_profile_sensor_data,
+                       self._on_user_audio, lambda error: self._reject("user audio", error))
         if self.config.use_avatar_audio:   # best effort: compatible with reliable and best-effort senders
-            self.create_subscription(AudioChunk, topics["avatar_audio_topic"], self._on_avatar_audio,
-                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
+            AudioInput(self, "avatar_audio_", topics["avatar_audio_topic"],
+                       QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT),
+                       lambda samples, rate, stamp, _: self.core.submit_avatar_audio(samples, rate, stamp),
+                       lambda error: self._reject("avatar audio", error))
         self._motion_pub = self.create_publisher(
             MotionLatent, topics["motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
         self._user_motion_pub = self.create_publisher(
@@ -191,19 +214,15 @@ class GeneratorNode(Node):
         except (MalformedMessageError, ValueError) as error:
             self._reject("camera", error)
 
-    def _on_user_audio(self, msg: AudioChunk) -> None:
-        self._on_audio(msg, self.core.submit_user_audio, "user audio")
-
-    def _on_avatar_audio(self, msg: AudioChunk) -> None:
-        self._on_audio(msg, self.core.submit_avatar_audio, "avatar audio")
-
-    def _on_audio(self, msg: AudioChunk, submit, source: str) -> None:
-        try:
-            samples, rate = audio_chunk_to_array(msg, mono=True)
-            if len(samples):
-                submit(samples, rate, stamp_to_seconds(msg.header.stamp))
-        except (MalformedMessageError, ValueError) as error:
-            self._reject(source, error)
+    def _on_user_audio(self, samples: np.ndarray, rate: int, stamp: float, _sequence: int) -> None:
+        if self._voice is not None:
+            speaking = self._voice.speaking
+            if speaking != self._user_speaking:
+                self._user_speaking = speaking
+                self.get_logger().info(f"ROS4HRI voice activity: user {'speaking' if speaking else 'silent'}")
+            if not speaking:   # not the user's speech: the avatar listens to silence
+                samples = np.zeros_like(samples)
+        self.core.submit_user_audio(samples, rate, stamp)
 
     def _reject(self, source: str, error: Exception) -> None:
         self.core.count_malformed()
@@ -225,6 +244,8 @@ class GeneratorNode(Node):
             msg = self._motion_msg(f.frame_index, f.latent, self._frame_id)
             msg.nfe, msg.guidance_branches, msg.is_hold = f.nfe, f.guidance_branches, f.is_hold
             self._motion_pub.publish(msg)
+            if self._expression_pub is not None and f.frame_index % EXPRESSION_EVERY_FRAMES == 0:
+                self._expression_pub.publish(face_params_to_expression(f.latent, msg.header.stamp, self._frame_id))
 
     def _publish_user_motion(self, block: MotionBlock) -> None:
         """The user motion a block was conditioned on, on user/motion (rows where the user was seen),

@@ -16,7 +16,9 @@ On a robot with apt ROS: ``ros2 run avatar_forcing_ros recorder ...`` and ``ros2
 from __future__ import annotations
 
 import importlib
+import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +105,7 @@ class RecorderNode(Node):
             msgtype = types[topic][0]
             try:
                 msg_class = _message_class(msgtype)
-                self.writer.add_topic(topic, msgtype, _msgdef_text(msgtype))
+                self.writer.add_topic(topic, msgtype, _msgdef_text(msgtype, self.writer.store.fielddefs))
             except (ImportError, AttributeError, ValueError, OSError) as error:
                 self.get_logger().error(f'cannot record {topic} ({msgtype}): {error}')
                 del self._pending[topic]
@@ -165,8 +167,50 @@ def _message_class(msgtype: str) -> type:
     return getattr(importlib.import_module(package.replace('/', '.')), name)
 
 
-def _msgdef_text(msgtype: str) -> str | None:
-    """The installed .msg text of a type (for types outside the bag type store), if found."""
+def _msgdef_text(msgtype: str, known: Collection[str] = ()) -> str | None:
+    """The installed .msg text of a type (for types outside the bag type store), if found, with
+    the definitions of the nested types it uses that are not in ``known`` appended as rosbag2
+    does (``MSG: pkg/Type`` sections), e.g. audio_common_msgs/AudioStamped -> Audio -> AudioData."""
+    text = _installed_msg(msgtype)
+    if text is None:
+        return None
+    sections, queue, seen = [text], _nested_types(text, msgtype), {msgtype}
+    while queue:
+        nested = queue.pop(0)
+        if nested in seen or nested in known:
+            continue
+        seen.add(nested)
+        nested_text = _installed_msg(nested)
+        if nested_text is not None:
+            sections.append(f'{"=" * 80}\nMSG: {nested.replace("/msg/", "/")}\n{nested_text}')
+            queue += _nested_types(nested_text, nested)
+    return '\n'.join(sections)
+
+
+_BUILTIN_TYPES = {'bool', 'byte', 'char', 'float32', 'float64', 'int8', 'uint8', 'int16', 'uint16',
+                  'int32', 'uint32', 'int64', 'uint64', 'string', 'wstring'}
+
+
+def _nested_types(text: str, msgtype: str) -> list[str]:
+    """'pkg/msg/Type' names of the non-builtin field types in .msg ``text`` (constants skipped)."""
+    package = msgtype.partition('/')[0]
+    found = []
+    for line in text.splitlines():
+        words = line.split('#', 1)[0].split()
+        if len(words) < 2 or '=' in words[1]:
+            continue
+        name = re.sub(r'(\[[^\]]*\]|<=\d+)$', '', words[0])
+        if name in _BUILTIN_TYPES or name.startswith(('string<', 'wstring<')):
+            continue
+        if name == 'Header':
+            name = 'std_msgs/Header'
+        pkg, _, base = name.rpartition('/')
+        found.append(f'{pkg or package}/msg/{base}')
+    return found
+
+
+def _installed_msg(msgtype: str) -> str | None:
+    """The .msg text of 'pkg/msg/Type' from the ament index, None when not installed."""
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
     package, _, name = msgtype.partition('/msg/')
     try:

@@ -9,10 +9,10 @@ Pipeline per frame (all set-up work happens once in ``set_portrait``):
    border anchors hold the background still and the rings make the motion fade out, so the
    face never tears from the background;
 3. ``MouthInterior.paint``: where the lips part further than in the photograph, a dark cavity
-   with a tongue hint, a lower-lip rim, and upper teeth (the photograph's own when it shows
-   them, else a synthetic band) that stay with the upper lip.
-
-4. ``Eyelids.paint``: past half a blink, lid-skin colour over the remaining eye opening and a
+   with a tongue and lower teeth that follow the jaw, upper teeth (the photograph's own when it
+   shows them, else a synthetic row) that stay with the upper lip, and the lower lip's red
+   inner side;
+4. ``Eyelids.paint``: from a tenth of a blink, an opaque lid down to the moved lid margin with a
    soft lash line (the warp has already slid the upper lid down onto the lower one).
 """
 from __future__ import annotations

@@ -1,11 +1,17 @@
 """Paints a plausible mouth interior where the warped lips part further than in the portrait.
 
 Warping alone would fill an opening mouth with stretched lip (or teeth) pixels. Inside the
-moved inner-lip contour this draws a dark cavity (darker towards the throat), a tongue hint at
-the bottom and upper teeth that stay with the upper lip (the upper jaw does not move), all
+moved inner-lip contour this draws, back to front: a dark cavity (darker towards the throat), a
+tongue resting on the lower teeth, a row of lower teeth inside the lower lip (both move with the
+jaw), and upper teeth that stay with the upper lip (the upper jaw does not move). Just below the
+moved lower inner lip it draws the lip's red inner side, which shows as the jaw drops: a pale
+lower lip otherwise reads as skin, to a viewer and to MediaPipe (which then placed the lower
+lip mid-cavity and read 32-39 % of the opening on the default portrait). Everything is
 anti-aliased and faded in with the extra opening, so a closed mouth shows the photograph as it is.
-When the portrait's lips are parted, its own mouth opening (usually its teeth) is reused as the
-upper teeth; otherwise a synthetic teeth band follows the upper lip.
+When the portrait's lips are parted, its own upper teeth (the part of its opening within an
+incisor's height of the upper lip) are reused; otherwise a synthetic row follows the upper lip.
+Synthetic rows are arch-shaped (shorter towards the corners) with faint gaps between teeth
+that narrow towards the corners, not a flat band.
 
 The painted colours are those of a colour photograph, brought to the portrait's own tones: a
 portrait whose face has little colour (greyscale, sepia, a tinted drawing) gets them with their
@@ -19,12 +25,16 @@ import numpy as np
 
 from avatar_forcing_ros.portable import landmarks as lm
 
-_DEFAULT_TEETH = np.array([228.0, 222.0, 212.0])
+_DEFAULT_TEETH = np.array([236.0, 226.0, 200.0])
 _CAVITY_TOP = np.array([70.0, 30.0, 32.0])
 _CAVITY_BOTTOM = np.array([24.0, 9.0, 11.0])
 _TONGUE = np.array([128.0, 58.0, 60.0])
-_LIP = np.array([170.0, 100.0, 100.0])
+_LIP = np.array([200.0, 140.0, 130.0])
+_INNER_LIP_COLOUR = np.array([165.0, 78.0, 80.0])
 _LUMA = np.array([0.299, 0.587, 0.114])
+_UPPER_TEETH = 0.09            # visible height of the upper incisors, in eye distances
+_LOWER_TEETH = 0.04            # ... of the lower ones (the lower lip covers most of them)
+_INNER_LIP = 0.05              # height of the lower lip's inner side at its middle, in eye distances
 _FULL_CHROMA = 40.0            # median face chroma (max - min channel) of a fully coloured face
                                # (the default portrait's: 58; a greyscale one's: 0)
 _SUBPIXEL = 3                  # cv2 drawing shift: coordinates in 1/8 pixel
@@ -37,6 +47,20 @@ def _polygon_mask(shape: tuple[int, int], polygons: list[np.ndarray]) -> np.ndar
     scaled = [np.round(poly * (1 << _SUBPIXEL)).astype(np.int32) for poly in polygons]
     cv2.fillPoly(mask, scaled, 255, lineType=cv2.LINE_AA, shift=_SUBPIXEL)
     return mask.astype(np.float32) / 255.0
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-6)
+
+
+def _arch(lip: np.ndarray, reach: np.ndarray, flatness: float = 2.0) -> np.ndarray:
+    """Polygon of a band along an inner-lip contour (K, 2) from corner to corner: it reaches
+    `reach` (2,) pixels from the lip in the middle and nothing at the corners (as the dental arch
+    turns away from the viewer); a smaller `flatness` narrows it sooner towards the corners."""
+    centre_x = 0.5 * (lip[0, 0] + lip[-1, 0])
+    half = max(0.5 * abs(lip[-1, 0] - lip[0, 0]), 1.0)
+    along = np.clip(np.abs(lip[:, 0] - centre_x) / half, 0.0, 1.0)[:, None]    # (K, 1)
+    return np.concatenate([lip, (lip + reach * (1.0 - along ** flatness))[::-1]])
 
 
 class _FaceTone:
@@ -69,7 +93,9 @@ class MouthInterior:
         tone = _FaceTone(portrait, points)
         self.teeth, self.tongue = tone.apply(_DEFAULT_TEETH), tone.apply(_TONGUE)
         self.cavity_top, self.cavity_bottom = tone.apply(_CAVITY_TOP), tone.apply(_CAVITY_BOTTOM)
-        self.lip = self._lower_lip_colour(portrait, points, tone.apply(_LIP))
+        lower_lip = self._lower_lip_colour(portrait, points, tone.apply(_LIP))
+        # The inner lip in the portrait's light: as much brighter or darker than _LIP as its lip is.
+        self.inner_lip = tone.apply(_INNER_LIP_COLOUR) * float(lower_lip @ _LUMA) / float(_LIP @ _LUMA)
 
     @staticmethod
     def _lower_lip_colour(portrait: np.ndarray, points: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -79,16 +105,27 @@ class MouthInterior:
         pixels = portrait[inside]
         return np.median(pixels, axis=0).astype(np.float32) if len(pixels) >= 4 else fallback
 
-    @staticmethod
-    def _own_opening(portrait: np.ndarray, points: np.ndarray) -> tuple | None:
-        """The portrait's open-mouth pixels: (patch (h, w, 3), mask (h, w), origin, upper-lip anchor)."""
+    def _own_opening(self, portrait: np.ndarray, points: np.ndarray) -> tuple | None:
+        """The portrait's upper teeth: (patch (h, w, 3), mask (h, w), origin, upper-lip anchor).
+
+        Only the part of the open mouth within an upper incisor's height of the upper lip, faded
+        out towards its arch-shaped lower edge: the photograph's lower teeth and lower-lip edge,
+        carried up with the upper lip, would read as a lower lip that never drops.
+        """
         contour = points[_CONTOUR, :2]
         x0, y0 = np.floor(contour.min(axis=0)).astype(int) - 1
         x1, y1 = np.ceil(contour.max(axis=0)).astype(int) + 2
         x0, y0 = max(x0, 0), max(y0, 0)
         origin = np.array([x0, y0], dtype=np.float64)
-        mask = _polygon_mask((y1 - y0, x1 - x0), [contour - origin])
-        mask = cv2.erode(mask, np.ones((3, 3), np.uint8))           # keep lip pixels out
+        shape = (y1 - y0, x1 - x0)
+        mask = _polygon_mask(shape, [contour - origin])
+        # Keep lower-lip and corner pixels out, but not the upper edge: the teeth meet the upper lip.
+        mask = cv2.erode(mask, np.ones((3, 1), np.uint8), anchor=(0, 0))
+        mask = cv2.erode(mask, np.ones((1, 3), np.uint8))
+        upper = points[list(lm.UPPER_INNER_LIP), :2] - origin
+        reach = _UPPER_TEETH * self.eye_distance * _unit(points[lm.CHIN, :2] - points[lm.FOREHEAD, :2])
+        teeth = _polygon_mask(shape, [_arch(upper, reach)])
+        mask *= cv2.GaussianBlur(teeth, (0, 0), max(0.15 * float(np.linalg.norm(reach)), 0.5))
         if mask.sum() < 12:
             return None
         patch = portrait[y0:y1, x0:x1].astype(np.float32)
@@ -101,50 +138,76 @@ class MouthInterior:
         if strength <= 0.0:
             return
         contour = moved[_CONTOUR]
-        x0, y0 = np.floor(contour.min(axis=0)).astype(int) - 2
-        x1, y1 = np.ceil(contour.max(axis=0)).astype(int) + 3
+        # The lower lip's wet inner side shows as the jaw drops (redder and darker than its
+        # outside): without it a pale lower lip reads as skin, the opening as a hole in the chin.
+        lip_band = _arch(moved[list(lm.LOWER_INNER_LIP)], _INNER_LIP * self.eye_distance * self._down(moved))
+        outline = np.concatenate([contour, lip_band])
+        x0, y0 = np.floor(outline.min(axis=0)).astype(int) - 3
+        x1, y1 = np.ceil(outline.max(axis=0)).astype(int) + 4
         x0, y0 = max(x0, 0), max(y0, 0)
         x1, y1 = min(x1, image.shape[1]), min(y1, image.shape[0])
         if x1 - x0 < 2 or y1 - y0 < 2:
             return
         origin = np.array([x0, y0], dtype=np.float64)
         shape = (y1 - y0, x1 - x0)
+        roi = image[y0:y1, x0:x1].astype(np.float32)
+        inner_lip = cv2.GaussianBlur(_polygon_mask(shape, [lip_band - origin]), (5, 5), 0)
+        roi += (0.8 * strength * inner_lip)[..., None] * (self.inner_lip - roi)
         cavity = cv2.GaussianBlur(_polygon_mask(shape, [contour - origin]), (3, 3), 0)
         colour = self._interior_colour(shape, moved, origin, gap)
-        alpha = (strength * cavity)[..., None]
-        roi = image[y0:y1, x0:x1].astype(np.float32)
-        image[y0:y1, x0:x1] = np.clip(roi + alpha * (colour - roi), 0, 255).astype(np.uint8)
+        roi += (strength * cavity)[..., None] * (colour - roi)
+        image[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
 
     def _interior_colour(self, shape: tuple[int, int], moved: np.ndarray, origin: np.ndarray,
                          gap: float) -> np.ndarray:
-        """(h, w, 3) float32 colour of cavity, tongue and teeth in the ROI."""
+        """(h, w, 3) float32 colour of cavity, tongue and teeth in the ROI, back to front."""
         upper = moved[list(lm.UPPER_INNER_LIP)] - origin
         lower = moved[list(lm.LOWER_INNER_LIP)] - origin
+        down = self._down(moved)                             # the face's own vertical
         rows = np.arange(shape[0], dtype=np.float32)[:, None, None]
         top = float(upper[:, 1].min())
         depth = np.clip((rows - top) / max(gap, 1.0), 0.0, 1.0)                   # (h, 1, 1)
         colour = self.cavity_top + depth * (self.cavity_bottom - self.cavity_top)
         colour = np.broadcast_to(colour, (*shape, 3)).astype(np.float32)
-        centre = lower[len(lower) // 2]
-        width = float(np.linalg.norm(lower[-1] - lower[0]))
-        tongue = np.zeros(shape, dtype=np.uint8)
-        cv2.ellipse(tongue, (round(centre[0]), round(centre[1])),
-                    (max(1, round(0.3 * width)), max(1, round(0.35 * gap))), 0, 180, 360, 255, -1,
-                    cv2.LINE_AA)
-        colour = self._blend(colour, cv2.GaussianBlur(tongue, (5, 5), 0).astype(np.float32) / 255.0 * 0.6, self.tongue)
-        # The lower lip's inner rim: a lip-coloured band above the moved lower inner contour,
-        # so the opening is framed by a lip as in a real open mouth.
-        rim = np.concatenate([lower, (lower - 0.05 * self.eye_distance * self._down(moved))[::-1]])
-        rim_alpha = cv2.GaussianBlur(_polygon_mask(shape, [rim]), (3, 3), 0)
-        colour = self._blend(colour, rim_alpha, 0.85 * self.lip)
+        colour = self._blend(colour, *self._tongue(shape, lower, gap, down))
+        # Lower teeth: a band just inside the lower lip, mostly hidden at the corners and in shadow.
+        lower_h = min(_LOWER_TEETH * self.eye_distance, 0.18 * gap)
+        colour = self._blend(colour, *self._teeth_band(shape, lower, -lower_h * down, 0.8, 5, flatness=1.0))
         if self._own_teeth is not None:
             return self._blend(colour, *self._moved_own_teeth(shape, moved, origin))
-        teeth_h = min(0.07 * self.eye_distance, 0.3 * gap)
-        drop = teeth_h * self._down(moved)                   # along the face's own vertical
-        upper_band = np.concatenate([upper, (upper + drop)[::-1]])
-        teeth_mask = cv2.GaussianBlur(_polygon_mask(shape, [upper_band]), (3, 3), 0)
-        fade = 1.0 - 0.15 * np.clip((rows - top) / max(teeth_h, 1.0), 0.0, 1.0)       # (h, 1, 1)
-        return self._blend(colour, teeth_mask, self.teeth * self._shade(shape, upper) * fade)
+        upper_h = min(_UPPER_TEETH * self.eye_distance, 0.4 * gap)
+        return self._blend(colour, *self._teeth_band(shape, upper, upper_h * down, 1.0, 4))
+
+    def _tongue(self, shape: tuple[int, int], lower: np.ndarray, gap: float,
+                down: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha, colour) of the tongue: a dome resting on the lower teeth that moves with the jaw,
+        darker towards the throat."""
+        centre = lower[len(lower) // 2] - 0.08 * gap * down
+        width = float(np.linalg.norm(lower[-1] - lower[0]))
+        axes = (max(1, round(0.33 * width)), max(1, round(0.42 * gap)))
+        angle = float(np.degrees(np.arctan2(-down[0], down[1])))
+        dome = np.zeros(shape, dtype=np.uint8)
+        cv2.ellipse(dome, (round(centre[0]), round(centre[1])), axes, angle, 180, 360, 255, -1, cv2.LINE_AA)
+        alpha = cv2.GaussianBlur(dome, (5, 5), 0).astype(np.float32) / 255.0
+        rows = np.arange(shape[0], dtype=np.float32)[:, None, None]
+        back = np.clip((centre[1] - rows) / max(axes[1], 1), 0.0, 1.0)          # 0 front .. 1 back
+        return alpha, self.tongue * (1.0 - 0.45 * back)
+
+    def _teeth_band(self, shape: tuple[int, int], lip: np.ndarray, reach: np.ndarray,
+                    brightness: float, teeth_per_side: int,
+                    flatness: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """(alpha, colour) of a row of teeth along an inner lip contour (K, 2), reaching `reach`
+        (2,) pixels from it at the middle and less towards the corners (the dental arch turns
+        away), with darker gaps between teeth that narrow towards the corners as the arch does."""
+        alpha = cv2.GaussianBlur(_polygon_mask(shape, [_arch(lip, reach, flatness)]), (3, 3), 0)
+        centre_x = 0.5 * (lip[0, 0] + lip[-1, 0])
+        half = max(0.5 * abs(lip[-1, 0] - lip[0, 0]), 1.0)
+        cols = np.clip((np.arange(shape[1], dtype=np.float32) - centre_x) / half, -0.98, 0.98)
+        tooth = np.arcsin(cols) / (0.5 * np.pi) * teeth_per_side          # tooth number from the middle
+        seam = np.abs(tooth - np.round(tooth))                            # 0 at a gap between teeth
+        gaps = 1.0 - 0.08 * np.exp(-(seam / 0.06) ** 2)
+        shade = brightness * gaps * (1.0 - 0.35 * np.abs(cols) ** 2)           # (w,)
+        return alpha, self.teeth * shade[None, :, None]
 
     def _moved_own_teeth(self, shape: tuple[int, int], moved: np.ndarray,
                          origin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,15 +224,7 @@ class MouthInterior:
     @staticmethod
     def _down(moved: np.ndarray) -> np.ndarray:
         """Unit vector from forehead to chin of the moved face."""
-        down = moved[lm.CHIN] - moved[lm.FOREHEAD]
-        return down / max(float(np.linalg.norm(down)), 1e-6)
-
-    @staticmethod
-    def _shade(shape: tuple[int, int], lip: np.ndarray) -> np.ndarray:
-        """(1, w, 1) darkening towards the mouth corners."""
-        cols = np.arange(shape[1], dtype=np.float32)
-        centre_x, half = 0.5 * (lip[0, 0] + lip[-1, 0]), max(0.5 * abs(lip[-1, 0] - lip[0, 0]), 1.0)
-        return (1.0 - 0.35 * np.clip(np.abs(cols - centre_x) / half, 0.0, 1.0) ** 2)[None, :, None]
+        return _unit(moved[lm.CHIN] - moved[lm.FOREHEAD])
 
     @staticmethod
     def _blend(colour: np.ndarray, alpha: np.ndarray, layer: np.ndarray) -> np.ndarray:

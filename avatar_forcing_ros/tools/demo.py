@@ -15,6 +15,10 @@ into the output folder:
 - ``media/``: the inputs it made (built-in speech and face video, decoded user speech).
 
 One's own inputs (``--avatar-speech``, ``--user-speech``): tools/demo_inputs.py.
+
+``--placement robot`` / ``server`` run one half of it (tools/node_plan.py) on each of two hosts,
+started with the same options: the robot makes the inputs and shows and plays the avatar, the
+server generates, renders and records, and writes the bag, MP4 and evaluation.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import argparse
 import glob
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -74,6 +79,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--display", default="auto", choices=["auto", "on", "off"],
                    help="'auto': a window when $DISPLAY is set")
     demo_inputs.add_arguments(p)
+    p.add_argument("--web", action="store_true",
+                   help="also serve the avatar to browsers (web_display on 127.0.0.1: viewer, kiosk and "
+                        "operator pages; the URLs, the operator's with a fresh token, are printed)")
+    p.add_argument("--web-port", type=int, default=8443, help="HTTPS port of the web pages (default 8443)")
+    p.add_argument("--placement", default="all", choices=node_plan.PLACEMENTS,
+                   help="which half runs on this host: all, robot (inputs, display, speaker) or server "
+                        "(generator, renderer, recorder: the output folder's files); start both halves "
+                        "with the same options")
     p.add_argument("--low-latency", action="store_true",
                    help="portable backend: publish each frame 120 ms after its media time (instead of "
                         "440 ms) and present it 30 ms later; less slack for a busy machine's stalls")
@@ -277,7 +290,7 @@ def run_demo(args: argparse.Namespace) -> int:
         LOG.error("--low-latency needs the portable backend (the neural model's blocks take 400 ms)")
         return 2
     try:
-        node_plan.check_model_files(model_arguments(args))
+        node_plan.check_model_files({**model_arguments(args), "placement": args.placement})
     except FileNotFoundError as error:    # names the missing file and the fetch command
         LOG.error("%s", error)
         return 2
@@ -304,7 +317,8 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     # without a real microphone the machine is taken to have no sound card either: a private
     # PulseAudio server gives the synthetic user's microphone and the avatar's speaker
-    private_pulse = voice.wav is not None or not real_microphone
+    robot_side = args.placement != "server"      # the inputs, display and speaker run here
+    private_pulse = robot_side and (voice.wav is not None or not real_microphone)
     display = args.display == "on" or (args.display == "auto" and bool(os.environ.get("DISPLAY")))
     LOG.info("camera: %s; user speech: %s; avatar speech: %s%s; display: %s; output: %s", video_source,
              {"microphone": "default capture device", "none": "none"}.get(
@@ -318,11 +332,11 @@ def run_demo(args: argparse.Namespace) -> int:
         "video_source": video_source, "use_microphone": str(voice.source != "none").lower(),
         # played once: idle until the avatar is live (see below), so no word is lost to start-up
         "avatar_audio_file": "" if args.avatar_speech_once else str(avatar_speech),
-        "display": str(display).lower(),
+        "display": str(display).lower(), "placement": args.placement,
         "speaker": "true", "record": "true", "record_output": str(bag),
         # 23 MB/s of raw camera frames would fill a disk in a long demo and load its 2 cores;
         # the bag still holds the user's perceived motion (user/motion) for the evaluation
-        "record_camera": "false"})
+        "record_camera": "false", **web_arguments(args, out)})
     prefix = launcher.package_prefix()
     share = launcher.share_dir(prefix)
     params = write_demo_parameters(node_plan.config_file(share), out / "parameters.yaml", args.backend,
@@ -330,9 +344,13 @@ def run_demo(args: argparse.Namespace) -> int:
                                    low_latency=args.low_latency)
     (out / "overrides").mkdir(exist_ok=True)
     plan = launcher.process_plan(launch_args, prefix, params, out / "overrides")
-    plan.append(("topic_monitor", launcher.node_command(
-        node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
-    if args.avatar_speech_once:
+    # the whole plan's listeners of the avatar's speech, on both hosts (they see each other's)
+    speech_listeners = sum(name in AVATAR_SPEECH_LISTENERS for name, _ in launcher.process_plan(
+        {**launch_args, "placement": "all"}, prefix, params, out / "overrides"))
+    if node_plan.records_here(launch_args):     # the monitor with the recorder: both observe
+        plan.append(("topic_monitor", launcher.node_command(
+            node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
+    if args.avatar_speech_once and robot_side:
         plan.append(("audio_file_player", launcher.node_command(
             node_plan.PlannedNode("audio_file_player", "audio_file_player"), prefix, params, "",
             out / "overrides")))
@@ -344,7 +362,7 @@ def run_demo(args: argparse.Namespace) -> int:
             pulse = stack.enter_context(PrivatePulseServer([USER_SINK, SPEAKER_SINK]))
             # the avatar speaks into its own sink, so the synthetic user's microphone never hears it
             env.update(pulse.env, PULSE_SINK=SPEAKER_SINK, PULSE_SOURCE=f"{USER_SINK}.monitor")
-        if voice.wav is not None:
+        if voice.wav is not None and robot_side:
             speaker = UserSpeaker(voice, env)
             stack.callback(speaker.stop)
             if voice.with_camera:    # the video's own voice starts with its first image
@@ -353,8 +371,7 @@ def run_demo(args: argparse.Namespace) -> int:
             else:
                 speaker.start()
         with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
-            if args.avatar_speech_once:      # the speech starts with the avatar's first image
-                speech_listeners = sum(name in AVATAR_SPEECH_LISTENERS for name, _ in plan)
+            if args.avatar_speech_once and robot_side:   # the speech starts with the avatar's first image
                 first_image.on_first = first_image.announcer(
                     PLAY_TOPIC, str(avatar_speech), audience=(AVATAR_AUDIO_TOPIC, speech_listeners))
             status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=first_image.seen)
@@ -362,10 +379,26 @@ def run_demo(args: argparse.Namespace) -> int:
     if status == EXIT_STARTUP:   # nothing ran: no MP4, no evaluation that would look like a session
         LOG.error("stopped: %s", reason)
         return status
-    status = finish(bag, out) or status
+    if node_plan.records_here(launch_args):   # the robot half has no bag: the server writes them
+        status = finish(bag, out) or status
     if reason:                   # a node failed during the session: its reason stays the last line
         LOG.error("stopped: %s", reason)
     return status
+
+
+def web_arguments(args: argparse.Namespace, out: Path) -> dict[str, str]:
+    """With --web: web_display with a fresh operator token (out/web_operator_token, owner-only),
+    and the pages' URLs logged; without: nothing."""
+    if not args.web:
+        return {}
+    token = secrets.token_urlsafe(16)
+    token_file = out / "web_operator_token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(token + "\n")
+    base = f"https://127.0.0.1:{args.web_port}"
+    LOG.info("web pages (self-signed certificate): viewer %s/viewer, kiosk %s/viewer?kiosk=1, "
+             "operator %s/operator?token=%s", base, base, base, token)
+    return {"web": "true", "web_operator_token_file": str(token_file), "web_port": str(args.web_port)}
 
 
 def finish(bag: Path, out: Path) -> int:

@@ -1,0 +1,109 @@
+"""What does the web path add? (issue 16: media time to frame painted in the browser p50/p99,
+A/V offset, CPU per viewer)
+
+Starts web_display and the A/V test pattern (test/web_pattern_publisher.py: 25 fps 512x512 frames
+whose bottom row encodes their media time, a marker + beep every second) on a private ROS domain,
+then for each viewer count opens that many headless chromium viewers (?measure=1) and, after a
+warm-up, measures for --seconds: in each page, media time -> painted (requestVideoFrameCallback's
+expected display time minus the frame's media time; minus presentation_delay_ms it is what the web
+path adds), frames decoded per second, and the marker-to-beep offset; in the node, its CPU time per
+second (/proc) against the same run without viewers. Prints one JSON line per viewer count.
+
+    source scripts/env.sh && python bench/bench_web.py --viewers 1,2,4 --seconds 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / 'test'))   # the browser and client helpers of the tests
+
+from ros_testing import NodeProcess, ros_env, unique_domain_id   # noqa: E402
+from test_web_display_browser import offsets_ms                  # noqa: E402
+from web_browser import chromium, inbound_stats                  # noqa: E402
+from web_clients import free_port                                # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def node_cpu(pid: int, seconds: float) -> float:
+    """The node's CPU use (fraction of one core) over ``seconds``."""
+    start, t0 = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - start) / (time.monotonic() - t0)
+
+
+def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -> dict:
+    drivers = [chromium() for _ in range(viewers)]
+    try:
+        for driver in drivers:
+            driver.get(f'{base}/viewer?measure=1')
+        time.sleep(warm_up)
+        first = [inbound_stats(d) for d in drivers]
+        for driver in drivers:
+            driver.execute_script('afStats.latencies = []; afStats.markers = []; afStats.beeps = [];')
+        cpu = node_cpu(pid, seconds)
+        last = [inbound_stats(d) for d in drivers]
+        stats = [d.execute_script('return afStats') for d in drivers]
+    finally:
+        for driver in drivers:
+            driver.quit()
+    latencies = np.concatenate([s['latencies'] for s in stats]) if stats else np.zeros(0)
+    offsets = np.concatenate([offsets_ms(s['markers'], s['beeps']) for s in stats]) if stats else np.zeros(0)
+    fps = [(b['video']['framesDecoded'] - a['video']['framesDecoded'])
+           / ((b['video']['timestamp'] - a['video']['timestamp']) / 1000) for a, b in zip(first, last)]
+    pct = (lambda v, q: round(float(np.percentile(v, q)), 1) if len(v) else None)
+    return {'viewers': viewers, 'node_cpu_cores': round(cpu, 3),
+            'fps_decoded_per_viewer': [round(f, 1) for f in fps],
+            'media_to_painted_ms_p50': pct(latencies, 50), 'media_to_painted_ms_p99': pct(latencies, 99),
+            'av_offset_ms_p50': pct(offsets, 50), 'av_offset_ms_p95_abs': pct(np.abs(offsets), 95),
+            'frames_measured': int(len(latencies))}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--viewers', default='1,2', help='comma-separated viewer counts (default 1,2)')
+    p.add_argument('--seconds', type=float, default=15.0, help='measurement per viewer count (s)')
+    p.add_argument('--warm-up', type=float, default=10.0, help='before measuring: A/V sync settles (s)')
+    p.add_argument('--presentation-delay-ms', type=float, default=300.0)
+    args = p.parse_args()
+    print(f'command: python bench/bench_web.py --viewers {args.viewers} --seconds {args.seconds:g}; '
+          f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores', flush=True)
+    domain = unique_domain_id()
+    port = free_port()
+    pattern = subprocess.Popen([sys.executable, str(REPO / 'test' / 'web_pattern_publisher.py')],
+                               env=ros_env(domain), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        with NodeProcess('web_display', ros_env(domain), params={
+                'port': port, 'presentation_delay_ms': args.presentation_delay_ms}) as node:
+            if not node.wait_for_output('viewer page: https://', 60):
+                sys.exit(f'web_display did not start: {node.output()[-2000:]}')
+            base, pid = f'https://127.0.0.1:{port}', node.process.pid
+            idle = node_cpu(pid, 5.0)
+            print(json.dumps({'viewers': 0, 'node_cpu_cores': round(idle, 3)}), flush=True)
+            for count in (int(v) for v in args.viewers.split(',')):
+                result = measure(base, pid, count, args.seconds, args.warm_up)
+                result['node_cpu_per_viewer_cores'] = round((result['node_cpu_cores'] - idle) / count, 3)
+                if result['media_to_painted_ms_p50'] is not None:
+                    result['added_by_web_ms_p50'] = round(result['media_to_painted_ms_p50'] - args.presentation_delay_ms, 1)
+                    result['added_by_web_ms_p99'] = round(result['media_to_painted_ms_p99'] - args.presentation_delay_ms, 1)
+                print(json.dumps(result), flush=True)
+    finally:
+        pattern.terminate()
+        pattern.wait(10)
+    print(f'load average at the end {os.getloadavg()[0]:.1f}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,88 @@
+"""The web tracks' timing without a browser (ROS-free): RTP time comes from the stamps, frames go
+out at stamp + delay, all viewers share one encode, and speech lands in the audio timeline by
+its media time (silence elsewhere)."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from avatar_forcing_ros.web.media_tracks import (VIDEO_CLOCK_HZ, AudioTimeline, StampedAudioTrack,
+                                                 StampedVideoTrack, VideoFanout)
+
+NS = 1_000_000_000
+
+
+class Clock:
+    """A clock the test sets; the tracks' waits are real but short."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+def test_video_pts_come_from_stamps_not_arrival_and_one_encode_serves_every_viewer():
+    epoch = 1_000 * NS
+    clock = Clock(epoch)
+
+    async def scenario():
+        fanout = VideoFanout()
+        tracks = [StampedVideoTrack(fanout, delay_s=0.0, now_ns=clock) for _ in range(2)]
+        stamps = [epoch + k * NS // 25 for k in (0, 1, 2, 5)]    # frames 3 and 4 never came
+        rgb = np.zeros((64, 64, 3), np.uint8)
+        for stamp in stamps:               # irregular arrival: all at once, late
+            rgb = rgb + 40
+            fanout.push(rgb, stamp, epoch)
+            await asyncio.sleep(0.05)      # the encoder thread
+        clock.now_ns = stamps[-1] + NS     # every frame is due
+        received = [[await asyncio.wait_for(t.recv(), 5) for _ in stamps] for t in tracks]
+        return fanout, stamps, received
+
+    fanout, stamps, received = asyncio.run(scenario())
+    want = [(s - epoch) * VIDEO_CLOCK_HZ // NS for s in stamps]
+    assert [p.pts for p in received[0]] == want == [0, 3600, 7200, 18000]
+    assert received[0][0] is received[1][0]                 # one shared packet, not two encodes
+    assert fanout.encoded == len(stamps) and fanout.skipped == 0
+
+
+def test_video_waits_for_presentation_time():
+    epoch = 50 * NS
+    clock = Clock(epoch)
+
+    async def scenario():
+        fanout = VideoFanout()
+        track = StampedVideoTrack(fanout, delay_s=0.2, now_ns=clock)
+        fanout.push(np.zeros((64, 64, 3), np.uint8), epoch, epoch)
+        pending = asyncio.ensure_future(track.recv())
+        await asyncio.sleep(0.1)
+        early = pending.done()             # clock still at the stamp: 0.2 s to go
+        clock.now_ns = epoch + NS // 5
+        return early, await asyncio.wait_for(pending, 5)
+
+    early, packet = asyncio.run(scenario())
+    assert early is False and packet.pts == 0
+
+
+def test_audio_track_sends_the_timeline_by_media_time_with_silence_between():
+    epoch = 7 * NS
+    timeline = AudioTimeline(epoch, rate=16000)
+    speech = np.full(320, 0.5, np.float32)
+    timeline.write(speech, epoch + 40_000_000)              # 40..60 ms of media time
+    clock = Clock(epoch)
+
+    async def scenario():
+        track = StampedAudioTrack(timeline, delay_s=0.0, now_ns=clock)
+        clock.now_ns = epoch + 40_000_000                   # media 40 ms is presented now
+        first = await asyncio.wait_for(track.recv(), 5)
+        clock.now_ns = epoch + 200_000_000
+        return [first] + [await asyncio.wait_for(track.recv(), 5) for _ in range(2)]
+
+    frames = asyncio.run(scenario())
+    # 20 ms frames on the media timeline (pts in samples from the epoch), whatever the wake-ups
+    assert [f.pts for f in frames] == [640, 960, 1280]
+    levels = [np.abs(f.to_ndarray()).mean() / 32767 for f in frames]
+    assert levels[0] == pytest.approx(0.5, abs=0.01) and levels[1] == 0 and levels[2] == 0
+    assert timeline.read(1600, 320)[1] == 0                 # never written: silence
