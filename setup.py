@@ -16,6 +16,7 @@ CONSOLE_SCRIPTS = [
     "avatar-forcing-preprocess = avatar_forcing_ros.training.preprocess:main",
     "avatar-forcing-synthetic-data = avatar_forcing_ros.training.synthetic:main",
     "avatar-forcing-ctl = avatar_forcing_ros.tools.ctl.command_line:main",
+    "avatar-forcing-export = avatar_forcing_ros.tools.export:main",
 ]
 
 setup(

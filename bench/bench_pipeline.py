@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video-source", default="", help="user video file or camera index (video_source node)")
     p.add_argument("--output-size", type=int, default=512)
     p.add_argument("--latency-budget-ms", type=float, default=800.0)
+    p.add_argument("--device", default="cpu", help="neural backend and renderer: cpu, cuda, cuda:N")
+    p.add_argument("--dtype", default="float32", help="neural backend and renderer precision")
+    p.add_argument("--runtime", default="eager", help="eager, compile, cuda_graphs or onnxruntime")
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="af_bench_"))
     wav = tmp / "speech.wav"
@@ -129,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     # node-specific block (rclpy applies `/**` values first, then `/**/<node>` ones).
     overrides = tmp / "bench_params.yaml"
     overrides.write_text(yaml.safe_dump({
-        "/**/generator": {"ros__parameters": {"latency_budget_ms": a.latency_budget_ms}},
-        "/**/renderer": {"ros__parameters": {"output_size": a.output_size}},
+        "/**/generator": {"ros__parameters": {"latency_budget_ms": a.latency_budget_ms, "device": a.device,
+                                              "dtype": a.dtype, "runtime": a.runtime}},
+        "/**/renderer": {"ros__parameters": {"output_size": a.output_size, "device": a.device,
+                                             "dtype": a.dtype, "runtime": a.runtime}},
         "/**/audio_file_player": {"ros__parameters": {"loop": True}},
         "/**/video_source": {"ros__parameters": {"loop": True}}}))
     extra = ["--params-file", str(overrides)]

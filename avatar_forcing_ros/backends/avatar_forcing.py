@@ -31,6 +31,7 @@ from ..core.face_crop import FaceDetector, apply_crop, center_square, crop_portr
 from ..core.host_memory import release_large_allocations_promptly
 from ..core.model import AvatarForcing
 from ..core.noise_schedule import MIN_NFE
+from ..core.runtime import block_engine, check_runtime
 from ..core.model_files import resolve_model_files
 from ..core.streaming import NoiseSource, StreamingGenerator
 from .base import GenerationSettings, MotionBackend, MotionBlock
@@ -53,14 +54,16 @@ class AvatarForcingBackend(MotionBackend):
     nfe_range = (MIN_NFE, MAX_NFE)
 
     def __init__(self, model: AvatarForcing, identity: torch.Tensor | None = None, seed: int = 0,
-                 audio_window_s: float = DEFAULT_WINDOW_S, crop_user_frames: bool = True) -> None:
+                 audio_window_s: float = DEFAULT_WINDOW_S, crop_user_frames: bool = True,
+                 runtime: str = "eager", onnx_dir: str = "") -> None:
         self.model = model.eval()
         cfg = model.cfg
         self.cfg = cfg
         self.latent_dim, self.fps = cfg.dim_w, cfg.fps
         self.block_frames, self.sample_rate = cfg.num_frames_per_block, cfg.sampling_rate
         self.crop_user_frames = crop_user_frames
-        self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed))
+        self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed),
+                                            engine=block_engine(model.flow_transformer, runtime, onnx_dir))
         self.audio = {"avatar_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s),
                       "user_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s)}
         self._perceived: dict[int, torch.Tensor | None] = {}  # user frame -> its latent (None: no face)
@@ -73,18 +76,20 @@ class AvatarForcingBackend(MotionBackend):
     @classmethod
     def from_options(cls, *, checkpoint_dir: str = "", wav2vec2_dir: str = "", device: str = "cpu",
                      dtype: str = "float32", seed: int = 0, flow_transformer_file: str = "",
-                     motion_autoencoder_file: str = "", **_ignored) -> "AvatarForcingBackend":
+                     motion_autoencoder_file: str = "", runtime: str = "eager", onnx_dir: str = "",
+                     **_ignored) -> "AvatarForcingBackend":
         """Factory used by backends/registry.py (BackendOptions fields as keywords); empty paths
         are looked up by `resolve_model_files` (the release layout of checkpoint_dir, else the
         fetch folder)."""
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         check_device(device)
+        check_runtime(runtime, device)
         release_large_allocations_promptly()     # transients freed must not stay in the peak RSS
         files = resolve_model_files(checkpoint_dir, wav2vec2_dir, flow_transformer_file,
                                     motion_autoencoder_file)
         model = AvatarForcing.from_files(files, device, _DTYPES[dtype])
-        return cls(model, seed=seed)
+        return cls(model, seed=seed, runtime=runtime, onnx_dir=onnx_dir)
 
     def block_cost(self, nfe: int, guidance_branches: int) -> float:
         """Transformer passes per block: (nfe - 2) x branches denoising + the cache update."""

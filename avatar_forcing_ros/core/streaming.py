@@ -35,11 +35,11 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from avatar_forcing_ros.core.flow_transformer import (
-    FlowTransformer, Rotation, alignment_mask, block_norm, lookahead_mask, modulate, token_rows)
+from avatar_forcing_ros.core.flow_transformer import FlowTransformer, Rotation, alignment_mask, lookahead_mask
 from avatar_forcing_ros.core.kv_cache import KVCache
 from avatar_forcing_ros.core.sampler import ALL_BRANCHES, branch_conditions, branch_slots, guided_euler
 from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
+from avatar_forcing_ros.core.static_step import BlockEngine, run_layers
 
 StepObserver = Callable[[int, int, Tensor, Tensor], None]  # (block, step, x before, raw branch velocity)
 
@@ -106,7 +106,7 @@ class StreamingGenerator:
     """Block-wise causal sampler with a KV cache; see the module design note."""
 
     def __init__(self, transformer: FlowTransformer, identity: Tensor | None = None,
-                 noise: NoiseSource | None = None) -> None:
+                 noise: NoiseSource | None = None, engine: BlockEngine | None = None) -> None:
         cfg = transformer.cfg
         self.model = transformer
         self.cfg = cfg
@@ -119,6 +119,9 @@ class StreamingGenerator:
                        "user_motion": ConditionTrack(cfg.dim_w)}
         self.identity: Tensor | None = None
         self.step_observer: StepObserver | None = None
+        # Runs steady-state blocks as fixed-shape functions (static_step.py, runtime.py); None = eager.
+        self.engine = engine
+        self._noise_buffer = torch.zeros(1, cfg.num_frames_per_block, cfg.dim_w, device=self.device)
         self._tables: dict[tuple[int, int, int], tuple[Tensor, Tensor, Tensor]] = {}
         if identity is not None:
             self.set_identity(identity)
@@ -233,8 +236,11 @@ class StreamingGenerator:
         elif window is None:                    # blocks 1..4: already computed with block 0
             out = self._first_window[0, first:first + fpb]
         else:
-            x = torch.cat([self._context, self.noise((1, fpb, cfg.dim_w), torch.float32, self.device)], dim=1)
-            x = self._run_window(first - cfg.context_frames, x, cfg.context_frames, *args)
+            self._noise_buffer.copy_(self.noise((1, fpb, cfg.dim_w), torch.float32, self.device))
+            x = torch.cat([self._context, self._noise_buffer], dim=1)
+            full = self.cache.length == self.cache.self_capacity and self.cache.cross_length == self.cache.cross_capacity
+            run = self._run_static_block if self.engine is not None and full else self._run_window
+            x = run(first - cfg.context_frames, x, cfg.context_frames, *args)
             self._context = x[:, -cfg.context_frames:]
             out = x[0, cfg.context_frames:]
         self.next_block = block_index + 1
@@ -244,11 +250,14 @@ class StreamingGenerator:
             out = out[: self.end_frame + 1 - first]
         return out.clone()
 
-    def _conditions(self, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    def _condition_windows(self, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Avatar audio, user audio, user motion of frames [start, start + n), each (1, n, .)."""
         like = self.identity
-        a, u, m = (self.tracks[k].window(start, start + n, self.end_frame, like)[None]
-                   for k in ("avatar_audio", "user_audio", "user_motion"))
-        return branch_conditions(a, u, m)                                       # each (3, n, .)
+        return tuple(self.tracks[k].window(start, start + n, self.end_frame, like)[None]
+                     for k in ("avatar_audio", "user_audio", "user_motion"))
+
+    def _conditions(self, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
+        return branch_conditions(*self._condition_windows(start, n))            # each (3, n, .)
 
     def _modulation_tables(self, nfe: int, n: int, n_context: int) -> tuple[Tensor, Tensor, Tensor]:
         """Per-step, per-token adaLN tables (steps, n, 6H), (steps, n, 2H) and the t=0 row (6H,)."""
@@ -292,6 +301,34 @@ class StreamingGenerator:
         self._update_cache(win, x)
         return x
 
+    def _run_static_block(self, start: int, x: Tensor, n_context: int, nfe: int, branches: int,
+                          a_scale: float, u_scale: float) -> Tensor:
+        """`_run_window` for a steady-state block (full cache) through the fixed-shape engine.
+
+        Every block after the first window has a full cache (the first window caches 48 frames,
+        more than the 38 kept), so the engine's shapes never change.
+        """
+        cache, n, engine = self.cache, x.shape[1], self.engine
+        past_k, cross_k, cross_v, new_k, new_v = engine.prepare(
+            *self._condition_windows(start, n), cache.self_k, cache.cross_k, cache.cross_v)
+        mods, final_mods, zero_mod = self._modulation_tables(nfe, n, n_context)
+        block_index = self.next_block
+
+        def velocity(step: int, xb: Tensor) -> Tensor:
+            v = engine.denoise(xb[:1], self.identity, mods[step], final_mods[step][n_context:], past_k,
+                               cache.self_v, cross_k, cross_v, branches=branches)
+            if self.step_observer is not None:
+                self.step_observer(block_index, step, xb[:1], v)
+            return v
+
+        x = guided_euler(x, velocity, self.scheduler.plan(nfe), n_context, branches, a_scale, u_scale)
+        updated = engine.update(x, self.identity, zero_mod, past_k, cache.self_k, cache.self_v,
+                                cross_k, cross_v, new_k, new_v)
+        for buffer, value in zip((cache.self_k, cache.self_v, cache.cross_k, cache.cross_v), updated):
+            buffer.copy_(value)
+        cache.advance(n - n_context, n - n_context)
+        return x
+
     def _prepare_window(self, start: int, n: int, nfe: int, n_context: int) -> "_Window":
         """Everything fixed during a window's steps: conditions' K/V, rotations, masks, tables."""
         model, cache, aw = self.model, self.cache, self.cfg.attention_window
@@ -312,29 +349,9 @@ class StreamingGenerator:
 
     def _layers(self, win: "_Window", x: Tensor, mod: Tensor, slots: list[int], rows_from: int = 0,
                 kv_only_last: bool = False) -> tuple[Tensor | None, list[tuple[Tensor, Tensor]]]:
-        """The transformer blocks for branch `slots` on shared latents x (1, n, dim_w).
-
-        Every branch has the same input tokens, and the same layer-0 cache (it is computed from
-        those tokens too), so layer 0's self-attention runs once and is broadcast; branches
-        differ from layer 0's cross-attention on. The last layer computes rows `rows_from`..
-        only (earlier rows' outputs are discarded), or only its K/V when `kv_only_last`.
-        Returns (hidden rows (S, n - rows_from, H) or None, per-layer new un-rotated K/V).
-        """
-        h = self.model.embed_input(x.to(self.dtype), self.identity)              # (1, n, H)
-        pick = (lambda kv: kv) if len(slots) == len(ALL_BRANCHES) else (lambda kv: tuple(t[slots] for t in kv))
-        kvs, last = [], len(self.model.blocks) - 1
-        for i, blk in enumerate(self.model.blocks):
-            if kv_only_last and i == last:
-                shift, scale = mod.chunk(6, dim=-1)[:2]
-                kvs.append(blk.attn.project_kv(modulate(block_norm(h), shift, scale)))
-                return None, kvs
-            q_from = rows_from if i == last else 0
-            past = tuple(t[:1] for t in win.past[0]) if i == 0 else pick(win.past[i])
-            h, k, v = blk.attend_self(h, mod, win.rot, win.self_mask, past, q_from)
-            kvs.append((k, v))
-            h = h.expand(len(slots), -1, -1) if i == 0 else h                   # (S, n, H)
-            h = blk.attend_rest(h, token_rows(mod, q_from), pick(win.cross[i]), win.cross_mask[q_from:])
-        return h, kvs
+        """The transformer blocks for branch `slots` on shared latents x (1, n, dim_w) (static_step.run_layers)."""
+        return run_layers(self.model, x, self.identity, mod, win.rot, win.self_mask, win.past, win.cross,
+                          win.cross_mask, slots, rows_from, kv_only_last)
 
     def _update_cache(self, win: "_Window", x: Tensor) -> None:
         """Run the final latents once more at t=0 (all branches) and keep each layer's K/V.

@@ -101,7 +101,8 @@ class GeneratorNode(Node):
         check_backend_name(c.backend)
         backend = create_backend(c.backend, BackendOptions(
             checkpoint_dir=c.checkpoint_dir, wav2vec2_dir=c.wav2vec2_dir, device=c.device,
-            dtype=c.dtype, seed=c.seed, flow_transformer_file=c.flow_transformer_file,
+            dtype=c.dtype, seed=c.seed, runtime=c.runtime, onnx_dir=c.onnx_dir,
+            flow_transformer_file=c.flow_transformer_file,
             motion_autoencoder_file=c.motion_autoencoder_file))
         set_portrait = getattr(backend, "set_portrait", None)   # neural backend: identity from the portrait
         if set_portrait is not None:
@@ -128,7 +129,14 @@ class GeneratorNode(Node):
         p("portrait", "", describe("Avatar portrait image; its file stem is the MotionLatent frame_id", **ro))
         p("avatar_id", "", describe("MotionLatent header.frame_id; empty = portrait file stem", **ro))
         p("device", "cpu", describe("Torch device for the neural backend: cpu, cuda, cuda:N", **ro))
-        p("dtype", "float32", describe("Neural backend precision", constraints="float32|float16|bfloat16", **ro))
+        p("dtype", "float32", describe("Neural backend precision (latents stay float32)",
+                                       constraints="float32|float16|bfloat16", **ro))
+        p("runtime", "eager", describe("Neural backend: how streaming blocks after the first window run, as "
+                                       "fixed-shape functions: eager, compile (torch.compile), cuda_graphs "
+                                       "(CUDA devices only) or onnxruntime (graphs of avatar-forcing-export "
+                                       "in onnx_dir)", constraints="eager|compile|cuda_graphs|onnxruntime", **ro))
+        p("onnx_dir", "", describe("Neural backend, runtime onnxruntime: the folder avatar-forcing-export "
+                                   "wrote", **ro))
         p("seed", 0, describe("Noise seed of the generator", int_range=(0, 2**31 - 1), **ro))
         nfe_range = _nfe_range(backend.value)
         bound = ("the range is the backend's NFE range" if nfe_range else

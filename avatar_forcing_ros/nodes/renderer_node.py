@@ -43,6 +43,8 @@ class RendererConfig:
     motion_autoencoder_file: str = ""
     device: str = "cpu"
     dtype: str = "float32"
+    runtime: str = "eager"
+    onnx_dir: str = ""
     seed: int = 0
     portrait: str = ""
     output_size: int = 512
@@ -74,6 +76,7 @@ class RendererNode(Node):
         try:
             self._renderer = create_renderer(c.backend, BackendOptions(
                 checkpoint_dir=c.checkpoint_dir, device=c.device, dtype=c.dtype, seed=c.seed,
+                runtime=c.runtime, onnx_dir=c.onnx_dir,
                 output_size=c.output_size, motion_autoencoder_file=c.motion_autoencoder_file))
             portrait = load_portrait(c.portrait) if c.portrait else default_portrait(c.backend)
             if portrait is None:
@@ -113,6 +116,12 @@ class RendererNode(Node):
                                                 "serves both", **ro))
         p("device", "cpu", describe("Torch device for the neural renderer", **ro))
         p("dtype", "float32", describe("Neural renderer precision", constraints="float32|float16|bfloat16", **ro))
+        p("runtime", "eager", describe("Neural renderer: how the LIA decoder runs, in fixed blocks of 10 frames: "
+                                       "eager, compile (torch.compile), cuda_graphs (CUDA devices only) or "
+                                       "onnxruntime (graphs of avatar-forcing-export in onnx_dir)",
+                                       constraints="eager|compile|cuda_graphs|onnxruntime", **ro))
+        p("onnx_dir", "", describe("Neural renderer, runtime onnxruntime: the folder avatar-forcing-export "
+                                   "wrote", **ro))
         p("seed", 0, describe("Unused by renderers (kept for symmetry with the generator)",
                               int_range=(0, 2**31 - 1), **ro))
         p("portrait", "", describe("Portrait image file; empty = the backend's default portrait", **ro))

@@ -18,6 +18,8 @@ class GeneratorConfig:
     portrait: str = ""                     # avatar identity image (frame_id of MotionLatent = its stem)
     device: str = "cpu"
     dtype: str = "float32"
+    runtime: str = "eager"                 # neural backend: eager|compile|cuda_graphs|onnxruntime (core/runtime.py)
+    onnx_dir: str = ""                     # neural backend, runtime onnxruntime: avatar-forcing-export's folder
     seed: int = 0
     nfe: int = 10                          # NFE at full quality (within the backend's nfe_range)
     nfe_min: int = 4                       # the controller never goes below this
