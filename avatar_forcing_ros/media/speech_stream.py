@@ -4,9 +4,10 @@ The synthesis thread appends audio (:meth:`Utterance.add`, any rate: resampled a
 to the output rate); the publishing tick takes the chunks that are due (:meth:`due_chunks`).
 Chunk i's stamp is the presentation time of its first sample, ``start + frames / rate`` on a
 steady timeline, as the audio_file_player stamps a file (media/playback_timeline.py). The
-timeline starts when the first chunk is ready; when synthesis falls behind real time, the
-stream pauses and the timeline starts again when audio is there (the gap is real silence, and
-the stamps say so).
+timeline starts when :data:`START_S` of audio is ready (or all of it), so that an engine that
+delivers in bursts does not leave the stream short after its first chunk; when synthesis still
+falls behind real time, the stream pauses and the timeline starts again the same way (the gap is
+real silence, and the stamps say so).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 from avatar_forcing_ros.media.audio_stream import StreamResampler
 
 _NS_PER_S = 1_000_000_000
+START_S = 0.2     # audio ready before a timeline starts (espeak-ng writes ~0.1 s blocks)
 
 
 class Utterance:
@@ -33,6 +35,7 @@ class Utterance:
         self.frames_sent = 0
         self._segment_start: tuple[int, float] | None = None   # (stamp ns, monotonic s) of ...
         self._segment_frames = 0                               # ... this many frames ago
+        self._resume_after: tuple[int, float] = (0, 0.0)       # end of the audio sent so far
 
     # ------------------------------------------------------------ synthesis thread
 
@@ -94,19 +97,29 @@ class Utterance:
         with self._lock:
             return len(self._pending) / self.sample_rate
 
+    def _segment_end(self) -> tuple[int, float]:
+        start_ns, start_mono = self._segment_start
+        return (start_ns + self._segment_frames * _NS_PER_S // self.sample_rate,
+                start_mono + self._segment_frames / self.sample_rate)
+
     def due_chunks(self, now_ns: int, now_mono: float, tolerance_s: float = 0.0
                    ) -> list[tuple[np.ndarray, int]]:
         """The chunks due by ``now_mono`` with their stamps (ns on the caller's clock)."""
         chunks = []
         with self._lock:
             while not self.cancelled.is_set():
-                ready = len(self._pending) >= self.chunk_frames or (
-                    self._synthesised and len(self._pending))
+                needed = self.chunk_frames if self._segment_start else max(
+                    self.chunk_frames, round(START_S * self.sample_rate))
+                ready = len(self._pending) >= needed or (self._synthesised and len(self._pending))
                 if not ready:
-                    self._segment_start = None   # fell behind: restart the timeline when audio comes
+                    if self._segment_start is not None:   # fell behind: restart when audio comes,
+                        self._resume_after = self._segment_end()   # not before the sent audio ends
+                        self._segment_start = None
                     break
                 if self._segment_start is None:
-                    self._segment_start, self._segment_frames = (now_ns, now_mono), 0
+                    after_ns, after_mono = self._resume_after
+                    self._segment_start = (max(now_ns, after_ns), max(now_mono, after_mono))
+                    self._segment_frames = 0
                 start_ns, start_mono = self._segment_start
                 if now_mono + tolerance_s < start_mono + self._segment_frames / self.sample_rate:
                     break
