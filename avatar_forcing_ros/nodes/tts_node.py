@@ -143,6 +143,8 @@ class TtsNode(Node):
         if self._mode() == 'interrupt':
             for earlier in self._speeches:
                 earlier.utterance.cancel('interrupted by a newer text')
+        if goal_handle is not None and goal_handle.is_cancel_requested:  # cancelled before it ran
+            speech.utterance.cancel('cancelled')
         self._speeches.append(speech)
         self._synthesis.put(speech)
         return speech
