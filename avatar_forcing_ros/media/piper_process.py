@@ -80,7 +80,8 @@ def resolve_voice(voice: str) -> tuple[Path, Path]:
 
 
 class PiperProcess:
-    """One warm ``python -m piper`` worker for one voice; :meth:`speak` streams clause after clause."""
+    """One ``python -m piper`` worker for one voice, started at once and kept warm;
+    :meth:`speak` streams clause after clause."""
 
     def __init__(self, voice: str = DEFAULT_VOICE, python: str = sys.executable) -> None:
         if not piper_installed(python):
@@ -99,7 +100,12 @@ class PiperProcess:
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             bufsize=1, start_new_session=True)   # a Ctrl-C in the terminal is the node's to handle
         threading.Thread(target=self._read_stderr, name='piper-stderr', daemon=True).start()
-        self._synthesize(_WARM_UP_TEXT)         # loads the voice and warms ONNX Runtime up
+
+    def warm_up(self) -> None:
+        """Wait until the voice is loaded and ONNX Runtime has run once (seconds; RuntimeError
+        when the process fails)."""
+        with self._lock:
+            self._synthesize(_WARM_UP_TEXT)
 
     def _read_stderr(self) -> None:
         for line in self._process.stderr:

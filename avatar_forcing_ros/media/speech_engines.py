@@ -30,6 +30,9 @@ _READ_BYTES = 4096    # espeak-ng's stdout is read in blocks of this size (about
 class SpeechEngine(Protocol):
     name: str
 
+    def prepare(self) -> None:
+        """Get ready to speak at once (load a voice); may take seconds. RuntimeError: failed."""
+
     def speak(self, text: str, voice: str, cancelled: threading.Event
               ) -> Iterator[tuple[np.ndarray, int]]: ...
 
@@ -45,11 +48,15 @@ class PiperEngine:
         self._python, self.default_voice = python, default_voice or piper_process.DEFAULT_VOICE
         self._workers = {self.default_voice: PiperProcess(self.default_voice, python)}
 
+    def prepare(self) -> None:
+        self._workers[self.default_voice].warm_up()
+
     def speak(self, text: str, voice: str, cancelled: threading.Event
               ) -> Iterator[tuple[np.ndarray, int]]:
         voice = voice or self.default_voice
         if voice not in self._workers:   # another voice: loaded on first use (seconds)
             self._workers[voice] = PiperProcess(voice, self._python)
+            self._workers[voice].warm_up()
         worker = self._workers[voice]
         for samples in worker.speak(text, cancelled):
             yield samples, worker.sample_rate
@@ -70,6 +77,9 @@ class EspeakEngine:
                                "installs it)")
         self.default_voice = default_voice or ESPEAK_DEFAULT_VOICE
         self.words_per_minute = words_per_minute
+
+    def prepare(self) -> None:
+        pass
 
     def speak(self, text: str, voice: str, cancelled: threading.Event
               ) -> Iterator[tuple[np.ndarray, int]]:

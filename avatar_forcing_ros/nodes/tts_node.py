@@ -14,7 +14,8 @@ takes Piper and falls back to espeak-ng with one warning when Piper is not insta
 Chunks are stamped as the audio_file_player stamps a file (media/speech_stream.py): the stamp is
 the presentation time of the chunk's first sample on a steady timeline, and a chunk goes out when
 that time has come. Synthesis runs on the node's own thread, clause by clause, so the first chunk
-goes out once the first clause is synthesised.
+goes out once the first clause is synthesised. Piper loads its voice on that thread too, so the
+node answers at once; "tts ready" is logged when the engine can speak.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from avatar_forcing_ros.media.piper_process import PiperUnavailable
 from avatar_forcing_ros.media.speech_engines import ENGINES, choose_engine
 from avatar_forcing_ros.media.speech_stream import Utterance
 from avatar_forcing_ros.msg import AudioChunk
+from avatar_forcing_ros.nodes.lifecycle import request_stop
 from avatar_forcing_ros.nodes.node_support import (
     ConfigError, MalformedInputCounter, describe, read_config, run_node)
 
@@ -103,8 +105,9 @@ class TtsNode(Node):
                                     goal_callback=self._on_goal, cancel_callback=self._on_cancel)
         self._timer = self.create_timer(c.chunk_frames / c.sample_rate, self._publish_due_chunks)
         self._worker = threading.Thread(target=self._synthesise, name='tts-synthesis', daemon=True)
+        self.failure = ''   # set when the engine cannot start: the node ends with it (lifecycle)
+        self._closing = threading.Event()
         self._worker.start()
-        self.get_logger().info(f'tts ready: engine {self._engine.name}, mode {c.mode}')
 
     def _declare_parameters(self) -> None:
         p = self.declare_parameter
@@ -194,6 +197,14 @@ class TtsNode(Node):
     # ---------------------------------------------------------------- synthesis thread
 
     def _synthesise(self) -> None:
+        try:   # Piper loads its voice here, while the node already answers (texts wait meanwhile)
+            self._engine.prepare()
+        except (RuntimeError, OSError) as error:
+            if not self._closing.is_set():   # (closing ends the engine's process: no failure)
+                self.failure = f'the {self._engine.name} engine did not start: {error}'
+                request_stop()
+            return
+        self.get_logger().info(f'tts ready: engine {self._engine.name}, mode {self.config.mode}')
         while (speech := self._synthesis.get()) is not None:
             u = speech.utterance
             try:
@@ -237,9 +248,10 @@ class TtsNode(Node):
     def destroy_node(self) -> None:
         for speech in self._speeches:
             speech.utterance.cancel('the tts node stopped')
+        self._closing.set()
         self._synthesis.put(None)
+        self._engine.close()            # also ends a voice still loading, which the thread waits for
         self._worker.join(timeout=2.0)
-        self._engine.close()
         self._action.destroy()
         super().destroy_node()
 
