@@ -14,7 +14,7 @@ into the output folder:
 - ``session_bag/``: the rosbag2 (MCAP) of the session,
 - ``avatar.mp4``: the avatar with its speech muxed in,
 - ``evaluation/``: report.html + evaluation.json, and prints the evaluation summary,
-- ``media/``: the inputs it made (built-in speech and face video, decoded user speech).
+- ``media/``: the inputs it made (the synthetic user's speech and face video, decoded user speech).
 
 One's own inputs (``--avatar-speech``, ``--user-speech``): tools/demo_inputs.py.
 """

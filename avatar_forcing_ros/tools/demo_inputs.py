@@ -17,7 +17,7 @@ User speech (``--user-speech``):
 
 Everything but ``none`` and a real microphone plays into the synthetic user's PulseAudio null
 sink, whose monitor is the microphone, so the real capture path runs. Files the demo makes (the
-built-in speech, decoded user speech) go into the session's ``media/`` folder.
+synthetic user's speech, decoded user speech) go into the session's ``media/`` folder.
 """
 from __future__ import annotations
 
