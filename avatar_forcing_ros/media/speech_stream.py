@@ -101,6 +101,16 @@ class Utterance:
         with self._lock:
             return len(self._pending) / self.sample_rate
 
+    def end(self) -> tuple[int, float]:
+        """(stamp ns, monotonic s) at which the audio sent so far ends."""
+        with self._lock:
+            return self._segment_end() if self._segment_start is not None else self._resume_after
+
+    def start_after(self, end: tuple[int, float]) -> None:
+        """Start no earlier than ``end`` (the end of the speech before this one)."""
+        with self._lock:
+            self._resume_after = end
+
     def _segment_end(self) -> tuple[int, float]:
         start_ns, start_mono = self._segment_start
         return (start_ns + self._segment_frames * _NS_PER_S // self.sample_rate,

@@ -231,7 +231,9 @@ class TtsNode(Node):
                 self._send_feedback(speech)
                 return
             self._speeches.popleft()
-            speech.done.set_result(True)   # the next speech starts now, on a timeline of its own
+            speech.done.set_result(True)
+            if self._speeches:   # the next speech starts now, once this one's last chunk has ended
+                self._speeches[0].utterance.start_after(u.end())
 
     def _send_feedback(self, speech: _Speech) -> None:
         now = time.monotonic()
