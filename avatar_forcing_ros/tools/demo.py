@@ -49,6 +49,7 @@ CAMERA_TOPIC = "image"
 PLAY_TOPIC = "audio_file_player/play"  # a path published here starts the player's file
 AVATAR_AUDIO_TOPIC = "/avatar/audio"
 AVATAR_SPEECH_LISTENERS = ("generator", "audio_playback", "recorder")   # nodes of the plan on it
+VOICE_TIMEOUT_S = 120.0     # from the first image to the tts node's first line, at most
 AUDIENCE_MATCH_S = 1.0      # from a subscription in the graph to its publisher's match, with margin
 
 
@@ -116,6 +117,8 @@ class FirstMessageWatch:
         self._received = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []   # started by speaker(): joined on exit
+        self._voice_started = threading.Event()       # the speaker's first line is being said
+        self._voice_deadline = float("inf")
         self._deadline = time.monotonic() + timeout_s
 
     def seen(self) -> bool:
@@ -181,6 +184,15 @@ class FirstMessageWatch:
             publisher.publish(String(data=text))
         return announce
 
+    def voice_started(self) -> bool:
+        """True once the speaker's first line is heard (Piper loads its voice for seconds, longer
+        on a loaded machine: the demo's clock waits for it), or VOICE_TIMEOUT_S after start()."""
+        if time.monotonic() > self._voice_deadline and not self._voice_started.is_set():
+            LOG.warning("the tts node has not spoken %.0f s after the first image: starting the "
+                        "clock anyway", VOICE_TIMEOUT_S)
+            self._voice_started.set()
+        return self._voice_started.is_set()
+
     def speaker(self, lines: tuple[str, ...], pause_s: float, once: bool,
                 audience: tuple[str, int]) -> Callable[[], None]:
         """A callable that starts a thread saying ``lines`` through the tts node's Say action,
@@ -209,7 +221,8 @@ class FirstMessageWatch:
                 return
             while True:
                 for line in lines:
-                    goal = client.send_goal_async(Say.Goal(text=line))
+                    goal = client.send_goal_async(Say.Goal(text=line),
+                                                  feedback_callback=lambda _f: self._voice_started.set())
                     if not wait(goal) or not goal.result().accepted:
                         return
                     if not wait(goal.result().get_result_async()) or self._stop.wait(pause_s):
@@ -218,6 +231,7 @@ class FirstMessageWatch:
                     return
 
         def start() -> None:
+            self._voice_deadline = time.monotonic() + VOICE_TIMEOUT_S
             thread = threading.Thread(target=say_lines, name="avatar-lines", daemon=True)
             self._threads.append(thread)
             thread.start()
@@ -411,7 +425,10 @@ def run_demo(args: argparse.Namespace) -> int:
             elif args.avatar_speech_once:
                 first_image.on_first = first_image.announcer(
                     PLAY_TOPIC, str(avatar_speech), audience=(AVATAR_AUDIO_TOPIC, speech_listeners))
-            status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=first_image.seen)
+            # with the tts node, the clock starts once the avatar speaks too (its voice loads slowly)
+            clock_started = first_image.seen if avatar_speech is not None else (
+                lambda: first_image.seen() and first_image.voice_started())
+            status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=clock_started)
 
     if status == EXIT_STARTUP:   # nothing ran: no MP4, no evaluation that would look like a session
         LOG.error("stopped: %s", reason)
