@@ -31,7 +31,7 @@ def _pipeline(context, share_dir):
             remappings=list(planned.remappings),
             output="screen",
         ))
-    if node_plan.parse_bool(args["record"]):
+    if node_plan.records_here(args):
         actions.append(ExecuteProcess(cmd=node_plan.bag_record_command(args), output="screen"))
     return [GroupAction(actions)]
 

@@ -17,6 +17,10 @@ into the output folder:
 - ``media/``: the inputs it made (the synthetic user's speech and face video, decoded user speech).
 
 One's own inputs (``--avatar-speech``, ``--user-speech``): tools/demo_inputs.py.
+
+``--placement robot`` / ``server`` run one half of it (tools/node_plan.py) on each of two hosts,
+started with the same options: the robot makes the inputs and shows and plays the avatar, the
+server generates, renders and records, and writes the bag, MP4 and evaluation.
 """
 from __future__ import annotations
 
@@ -77,6 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--display", default="auto", choices=["auto", "on", "off"],
                    help="'auto': a window when $DISPLAY is set")
     demo_inputs.add_arguments(p)
+    p.add_argument("--placement", default="all", choices=node_plan.PLACEMENTS,
+                   help="which half runs on this host: all, robot (inputs, display, speaker) or server "
+                        "(generator, renderer, recorder: the output folder's files); start both halves "
+                        "with the same options")
     p.add_argument("--low-latency", action="store_true",
                    help="portable backend: publish each frame 120 ms after its media time (instead of "
                         "440 ms) and present it 30 ms later; less slack for a busy machine's stalls")
@@ -338,7 +346,7 @@ def run_demo(args: argparse.Namespace) -> int:
         LOG.error("--low-latency needs the portable backend (the neural model's blocks take 400 ms)")
         return 2
     try:
-        node_plan.check_model_files(model_arguments(args))
+        node_plan.check_model_files({**model_arguments(args), "placement": args.placement})
     except FileNotFoundError as error:    # names the missing file and the fetch command
         LOG.error("%s", error)
         return 2
@@ -365,7 +373,9 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     # without a real microphone the machine is taken to have no sound card either: a private
     # PulseAudio server gives the synthetic user's microphone and the avatar's speaker
-    private_pulse = voice.wav is not None or not real_microphone
+    robot_side = args.placement != "server"      # the inputs, display and speaker run here
+    speaks_here = robot_side and avatar_speech is None   # the tts node says the built-in lines here
+    private_pulse = robot_side and (voice.wav is not None or not real_microphone)
     display = args.display == "on" or (args.display == "auto" and bool(os.environ.get("DISPLAY")))
     LOG.info("camera: %s; user speech: %s; avatar speech: %s%s; display: %s; output: %s", video_source,
              {"microphone": "default capture device", "none": "none"}.get(
@@ -381,7 +391,7 @@ def run_demo(args: argparse.Namespace) -> int:
         # played once: idle until the avatar is live (see below), so no word is lost to start-up
         "avatar_audio_file": "" if args.avatar_speech_once or avatar_speech is None else str(avatar_speech),
         "tts": str(avatar_speech is None).lower(),
-        "display": str(display).lower(),
+        "display": str(display).lower(), "placement": args.placement,
         "speaker": "true", "record": "true", "record_output": str(bag),
         # 23 MB/s of raw camera frames would fill a disk in a long demo and load its 2 cores;
         # the bag still holds the user's perceived motion (user/motion) for the evaluation
@@ -393,9 +403,13 @@ def run_demo(args: argparse.Namespace) -> int:
                                    low_latency=args.low_latency)
     (out / "overrides").mkdir(exist_ok=True)
     plan = launcher.process_plan(launch_args, prefix, params, out / "overrides")
-    plan.append(("topic_monitor", launcher.node_command(
-        node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
-    if args.avatar_speech_once and avatar_speech is not None:
+    # the whole plan's listeners of the avatar's speech, on both hosts (they see each other's)
+    speech_listeners = sum(name in AVATAR_SPEECH_LISTENERS for name, _ in launcher.process_plan(
+        {**launch_args, "placement": "all"}, prefix, params, out / "overrides"))
+    if node_plan.records_here(launch_args):     # the monitor with the recorder: both observe
+        plan.append(("topic_monitor", launcher.node_command(
+            node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
+    if args.avatar_speech_once and robot_side and avatar_speech is not None:
         plan.append(("audio_file_player", launcher.node_command(
             node_plan.PlannedNode("audio_file_player", "audio_file_player"), prefix, params, "",
             out / "overrides")))
@@ -407,7 +421,7 @@ def run_demo(args: argparse.Namespace) -> int:
             pulse = stack.enter_context(PrivatePulseServer([USER_SINK, SPEAKER_SINK]))
             # the avatar speaks into its own sink, so the synthetic user's microphone never hears it
             env.update(pulse.env, PULSE_SINK=SPEAKER_SINK, PULSE_SOURCE=f"{USER_SINK}.monitor")
-        if voice.wav is not None:
+        if voice.wav is not None and robot_side:
             speaker = UserSpeaker(voice, env)
             stack.callback(speaker.stop)
             if voice.with_camera:    # the video's own voice starts with its first image
@@ -417,23 +431,23 @@ def run_demo(args: argparse.Namespace) -> int:
                 speaker.start()
         with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
             # the speech starts with the avatar's first image (the built-in lines always do)
-            speech_listeners = sum(name in AVATAR_SPEECH_LISTENERS for name, _ in plan)
-            if avatar_speech is None:
+            if speaks_here:
                 first_image.on_first = first_image.speaker(
                     demo_media.AVATAR_LINES, demo_media.PAUSE_S, args.avatar_speech_once,
                     audience=(AVATAR_AUDIO_TOPIC, speech_listeners))
-            elif args.avatar_speech_once:
+            elif args.avatar_speech_once and robot_side:
                 first_image.on_first = first_image.announcer(
                     PLAY_TOPIC, str(avatar_speech), audience=(AVATAR_AUDIO_TOPIC, speech_listeners))
             # with the tts node, the clock starts once the avatar speaks too (its voice loads slowly)
-            clock_started = first_image.seen if avatar_speech is not None else (
+            clock_started = first_image.seen if not speaks_here else (
                 lambda: first_image.seen() and first_image.voice_started())
             status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=clock_started)
 
     if status == EXIT_STARTUP:   # nothing ran: no MP4, no evaluation that would look like a session
         LOG.error("stopped: %s", reason)
         return status
-    status = finish(bag, out) or status
+    if node_plan.records_here(launch_args):   # the robot half has no bag: the server writes them
+        status = finish(bag, out) or status
     if reason:                   # a node failed during the session: its reason stays the last line
         LOG.error("stopped: %s", reason)
     return status

@@ -90,7 +90,7 @@ def process_plan(args: dict[str, str], prefix: Path, params_file: Path,
     """(name, command) of every process to start, recorder included when recording; the
     per-run parameter files are written into ``overrides_dir``."""
     plan = list(node_plan.plan_nodes(args))
-    if node_plan.parse_bool(args.get("record", "false")):
+    if node_plan.records_here(args):
         params: dict[str, object] = {"topics": node_plan.record_topics(args)}
         if args.get("record_output"):
             params["output"] = args["record_output"]

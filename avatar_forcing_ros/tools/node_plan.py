@@ -4,6 +4,13 @@ the same executables with the same parameter overrides and remappings.
 
 Parameters come from config/avatar_forcing.yaml; the launch arguments below only override the
 few values a user picks per run (portrait, checkpoint, backend, input sources). ROS-free.
+
+`placement` splits the one plan over two hosts: the robot runs what touches the user (camera,
+microphone, avatar speech file, display, speaker), the server runs what needs compute: the
+generator and, unless `render_on` is robot (thin links: then only motion latents cross), the
+renderer. The recorder goes with the renderer: everything it records then already reaches its
+host (the generator's inputs, motion, status) or is made there (the images), so it adds nothing
+to the link, and with the default it keeps disk writes off the robot.
 """
 from __future__ import annotations
 
@@ -52,8 +59,21 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("record_camera", "true", "Record the raw camera images too (640x480 at 25 fps: about "
                                             "23 MB/s); user/motion keeps what the generator perceived"),
     LaunchArgument("namespace", "", "Namespace for every node and (relative) topic"),
+    LaunchArgument("placement", "all", "Which part of the pipeline runs on this host: all | robot (camera, "
+                                       "microphone, speech file, display, speaker) | server (generator, "
+                                       "renderer, recorder); robot and server find each other over DDS"),
+    LaunchArgument("render_on", "server", "With placement robot | server, the host that runs the renderer "
+                                          "and the recorder: server (JPEG images cross the link) or robot "
+                                          "(only motion latents cross: thin links, portable backend)"),
 )
 DEFAULTS = {a.name: a.default for a in ARGUMENTS}
+
+PLACEMENTS = ("all", "robot", "server")
+RENDER_HOSTS = ("server", "robot")
+# The server's processes when the pipeline is split (placement robot | server); the renderer and
+# the recorder move to the robot with render_on robot.
+SERVER_NODES = frozenset({"generator"})
+RENDERING_NODES = frozenset({"renderer", "recorder"})
 
 
 @dataclass(frozen=True)
@@ -83,14 +103,36 @@ def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
     full = {**DEFAULTS, **{k: str(v) for k, v in args.items()}}
     for name in ("use_microphone", "tts", "display", "speaker", "record"):
         parse_bool(full[name])
+    if full["placement"] not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {'|'.join(PLACEMENTS)}, got {full['placement']!r}")
+    if full["render_on"] not in RENDER_HOSTS:
+        raise ValueError(f"render_on must be one of {'|'.join(RENDER_HOSTS)}, got {full['render_on']!r}")
     return full
 
 
-def check_model_files(args: Mapping[str, str]) -> None:
-    """With the neural backend, the files the generator and renderer will load must exist:
-    MissingModelFileError (naming the file and the fetch command) before any process starts."""
+def runs_here(node_name: str, args: Mapping[str, str]) -> bool:
+    """Whether the process ``node_name`` of the plan runs on this host under the arguments' placement."""
     a = complete_arguments(args)
-    if a["backend"] == "avatar_forcing":
+    on_server = node_name in SERVER_NODES or (node_name in RENDERING_NODES and a["render_on"] == "server")
+    return a["placement"] == "all" or (a["placement"] == "server") == on_server
+
+
+def split(args: Mapping[str, str]) -> bool:
+    """True when robot and server run on different hosts (placement robot or server)."""
+    return complete_arguments(args)["placement"] != "all"
+
+
+def records_here(args: Mapping[str, str]) -> bool:
+    """Recording asked for, and the recorder's host is this one."""
+    return parse_bool(complete_arguments(args)["record"]) and runs_here("recorder", args)
+
+
+def check_model_files(args: Mapping[str, str]) -> None:
+    """With the neural backend, the files the generator and renderer will load must exist where
+    they run: MissingModelFileError (naming the file and the fetch command) before any process
+    starts. A robot half (placement robot) that does not render loads no model and needs none."""
+    a = complete_arguments(args)
+    if a["backend"] == "avatar_forcing" and (runs_here("generator", a) or runs_here("renderer", a)):
         resolve_model_files(a["checkpoint_dir"], a["wav2vec2_dir"], a["flow_transformer_file"],
                             a["motion_autoencoder_file"])
 
@@ -100,7 +142,8 @@ def _non_empty(**values: str) -> dict[str, object]:
 
 
 def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
-    """The pipeline's nodes for these launch arguments (recording excluded: see record_topics)."""
+    """The pipeline's nodes this host runs for these launch arguments (recording excluded: see
+    record_topics and records_here)."""
     a = complete_arguments(args)
     camera = (("image", a["camera_topic"]),) if a["camera_topic"] != "image" else ()
     model = _non_empty(portrait=a["portrait"], checkpoint_dir=a["checkpoint_dir"], backend=a["backend"],
@@ -120,10 +163,13 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
                              camera))
     nodes.append(PlannedNode("renderer", "renderer", dict(model)))
     if parse_bool(a["display"]):
-        nodes.append(PlannedNode("display", "display"))
+        # across hosts the display takes the JPEG stream: 25 raw rgb8 frames of 786 KB a second
+        # would need a 160 Mbit/s link and get lost in fragments (README, "Two hosts")
+        remote_renderer = split(a) and a["render_on"] == "server"
+        nodes.append(PlannedNode("display", "display", {"compressed": True} if remote_renderer else {}))
     if parse_bool(a["speaker"]):
         nodes.append(PlannedNode("audio_playback", "audio_playback"))
-    return nodes
+    return [n for n in nodes if runs_here(n.name, a)]
 
 
 def check_parameter_file(params: Mapping[str, object]) -> None:
