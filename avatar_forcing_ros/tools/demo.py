@@ -220,6 +220,10 @@ class FirstMessageWatch:
                     return False
             return True
 
+        def heard(feedback) -> None:   # (progress comes while the line waits for the voice too)
+            if feedback.feedback.sent_s > 0:
+                self._voice_started.set()
+
         def say_lines() -> None:
             while not (client.server_is_ready()
                        and self._node.count_subscribers(listened_topic) >= listeners):
@@ -230,7 +234,7 @@ class FirstMessageWatch:
             while True:
                 for line in lines:
                     goal = client.send_goal_async(Say.Goal(text=line),
-                                                  feedback_callback=lambda _f: self._voice_started.set())
+                                                  feedback_callback=heard)
                     if not wait(goal) or not goal.result().accepted:
                         return
                     if not wait(goal.result().get_result_async()) or self._stop.wait(pause_s):
