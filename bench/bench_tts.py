@@ -21,7 +21,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test'))   # ros_testing: node processes from the install space
-SENTENCE = 'The quick brown fox jumps over the lazy dog near the old river bank.'  # 12 words
+SENTENCE = 'The quick brown fox jumps over the lazy dog by the river.'  # 12 words
 
 
 def first_chunk_latencies(engine: str, repeats: int) -> list[float]:
