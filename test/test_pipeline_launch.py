@@ -25,7 +25,7 @@ CASES = [
     {"backend": "avatar_forcing", "checkpoint_dir": "/ckpt", "portrait": "/p.png", "camera_topic": "/cam/image_raw",
      "use_microphone": "false", "avatar_audio_file": "/s.wav", "display": "false", "speaker": "false",
      "namespace": "robot1"},
-    {"video_source": "user.mp4", "camera_topic": "user_cam", "record": "true"},
+    {"video_source": "user.mp4", "camera_topic": "user_cam", "record": "true", "tts": "true"},
 ]
 
 

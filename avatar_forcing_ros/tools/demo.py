@@ -4,7 +4,9 @@ What it starts (as separate processes, through the same node plan as the launch 
 video_source (a webcam if one opens, else a synthetic user video), audio_capture (a real
 microphone if the machine has a capture device, else a *synthetic user*: a private PulseAudio
 server whose null-sink monitor is the microphone while espeak-ng speech plays into it, so the
-real PortAudio capture path runs), audio_file_player (the avatar's speech), generator, renderer,
+real PortAudio capture path runs), the avatar's voice (the tts node saying the built-in lines,
+Piper where installed, from the avatar's first image on; or audio_file_player playing
+``--avatar-speech``), generator, renderer,
 display (a window when a screen exists, else headless), audio_playback (the speaker, or a
 second null sink) and the recorder. When the session ends (``--duration`` or Ctrl-C) it writes
 into the output folder:
@@ -12,7 +14,7 @@ into the output folder:
 - ``session_bag/``: the rosbag2 (MCAP) of the session,
 - ``avatar.mp4``: the avatar with its speech muxed in,
 - ``evaluation/``: report.html + evaluation.json, and prints the evaluation summary,
-- ``media/``: the inputs it made (built-in speech and face video, decoded user speech).
+- ``media/``: the inputs it made (the synthetic user's speech and face video, decoded user speech).
 
 One's own inputs (``--avatar-speech``, ``--user-speech``): tools/demo_inputs.py.
 
@@ -52,6 +54,7 @@ CAMERA_TOPIC = "image"
 PLAY_TOPIC = "audio_file_player/play"  # a path published here starts the player's file
 AVATAR_AUDIO_TOPIC = "/avatar/audio"
 AVATAR_SPEECH_LISTENERS = ("generator", "audio_playback", "recorder")   # nodes of the plan on it
+VOICE_TIMEOUT_S = 120.0     # from the first image to the tts node's first line, at most
 AUDIENCE_MATCH_S = 1.0      # from a subscription in the graph to its publisher's match, with margin
 
 
@@ -126,6 +129,9 @@ class FirstMessageWatch:
         self._message_type, self.on_first = message_type, on_first
         self._received = threading.Event()
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []   # started by speaker(): joined on exit
+        self._voice_started = threading.Event()       # the speaker's first line is being said
+        self._voice_deadline = float("inf")
         self._deadline = time.monotonic() + timeout_s
 
     def seen(self) -> bool:
@@ -191,12 +197,71 @@ class FirstMessageWatch:
             publisher.publish(String(data=text))
         return announce
 
+    def voice_started(self) -> bool:
+        """True once the speaker's first line is heard (Piper loads its voice for seconds, longer
+        on a loaded machine: the demo's clock waits for it), or VOICE_TIMEOUT_S after start()."""
+        if time.monotonic() > self._voice_deadline and not self._voice_started.is_set():
+            LOG.warning("the tts node has not spoken %.0f s after the first image: starting the "
+                        "clock anyway", VOICE_TIMEOUT_S)
+            self._voice_started.set()
+        return self._voice_started.is_set()
+
+    def speaker(self, lines: tuple[str, ...], pause_s: float, once: bool,
+                audience: tuple[str, int]) -> Callable[[], None]:
+        """A callable that starts a thread saying ``lines`` through the tts node's Say action,
+        each after the last one has been said and ``pause_s`` of silence (the avatar listens),
+        once or round and round until the session ends; it starts once the action server answers
+        and ``audience`` is there (see :meth:`announcer`)."""
+        from rclpy.action import ActionClient  # noqa: PLC0415
+
+        from avatar_forcing_ros.action import Say  # noqa: PLC0415
+
+        client = ActionClient(self._node, Say, "avatar/say")
+        listened_topic, listeners = audience
+
+        def wait(future) -> bool:
+            while not future.done():
+                if self._stop.wait(0.05):
+                    return False
+            return True
+
+        def heard(feedback) -> None:   # (progress comes while the line waits for the voice too)
+            if feedback.feedback.sent_s > 0:
+                self._voice_started.set()
+
+        def say_lines() -> None:
+            while not (client.server_is_ready()
+                       and self._node.count_subscribers(listened_topic) >= listeners):
+                if self._stop.wait(0.05):
+                    return
+            if self._stop.wait(AUDIENCE_MATCH_S):
+                return
+            while True:
+                for line in lines:
+                    goal = client.send_goal_async(Say.Goal(text=line),
+                                                  feedback_callback=heard)
+                    if not wait(goal) or not goal.result().accepted:
+                        return
+                    if not wait(goal.result().get_result_async()) or self._stop.wait(pause_s):
+                        return
+                if once:
+                    return
+
+        def start() -> None:
+            self._voice_deadline = time.monotonic() + VOICE_TIMEOUT_S
+            thread = threading.Thread(target=say_lines, name="avatar-lines", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        return start
+
     def _spin(self) -> None:
         while not self._stop.is_set():
             self._executor.spin_once(timeout_sec=0.1)
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
+        for thread in self._threads:
+            thread.join()
         self._thread.join()
         self._executor.shutdown()
         self._node.destroy_node()
@@ -306,7 +371,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         demo_inputs.check_camera(args.camera)
         demo_inputs.check_portrait(args)
-        avatar_speech = demo_inputs.avatar_speech(args, media)
+        avatar_speech = demo_inputs.avatar_speech(args)   # None: the built-in lines, by the tts node
         voice = demo_inputs.user_voice(args, camera, real_microphone, media)
         video_source = str(demo_media.user_video(media)) if camera == "synthetic" else camera
     except DemoInputError as error:
@@ -318,12 +383,14 @@ def run_demo(args: argparse.Namespace) -> int:
     # without a real microphone the machine is taken to have no sound card either: a private
     # PulseAudio server gives the synthetic user's microphone and the avatar's speaker
     robot_side = args.placement != "server"      # the inputs, display and speaker run here
+    speaks_here = robot_side and avatar_speech is None   # the tts node says the built-in lines here
     private_pulse = robot_side and (voice.wav is not None or not real_microphone)
     display = args.display == "on" or (args.display == "auto" and bool(os.environ.get("DISPLAY")))
     LOG.info("camera: %s; user speech: %s; avatar speech: %s%s; display: %s; output: %s", video_source,
              {"microphone": "default capture device", "none": "none"}.get(
                  voice.source, f"{voice.source} ({voice.wav.name}) into a PulseAudio null sink"),
-             avatar_speech, " (once)" if args.avatar_speech_once else "",
+             avatar_speech or "the tts node saying the built-in lines",
+             " (once)" if args.avatar_speech_once else "",
              "window" if display else "headless", out)
 
     bag = out / "session_bag"
@@ -331,7 +398,8 @@ def run_demo(args: argparse.Namespace) -> int:
         **model_arguments(args), "portrait": args.portrait,
         "video_source": video_source, "use_microphone": str(voice.source != "none").lower(),
         # played once: idle until the avatar is live (see below), so no word is lost to start-up
-        "avatar_audio_file": "" if args.avatar_speech_once else str(avatar_speech),
+        "avatar_audio_file": "" if args.avatar_speech_once or avatar_speech is None else str(avatar_speech),
+        "tts": str(avatar_speech is None).lower(),
         "display": str(display).lower(), "placement": args.placement,
         "speaker": "true", "record": "true", "record_output": str(bag),
         # 23 MB/s of raw camera frames would fill a disk in a long demo and load its 2 cores;
@@ -350,7 +418,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if node_plan.records_here(launch_args):     # the monitor with the recorder: both observe
         plan.append(("topic_monitor", launcher.node_command(
             node_plan.PlannedNode("topic_monitor", "topic_monitor"), prefix, params, "", out / "overrides")))
-    if args.avatar_speech_once and robot_side:
+    if args.avatar_speech_once and robot_side and avatar_speech is not None:
         plan.append(("audio_file_player", launcher.node_command(
             node_plan.PlannedNode("audio_file_player", "audio_file_player"), prefix, params, "",
             out / "overrides")))
@@ -371,10 +439,18 @@ def run_demo(args: argparse.Namespace) -> int:
             else:
                 speaker.start()
         with FirstMessageWatch(AVATAR_IMAGE_TOPIC) as first_image:
-            if args.avatar_speech_once and robot_side:   # the speech starts with the avatar's first image
+            # the speech starts with the avatar's first image (the built-in lines always do)
+            if speaks_here:
+                first_image.on_first = first_image.speaker(
+                    demo_media.AVATAR_LINES, demo_media.PAUSE_S, args.avatar_speech_once,
+                    audience=(AVATAR_AUDIO_TOPIC, speech_listeners))
+            elif args.avatar_speech_once and robot_side:
                 first_image.on_first = first_image.announcer(
                     PLAY_TOPIC, str(avatar_speech), audience=(AVATAR_AUDIO_TOPIC, speech_listeners))
-            status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=first_image.seen)
+            # with the tts node, the clock starts once the avatar speaks too (its voice loads slowly)
+            clock_started = first_image.seen if not speaks_here else (
+                lambda: first_image.seen() and first_image.voice_started())
+            status, reason = launcher.run_pipeline(plan, env, args.duration, clock_started=clock_started)
 
     if status == EXIT_STARTUP:   # nothing ran: no MP4, no evaluation that would look like a session
         LOG.error("stopped: %s", reason)

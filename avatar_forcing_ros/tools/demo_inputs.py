@@ -1,8 +1,9 @@
 """The demo's own inputs: the portrait check, the avatar's speech and what the user's microphone hears.
 
-Avatar speech (``--avatar-speech``): the built-in espeak-ng lines, or an audio file of any rate
-and channel count that the package's audio loader reads (WAV, FLAC, OGG, MP3), played by
-``audio_file_player`` looped or once (``--avatar-speech-once``: from the avatar's first image).
+Avatar speech (``--avatar-speech``): the built-in lines, said by the tts node (Piper where
+installed, else espeak-ng) from the avatar's first image on, or an audio file of any rate and
+channel count that the package's audio loader reads (WAV, FLAC, OGG, MP3), played by
+``audio_file_player``; looped, or once (``--avatar-speech-once``: from the avatar's first image).
 
 User speech (``--user-speech``):
 
@@ -16,7 +17,7 @@ User speech (``--user-speech``):
 
 Everything but ``none`` and a real microphone plays into the synthetic user's PulseAudio null
 sink, whose monitor is the microphone, so the real capture path runs. Files the demo makes (the
-built-in speech, decoded user speech) go into the session's ``media/`` folder.
+synthetic user's speech, decoded user speech) go into the session's ``media/`` folder.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's speech options."""
     parser.add_argument("--avatar-speech", type=Path, default=None, metavar="FILE",
                         help="the avatar's speech: an audio file (WAV/FLAC/OGG/MP3, any rate and "
-                             "channels); default: built-in espeak-ng lines")
+                             "channels); default: built-in lines said by the tts node")
     parser.add_argument("--avatar-speech-once", action="store_true",
                         help="play the avatar's speech once, then stay silent (default: looped)")
     parser.add_argument("--user-speech", default="auto", metavar="FILE|video|synthetic|none|auto",
@@ -86,10 +87,11 @@ def check_portrait(args: argparse.Namespace) -> None:
             raise DemoInputError(f"--portrait: {error}") from None
 
 
-def avatar_speech(args: argparse.Namespace, media: Path) -> Path:
-    """The avatar's speech file, checked with the loader its player uses."""
+def avatar_speech(args: argparse.Namespace) -> Path | None:
+    """The avatar's speech file, checked with the loader its player uses; None: the built-in
+    lines, which the tts node says."""
     if args.avatar_speech is None:
-        return demo_media.avatar_speech(media)
+        return None
     path = args.avatar_speech.resolve()
     try:
         with quiet_stderr():

@@ -1,6 +1,6 @@
-"""Demo inputs made on this machine, nothing downloaded: two voices and a user face video.
+"""Demo inputs made on this machine, nothing downloaded: the avatar's lines (said live by the tts
+node, with pauses in which the avatar listens), the synthetic user's voice and face video.
 
-- ``avatar_speech.wav``: the avatar's lines (espeak-ng), with pauses in which it listens.
 - ``user_speech.wav``: the synthetic user's lines in another voice, with pauses (backchannel cues).
 - ``user_face.mp4``: 640x480 at 25 fps, a face (the default portrait, mirrored, animated with the
   portable renderer) that talks, smiles at scripted times, nods, blinks and drifts sideways,
@@ -28,7 +28,7 @@ RATE = 16000
 FPS = 25
 VIDEO_SECONDS = 16.0
 VIDEO_SIZE = (640, 480)        # width, height: a usual webcam frame
-PAUSE_S = 1.2                  # silence between sentences
+PAUSE_S = 1.2                  # silence between sentences (the avatar's lines and the user's)
 
 AVATAR_LINES = (
     "Hello! It is good to see you.",
@@ -111,11 +111,6 @@ def _atomic_write(path: Path, writer) -> None:
     tmp.replace(path)
 
 
-def avatar_speech(folder: Path) -> Path:
-    """The avatar's built-in lines in ``folder`` (made once; kept when they exist)."""
-    return _made(Path(folder) / "avatar_speech.wav", lambda path: speak(AVATAR_LINES, "en-us", path))
-
-
 def user_speech(folder: Path) -> Path:
     """The synthetic user's lines in ``folder`` (made once; kept when they exist)."""
     return _made(Path(folder) / "user_speech.wav", lambda path: speak(USER_LINES, "en-gb+f3", path))
@@ -137,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     folder = parser.parse_args(argv).folder
-    for make in (avatar_speech, user_speech, user_video):
+    for make in (user_speech, user_video):
         print(make(folder))
     return 0
 

@@ -47,7 +47,7 @@ from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
 
 PACKAGE = 'avatar_forcing_ros'
 NODE_NAMES = ('audio_capture', 'audio_file_player', 'video_source', 'topic_monitor', 'generator',
-              'renderer', 'display', 'audio_playback', 'recorder', 'web_display')
+              'renderer', 'display', 'audio_playback', 'recorder', 'web_display', 'tts')
 AUDIO_NODES = ('audio_capture', 'audio_playback')
 # Present on every rclpy node; documented once in the header, not per node.
 STANDARD_PARAMETERS = ('use_sim_time', 'start_type_description_service')

@@ -50,6 +50,8 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("use_microphone", "true", "Capture the user's microphone (audio_capture -> user/audio)"),
     LaunchArgument("avatar_audio_file", "", "Avatar speech from this audio file (audio_file_player -> "
                                             "avatar/audio); empty = a TTS publishes avatar/audio"),
+    LaunchArgument("tts", "false", "Start the tts node: text on avatar/say or a Say goal -> speech on "
+                                   "avatar/audio (Piper, else espeak-ng)"),
     LaunchArgument("display", "true", "Show the avatar (display node)"),
     LaunchArgument("speaker", "true", "Play the avatar's speech in sync (audio_playback node)"),
     LaunchArgument("record", "false", "Record the evaluation topics to an MCAP bag"),
@@ -106,7 +108,7 @@ def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
     if unknown:
         raise ValueError(f"unknown launch arguments: {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     full = {**DEFAULTS, **{k: str(v) for k, v in args.items()}}
-    for name in ("use_microphone", "display", "speaker", "record", "web"):
+    for name in ("use_microphone", "tts", "display", "speaker", "record", "web"):
         parse_bool(full[name])
     if not full["web_port"].isdigit() or not 0 < int(full["web_port"]) < 65536:
         raise ValueError(f"web_port: expected a TCP port 1..65535, got {full['web_port']!r}")
@@ -163,6 +165,8 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
         nodes.append(PlannedNode("audio_capture", "audio_capture"))
     if a["avatar_audio_file"]:
         nodes.append(PlannedNode("audio_file_player", "audio_file_player", {"file": a["avatar_audio_file"]}))
+    if parse_bool(a["tts"]):
+        nodes.append(PlannedNode("tts", "tts"))
     nodes.append(PlannedNode("generator", "generator",
                              {**model, **generator_only, "use_user_audio": parse_bool(a["use_microphone"])},
                              camera))

@@ -1,6 +1,7 @@
 """avatar-forcing-ctl: talk to a running pipeline on machines without the ``ros2`` command.
 
-    avatar-forcing-ctl say "Hello there"               speech (espeak-ng) on avatar/audio
+    avatar-forcing-ctl say "Hello there"               speech on avatar/audio: by the tts node when
+                                                       one runs, else espeak-ng from here
     avatar-forcing-ctl play speech.wav                 an audio file on avatar/audio
     avatar-forcing-ctl param list /generator           parameter names
     avatar-forcing-ctl param get /generator nfe        a value (JSON, valid YAML)
@@ -48,9 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
                              '(default %(default)s)')
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
 
-    say = commands.add_parser('say', help='speak TEXT (espeak-ng) on avatar/audio in real time')
+    say = commands.add_parser('say', help='speak TEXT on avatar/audio in real time: through the '
+                                          "tts node's Say action when one runs, else espeak-ng here")
     say.add_argument('text', metavar='TEXT')
-    say.add_argument('--voice', default='en-us', help='espeak-ng voice (default %(default)s)')
+    say.add_argument('--via', choices=('auto', 'tts', 'local'), default='auto',
+                     help="'tts': the tts node; 'local': espeak-ng in this command; 'auto' "
+                          '(default): the tts node when one answers within 2 s')
+    say.add_argument('--voice', default='', help="voice (the tts node's engine's, or espeak-ng's; "
+                                                 'default: the engine default, en-us here)')
     say.add_argument('--speed', type=int, default=150, help='words per minute (default %(default)s)')
     _stream_options(say)
 
@@ -82,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(session: Session, args: argparse.Namespace, options) -> int:
+    from avatar_forcing_ros.tools.ctl import speech, tts_client
+    if args.via != 'local':
+        wait_s = args.timeout if args.via == 'tts' else min(args.timeout, tts_client.DISCOVERY_S)
+        client = tts_client.find_server(session, wait_s)
+        if client is not None:
+            return tts_client.say(session, client, args.text, args.voice, args.timeout)
+        if args.via == 'tts':
+            raise CtlError(f'no tts node answers on {tts_client.ACTION} within {args.timeout:g} s')
+    return speech.say(session, args.text, args.voice or 'en-us', args.speed, options)
+
+
 def _run(session: Session, args: argparse.Namespace) -> int:
     if args.command in ('say', 'play'):
         # imported here: its SciPy resampler takes seconds to import, which param/status/topics skip
@@ -89,7 +107,7 @@ def _run(session: Session, args: argparse.Namespace) -> int:
         options = speech.StreamOptions(topic=args.topic, sample_rate=args.sample_rate,
                                        chunk_ms=args.chunk_ms, wait_s=args.timeout)
         if args.command == 'say':
-            return speech.say(session, args.text, args.voice, args.speed, options)
+            return _say(session, args, options)
         return speech.play(session, args.file, options)
     if args.command == 'param':
         return params.run(session, args.action, args.node, getattr(args, 'name', None),
