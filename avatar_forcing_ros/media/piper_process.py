@@ -7,7 +7,8 @@ never imported here, so this package stays Apache-2.0. Its voice comes from a Py
 One worker process loads the voice once and stays up: it reads one line of text per piece on
 stdin and writes each piece as its own WAV file into a private folder, logging ``Wrote <path>``
 on stderr (piper's ``--output-dir`` mode). A piece is a clause of the text (see
-:func:`split_clauses`): the first audio is ready after the first clause, not the whole text.
+:func:`split_clauses`), the first one cut after a few words: the first audio is ready after
+those words, not the whole text (Piper has no streaming output of its own).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from avatar_forcing_ros.media.speech_text import split_clauses
+from avatar_forcing_ros.media.speech_text import FIRST_PIECE_WORDS, split_clauses
 
 # Voices that ship as PyPI packages: voice name -> module whose model_path()/config_path() give
 # the .onnx file and its .onnx.json (the packages' own API).
@@ -141,7 +142,7 @@ class PiperProcess:
         float32 mono at :attr:`sample_rate`; stops after the piece in progress once ``cancelled``
         is set."""
         with self._lock:
-            for clause, pause_s in split_clauses(text):
+            for clause, pause_s in split_clauses(text, FIRST_PIECE_WORDS):
                 if cancelled.is_set():
                     return
                 samples = self._synthesize(clause)
