@@ -138,6 +138,8 @@ def minimal_overrides(name: str, workdir: Path) -> dict[str, Any]:
         return {'source': str(_write_clip(workdir / 'clip.avi'))}
     if name == 'recorder':       # the default writes ./session_<time> into the current directory
         return {'output': str(workdir / 'bag')}
+    if name == 'web_display':    # the default port (8443) may be taken on this machine
+        return {'port': 0}
     return {}
 
 
