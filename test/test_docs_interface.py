@@ -6,8 +6,9 @@ waited for with timeouts: see avatar_forcing_ros.tools.interface_probe).
 import pytest
 
 from avatar_forcing_ros.tools import interface_docs
-from avatar_forcing_ros.tools.interface_probe import (NODE_NAMES, EndpointInfo, NodeInterface,
-                                                      ParameterInfo, probe_nodes)
+from avatar_forcing_ros.tools.interface_probe import (LAST_DOMAIN_ID, NODE_NAMES, EndpointInfo,
+                                                      NodeInterface, ParameterInfo, probe_domains,
+                                                      probe_nodes)
 
 UPDATE = 'run python -m avatar_forcing_ros.tools.interface_docs to update'
 
@@ -72,3 +73,10 @@ def test_difference_says_how_to_update(tmp_path):
     assert interface_docs.difference_from(path, 'same\nold\n') == ''
     difference = interface_docs.difference_from(path, 'same\nnew\n')
     assert UPDATE in difference and '-old' in difference and '+new' in difference
+
+
+def test_probe_domains_stay_in_fast_dds_range_for_every_pid():
+    for pid in range(200):
+        domains = probe_domains(pid)
+        assert len(domains) == len(NODE_NAMES) + 1
+        assert 101 <= domains.start and domains.stop - 1 <= LAST_DOMAIN_ID <= 232

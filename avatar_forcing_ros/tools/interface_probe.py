@@ -46,6 +46,7 @@ from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
 
 PACKAGE = 'avatar_forcing_ros'
+FIRST_DOMAIN_ID, LAST_DOMAIN_ID = 101, 232
 NODE_NAMES = ('audio_capture', 'audio_file_player', 'video_source', 'topic_monitor', 'generator',
               'renderer', 'display', 'audio_playback', 'recorder', 'web_display', 'tts')
 AUDIO_NODES = ('audio_capture', 'audio_playback')
@@ -294,10 +295,20 @@ def _parameter_info(name: str, default: Any, d: ParameterDescriptor, accepted: b
                          d.read_only, d.dynamic_typing, accepted, '' if accepted else reason)
 
 
+def probe_domains(pid: int) -> range:
+    """The DDS domains of one probe run: one per node plus one for the defaults, in 101..232
+    (past the tests' 1..100; Fast DDS's port numbers overflow above 232), in one of as many slots
+    as fit, picked by ``pid`` so that concurrent runs rarely share one."""
+    per_run = len(NODE_NAMES) + 1
+    slots = (LAST_DOMAIN_ID - FIRST_DOMAIN_ID + 1) // per_run
+    start = FIRST_DOMAIN_ID + (pid % slots) * per_run
+    return range(start, start + per_run)
+
+
 def probe_nodes(names: tuple[str, ...] = NODE_NAMES) -> list[NodeInterface]:
     """Start ``names`` at once, read each one's interface, stop them. Raises RuntimeError (with
     the node's output) when a node fails to start or to answer within START_TIMEOUT_S."""
-    base_domain = 101 + (os.getpid() % 12) * (len(NODE_NAMES) + 1)   # 101..220, past the tests' 1..100
+    base_domain = probe_domains(os.getpid()).start
     namespace = f'/af_interface_docs_{os.getpid()}'
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix='af_interface_')))
