@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -131,6 +132,25 @@ def test_cancel_stops_the_speech_at_once(espeak_tts):
     assert result.status == GoalStatus.STATUS_CANCELED
     assert not result.result.completed and result.result.message == 'cancelled'
     assert len(chunks) - at_cancel <= 10, 'audio went on after the cancel'  # <= 0.2 s in flight
+    assert len(chunks) < 250  # the text lasts about 9 s (450 chunks)
+
+
+def test_ctrl_c_on_ctl_say_cancels_the_nodes_speech(espeak_tts):
+    """Ctrl-C on `avatar-forcing-ctl say --via tts` ends the command (130) and the speech with it."""
+    listener, _, _, chunks, _ = espeak_tts
+    chunks.clear()
+    ctl = subprocess.Popen([shutil.which('avatar-forcing-ctl'), 'say', '--via', 'tts', LONG_TEXT],
+                           env=ros_env(listener.context.get_domain_id()), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert listener.spin_until(lambda: len(chunks) >= 25, 60)  # half a second spoken
+        ctl.send_signal(signal.SIGINT)
+        _, stderr = ctl.communicate(timeout=30)
+    finally:
+        ctl.kill()
+    at_exit = len(chunks)
+    listener.spin_until(lambda: False, 1.0)
+    assert ctl.returncode == 130 and 'Traceback' not in stderr, stderr
+    assert len(chunks) - at_exit <= 10, 'audio went on after the command ended'  # <= 0.2 s in flight
     assert len(chunks) < 250  # the text lasts about 9 s (450 chunks)
 
 

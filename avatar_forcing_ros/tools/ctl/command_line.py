@@ -11,7 +11,8 @@
     avatar-forcing-ctl topics [TOPIC ...]              rate, count and age per topic
 
 Built on rclpy; uses ROS_DOMAIN_ID like any node. Every failure prints one line and exits 1
-(2: a usage error); Ctrl-C ends ``status`` and ``topics`` with 0 and cuts speech off with 130.
+(2: a usage error); Ctrl-C ends ``status`` and ``topics`` with 0 and cuts speech off with 130
+(through a tts node: the goal is cancelled, so the node stops speaking too).
 On a robot with an apt ROS install the ``ros2`` commands do the same (``ros2 param set``, ...).
 """
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """One rclpy session for one ``avatar-forcing-ctl`` command: a node, an executor, waits with
 timeouts, and a clean Ctrl-C.
 
-SIGINT and SIGTERM shut the rclpy context down (rclpy's own handlers); every wait here checks the
-context and raises :class:`Interrupted`, so the command stops at once and never prints a traceback.
+SIGINT and SIGTERM only mark the session as interrupted (rclpy's own handlers, which would shut
+the context down, are not installed); every wait here checks the mark and raises
+:class:`Interrupted`, so the command stops at once and never prints a traceback, and the context
+still works for a last request after it (e.g. cancelling a speech goal).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 
 _SLICE_S = 0.05  # longest sleep between checks of the context
@@ -28,21 +31,19 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM arrived."""
 
 
-def _ignore_signal(signum: int, frame: object) -> None:
-    """Python-level SIGINT handler behind rclpy's: rclpy has already shut the context down."""
-
-
 class Session:
     """A node named ``avatar_forcing_ctl_<pid>`` in ``namespace`` (relative topic and node names
     resolve in it) on the environment's ROS_DOMAIN_ID."""
 
     def __init__(self, namespace: str = '/') -> None:
-        # rclpy chains its SIGINT handler to Python's, whose default would raise KeyboardInterrupt
-        # at an arbitrary bytecode (even in the clean-up); the context's state is checked instead.
-        signal.signal(signal.SIGINT, _ignore_signal)
-        # the default context: rclpy installs its SIGINT/SIGTERM handlers only for that one
+        # Python's default SIGINT handler would raise KeyboardInterrupt at an arbitrary bytecode
+        # (even in the clean-up): the signal only sets a mark that every wait checks.
+        self.interrupted = False
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_stop_signal)
         self.context = rclpy.get_default_context()
-        rclpy.init(args=['avatar-forcing-ctl'], context=self.context)
+        rclpy.init(args=['avatar-forcing-ctl'], context=self.context,
+                   signal_handler_options=SignalHandlerOptions.NO)
         self.namespace = '/' + namespace.strip('/')
         try:
             self.node = Node(f'avatar_forcing_ctl_{os.getpid()}', namespace=self.namespace,
@@ -53,6 +54,9 @@ class Session:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
 
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+
     def resolve_node_name(self, name: str) -> str:
         """'generator' -> '/<namespace>/generator'; absolute names stay as they are."""
         if not name.strip('/'):
@@ -61,22 +65,24 @@ class Session:
             return '/' + name.strip('/')
         return f"{self.namespace.rstrip('/')}/{name.strip('/')}"
 
-    def check(self) -> None:
-        if not self.context.ok():
+    def check(self, after_interrupt: bool = False) -> None:
+        if (self.interrupted and not after_interrupt) or not self.context.ok():
             raise Interrupted()
 
     def spin_for(self, seconds: float) -> None:
         """Handle callbacks for ``seconds``."""
         self.spin_until(lambda: False, seconds)
 
-    def spin_until(self, condition: Callable[[], bool], timeout: float) -> bool:
-        """Handle callbacks until ``condition()`` holds (True) or ``timeout`` s pass (False)."""
+    def spin_until(self, condition: Callable[[], bool], timeout: float,
+                   after_interrupt: bool = False) -> bool:
+        """Handle callbacks until ``condition()`` holds (True) or ``timeout`` s pass (False);
+        ``after_interrupt`` keeps waiting after Ctrl-C (for a last request, e.g. a cancel)."""
         deadline = time.monotonic() + timeout
         while not condition():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self.check()
+            self.check(after_interrupt)
             try:
                 self.executor.spin_once(timeout_sec=min(_SLICE_S, remaining))
             except ExternalShutdownException as error:

@@ -1,9 +1,8 @@
 """``avatar-forcing-ctl say`` through a running tts node: a goal of its ``Say`` action.
 
 The node speaks with its own engine (Piper where installed) on its own timeline; the command
-ends when the speech has been sent. Ctrl-C ends the command (status 130) but not the speech:
-rclpy shuts the command's context down on the signal, so no cancel request can be sent then
-(a client that keeps running, e.g. a dialogue manager, cancels its goal to stop the speech).
+ends when the speech has been sent. Ctrl-C cancels the goal (the node stops the speech at once)
+and ends the command with status 130.
 """
 from __future__ import annotations
 
@@ -11,10 +10,11 @@ from rclpy.action import ActionClient
 from rclpy.action.client import ClientGoalHandle
 
 from avatar_forcing_ros.action import Say
-from avatar_forcing_ros.tools.ctl.ros_session import CtlError, Session
+from avatar_forcing_ros.tools.ctl.ros_session import CtlError, Interrupted, Session
 
 ACTION = 'avatar/say'
 DISCOVERY_S = 2.0          # how long `say` looks for a tts node before it speaks by itself
+CANCEL_WAIT_S = 2.0        # after Ctrl-C: how long to wait for the node to accept the cancel
 
 
 def find_server(session: Session, wait_s: float) -> ActionClient | None:
@@ -35,7 +35,11 @@ def say(session: Session, client: ActionClient, text: str, voice: str, timeout_s
     if not goal.accepted:
         raise CtlError('the tts node refused the text (empty, or its queue is full)')
     result_future = goal.get_result_async()
-    session.spin_until(result_future.done, float('inf'))
+    try:
+        session.spin_until(result_future.done, float('inf'))
+    except Interrupted:   # Ctrl-C: the speech stops too, not only the command
+        session.spin_until(goal.cancel_goal_async().done, CANCEL_WAIT_S, after_interrupt=True)
+        raise
     result = result_future.result().result
     if not result.completed:
         raise CtlError(f'the tts node stopped the speech after {result.duration_s:.2f} s: '
