@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -12,6 +13,15 @@ from avatar_forcing_ros.core.streaming import NoiseSource
 from fixture_paths import PARITY_TINY as TINY
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread for a whole test module (import it there to use it): tiny matrices gain
+    nothing from threads on a shared machine, and module-scoped fixtures that compute results
+    run under it too (a second thread changes results bit-wise)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 @functools.lru_cache(maxsize=None)
 def tensors(name: str) -> dict[str, torch.Tensor]:

@@ -6,8 +6,10 @@ Needs the sourced environment (scripts/env.sh; scripts/test.sh does it).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,3 +180,11 @@ class LaunchedNode:
         """The latest value logged after ``text`` (e.g. 'malformed '), 0 when none yet."""
         values = re.findall(re.escape(text) + r"(\d+)", self.output())
         return int(values[-1]) if values else 0
+
+
+def evaluate_lipsync(bag: Path, out_dir: Path, env: dict[str, str]) -> dict:
+    """``avatar-forcing-evaluate`` on ``bag`` (into ``out_dir``): the bag's lip-sync entry."""
+    evaluated = subprocess.run([shutil.which('avatar-forcing-evaluate'), str(bag), '-o', str(out_dir)],
+                               env=env, capture_output=True, text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    return json.loads((out_dir / 'evaluation.json').read_text())['bags'][0]['lipsync']

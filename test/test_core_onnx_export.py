@@ -14,17 +14,11 @@ from avatar_forcing_ros.core.model import AvatarForcing
 from avatar_forcing_ros.core.onnx_export import GRAPHS, MANIFEST, audio_window_frames, decoder_examples, export_all
 from avatar_forcing_ros.core.onnx_runtime import OnnxBlock, OnnxDecoder, OnnxGraph
 from block_sessions import golden_clip, run_session
+from core_generator_fixtures import one_thread  # noqa: F401 (autouse)
 from fixture_paths import PARITY_TINY
 
 CPU = torch.device("cpu")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

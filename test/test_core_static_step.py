@@ -11,19 +11,11 @@ import torch
 from avatar_forcing_ros.core.runtime import CompiledBlock, GraphedBlock, block_engine, check_runtime
 from avatar_forcing_ros.core.static_step import StaticBlock
 from block_sessions import golden_clip, run_session
-from core_generator_fixtures import tensors, tiny_transformer
+from core_generator_fixtures import one_thread, tensors, tiny_transformer  # noqa: F401 (autouse)
 
 NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA GPU (CUDA graphs cannot run on CPU); none here")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,11 @@
 import os
 import time
 
-import pytest
 import torch
 
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
-from core_generator_fixtures import tiny_transformer
+from core_generator_fixtures import one_thread, tiny_transformer  # noqa: F401 (autouse)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: threads only add contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class ShiftedRope:

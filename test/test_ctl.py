@@ -5,7 +5,6 @@ running generator's lips in sync. Every failure is one line on stderr and a non-
 Ctrl-C never prints a traceback. Wide timing bounds only."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import signal
@@ -21,7 +20,7 @@ from avatar_forcing_ros.conversions import audio_chunk_to_array, stamp_to_nanose
 from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.media.speech_synthesis import espeak_to_wav
 from avatar_forcing_ros.msg import AudioChunk
-from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id
+from ros_testing import Listener, NodeProcess, evaluate_lipsync, ros_env, unique_domain_id
 
 CTL = shutil.which('avatar-forcing-ctl')
 RATE, CHUNK_NS = 16000, 20_000_000
@@ -213,9 +212,5 @@ def test_said_sentence_moves_a_running_generators_lips_in_sync(tmp_path):
         assert said.returncode == 0, said.stderr
         time.sleep(2.0)  # the generator answers the last chunk one latency budget (0.8 s) later
         assert recorder.interrupt() == 0, recorder.output()
-    evaluated = subprocess.run([shutil.which('avatar-forcing-evaluate'), str(bag), '-o',
-                                str(tmp_path / 'eval')], env=env, capture_output=True, text=True,
-                               timeout=300)
-    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
-    lipsync = json.loads((tmp_path / 'eval' / 'evaluation.json').read_text())['bags'][0]['lipsync']
+    lipsync = evaluate_lipsync(bag, tmp_path / 'eval', env)
     assert lipsync['r_best'] >= 0.8 and abs(lipsync['best_lag_ms']) <= 40, lipsync

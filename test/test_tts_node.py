@@ -6,7 +6,6 @@ the issue's end-to-end point: a running portable pipeline speaks a sentence sent
 Wide timing bounds only."""
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from avatar_forcing_ros.conversions import audio_chunk_to_array, stamp_to_nanose
 from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.media.speech_synthesis import espeak_to_wav
 from avatar_forcing_ros.msg import AudioChunk
-from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id
+from ros_testing import Listener, NodeProcess, evaluate_lipsync, ros_env, unique_domain_id
 
 RATE, CHUNK_FRAMES, CHUNK_NS = 16000, 320, 20_000_000
 LONG_TEXT = ('This sentence is long enough to be cut off well before its end, because the '
@@ -235,9 +234,5 @@ def test_ctl_say_through_piper_moves_a_running_pipelines_lips_in_sync(tmp_path):
         assert 'through the tts node' in said.stdout, said.stdout
         time.sleep(2.0)  # the generator answers the last chunk one latency budget (0.8 s) later
         assert recorder.interrupt() == 0, recorder.output()
-    evaluated = subprocess.run([shutil.which('avatar-forcing-evaluate'), str(bag), '-o',
-                                str(tmp_path / 'eval')], env=env, capture_output=True, text=True,
-                               timeout=300)
-    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
-    lipsync = json.loads((tmp_path / 'eval' / 'evaluation.json').read_text())['bags'][0]['lipsync']
+    lipsync = evaluate_lipsync(bag, tmp_path / 'eval', env)
     assert lipsync['r_best'] >= 0.8 and abs(lipsync['best_lag_ms']) <= 40, lipsync

@@ -3,16 +3,13 @@ real browser, over WebRTC to web_display, onto avatar/audio, moves a running por
 lips in time (lip-sync r from the recorded bag, as avatar-forcing-evaluate computes it)."""
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from selenium.webdriver.common.by import By
 
-from ros_testing import NodeProcess, ros_env, unique_domain_id
+from ros_testing import NodeProcess, evaluate_lipsync, ros_env, unique_domain_id
 from test_web_display_browser import speech_wav
 from web_browser import chromium
 from web_clients import free_port
@@ -46,10 +43,7 @@ def test_operator_speech_moves_the_generators_lips(tmp_path):
         finally:
             driver.quit()
         assert recorder.interrupt() == 0, recorder.output()
-    evaluated = subprocess.run([shutil.which('avatar-forcing-evaluate'), str(bag), '-o', str(tmp_path / 'eval')],
-                               env=env, capture_output=True, text=True, timeout=300)
-    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
-    lipsync = json.loads((tmp_path / 'eval' / 'evaluation.json').read_text())['bags'][0]['lipsync']
+    lipsync = evaluate_lipsync(bag, tmp_path / 'eval', env)
     print(f'operator speech -> generator: lip-sync {lipsync}')
     # the estimated capture stamps carry the browser's and the network's delay uncertainty
     assert lipsync['r_best'] >= 0.6 and abs(lipsync['best_lag_ms']) <= 120, lipsync
