@@ -109,6 +109,13 @@ class MotionBackend(abc.ABC):
     def reset(self) -> None:
         """Forget the session (caches, buffered conditions); the next block is block 0."""
 
+    def new_session(self, seed: int) -> "MotionBackend":
+        """Another independent session on this backend's loaded resources, for a generator that
+        serves several robots: it shares what is read-only (weights) and owns its session state
+        (conditions, caches, random streams seeded by `seed`, perception). A backend may run the
+        blocks of its sessions that are due together as one batch. Default: not supported."""
+        raise NotImplementedError(f"{type(self).__name__} cannot serve several sessions")
+
 
 class FrameRenderer(abc.ABC):
     """Portrait + motion latents -> RGB images."""

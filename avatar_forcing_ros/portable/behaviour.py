@@ -42,6 +42,8 @@ straight gaze (plus saccades). Nothing absent raises.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from avatar_forcing_ros.backends.base import GenerationSettings, MotionBackend, MotionBlock
@@ -83,6 +85,11 @@ class PortableBackend(MotionBackend):
     def from_options(cls, *, seed: int = 0, **_ignored: object) -> "PortableBackend":
         """Factory used by backends/registry.py: rule-based, so no checkpoint or device."""
         return cls(BehaviourParams(seed=seed))
+
+    def new_session(self, seed: int) -> "PortableBackend":
+        """Another session with the same rules and timing; its own random streams and perceiver."""
+        return type(self)(dataclasses.replace(self.params, seed=seed), self.fps, self.block_frames,
+                          self.lookahead_frames, self.sample_rate)
 
     # ---- inputs -------------------------------------------------------------------------
 
