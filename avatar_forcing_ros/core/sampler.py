@@ -44,32 +44,33 @@ def branch_conditions(avatar_audio: Tensor, user_audio: Tensor, user_motion: Ten
             torch.cat([zm, zm, user_motion]))
 
 
-def guided_velocity(v: Tensor, num_branches: int, a_scale: float, u_scale: float) -> Tensor:
-    """Combine the batched branch velocities v (num_branches, N, D) -> (1, N, D)."""
+def guided_velocity(v: Tensor, num_branches: int, a_scale: float | Tensor, u_scale: float | Tensor) -> Tensor:
+    """Combine the batched branch velocities v (S * num_branches, N, D) of S sessions, each
+    session's branches adjacent -> (S, N, D). Scales: floats, or (S, 1, 1) tensors (per session)."""
+    v = v.unflatten(0, (-1, num_branches))                                   # (S, branches, N, D)
     if num_branches == 3:
-        v_u, v_a, v_user = v[0:1], v[1:2], v[2:3]
+        v_u, v_a, v_user = v[:, 0], v[:, 1], v[:, 2]
         return v_u + a_scale * (v_a - v_u) + u_scale * (v_user - v_u)
     if num_branches == 2:
-        v_u, v_a = v[0:1], v[1:2]
+        v_u, v_a = v[:, 0], v[:, 1]
         return v_u + a_scale * (v_a - v_u)
     if num_branches == 1:
-        return v[0:1]
+        return v[:, 0]
     raise ValueError(f"guidance_branches must be 1, 2 or 3, got {num_branches}")
 
 
 def guided_euler(x: Tensor, velocity: Callable[[int, Tensor], Tensor], plan: StepPlan,
-                 num_context: int, num_branches: int, a_scale: float, u_scale: float) -> Tensor:
-    """Denoise x (1, N, D) whose first `num_context` frames are clean context.
+                 num_context: int, num_branches: int, a_scale: float | Tensor, u_scale: float | Tensor) -> Tensor:
+    """Denoise x (S, N, D) of S sessions, whose first `num_context` frames are clean context.
 
-    `velocity(step, x_batched)` returns the raw branch velocities of the noisy frames
-    (num_branches, N - num_context, D) (the context frames' velocities are never used).
+    `velocity(step, x)` returns the raw branch velocities of the noisy frames
+    (S * num_branches, N - num_context, D) (the context frames' velocities are never used).
     Only the plan's `num_updates` steps run: the last entry of the step list (t = 0 to t = 0)
     leaves x unchanged, so its forward is skipped. Context frames are copied unchanged.
     """
     sigmas = plan.sigmas.tolist()
     for step in range(plan.num_updates):
-        v = velocity(step, x.expand(num_branches, -1, -1))
-        v = guided_velocity(v, num_branches, a_scale, u_scale)
+        v = guided_velocity(velocity(step, x), num_branches, a_scale, u_scale)
         noisy = FlowMatchScheduler.euler_step(x[:, num_context:], v,
                                               sigmas[step], sigmas[step + 1])
         x = torch.cat([x[:, :num_context], noisy], dim=1)

@@ -33,19 +33,24 @@ def run_layers(model: FlowTransformer, x: Tensor, identity: Tensor, mod: Tensor,
                self_mask: Tensor, past: Sequence[KV], cross: Sequence[KV], cross_mask: Tensor,
                slots: list[int], rows_from: int = 0, kv_only_last: bool = False
                ) -> tuple[Tensor | None, list[KV]]:
-    """The transformer blocks for branch `slots` on shared latents x (1, n, dim_w).
+    """The transformer blocks for branch `slots` on the latents x (S, n, dim_w) of S sessions
+    (identity (S, dim_w)); one session is the streaming generator's case, several are a batch.
 
-    past[i] = rotated cached keys, values of layer i for all branches (3, h, P, Dh); cross[i] =
-    condition keys, values (3, h, C, Dh). Every branch has the same input tokens, and the same
+    past[i] = rotated cached keys, values of layer i for all branches of every session
+    (S * 3, h, P, Dh), each session's branches adjacent; cross[i] = condition keys, values
+    (S * 3, h, C, Dh). Within a session every branch has the same input tokens, and the same
     layer-0 cache (it is computed from those tokens too), so layer 0's self-attention runs once
-    and is broadcast; branches differ from layer 0's cross-attention on. The last layer computes
-    rows `rows_from`.. only (earlier rows' outputs are discarded), or only its K/V when
-    `kv_only_last`. Returns (hidden rows (S, n - rows_from, H) or None, per-layer new un-rotated K/V).
+    per session and is broadcast; branches differ from layer 0's cross-attention on. The last
+    layer computes rows `rows_from`.. only (earlier rows' outputs are discarded), or only its K/V
+    when `kv_only_last`. Returns (hidden rows (S * len(slots), n - rows_from, H) or None, per-layer
+    new un-rotated K/V: layer 0's (S, h, n, Dh), later layers' (S * len(slots), h, n, Dh)).
     """
     dtype = model.x_embedder.proj.weight.dtype
-    h = model.embed_input(x.to(dtype), identity)                              # (1, n, H)
-    all_branches = len(slots) == len(ALL_BRANCHES)
-    pick = (lambda kv: kv) if all_branches else (lambda kv: tuple(t[slots] for t in kv))
+    sessions, branches = x.shape[0], len(ALL_BRANCHES)
+    h = model.embed_input(x.to(dtype), identity)                              # (S, n, H)
+    all_branches = len(slots) == branches
+    pick = (lambda kv: kv) if all_branches else (
+        lambda kv: tuple(t.unflatten(0, (sessions, branches))[:, slots].flatten(0, 1) for t in kv))
     kvs, last = [], len(model.blocks) - 1
     for i, blk in enumerate(model.blocks):
         if kv_only_last and i == last:
@@ -53,12 +58,21 @@ def run_layers(model: FlowTransformer, x: Tensor, identity: Tensor, mod: Tensor,
             kvs.append(blk.attn.project_kv(modulate(block_norm(h), shift, scale)))
             return None, kvs
         q_from = rows_from if i == last else 0
-        layer_past = tuple(t[:1] for t in past[0]) if i == 0 else pick(past[i])
+        layer_past = tuple(t[::branches] for t in past[0]) if i == 0 else pick(past[i])   # (S, h, P, Dh)
         h, k, v = blk.attend_self(h, mod, rot, self_mask, layer_past, q_from)
         kvs.append((k, v))
-        h = h.expand(len(slots), -1, -1) if i == 0 else h                   # (S, n, H)
+        if i == 0:                                                            # (S * len(slots), n, H)
+            h = h.expand(len(slots), -1, -1) if sessions == 1 else h.repeat_interleave(len(slots), 0)
         h = blk.attend_rest(h, token_rows(mod, q_from), pick(cross[i]), cross_mask[q_from:])
     return h, kvs
+
+
+def per_branch(kv: Tensor, rows: int) -> Tensor:
+    """K or V (S or S * 3, h, n, Dh) from `run_layers` -> one row per branch of each session
+    (rows = S * 3): layer 0's rows (one per session) are shared by that session's branches."""
+    if kv.shape[0] == rows:
+        return kv
+    return kv.expand(rows, -1, -1, -1) if kv.shape[0] == 1 else kv.repeat_interleave(rows // kv.shape[0], 0)
 
 
 class BlockEngine(Protocol):
@@ -80,8 +94,10 @@ class StaticBlock(nn.Module):
     """The steady-state block of a FlowTransformer as three fixed-shape functions.
 
     Shapes (L layers, h heads, Dh head width, P = self_cache_frames, C = attention_window,
-    n = context + block frames, B = 3 branches): caches self (L, B, h, P, Dh), cross
-    (L, B, h, C, Dh); latents (1, n, dim_w) float32; conditions (1, n, dim_a|dim_w).
+    n = context + block frames, B = 3 branches, S sessions: 1 for a stream, more for a batch of
+    sessions' blocks, each session's branches adjacent): caches self (L, S * B, h, P, Dh), cross
+    (L, S * B, h, C, Dh); latents (S, n, dim_w) float32; conditions (1, n, dim_a|dim_w) (`prepare`
+    runs per session: its outputs are concatenated on dim 1 for a batch).
     Rotations and masks are buffers computed once.
     """
 
@@ -126,8 +142,8 @@ class StaticBlock(nn.Module):
 
     def denoise(self, x: Tensor, identity: Tensor, mod: Tensor, final_mod: Tensor, past_k: Tensor,
                 past_v: Tensor, cross_k: Tensor, cross_v: Tensor, branches: int = 3) -> Tensor:
-        """Latents x (1, n, dim_w), one step's adaLN rows mod (n, 6H) and final_mod (n - context, 2H)
-        -> raw float32 velocities of the noisy frames (branches, n - context, dim_w)."""
+        """Latents x (S, n, dim_w), one step's adaLN rows mod (n, 6H) and final_mod (n - context, 2H)
+        -> raw float32 velocities of the noisy frames (S * branches, n - context, dim_w)."""
         rot = Rotation(self.rot_cos, self.rot_sin)
         h, _ = run_layers(self.model, x, identity, mod, rot, self.self_mask, list(zip(past_k, past_v)),
                           list(zip(cross_k, cross_v)), self.cross_mask, branch_slots(branches),
@@ -137,7 +153,7 @@ class StaticBlock(nn.Module):
     def update(self, x: Tensor, identity: Tensor, zero_mod: Tensor, past_k: Tensor, self_k: Tensor,
                self_v: Tensor, cross_k: Tensor, cross_v: Tensor, new_cross_k: Tensor, new_cross_v: Tensor
                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Final latents x (1, n, dim_w) -> the next cache (self K, V, cross K, V; shapes as given).
+        """Final latents x (S, n, dim_w) -> the next cache (self K, V, cross K, V; shapes as given).
 
         The keys of all branches come from the same tokens at t = 0 (see `run_layers`). The
         frames cached are the block's first n - context; the oldest as many leave the cache.
@@ -146,8 +162,8 @@ class StaticBlock(nn.Module):
         _, kvs = run_layers(self.model, x, identity, zero_mod, rot, self.self_mask, list(zip(past_k, self_v)),
                             list(zip(cross_k, cross_v)), self.cross_mask, list(ALL_BRANCHES), kv_only_last=True)
         keep = self.n - self.n_context
-        branches = self_k.shape[1]
-        new_k = torch.stack([k[:, :, :keep].expand(branches, -1, -1, -1) for k, _ in kvs])
-        new_v = torch.stack([v[:, :, :keep].expand(branches, -1, -1, -1) for _, v in kvs])
+        rows = self_k.shape[1]
+        new_k = torch.stack([per_branch(k[:, :, :keep], rows) for k, _ in kvs])
+        new_v = torch.stack([per_branch(v[:, :, :keep], rows) for _, v in kvs])
         return (torch.cat([self_k[:, :, :, keep:], new_k], 3), torch.cat([self_v[:, :, :, keep:], new_v], 3),
                 new_cross_k[:, :, :, keep - self.cross_past:keep], new_cross_v[:, :, :, keep - self.cross_past:keep])

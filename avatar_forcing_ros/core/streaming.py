@@ -39,7 +39,7 @@ from avatar_forcing_ros.core.flow_transformer import FlowTransformer, Rotation, 
 from avatar_forcing_ros.core.kv_cache import KVCache
 from avatar_forcing_ros.core.sampler import ALL_BRANCHES, branch_conditions, branch_slots, guided_euler
 from avatar_forcing_ros.core.noise_schedule import FlowMatchScheduler
-from avatar_forcing_ros.core.static_step import BlockEngine, run_layers
+from avatar_forcing_ros.core.static_step import BlockEngine, per_branch, run_layers
 
 StepObserver = Callable[[int, int, Tensor, Tensor], None]  # (block, step, x before, raw branch velocity)
 
@@ -235,20 +235,44 @@ class StreamingGenerator:
             out = x[0, first - start:first - start + fpb]
         elif window is None:                    # blocks 1..4: already computed with block 0
             out = self._first_window[0, first:first + fpb]
+        elif self.engine is not None and self.cache_full():
+            out = run_steady_blocks(self.engine, [(self, block_index)], *args)[0]
         else:
-            self._noise_buffer.copy_(self.noise((1, fpb, cfg.dim_w), torch.float32, self.device))
-            x = torch.cat([self._context, self._noise_buffer], dim=1)
-            full = self.cache.length == self.cache.self_capacity and self.cache.cross_length == self.cache.cross_capacity
-            run = self._run_static_block if self.engine is not None and full else self._run_window
-            x = run(first - cfg.context_frames, x, cfg.context_frames, *args)
-            self._context = x[:, -cfg.context_frames:]
-            out = x[0, cfg.context_frames:]
-        self.next_block = block_index + 1
-        for track in self.tracks.values():
-            track.drop_before(first + fpb - cfg.context_frames)
+            x = self._run_window(first - cfg.context_frames, self._block_input(), cfg.context_frames, *args)
+            out = self._end_steady_block(x[0])
+        self._end_block(block_index)
         if self.end_frame is not None:
             out = out[: self.end_frame + 1 - first]
         return out.clone()
+
+    def steady_block_ready(self, block_index: int) -> bool:
+        """Whether `block_index` may come next and continues the history with a full cache: the
+        fixed shapes of `run_steady_blocks` (e.g. to batch it with other sessions' blocks)."""
+        return (block_index >= self.next_block and self.identity is not None and self._context is not None
+                and self.condition_window(block_index) is not None and self.cache_full())
+
+    def cache_full(self) -> bool:
+        """Every block after the first window has a full cache (it caches 48 frames, more than the
+        38 kept), so the steady-state shapes never change from then on."""
+        c = self.cache
+        return c.length == c.self_capacity and c.cross_length == c.cross_capacity
+
+    def _block_input(self) -> Tensor:
+        """A steady-state block's tokens (1, context + F, dim_w): the last clean frames + new noise."""
+        self._noise_buffer.copy_(self.noise(tuple(self._noise_buffer.shape), torch.float32, self.device))
+        return torch.cat([self._context, self._noise_buffer], dim=1)
+
+    def _end_steady_block(self, x: Tensor) -> Tensor:
+        """Keep the denoised tokens x (context + F, dim_w)' last frames as the next context; -> the block's F."""
+        n_context = self.cfg.context_frames
+        self._context = x[None, -n_context:]
+        return x[n_context:]
+
+    def _end_block(self, block_index: int) -> None:
+        fpb = self.cfg.num_frames_per_block
+        self.next_block = block_index + 1
+        for track in self.tracks.values():
+            track.drop_before((block_index + 1) * fpb - self.cfg.context_frames)
 
     def _condition_windows(self, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
         """Avatar audio, user audio, user motion of frames [start, start + n), each (1, n, .)."""
@@ -301,34 +325,6 @@ class StreamingGenerator:
         self._update_cache(win, x)
         return x
 
-    def _run_static_block(self, start: int, x: Tensor, n_context: int, nfe: int, branches: int,
-                          a_scale: float, u_scale: float) -> Tensor:
-        """`_run_window` for a steady-state block (full cache) through the fixed-shape engine.
-
-        Every block after the first window has a full cache (the first window caches 48 frames,
-        more than the 38 kept), so the engine's shapes never change.
-        """
-        cache, n, engine = self.cache, x.shape[1], self.engine
-        past_k, cross_k, cross_v, new_k, new_v = engine.prepare(
-            *self._condition_windows(start, n), cache.self_k, cache.cross_k, cache.cross_v)
-        mods, final_mods, zero_mod = self._modulation_tables(nfe, n, n_context)
-        block_index = self.next_block
-
-        def velocity(step: int, xb: Tensor) -> Tensor:
-            v = engine.denoise(xb[:1], self.identity, mods[step], final_mods[step][n_context:], past_k,
-                               cache.self_v, cross_k, cross_v, branches=branches)
-            if self.step_observer is not None:
-                self.step_observer(block_index, step, xb[:1], v)
-            return v
-
-        x = guided_euler(x, velocity, self.scheduler.plan(nfe), n_context, branches, a_scale, u_scale)
-        updated = engine.update(x, self.identity, zero_mod, past_k, cache.self_k, cache.self_v,
-                                cross_k, cross_v, new_k, new_v)
-        for buffer, value in zip((cache.self_k, cache.self_v, cache.cross_k, cache.cross_v), updated):
-            buffer.copy_(value)
-        cache.advance(n - n_context, n - n_context)
-        return x
-
     def _prepare_window(self, start: int, n: int, nfe: int, n_context: int) -> "_Window":
         """Everything fixed during a window's steps: conditions' K/V, rotations, masks, tables."""
         model, cache, aw = self.model, self.cache, self.cfg.attention_window
@@ -364,7 +360,7 @@ class StreamingGenerator:
         branches = len(ALL_BRANCHES)
         _, kvs = self._layers(win, x, win.zero_mod, list(ALL_BRANCHES), kv_only_last=True)
         for i, (k, v) in enumerate(kvs):
-            k, v = (t[:, :, :n_keep].expand(branches, -1, -1, -1) for t in (k, v))
+            k, v = (per_branch(t[:, :, :n_keep], branches) for t in (k, v))
             self.cache.write_self(i, k, v)
             self.cache.write_cross(i, win.new_cross[i][0][:, :, :n_keep], win.new_cross[i][1][:, :, :n_keep])
         self.cache.advance(n_keep, n_keep)
@@ -383,6 +379,69 @@ class _Window:
     mods: Tensor                           # (steps, n, 6H) per-token adaLN of each step
     final_mods: Tensor                     # (steps, n, 2H)
     zero_mod: Tensor                       # (6H,) adaLN at t=0
+
+
+@torch.inference_mode()
+def run_steady_blocks(engine: BlockEngine, blocks: Sequence[tuple[StreamingGenerator, int]], nfe: int,
+                      branches: int, a_scale: float | Sequence[float], u_scale: float | Sequence[float]
+                      ) -> list[Tensor]:
+    """Block k of each of S sessions ((generator, k) pairs: generators on one transformer, each
+    block `steady_block_ready`) through the fixed-shape `engine`, as one batch of S x branches;
+    -> each session's latents (F, dim_w). Scales: one for all, or one per session. S = 1 is a
+    stream's own steady-state block. Each session's conditions, cache and noise are its own: a
+    batch gives every session the latents it would get alone (up to float rounding of batched
+    kernels). Raises ValueError, changing nothing, if a block is not steady-state ready.
+    """
+    for g, k in blocks:
+        if not g.steady_block_ready(k):
+            raise ValueError(f"block {k} is not a steady-state block of its session (next block "
+                             f"{g.next_block}, cache {g.cache.length}/{g.cache.self_capacity} frames)")
+    gens = [g for g, _ in blocks]
+    first = gens[0]
+    cfg, n_context = first.cfg, first.cfg.context_frames
+    starts = [k * cfg.num_frames_per_block - n_context for _, k in blocks]
+    x = torch.cat([g._block_input() for g in gens])                            # (S, n, dim_w)
+    n = x.shape[1]
+    prepared = [engine.prepare(*g._condition_windows(start, n), g.cache.self_k, g.cache.cross_k, g.cache.cross_v)
+                for g, start in zip(gens, starts)]
+    past_k, cross_k, cross_v, new_k, new_v = (_join(parts) for parts in zip(*prepared))
+    self_k, self_v = _join([g.cache.self_k for g in gens]), _join([g.cache.self_v for g in gens])
+    identity = torch.cat([g.identity for g in gens])                           # (S, dim_w)
+    mods, final_mods, zero_mod = first._modulation_tables(nfe, n, n_context)
+
+    def velocity(step: int, xs: Tensor) -> Tensor:
+        v = engine.denoise(xs, identity, mods[step], final_mods[step][n_context:], past_k, self_v,
+                           cross_k, cross_v, branches=branches)                 # (S * branches, F, dim_w)
+        for s, g in enumerate(gens):
+            if g.step_observer is not None:
+                g.step_observer(g.next_block, step, xs[s:s + 1], v[s * branches:(s + 1) * branches])
+        return v
+
+    x = guided_euler(x, velocity, first.scheduler.plan(nfe), n_context, branches,
+                     _per_session(a_scale, x), _per_session(u_scale, x))
+    updated = engine.update(x, identity, zero_mod, past_k, self_k, self_v, cross_k, cross_v, new_k, new_v)
+    rows = len(ALL_BRANCHES)
+    outs = []
+    for s, g in enumerate(gens):
+        for buffer, value in zip((g.cache.self_k, g.cache.self_v, g.cache.cross_k, g.cache.cross_v), updated):
+            buffer.copy_(value[:, s * rows:(s + 1) * rows])
+        g.cache.advance(n - n_context, n - n_context)
+        g.settings_used = (nfe, branches)
+        outs.append(g._end_steady_block(x[s]).clone())
+        g._end_block(blocks[s][1])
+    return outs
+
+
+def _join(parts: Sequence[Tensor]) -> Tensor:
+    """Per-session cache-shaped tensors (L, B, ...) -> one batch (L, S * B, ...) (one: itself)."""
+    return parts[0] if len(parts) == 1 else torch.cat(list(parts), 1)
+
+
+def _per_session(scale: float | Sequence[float], x: Tensor) -> float | Tensor:
+    """A guidance scale for all sessions (float), or one per session as an (S, 1, 1) tensor."""
+    if isinstance(scale, (int, float)):
+        return float(scale)
+    return torch.tensor(list(scale), dtype=torch.float32, device=x.device).view(-1, 1, 1)
 
 
 @torch.inference_mode()
