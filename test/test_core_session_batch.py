@@ -58,3 +58,53 @@ def test_a_block_that_is_not_steady_is_refused_and_nothing_changes(one_thread):
     with pytest.raises(ValueError, match="not a steady-state block"):
         run_steady_blocks(StaticBlock(model), [(ready, 5), (fresh, 0)], 10, 3, 2.0, 1.0)
     assert ready.next_block == 5 and torch.equal(ready.cache.self_k, cache)
+
+
+def test_neural_sessions_from_one_model_batch_their_due_blocks_and_match_running_alone(one_thread):
+    """new_session shares the model; blocks that two sessions' worker threads ask for together
+    run as one batch and give what each session gets alone; a session that leaves is not waited for."""
+    import threading
+
+    from avatar_forcing_ros.backends.avatar_forcing import AvatarForcingBackend
+    from avatar_forcing_ros.backends.base import GenerationSettings
+    from avatar_forcing_ros.core.model import AvatarForcing
+    from core_generator_fixtures import TINY
+
+    model = AvatarForcing.from_pretrained(TINY, TINY / "wav2vec2")
+    settings = [GenerationSettings(6, 2.0, 1.0, 3), GenerationSettings(6, 1.0, 0.5, 3)]
+
+    def feed(backend, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        backend.set_identity(torch.randn(1, 64, generator=g))
+        for name in ("avatar_audio", "user_audio"):
+            getattr(backend, f"push_{name}_features")(0, torch.randn(BLOCKS * 10, 64, generator=g))
+        backend.push_user_motion_latents(0, torch.randn(BLOCKS * 10, 64, generator=g))
+
+    def run(backend, s: int, out: list) -> None:
+        out.extend(backend.generate_block(k, settings[s]).latents for k in range(BLOCKS))
+
+    alone = []
+    for s in range(2):
+        backend, out = AvatarForcingBackend(model, seed=s), []
+        feed(backend, s)
+        run(backend, s, out)
+        alone.append(out)
+    first = AvatarForcingBackend(model, seed=0)
+    second = first.new_session(1)
+    assert second.model is first.model
+    results = [[], []]
+    for s, backend in enumerate((first, second)):
+        feed(backend, s)
+    threads = [threading.Thread(target=run, args=(b, s, results[s])) for s, b in enumerate((first, second))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    batcher = first._batcher
+    assert batcher.batches >= 1 and batcher.batched_blocks >= 2
+    for s in range(2):
+        assert len(results[s]) == BLOCKS
+        for got, expected in zip(results[s], alone[s]):
+            assert abs(got - expected).max() <= 1e-4
+    second.close()                      # leaves: the first session's blocks no longer wait for it
+    assert second._batcher is None and batcher._sessions == 1

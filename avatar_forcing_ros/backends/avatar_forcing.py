@@ -33,8 +33,10 @@ from ..core.model import AvatarForcing
 from ..core.noise_schedule import MIN_NFE
 from ..core.runtime import block_engine, check_runtime
 from ..core.model_files import resolve_model_files
+from ..core.static_step import BlockEngine
 from ..core.streaming import NoiseSource, StreamingGenerator
 from .base import GenerationSettings, MotionBackend, MotionBlock
+from .block_batcher import BlockBatcher
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +57,23 @@ class AvatarForcingBackend(MotionBackend):
 
     def __init__(self, model: AvatarForcing, identity: torch.Tensor | None = None, seed: int = 0,
                  audio_window_s: float = DEFAULT_WINDOW_S, crop_user_frames: bool = True,
-                 runtime: str = "eager", onnx_dir: str = "") -> None:
+                 runtime: str = "eager", onnx_dir: str = "", *, engine: BlockEngine | None = None,
+                 batcher: BlockBatcher | None = None) -> None:
+        """`engine`, `batcher`: shared by the sessions `new_session` makes (the runtime's engine,
+        built once; the batcher of their blocks); by default built here from `runtime`."""
         self.model = model.eval()
         cfg = model.cfg
         self.cfg = cfg
         self.latent_dim, self.fps = cfg.dim_w, cfg.fps
         self.block_frames, self.sample_rate = cfg.num_frames_per_block, cfg.sampling_rate
         self.crop_user_frames = crop_user_frames
-        self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed),
-                                            engine=block_engine(model.flow_transformer, runtime, onnx_dir))
+        self._runtime = (runtime, onnx_dir, audio_window_s)
+        if engine is None and batcher is None:
+            engine = block_engine(model.flow_transformer, runtime, onnx_dir)
+        self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed), engine=engine)
+        self._batcher = batcher
+        if batcher is not None:
+            batcher.register()
         self.audio = {"avatar_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s),
                       "user_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s)}
         self._perceived: dict[int, torch.Tensor | None] = {}  # user frame -> its latent (None: no face)
@@ -90,6 +100,23 @@ class AvatarForcingBackend(MotionBackend):
                                     motion_autoencoder_file)
         model = AvatarForcing.from_files(files, device, _DTYPES[dtype])
         return cls(model, seed=seed, runtime=runtime, onnx_dir=onnx_dir)
+
+    def new_session(self, seed: int) -> "AvatarForcingBackend":
+        """Another session on the same model (weights loaded once) and portrait identity; from
+        then on, the steady-state blocks of this backend's sessions that are due together run as
+        one batch (block_batcher.py)."""
+        if self._batcher is None:
+            self._batcher = BlockBatcher(self.model.flow_transformer)
+            self._batcher.register()
+        runtime, onnx_dir, window_s = self._runtime
+        return AvatarForcingBackend(self.model, self.generator.identity, seed, window_s, self.crop_user_frames,
+                                    runtime, onnx_dir, engine=self.generator.engine, batcher=self._batcher)
+
+    def close(self) -> None:
+        """This session leaves its model's batch (the other sessions stop waiting for it)."""
+        if self._batcher is not None:
+            self._batcher.unregister()
+            self._batcher = None
 
     def block_cost(self, nfe: int, guidance_branches: int) -> float:
         """Transformer passes per block: (nfe - 2) x branches denoising + the cache update."""
@@ -180,8 +207,11 @@ class AvatarForcingBackend(MotionBackend):
         if window is not None:
             self._pull_audio(*window)
             self._hold_user_motion(*window)
-        latents = gen.generate_block(block_index, settings.nfe, settings.guidance_branches,
-                                     settings.avatar_audio_scale, settings.user_scale)
+        if self._batcher is not None and gen.steady_block_ready(block_index):
+            latents = self._batcher.run(gen, block_index, settings)
+        else:
+            latents = gen.generate_block(block_index, settings.nfe, settings.guidance_branches,
+                                         settings.avatar_audio_scale, settings.user_scale)
         nfe, branches = gen.settings_used        # blocks 1..4 report block 0's (shared window)
         return MotionBlock(block_index=block_index, first_frame=block_index * self.block_frames,
                            latents=latents.float().cpu().numpy(), nfe=nfe, guidance_branches=branches)
