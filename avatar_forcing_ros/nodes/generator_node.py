@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -77,8 +76,8 @@ class GeneratorNode(Node):
                               "face parameters to read an expression from; use backend 'portable' or leave it empty")
         self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
         self._topics = topics
-        names = self._session_names()
         try:
+            names = self._session_names()
             check_session_names(names)
         except ValueError as error:
             raise ConfigError(f"parameter 'sessions': {error}") from None
@@ -118,14 +117,14 @@ class GeneratorNode(Node):
             f"user_audio={self.config.use_user_audio} avatar_audio={self.config.use_avatar_audio}"
             + (f", sessions: {', '.join(names)}" if names else ""))
 
-    def _session_names(self, value: list[str] | None = None) -> list[str]:
-        """The `sessions` parameter (or a new value of it) as a list; unset = []."""
-        if value is None:
-            try:
-                value = self.get_parameter("sessions").value
-            except ParameterUninitializedException:
-                return []
-        return list(value or [])
+    def _session_names(self, value: object = None) -> list[str]:
+        """The `sessions` parameter (or a new value of it) as a list of names; '' = []."""
+        value = self.get_parameter("sessions").value if value is None else value
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value):
+            return list(value)
+        raise ValueError(f"a string array or comma-separated string, got {value!r}")
 
     @property
     def core(self) -> GeneratorCore:
@@ -228,11 +227,13 @@ class GeneratorNode(Node):
                                             "when full", int_range=(1, 100000), **ro))
         for name, default in TOPIC_PARAMETERS.items():
             p(name, default, describe(f"Topic name (relative, so namespaces apply); default '{default}'", **ro))
-        # a string array declared by type: an empty default would be typed a byte array by rclpy
-        p("sessions", Parameter.Type.STRING_ARRAY, describe(
-            "Robots served by this generator, one ROS namespace token each (run-time settable: names "
-            "added join, names removed leave); session 'r1' reads r1/<input topics> and publishes "
-            "r1/<output topics>. Unset or empty = one session on the node's own topics"))
+        # dynamically typed: rclpy types an empty list default as a byte array, so the default is
+        # '' and a value is a string array or one comma-separated string
+        p("sessions", "", describe(
+            "Robots served by this generator: a string array (or comma-separated string) of ROS "
+            "namespace tokens, run-time settable (names added join, names removed leave); session "
+            "'r1' reads r1/<input topics> and publishes r1/<output topics>. Empty = one session on "
+            "the node's own topics", dynamic_typing=True))
         declare_audio_input(self, "user_audio_", "user audio")
         declare_audio_input(self, "avatar_audio_", "avatar audio")
         declare_hri_parameters(self)
@@ -251,8 +252,8 @@ class GeneratorNode(Node):
     def _validate_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         new = {p.name: p.value for p in parameters}
         if "sessions" in new:
-            names = self._session_names(new["sessions"])
             try:
+                names = self._session_names(new["sessions"])
                 check_session_names(names)
             except ValueError as error:
                 return SetParametersResult(successful=False, reason=str(error))
