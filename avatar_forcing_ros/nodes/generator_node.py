@@ -6,7 +6,9 @@ see nodes/audio_input.py); publishes `avatar/motion` (MotionLatent, reliable kee
 timer, each stamped with the media time it represents (t0 + n / fps); `avatar/generator_status`
 (GeneratorStatus) and `/diagnostics` at 1 Hz. Callbacks only convert and enqueue; the backend runs
 in the core's worker thread, camera perception in its own thread beside it
-(avatar_forcing_ros.pipeline.generator_core). Talking-only and listening-only use: set
+(avatar_forcing_ros.pipeline.generator_core). Parameter `sessions`: one process serves several
+robots, each in its own namespace (nodes/generator_session.py; README "Several robots, one
+generator"). Talking-only and listening-only use: set
 use_camera/use_user_audio or use_avatar_audio to false. ROS4HRI (user_face_source 'hri',
 hri_voice_activity, hri_expression_topic): see nodes/hri_inputs.py.
 """
@@ -14,20 +16,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
 
-from avatar_forcing_ros.backends.base import MotionBackend, MotionBlock
+from avatar_forcing_ros.backends.base import MotionBackend
 from avatar_forcing_ros.backends.registry import (BackendOptions, backend_class, check_backend_name,
                                                    create_backend, default_portrait, load_portrait)
-from avatar_forcing_ros.conversions import (MalformedMessageError, face_params_to_expression, image_to_array,
-                                            make_header, stamp_to_seconds)
-from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent
+from avatar_forcing_ros.conversions import make_header
 from avatar_forcing_ros.nodes.audio_input import declare_audio_input
 from avatar_forcing_ros.nodes.generator_session import (GeneratorSession, aligned_origin, check_session_names,
                                                         serves_sessions)
