@@ -57,3 +57,14 @@ def test_render_on_robot_moves_renderer_and_recorder_to_the_robot(tmp_path):
     assert not node_plan.records_here({**args, "placement": "server"})
     with pytest.raises(ValueError, match="render_on must be one of server|robot"):
         node_plan.plan_nodes({"render_on": "gpu"})
+
+
+def test_sessions_one_generator_serves_several_robots():
+    server = {n.name: n for n in node_plan.plan_nodes(
+        {"placement": "server", "render_on": "robot", "sessions": "robot1, robot2"})}
+    assert list(server) == ["generator"]
+    assert server["generator"].parameters["sessions"] == ["robot1", "robot2"]
+    assert "sessions" not in {n.name: n for n in node_plan.plan_nodes({})}["generator"].parameters
+    for placement, render_on in (("all", "server"), ("server", "server"), ("robot", "robot")):
+        with pytest.raises(ValueError, match="sessions: only with placement:=server render_on:=robot"):
+            node_plan.plan_nodes({"placement": placement, "render_on": render_on, "sessions": "robot1"})

@@ -106,11 +106,12 @@ class AudioInput:
         self._on_audio, self._on_error = on_audio, on_error
         self._sequence = 0
         self.topic = topic
-        node.create_subscription(msg_class, topic, self._on_message, qos)
+        # kept so that an owner that goes away at run time (a generator session) can destroy them
+        self.subscriptions = [node.create_subscription(msg_class, topic, self._on_message, qos)]
         info_topic = get('info_topic')
         if info_topic and self.msg_type in (AUDIO_DATA, AUDIO_DATA_STAMPED):
             info_class = import_message('audio_common_msgs/AudioInfo', f'{prefix}info_topic')
-            node.create_subscription(info_class, info_topic, self._on_info, 10)
+            self.subscriptions.append(node.create_subscription(info_class, info_topic, self._on_info, 10))
 
     def _on_info(self, msg: Any) -> None:
         try:

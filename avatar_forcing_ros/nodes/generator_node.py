@@ -6,7 +6,9 @@ see nodes/audio_input.py); publishes `avatar/motion` (MotionLatent, reliable kee
 timer, each stamped with the media time it represents (t0 + n / fps); `avatar/generator_status`
 (GeneratorStatus) and `/diagnostics` at 1 Hz. Callbacks only convert and enqueue; the backend runs
 in the core's worker thread, camera perception in its own thread beside it
-(avatar_forcing_ros.pipeline.generator_core). Talking-only and listening-only use: set
+(avatar_forcing_ros.pipeline.generator_core). Parameter `sessions`: one process serves several
+robots, each in its own namespace (nodes/generator_session.py; README "Several robots, one
+generator"). Talking-only and listening-only use: set
 use_camera/use_user_audio or use_avatar_audio to false. ROS4HRI (user_face_source 'hri',
 hri_voice_activity, hri_expression_topic): see nodes/hri_inputs.py.
 """
@@ -14,32 +16,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image
 
-from avatar_forcing_ros.backends.base import MotionBackend, MotionBlock
+from avatar_forcing_ros.backends.base import MotionBackend
 from avatar_forcing_ros.backends.registry import (BackendOptions, backend_class, check_backend_name,
                                                    create_backend, default_portrait, load_portrait)
-from avatar_forcing_ros.conversions import (MalformedMessageError, face_params_to_expression, image_to_array,
-                                            make_header, stamp_to_seconds)
-from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent
-from avatar_forcing_ros.nodes.audio_input import AudioInput, declare_audio_input, import_message
-from avatar_forcing_ros.nodes.hri_inputs import HriConfig, HriFace, HriVoiceActivity, declare_hri_parameters
-from avatar_forcing_ros.nodes.node_support import (ConfigError, MalformedInputCounter, backend_start_error,
-                                                   describe, read_config, run_node)
+from avatar_forcing_ros.conversions import make_header
+from avatar_forcing_ros.nodes.audio_input import declare_audio_input
+from avatar_forcing_ros.nodes.generator_session import (GeneratorSession, aligned_origin, check_session_names,
+                                                        serves_sessions)
+from avatar_forcing_ros.nodes.hri_inputs import HriConfig, declare_hri_parameters
+from avatar_forcing_ros.nodes.node_support import (ConfigError, backend_start_error, describe, read_config,
+                                                   run_node)
 from avatar_forcing_ros.pipeline.clock import origin_on_ticks
 from avatar_forcing_ros.pipeline.generator_config import (GeneratorConfig, check_guidance,
                                                           check_latency_budget, check_nfe)
-from avatar_forcing_ros.pipeline.generator_core import (AVATAR_AUDIO, CAMERA, MAX_STAMP_SKEW_S, USER_AUDIO,
-                                                        GeneratorCore)
+from avatar_forcing_ros.pipeline.generator_core import AVATAR_AUDIO, CAMERA, USER_AUDIO, GeneratorCore
 from avatar_forcing_ros.portable.motion_space import LATENT_SPACE as PORTABLE_LATENT_SPACE
 
-EXPRESSION_EVERY_FRAMES = 5    # hri_msgs/Expression at 5 Hz (25 fps): expressions change slowly
 RUNTIME_PARAMETERS = ("nfe", "nfe_min", "avatar_audio_guidance", "user_guidance", "latency_budget_ms")
 # A backend without NFE ignores nfe/nfe_min; their declared range then only keeps them sane.
 NO_NFE_RANGE = (1, 100)
@@ -75,25 +72,86 @@ class GeneratorNode(Node):
             raise ConfigError(f"parameter 'hri_expression_topic': backend {backend!r} has no interpretable "
                               "face parameters to read an expression from; use backend 'portable' or leave it empty")
         self._frame_id = self.get_parameter("avatar_id").value or Path(self.config.portrait).stem or "avatar"
-        self._malformed = MalformedInputCounter(self)
-        self._misstamped_reported = 0
-        self.core = GeneratorCore(self._backend, self.config, now=self._now,
-                                  on_event=self._log_event, on_block=self._publish_user_motion)
-        self._create_interfaces(topics)
+        self._topics = topics
+        try:
+            names = self._session_names()
+            check_session_names(names)
+        except ValueError as error:
+            raise ConfigError(f"parameter 'sessions': {error}") from None
+        if names and (self.hri.user_face_source == "hri" or self.hri.hri_voice_activity
+                      or self.hri.hri_expression_topic):
+            raise ConfigError("parameter 'sessions': the ROS4HRI inputs/outputs serve one session; "
+                              "leave 'sessions' empty or use user_face_source 'camera' without hri_* options")
+        self._sessions: dict[str, GeneratorSession] = {}
+        self._wanted = names or [""]       # "" = the one session on the node's own topics
+        self._stopping: list = []          # threads stopping sessions that left
+        if len(names) > 1 and not serves_sessions(b):
+            raise ConfigError(f"parameter 'sessions': backend {backend!r} cannot serve several sessions "
+                              "(no MotionBackend.new_session); give one session or use backend 'portable'")
+        self._joined = 0                   # sessions started after the first: each gets seed + this
+        first = self._add_session(self._wanted[0], b)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
-        warm_up_s = self.core.warm_up()
+        self._tick_timer = self.create_timer(1.0 / b.fps, self._on_tick)
+        self.create_timer(1.0, self._on_status)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        warm_up_s = first.core.warm_up()     # once: the other sessions share the warmed-up model
         # frame n's media time is t0 + n/fps and it is due at that time + the budget: t0 is chosen
-        # so that these times fall on the publication timer's ticks (no frame waits for a tick)
+        # so that these times fall on the publication timer's ticks (no frame waits for a tick).
+        # It is also the block grid of every session: a session joining later starts a whole
+        # number of blocks after it, so the blocks of all sessions are due together (batchable).
         now_ns = self.get_clock().now().nanoseconds
         self._t0_ns = origin_on_ticks(now_ns, now_ns + self._tick_timer.time_until_next_call(),
                                       round(self.config.latency_budget_ms * 1e6), 1_000_000_000 // b.fps)
-        self.core.start(self._t0_ns * 1e-9)
+        self._block_ns = b.block_frames * 1_000_000_000 // b.fps
+        first.start(self._t0_ns)
+        self._reconcile()                    # the other sessions named at start-up
+        self._join_timer = self.create_timer(0.1, self._reconcile)
         self.get_logger().info(
             f"backend {self.config.backend} ({b.latent_space}, {b.latent_dim}-d) at {b.fps} fps, "
             f"budget {self.config.latency_budget_ms:g} ms, warm-up {warm_up_s:.1f} s, "
             f"inputs: camera={self.config.use_camera} "
-            f"user_audio={self.config.use_user_audio} avatar_audio={self.config.use_avatar_audio}")
+            f"user_audio={self.config.use_user_audio} avatar_audio={self.config.use_avatar_audio}"
+            + (f", sessions: {', '.join(names)}" if names else ""))
+
+    def _session_names(self, value: object = None) -> list[str]:
+        """The `sessions` parameter (or a new value of it) as a list of names; '' = []."""
+        value = self.get_parameter("sessions").value if value is None else value
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value):
+            return list(value)
+        raise ValueError(f"a string array or comma-separated string, got {value!r}")
+
+    @property
+    def core(self) -> GeneratorCore:
+        """The core of the first session (the only one when 'sessions' is empty)."""
+        return next(iter(self._sessions.values())).core
+
+    def _add_session(self, name: str, backend: MotionBackend) -> GeneratorSession:
+        session = GeneratorSession(self, name, backend, self.config, self.hri, self._topics, self._frame_id)
+        self._sessions[name] = session
+        return session
+
+    def _reconcile(self) -> None:
+        """Start the wanted sessions not running yet and stop those no longer wanted (a short timer,
+        never the parameter callback). A joining session gets its own backend session on the first
+        backend's loaded model (no new warm-up) with a seed of its own, and its frame 0 on the
+        block grid of the first session."""
+        for name in [n for n in self._sessions if n not in self._wanted]:
+            session = self._sessions.pop(name)
+            self._stopping.append(session.close(release_backend=session.backend is not self._backend))
+            self.get_logger().info(f"session {name!r} left")
+        for name in self._wanted:
+            if name in self._sessions:
+                continue
+            self._joined += 1
+            backend = self._backend.new_session(self.config.seed + self._joined)
+            session = self._add_session(name, backend)
+            self._apply_settings(session.core, set(RUNTIME_PARAMETERS))   # as set at run time so far
+            now_ns = self.get_clock().now().nanoseconds
+            session.start(aligned_origin(self._t0_ns, now_ns, self._block_ns))
+            self.get_logger().info(f"session {name!r} joined")
 
     @staticmethod
     def _create_backend(c: GeneratorConfig) -> MotionBackend:
@@ -166,148 +224,39 @@ class GeneratorNode(Node):
                                             "when full", int_range=(1, 100000), **ro))
         for name, default in TOPIC_PARAMETERS.items():
             p(name, default, describe(f"Topic name (relative, so namespaces apply); default '{default}'", **ro))
+        # dynamically typed: rclpy types an empty list default as a byte array, so the default is
+        # '' and a value is a string array or one comma-separated string
+        p("sessions", "", describe(
+            "Robots served by this generator: a string array (or comma-separated string) of ROS "
+            "namespace tokens, run-time settable (names added join, names removed leave); session "
+            "'r1' reads r1/<input topics> and publishes r1/<output topics>. Empty = one session on "
+            "the node's own topics", dynamic_typing=True))
         declare_audio_input(self, "user_audio_", "user audio")
         declare_audio_input(self, "avatar_audio_", "avatar audio")
         declare_hri_parameters(self)
 
-    def _create_interfaces(self, topics: dict[str, str]) -> None:
-        if self.config.use_camera and self.hri.user_face_source == "hri":
-            HriFace(self, self.hri, self.core.submit_camera, lambda error: self._reject("hri face", error))
-        elif self.config.use_camera:
-            self.create_subscription(Image, topics["camera_topic"], self._on_camera,
-                                     qos_profile_sensor_data)
-        self._voice = HriVoiceActivity(self, self.hri) if self.hri.hri_voice_activity else None
-        self._user_speaking = False
-        self._expression_pub = None
-        if self.hri.hri_expression_topic:
-            expression = import_message("hri_msgs/Expression", "hri_expression_topic")
-            self._expression_pub = self.create_publisher(expression, self.hri.hri_expression_topic, 10)
-        if self.config.use_user_audio:
-            AudioInput(self, "user_audio_", topics["user_audio_topic"], qos_profile_sensor_data,
-                       self._on_user_audio, lambda error: self._reject("user audio", error))
-        if self.config.use_avatar_audio:   # best effort: compatible with reliable and best-effort senders
-            AudioInput(self, "avatar_audio_", topics["avatar_audio_topic"],
-                       QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT),
-                       lambda samples, rate, stamp, _: self.core.submit_avatar_audio(samples, rate, stamp),
-                       lambda error: self._reject("avatar audio", error))
-        self._motion_pub = self.create_publisher(
-            MotionLatent, topics["motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self._user_motion_pub = self.create_publisher(
-            MotionLatent, topics["user_motion_topic"], QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        self._status_pub = self.create_publisher(GeneratorStatus, topics["status_topic"], 10)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._tick_timer = self.create_timer(1.0 / self._backend.fps, self._on_tick)
-        self.create_timer(1.0, self._on_status)
-
-    def _log_event(self, text: str) -> None:
-        """Latency-controller changes, logged once each (not after shutdown: no rosout then)."""
-        if self.context.ok():
-            self.get_logger().info(text)
-
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
-
-    # ---- callbacks: convert and enqueue ---------------------------------------------------
-    def _on_camera(self, msg: Image) -> None:
-        try:
-            self.core.submit_camera(image_to_array(msg, "rgb8"), stamp_to_seconds(msg.header.stamp))
-        except (MalformedMessageError, ValueError) as error:
-            self._reject("camera", error)
-
-    def _on_user_audio(self, samples: np.ndarray, rate: int, stamp: float, _sequence: int) -> None:
-        if self._voice is not None:
-            speaking = self._voice.speaking
-            if speaking != self._user_speaking:
-                self._user_speaking = speaking
-                self.get_logger().info(f"ROS4HRI voice activity: user {'speaking' if speaking else 'silent'}")
-            if not speaking:   # not the user's speech: the avatar listens to silence
-                samples = np.zeros_like(samples)
-        self.core.submit_user_audio(samples, rate, stamp)
-
-    def _reject(self, source: str, error: Exception) -> None:
-        self.core.count_malformed()
-        self._malformed.record(source, error)
-
     # ---- timers ---------------------------------------------------------------------------
-    def _motion_msg(self, frame_index: int, latent: np.ndarray, frame_id: str) -> MotionLatent:
-        """A MotionLatent stamped with the exact media time of `frame_index` (t0 + n / fps)."""
-        b = self._backend
-        msg = MotionLatent(header=make_header(self._t0_ns + frame_index * 1_000_000_000 // b.fps, frame_id),
-                           frame_index=frame_index, block_index=frame_index // b.block_frames,
-                           latent_space=b.latent_space)
-        msg.latent = np.asarray(latent, np.float32).tolist()
-        return msg
-
     def _on_tick(self) -> None:
-        for item in self.core.due_frames():
-            f = item.frame
-            msg = self._motion_msg(f.frame_index, f.latent, self._frame_id)
-            msg.nfe, msg.guidance_branches, msg.is_hold = f.nfe, f.guidance_branches, f.is_hold
-            self._motion_pub.publish(msg)
-            if self._expression_pub is not None and f.frame_index % EXPRESSION_EVERY_FRAMES == 0:
-                self._expression_pub.publish(face_params_to_expression(f.latent, msg.header.stamp, self._frame_id))
-
-    def _publish_user_motion(self, block: MotionBlock) -> None:
-        """The user motion a block was conditioned on, on user/motion (rows where the user was seen),
-        stamped like the avatar frames of the same media time (called from the worker)."""
-        if block.user_motion is None or not self.context.ok():
-            return
-        for i, row in enumerate(np.asarray(block.user_motion, np.float32)):
-            if np.all(np.isfinite(row)):
-                msg = self._motion_msg(block.first_frame + i, row, "user")
-                msg.nfe, msg.guidance_branches = block.nfe, block.guidance_branches
-                self._user_motion_pub.publish(msg)
+        for session in self._sessions.values():
+            session.publish_due()
 
     def _on_status(self) -> None:
-        s = self.core.snapshot()
-        msg = GeneratorStatus(
-            header=make_header(self._now()), backend=self.config.backend,
-            latent_space=self._backend.latent_space, last_block_compute_s=s.last_block_compute_s,
-            mean_block_compute_s=s.mean_block_compute_s, queue_depth=s.queue_depth,
-            latency_budget_ms=s.latency_budget_ms, last_latency_ms=s.last_latency_ms, nfe=s.nfe,
-            guidance_branches=s.guidance_branches, frames_published=s.frames_published,
-            hold_frames=s.hold_frames, late_blocks=s.late_blocks, malformed_inputs=s.malformed_inputs,
-            camera_age_s=s.ages[CAMERA], user_audio_age_s=s.ages[USER_AUDIO],
-            avatar_audio_age_s=s.ages[AVATAR_AUDIO], camera_stale=s.stale[CAMERA],
-            user_audio_stale=s.stale[USER_AUDIO], avatar_audio_stale=s.stale[AVATAR_AUDIO],
-            face_found_fraction=s.face_found_fraction, last_face_age_s=s.last_face_age_s)
-        self._status_pub.publish(msg)
-        self._diag_pub.publish(self._diagnostics(s, msg.header))
-        if s.misstamped_inputs > self._misstamped_reported:
-            self._misstamped_reported = s.misstamped_inputs
-            self.get_logger().warning(
-                f"{s.misstamped_inputs} input messages dropped so far: stamped more than "
-                f"{MAX_STAMP_SKEW_S:.0f} s from this node's clock (is a sender on another clock?)",
-                throttle_duration_sec=5.0)
-
-    def _diagnostics(self, s, header) -> DiagnosticArray:
-        stale = [n for n, v in s.stale.items() if v]
-        if self.core.last_error and self._now() - self.core.last_error_time < 5.0:
-            level = DiagnosticStatus.ERROR
-            text = f"backend failing ({s.backend_errors} errors): {self.core.last_error}"
-            self.get_logger().error(text, throttle_duration_sec=5.0)
-        elif stale:
-            level, text = DiagnosticStatus.WARN, "stale inputs (null condition): " + ", ".join(stale)
-        else:
-            level, text = DiagnosticStatus.OK, "generating"
-        values = {"nfe": s.nfe, "guidance_branches": s.guidance_branches, "queue_depth": s.queue_depth,
-                  "last_latency_ms": f"{s.last_latency_ms:.1f}", "hold_frames": s.hold_frames,
-                  "late_blocks": s.late_blocks, "late_frames": s.late_frames,
-                  "malformed_inputs": s.malformed_inputs, "dropped_inputs": s.dropped_inputs,
-                  "misstamped_inputs": s.misstamped_inputs, "camera_frames_skipped": s.camera_frames_skipped,
-                  "face_found_fraction": f"{s.face_found_fraction:.2f}", "last_face_age_s": f"{s.last_face_age_s:.1f}",
-                  "backend_errors": s.backend_errors, "blocks_generated": s.blocks_generated,
-                  "skipped_blocks": s.skipped_blocks,
-                  "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}",
-                  "start_lead_ms": f"{s.start_lead_ms:.1f}"}
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: motion generation", message=text,
-                                  hardware_id=self.config.backend,
-                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
-        return DiagnosticArray(header=header, status=[status])
+        statuses = [session.status() for session in self._sessions.values()]
+        self._diag_pub.publish(DiagnosticArray(header=make_header(self.get_clock().now().nanoseconds * 1e-9),
+                                               status=statuses))
 
     # ---- run-time parameters: validate, then apply ----------------------------------------
     def _validate_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         new = {p.name: p.value for p in parameters}
+        if "sessions" in new:
+            try:
+                names = self._session_names(new["sessions"])
+                check_session_names(names)
+            except ValueError as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            if (names or [""]) != self._wanted and not serves_sessions(self._backend):
+                return SetParametersResult(successful=False, reason=(
+                    f"backend {self.config.backend!r} cannot serve several sessions: its sessions are fixed"))
         current = {n: self.get_parameter(n).value for n in RUNTIME_PARAMETERS}
         merged = {**current, **{k: v for k, v in new.items() if k in current}}
         b = self._backend
@@ -322,20 +271,30 @@ class GeneratorNode(Node):
 
     def _apply_parameters(self, parameters: list[Parameter]) -> None:
         names = {p.name for p in parameters}
-        get = lambda n: self.get_parameter(n).value  # noqa: E731
-        if names & {"nfe", "nfe_min"}:
-            self.core.set_quality(get("nfe"), get("nfe_min"))
-        if names & {"avatar_audio_guidance", "user_guidance"}:
-            self.core.set_guidance(get("avatar_audio_guidance"), get("user_guidance"))
-        if "latency_budget_ms" in names:
-            self.core.set_latency_budget(get("latency_budget_ms"))
+        for session in self._sessions.values():     # run-time settings apply to every session
+            self._apply_settings(session.core, names)
+        if "sessions" in names:   # joins and leaves happen in the _reconcile timer
+            self._wanted = self._session_names() or [""]
         changed = ", ".join(f"{p.name}={p.value}" for p in parameters)
         self.get_logger().info(f"parameters changed: {changed}")
 
+    def _apply_settings(self, core: GeneratorCore, names: set[str]) -> None:
+        """Give `core` the current values of the run-time parameters among `names`."""
+        get = lambda n: self.get_parameter(n).value  # noqa: E731
+        if names & {"nfe", "nfe_min"}:
+            core.set_quality(get("nfe"), get("nfe_min"))
+        if names & {"avatar_audio_guidance", "user_guidance"}:
+            core.set_guidance(get("avatar_audio_guidance"), get("user_guidance"))
+        if "latency_budget_ms" in names:
+            core.set_latency_budget(get("latency_budget_ms"))
+
     def destroy_node(self) -> None:
-        core = getattr(self, "core", None)
-        if core is not None:
-            core.stop()
+        sessions = getattr(self, "_sessions", {})
+        stopping = getattr(self, "_stopping", []) + [
+            session.close(release_backend=session.backend is not self._backend) for session in sessions.values()]
+        for thread in stopping:      # the workers finish their blocks before the process exits
+            thread.join()
+        if sessions or stopping:
             close = getattr(self._backend, "close", None)   # optional: releases perception graphs
             if close is not None:
                 close()

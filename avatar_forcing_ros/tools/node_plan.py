@@ -66,6 +66,9 @@ ARGUMENTS: tuple[LaunchArgument, ...] = (
                                                     "interface)"),
     LaunchArgument("web_port", "8443", "web: HTTPS port of the pages"),
     LaunchArgument("namespace", "", "Namespace for every node and (relative) topic"),
+    LaunchArgument("sessions", "", "Several robots, one generator: comma-separated robot namespaces the "
+                                   "generator serves (placement server with render_on robot; each robot "
+                                   "launches placement robot with its own namespace); empty = one robot"),
     LaunchArgument("placement", "all", "Which part of the pipeline runs on this host: all | robot (camera, "
                                        "microphone, speech file, display, speaker) | server (generator, "
                                        "renderer, recorder); robot and server find each other over DDS"),
@@ -116,7 +119,16 @@ def complete_arguments(args: Mapping[str, str]) -> dict[str, str]:
         raise ValueError(f"placement must be one of {'|'.join(PLACEMENTS)}, got {full['placement']!r}")
     if full["render_on"] not in RENDER_HOSTS:
         raise ValueError(f"render_on must be one of {'|'.join(RENDER_HOSTS)}, got {full['render_on']!r}")
+    if session_names(full) and (full["placement"], full["render_on"]) != ("server", "robot"):
+        # one generator, one renderer per robot on its own host: the server only generates
+        raise ValueError("sessions: only with placement:=server render_on:=robot (each robot renders its "
+                         "own face and runs placement:=robot render_on:=robot in its namespace)")
     return full
+
+
+def session_names(args: Mapping[str, str]) -> list[str]:
+    """The robot namespaces of the `sessions` argument ('r1,r2' or 'r1 r2'); [] = one robot."""
+    return [name for name in args.get("sessions", "").replace(",", " ").split() if name]
 
 
 def runs_here(node_name: str, args: Mapping[str, str]) -> bool:
@@ -167,8 +179,9 @@ def plan_nodes(args: Mapping[str, str]) -> list[PlannedNode]:
         nodes.append(PlannedNode("audio_file_player", "audio_file_player", {"file": a["avatar_audio_file"]}))
     if parse_bool(a["tts"]):
         nodes.append(PlannedNode("tts", "tts"))
+    sessions = {"sessions": session_names(a)} if session_names(a) else {}
     nodes.append(PlannedNode("generator", "generator",
-                             {**model, **generator_only, "use_user_audio": parse_bool(a["use_microphone"])},
+                             {**model, **generator_only, **sessions, "use_user_audio": parse_bool(a["use_microphone"])},
                              camera))
     nodes.append(PlannedNode("renderer", "renderer", dict(model)))
     if parse_bool(a["display"]):

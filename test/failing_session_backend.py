@@ -1,0 +1,22 @@
+"""TEST ONLY: the portable backend whose sessions made with seed FAILING_SEED raise in every
+block, for the generator's session-independence process test (test_generator_sessions.py).
+
+The generator node loads it as backend 'failing_session_backend:FailingSessionBackend' when the
+test puts test/ on its PYTHONPATH. The first session (seed 0) works; the node gives the second
+session seed + 1 = FAILING_SEED, whose backend fails, so the test sees whether the first one goes on.
+"""
+from __future__ import annotations
+
+from avatar_forcing_ros.backends.base import GenerationSettings, MotionBlock
+from avatar_forcing_ros.portable.behaviour import PortableBackend
+
+FAILING_SEED = 1
+
+
+class FailingSessionBackend(PortableBackend):
+    renderer = "avatar_forcing_ros.portable.mesh_renderer:PortableRenderer"
+
+    def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
+        if self.params.seed == FAILING_SEED:
+            raise RuntimeError("injected failure of this session's backend")
+        return super().generate_block(block_index, settings)
