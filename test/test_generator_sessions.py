@@ -157,18 +157,12 @@ def test_failing_session_does_not_stop_the_other():
         assert gen.interrupt() == 0
 
 
-def test_bad_sessions_fail_fast_with_one_line(tmp_path):
-    from release_layout import write_release_layout
-    import cv2
-    from skimage import data
-    portrait = tmp_path / "portrait.png"
-    cv2.imwrite(str(portrait), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    neural = {"backend": "avatar_forcing", "checkpoint_dir": str(write_release_layout(tmp_path / "release")),
-              "portrait": str(portrait)}
-    env = ros_env(unique_domain_id())
+def test_bad_sessions_fail_fast_with_one_line():
+    env = ros_env(unique_domain_id(), {"PYTHONPATH": os.pathsep.join([str(TEST_DIR), os.environ.get("PYTHONPATH", "")])})
+    single = {**PARAMS, "backend": "failing_session_backend:SingleSessionBackend"}
     cases = [({**PARAMS, "sessions": ["a", "a"]}, "parameter 'sessions': session name 'a' is given twice"),
              ({**PARAMS, "sessions": ["1a"]}, "session name '1a' is not a ROS namespace token"),
-             ({**neural, "sessions": ["a", "b"]}, "cannot serve several sessions")]
+             ({**single, "sessions": ["a", "b"]}, "cannot serve several sessions")]
     procs = [(NodeProcess("generator", env, params), text) for params, text in cases]
     for proc, text in procs:
         assert proc.wait(120) == 2, proc.output()

@@ -146,7 +146,12 @@ class GeneratorNode(Node):
             if name in self._sessions:
                 continue
             self._joined += 1
-            backend = self._backend.new_session(self.config.seed + self._joined)
+            try:
+                backend = self._backend.new_session(self.config.seed + self._joined)
+            except Exception as error:   # noqa: BLE001 - that session is refused; the others go on
+                self._wanted = [n for n in self._wanted if n != name]
+                self.get_logger().error(f"session {name!r} cannot join: {type(error).__name__}: {error}")
+                continue
             session = self._add_session(name, backend)
             self._apply_settings(session.core, set(RUNTIME_PARAMETERS))   # as set at run time so far
             now_ns = self.get_clock().now().nanoseconds
