@@ -168,3 +168,36 @@ def test_bad_sessions_fail_fast_with_one_line():
         assert proc.wait(120) == 2, proc.output()
         out = proc.output()
         assert text in out and "Traceback" not in out, out
+
+
+def test_neural_sessions_share_the_model_and_batch_their_blocks(tmp_path):
+    """The neural backend (parity-tiny random weights in the release layout) serving two
+    sessions: both publish generated frames, and their steady-state blocks ran as batches
+    (`batched_blocks` in each session's /diagnostics)."""
+    import cv2
+    from release_layout import write_release_layout
+    from skimage import data
+    portrait = tmp_path / "portrait.png"
+    cv2.imwrite(str(portrait), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    params = {**PARAMS, "backend": "avatar_forcing", "checkpoint_dir": str(write_release_layout(tmp_path / "r")),
+              "portrait": str(portrait), "nfe": 4, "nfe_min": 4, "latency_budget_ms": 800.0,
+              "sessions": ["a", "b"]}
+    domain = unique_domain_id()
+
+    def batched(d: DiagnosticArray) -> dict[str, int]:
+        return {st.name[-2]: int(next(v.value for v in st.values if v.key == "batched_blocks")) for st in d.status}
+
+    with NodeProcess("generator", ros_env(domain), params) as gen, Listener(domain) as lis:
+        latents = _collect(lis, "ab")
+        diagnostics = lis.collect(DiagnosticArray, "/diagnostics", 10)
+        AvatarSpeech(lis.node, {"a": True, "b": True})
+        assert lis.spin_until(lambda: any(len(d.status) == 2 and min(batched(d).values()) >= 3
+                                          for d in diagnostics), 90), gen.output()
+        assert gen.interrupt() == 0
+        out = gen.output()
+    assert "Traceback" not in out, out
+    for s in "ab":
+        assert sum(not m.is_hold for m, _ in latents[s]) >= 50, s     # 5 blocks of 10 generated frames
+    a = np.array([m.latent for m, _ in latents["a"] if not m.is_hold][-10:])
+    b = np.array([m.latent for m, _ in latents["b"] if not m.is_hold][-10:])
+    assert not np.allclose(a, b)        # own noise seeds: two sessions, not one copied

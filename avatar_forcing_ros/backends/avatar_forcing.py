@@ -72,6 +72,7 @@ class AvatarForcingBackend(MotionBackend):
             engine = block_engine(model.flow_transformer, runtime, onnx_dir)
         self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed), engine=engine)
         self._batcher = batcher
+        self.batched_blocks = 0        # this session's blocks that ran batched with other sessions'
         if batcher is not None:
             batcher.register()
         self.audio = {"avatar_audio": SlidingWindowAudioEncoder(model.audio_encoder, audio_window_s),
@@ -208,7 +209,8 @@ class AvatarForcingBackend(MotionBackend):
             self._pull_audio(*window)
             self._hold_user_motion(*window)
         if self._batcher is not None and gen.steady_block_ready(block_index):
-            latents = self._batcher.run(gen, block_index, settings)
+            latents, batched = self._batcher.run(gen, block_index, settings)
+            self.batched_blocks += int(batched)
         else:
             latents = gen.generate_block(block_index, settings.nfe, settings.guidance_branches,
                                          settings.avatar_audio_scale, settings.user_scale)

@@ -33,6 +33,7 @@ class _Request:
     settings: GenerationSettings
     result: Tensor | None = None
     error: BaseException | None = None
+    batched: bool = False         # ran in a batch of more than one session
     done: bool = field(default=False)
 
 
@@ -56,8 +57,9 @@ class BlockBatcher:
             self._sessions -= 1
             self._cond.notify_all()
 
-    def run(self, gen: StreamingGenerator, block: int, settings: GenerationSettings) -> Tensor:
-        """Latents (F, dim_w) of `gen`'s steady-state block `block`, maybe batched with others'."""
+    def run(self, gen: StreamingGenerator, block: int, settings: GenerationSettings) -> tuple[Tensor, bool]:
+        """Latents (F, dim_w) of `gen`'s steady-state block `block`, and whether it ran in a batch
+        with other sessions' blocks."""
         request = _Request(gen, block, settings)
         deadline = time.monotonic() + self.wait_s
         with self._cond:
@@ -79,10 +81,10 @@ class BlockBatcher:
         return self._answer(request)
 
     @staticmethod
-    def _answer(request: _Request) -> Tensor:
+    def _answer(request: _Request) -> tuple[Tensor, bool]:
         if request.error is not None:
             raise request.error
-        return request.result
+        return request.result, request.batched
 
     def _run(self, batch: list[_Request]) -> None:
         groups: dict[tuple[int, int], list[_Request]] = defaultdict(list)
@@ -95,7 +97,7 @@ class BlockBatcher:
                                              [r.settings.avatar_audio_scale for r in requests],
                                              [r.settings.user_scale for r in requests])
                     for r, out in zip(requests, outs):
-                        r.result = out
+                        r.result, r.batched = out, True
                     self.batches += 1
                     self.batched_blocks += len(requests)
                 except Exception:     # noqa: BLE001 - retried alone below: each failure reaches its own session

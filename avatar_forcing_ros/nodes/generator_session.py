@@ -234,6 +234,9 @@ class GeneratorSession:
                   "skipped_blocks": s.skipped_blocks,
                   "mean_block_compute_s": f"{s.mean_block_compute_s:.4f}",
                   "start_lead_ms": f"{s.start_lead_ms:.1f}"}
+        batched = getattr(self.backend, "batched_blocks", None)   # a backend that batches sessions
+        if batched is not None:
+            values["batched_blocks"] = batched
         return DiagnosticStatus(level=level, name=f"{self.node.get_name()}: motion generation{self._label}",
                                 message=text, hardware_id=self.config.backend,
                                 values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
