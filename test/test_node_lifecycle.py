@@ -320,3 +320,20 @@ def test_a_stop_swallowed_by_an_ignored_callback_prints_nothing_and_still_stops(
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and run.stdout.strip() == "stopped", run.stdout + run.stderr
     assert not any(n in run.stderr for n in NOISE), run.stderr
+
+
+def test_forced_exit_is_not_held_by_a_pipe_nobody_reads():
+    """The watchdog's exit must not wait on its last message: with a stderr pipe that nobody reads
+    (full), writing it blocks for ever; the process still exits."""
+    code = ("import sys, threading, time\n"
+            "from avatar_forcing_ros.nodes import lifecycle\n"
+            "threading.Thread(target=lambda: sys.stderr.write('x' * (1 << 22)), daemon=True).start()\n"
+            "time.sleep(1.0)\n"                       # the pipe (64 KiB) is full; the filler blocks
+            "lifecycle._force_exit('forced')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, env=os.environ.copy())
+    try:
+        status = proc.wait(timeout=30)                # never reads stderr
+    finally:
+        proc.kill()
+        proc.stderr.close()
+    assert status == 0

@@ -29,6 +29,7 @@ from typing import Callable
 
 EXIT_STARTUP = 2
 EXIT_FAILED = 1
+FORCE_EXIT_WRITE_S = 1.0     # the last message may take this long, no longer
 SHUTDOWN_GRACE_S = 4.0    # signal -> exit, clean-up included; the issue's bound is 5 s
 REASON_ENV = "AVATAR_FORCING_EXIT_REASON"   # file for the one-line reason of a failure
 PARENT_ENV = "AVATAR_FORCING_PARENT_PID"    # the launcher's pid: die with it
@@ -136,12 +137,20 @@ def _watchdog() -> None:
 
 
 def _force_exit(text: str) -> None:
-    try:
-        sys.stderr.write(f"{_State.name}: {text}\n")
-        sys.stderr.flush()
-        sys.stdout.flush()
-    finally:
-        os._exit(0)
+    """Say why, then exit at once. The saying gets at most FORCE_EXIT_WRITE_S: a stdout or stderr
+    pipe that nobody reads any more (a parent gone or stuck) blocks a write forever, and the
+    watchdog must end the process all the same."""
+    def say() -> None:
+        try:
+            sys.stderr.write(f"{_State.name}: {text}\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+        except (OSError, ValueError):   # a closed or broken stream: nothing left to say it on
+            pass
+    writer = threading.Thread(target=say, name="exit-message", daemon=True)
+    writer.start()
+    writer.join(FORCE_EXIT_WRITE_S)
+    os._exit(0)
 
 
 def stop_requested() -> bool:
