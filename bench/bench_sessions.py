@@ -109,9 +109,6 @@ def main() -> int:
         except Exception as error:   # a missing optional model dependency: say so, keep the portable figures
             print(f"\nneural tiny: not built ({type(error).__name__}: {error})")
             return 0
-        if type(neural).new_session is MotionBackend.new_session:
-            print("\nneural: new_session not available")
-            return 0
         first_window = neural.cfg.window_frames // neural.block_frames   # blocks 0..4: one window, per session
         report("neural tiny", neural, a.sessions, a.neural_media_s, GenerationSettings(nfe=a.nfe), first_window)
     return 0

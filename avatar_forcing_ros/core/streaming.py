@@ -314,11 +314,11 @@ class StreamingGenerator:
         slots = branch_slots(branches)
         block_index = self.next_block
 
-        def velocity(step: int, xb: Tensor) -> Tensor:
-            h, _ = self._layers(win, xb[:1], win.mods[step], slots, rows_from=n_context)
+        def velocity(step: int, xs: Tensor) -> Tensor:
+            h, _ = self._layers(win, xs, win.mods[step], slots, rows_from=n_context)
             v = self.model.final_layer(h, win.final_mods[step][n_context:]).float()  # (S, n - ctx, dim_w)
             if self.step_observer is not None:
-                self.step_observer(block_index, step, xb[:1], v)
+                self.step_observer(block_index, step, xs, v)
             return v
 
         x = guided_euler(x, velocity, self.scheduler.plan(nfe), n_context, len(slots), a_scale, u_scale)
