@@ -128,6 +128,7 @@ def test_operator_microphone_reaches_avatar_audio(node, domain, tmp_path):
             driver.find_element(By.ID, 'open').click()
             assert listener.spin_until(lambda: len(chunks) >= 150, 30), f'{len(chunks)} chunks'
             report = driver.execute_script('return window.afOperator.reports.slice(-1)[0]')
+            camera = driver.execute_script('return window.afOperator')   # the robot camera's panel
             driver.save_screenshot(str(tmp_path / 'operator.png'))
             driver.find_element(By.ID, 'mute').click()
             settled = time.monotonic() + 10.0   # what was in flight when muted may still arrive
@@ -149,6 +150,7 @@ def test_operator_microphone_reaches_avatar_audio(node, domain, tmp_path):
     assert rms > 0.01, 'the fake microphone speaks: the chunks must carry it'
     assert after_mute == 0, 'mute stops the avatar voice'
     assert report is not None and report['mic_to_speaker_ms'] >= DELAY_MS
+    assert camera['cameraFrames'] >= 25 and camera['cameraWidth'] == 512, camera
     assert (tmp_path / 'operator.png').stat().st_size > 2_000
 
 

@@ -8,7 +8,8 @@ beep's first sample share one media time. The bottom row carries each frame's me
     python test/web_pattern_publisher.py [--no-audio] [--camera]   (in the sourced environment)
 
 --no-audio leaves avatar/audio alone (for tests that listen to it); --camera also publishes the
-frames, mirrored, as the robot camera's `image`.
+frames, mirrored, as the robot camera's `image`, stamped on another clock (monotonic time since
+boot, as some camera drivers stamp), which the operator page must show all the same.
 """
 from __future__ import annotations
 
@@ -84,8 +85,8 @@ def main() -> None:
             image = frame(n, size, next_video)
             images.publish(array_to_image(image, 'rgb8', stamp=next_video, frame_id='pattern'))
             if camera is not None:
-                camera.publish(array_to_image(np.ascontiguousarray(image[:, ::-1]), 'rgb8', stamp=next_video,
-                                              frame_id='camera'))
+                camera.publish(array_to_image(np.ascontiguousarray(image[:, ::-1]), 'rgb8',
+                                              stamp=time.monotonic_ns(), frame_id='camera'))
             n += 1
     node.destroy_node()
     rclpy.try_shutdown()

@@ -175,13 +175,16 @@ class WebDisplayNode(Node):
     # ------------------------------------------------------------------ ROS -> pages
 
     def _on_avatar_image(self, msg: Image) -> None:
-        self._push_image(msg, self.media.avatar, self.config.image_topic)
+        self._push_image(msg, self.media.avatar, self.config.image_topic, stamp_to_nanoseconds(msg.header.stamp))
 
     def _on_camera_image(self, msg: Image) -> None:
+        # The camera panel shows frames as they arrive: its RTP time is the arrival time, because
+        # a camera driver's stamps may be on another clock (before the epoch, or not increasing),
+        # and the panel has no sound to keep in step with.
         if self.server.stats.operators:
-            self._push_image(msg, self.media.camera, self.config.camera_topic)
+            self._push_image(msg, self.media.camera, self.config.camera_topic, self.media.now_ns())
 
-    def _push_image(self, msg: Image, fanout, topic: str) -> None:
+    def _push_image(self, msg: Image, fanout, topic: str, stamp_ns: int) -> None:
         try:
             rgb = image_to_array(msg, 'rgb8')
         except MalformedMessageError as error:
@@ -189,8 +192,7 @@ class WebDisplayNode(Node):
             return
         if rgb.shape[0] % 2 or rgb.shape[1] % 2:   # yuv420p needs even sizes
             rgb = rgb[:rgb.shape[0] // 2 * 2, :rgb.shape[1] // 2 * 2]
-        self.server.call(fanout.push, np.ascontiguousarray(rgb), stamp_to_nanoseconds(msg.header.stamp),
-                         self.media.epoch_ns)
+        self.server.call(fanout.push, np.ascontiguousarray(rgb), stamp_ns, self.media.epoch_ns)
 
     def _on_avatar_audio(self, msg: AudioChunk) -> None:
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from avatar_forcing_ros.web.access import AccessGate
 from avatar_forcing_ros.web.media_tracks import (AudioTimeline, Clock, StampedAudioTrack,
@@ -161,7 +161,10 @@ class WebServer:
             self.stats.offers_refused += 1
             return web.json_response({'error': 'viewers are read-only: the offer must not send media'},
                                      status=403)
-        pc = RTCPeerConnection()
+        # One transport for every track, made by the offer's first m-line (the pages bundle
+        # everything). aiortc's default 'balanced' policy tied the robot camera's video track to the
+        # avatar video's transport, which the offer's BUNDLE then stopped: the camera never sent.
+        pc = RTCPeerConnection(RTCConfiguration(bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
         self._peers.add(pc)
         self._count(role, +1)
         if role == 'operator':
@@ -174,8 +177,10 @@ class WebServer:
                 self._count(role, -1)
                 await pc.close()
 
-        # before the offer: its m-lines take these transceivers in order (avatar video, speech,
-        # camera), and only VP8 is negotiated for the tracks that send VP8 they encoded themselves
+        # The offer makes the transceivers, in its m-line order (so its first one owns the bundled
+        # transport); the tracks then take them by kind, in order: avatar video, speech, camera.
+        # Only VP8 is negotiated for video: the tracks send VP8 they encoded themselves.
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type='offer'))
         media = self.media
         pc.addTrack(StampedVideoTrack(media.avatar, media.delay_s, media.now_ns))
         pc.addTrack(StampedAudioTrack(media.speech, media.delay_s, media.now_ns))
@@ -186,7 +191,6 @@ class WebServer:
         for transceiver in pc.getTransceivers():
             if transceiver.kind == 'video':
                 transceiver.setCodecPreferences(vp8)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type='offer'))
         await pc.setLocalDescription(await pc.createAnswer())
         return web.json_response({'sdp': pc.localDescription.sdp, 'type': pc.localDescription.type})
 
