@@ -62,7 +62,8 @@ def test_a_block_that_is_not_steady_is_refused_and_nothing_changes(one_thread):
 
 def test_neural_sessions_from_one_model_batch_their_due_blocks_and_match_running_alone(one_thread):
     """new_session shares the model; blocks that two sessions' worker threads ask for together
-    run as one batch and give what each session gets alone; a session that leaves is not waited for."""
+    run as one batch and give what each session gets alone; a session that leaves (the first one
+    too) is not waited for."""
     import threading
 
     from avatar_forcing_ros.backends.avatar_forcing import AvatarForcingBackend
@@ -106,5 +107,11 @@ def test_neural_sessions_from_one_model_batch_their_due_blocks_and_match_running
         assert len(results[s]) == BLOCKS
         for got, expected in zip(results[s], alone[s]):
             assert abs(got - expected).max() <= 1e-4
-    second.close()                      # leaves: the first session's blocks no longer wait for it
-    assert second._batcher is None and batcher._sessions == 1
+    first.close()                       # the first session leaves: the second no longer waits for it
+    first.close()                       # closing twice does nothing
+    assert batcher._sessions == 1
+    third = first.new_session(2)        # a session made after the first left joins the same batch
+    assert third._batcher is batcher and batcher._sessions == 2
+    for backend in (second, third):
+        backend.close()
+    assert batcher._sessions == 0

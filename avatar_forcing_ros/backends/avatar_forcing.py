@@ -71,7 +71,9 @@ class AvatarForcingBackend(MotionBackend):
         if engine is None and batcher is None:
             engine = block_engine(model.flow_transformer, runtime, onnx_dir)
         self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed), engine=engine)
-        self._batcher = batcher
+        self._batcher = batcher        # kept after close(): the sessions made later share it
+        self._in_batch = batcher is not None
+        self._closed = False
         self.batched_blocks = 0        # this session's blocks that ran batched with other sessions'
         if batcher is not None:
             batcher.register()
@@ -108,16 +110,20 @@ class AvatarForcingBackend(MotionBackend):
         one batch (block_batcher.py)."""
         if self._batcher is None:
             self._batcher = BlockBatcher(self.model.flow_transformer)
-            self._batcher.register()
+            if not self._closed:      # a session that has left does not join the batch
+                self._batcher.register()
+                self._in_batch = True
         runtime, onnx_dir, window_s = self._runtime
         return AvatarForcingBackend(self.model, self.generator.identity, seed, window_s, self.crop_user_frames,
                                     runtime, onnx_dir, engine=self.generator.engine, batcher=self._batcher)
 
     def close(self) -> None:
-        """This session leaves its model's batch (the other sessions stop waiting for it)."""
-        if self._batcher is not None:
+        """This session leaves its model's batch (the other sessions stop waiting for it); the
+        first session may close while the ones it made go on. Closing twice does nothing."""
+        self._closed = True
+        if self._in_batch:
             self._batcher.unregister()
-            self._batcher = None
+            self._in_batch = False
 
     def block_cost(self, nfe: int, guidance_branches: int) -> float:
         """Transformer passes per block: (nfe - 2) x branches denoising + the cache update."""
@@ -208,7 +214,7 @@ class AvatarForcingBackend(MotionBackend):
         if window is not None:
             self._pull_audio(*window)
             self._hold_user_motion(*window)
-        if self._batcher is not None and gen.steady_block_ready(block_index):
+        if self._in_batch and gen.steady_block_ready(block_index):
             latents, batched = self._batcher.run(gen, block_index, settings)
             self.batched_blocks += int(batched)
         else:

@@ -140,7 +140,7 @@ class GeneratorNode(Node):
         block grid of the first session."""
         for name in [n for n in self._sessions if n not in self._wanted]:
             session = self._sessions.pop(name)
-            self._stopping.append(session.close(release_backend=session.backend is not self._backend))
+            self._stopping.append(session.close())
             self.get_logger().info(f"session {name!r} left")
         for name in self._wanted:
             if name in self._sessions:
@@ -295,14 +295,9 @@ class GeneratorNode(Node):
 
     def destroy_node(self) -> None:
         sessions = getattr(self, "_sessions", {})
-        stopping = getattr(self, "_stopping", []) + [
-            session.close(release_backend=session.backend is not self._backend) for session in sessions.values()]
-        for thread in stopping:      # the workers finish their blocks before the process exits
+        stopping = getattr(self, "_stopping", []) + [session.close() for session in sessions.values()]
+        for thread in stopping:      # the workers finish their blocks and release their backends
             thread.join()
-        if sessions or stopping:
-            close = getattr(self._backend, "close", None)   # optional: releases perception graphs
-            if close is not None:
-                close()
         super().destroy_node()
 
 

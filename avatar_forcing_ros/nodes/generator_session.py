@@ -110,10 +110,11 @@ class GeneratorSession:
         self._t0_ns = t0_ns
         self.core.start(t0_ns * 1e-9)
 
-    def close(self, release_backend: bool) -> threading.Thread:
+    def close(self) -> threading.Thread:
         """Destroy the ROS interfaces now; stop the core in a thread (it finishes the block in
         progress, seconds for the neural model on a CPU: no callback waits for it), then release
-        the backend session's own resources when `release_backend` (not the shared first one).
+        the backend session's own resources (its perception; a neural session leaves the batch of
+        blocks, which matters most for the first session: the others would wait for it).
         The thread is returned so that a node going down can join it."""
         for sub in self._subscriptions:
             self.node.destroy_subscription(sub)
@@ -123,7 +124,7 @@ class GeneratorSession:
         def stop() -> None:
             self.core.stop()
             close = getattr(self.backend, "close", None)   # optional: releases perception graphs
-            if release_backend and close is not None:
+            if close is not None:
                 close()
 
         stopper = threading.Thread(target=stop, name=f"stop-session-{self.name}", daemon=True)
