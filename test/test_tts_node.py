@@ -6,11 +6,13 @@ the issue's end-to-end point: a running portable pipeline speaks a sentence sent
 Wide timing bounds only."""
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,24 @@ RATE, CHUNK_FRAMES, CHUNK_NS = 16000, 320, 20_000_000
 LONG_TEXT = ('This sentence is long enough to be cut off well before its end, because the '
              'listener asks the avatar to stop talking and it has to close its mouth at once.')
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def child_pids(parent: int) -> list[int]:
+    pids = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            if int(stat.read_text().rsplit(')', 1)[1].split()[1]) == parent:
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue   # the process ended while we looked
+    return pids
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f'/proc/{pid}/cmdline').read_text().replace('\0', ' ')
+    except OSError:
+        return ''
 
 
 def samples_of(chunks) -> np.ndarray:
@@ -225,6 +245,9 @@ def test_ctl_say_through_piper_moves_a_running_pipelines_lips_in_sync(tmp_path):
             NodeProcess('recorder', env, {'output': str(bag)}) as recorder:
         assert generator.wait_for_output('backend portable', 120), generator.output()
         assert tts.wait_for_output('tts ready: engine piper', 180), tts.output()
+        piper = [pid for pid in child_pids(tts.process.pid) if '-m piper' in cmdline(pid)]
+        assert piper and {os.getpriority(os.PRIO_PROCESS, pid) for pid in piper} == {10}, \
+            'Piper synthesises at niceness 10 (synthesis_niceness): it yields to the avatar'
         assert recorder.wait_for_output('recording /avatar/motion', 60), recorder.output()
         said = subprocess.run(
             [ctl, '--timeout', '30', 'say', '--via', 'tts', 'Hello! It is good to see you. I am a '

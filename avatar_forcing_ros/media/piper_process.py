@@ -80,11 +80,17 @@ def resolve_voice(voice: str) -> tuple[Path, Path]:
     return model, config
 
 
+def niced(niceness: int) -> list[str]:
+    """The command prefix that runs a synthesiser at CPU niceness ``niceness`` (coreutils' `nice`
+    execs it: the same process, signals reach it); none at 0."""
+    return ['nice', '-n', str(niceness)] if niceness else []
+
+
 class PiperProcess:
     """One ``python -m piper`` worker for one voice, started at once and kept warm;
     :meth:`speak` streams clause after clause."""
 
-    def __init__(self, voice: str = DEFAULT_VOICE, python: str = sys.executable) -> None:
+    def __init__(self, voice: str = DEFAULT_VOICE, python: str = sys.executable, niceness: int = 0) -> None:
         if not piper_installed(python):
             raise PiperUnavailable(f'piper-tts is not installed for {python} (pip install '
                                    'piper-tts; see requirements.txt)')
@@ -96,7 +102,7 @@ class PiperProcess:
         self._stderr_tail: list[str] = []
         self._lock = threading.Lock()   # one text at a time through the pipe
         self._process = subprocess.Popen(
-            [python, '-m', 'piper', '-m', str(model), '-c', str(config),
+            [*niced(niceness), python, '-m', 'piper', '-m', str(model), '-c', str(config),
              '-d', self._folder, '--output-dir-naming', 'timestamp'],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             bufsize=1, start_new_session=True)   # a Ctrl-C in the terminal is the node's to handle

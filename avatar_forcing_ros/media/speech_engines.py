@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from avatar_forcing_ros.media import piper_process
-from avatar_forcing_ros.media.piper_process import PiperProcess, PiperUnavailable
+from avatar_forcing_ros.media.piper_process import PiperProcess, PiperUnavailable, niced
 from avatar_forcing_ros.media.speech_synthesis import DEFAULT_VOICE as ESPEAK_DEFAULT_VOICE
 
 ENGINES = ('auto', 'piper', 'espeak')
@@ -44,9 +44,10 @@ class PiperEngine:
 
     name = 'piper'
 
-    def __init__(self, default_voice: str, python: str = sys.executable) -> None:
+    def __init__(self, default_voice: str, python: str = sys.executable, niceness: int = 0) -> None:
         self._python, self.default_voice = python, default_voice or piper_process.DEFAULT_VOICE
-        self._workers = {self.default_voice: PiperProcess(self.default_voice, python)}
+        self._niceness = niceness
+        self._workers = {self.default_voice: PiperProcess(self.default_voice, python, niceness)}
 
     def prepare(self) -> None:
         self._workers[self.default_voice].warm_up()
@@ -55,7 +56,7 @@ class PiperEngine:
               ) -> Iterator[tuple[np.ndarray, int]]:
         voice = voice or self.default_voice
         if voice not in self._workers:   # another voice: loaded on first use (seconds)
-            self._workers[voice] = PiperProcess(voice, self._python)
+            self._workers[voice] = PiperProcess(voice, self._python, self._niceness)
             self._workers[voice].warm_up()
         worker = self._workers[voice]
         for samples in worker.speak(text, cancelled):
@@ -71,12 +72,13 @@ class EspeakEngine:
 
     name = 'espeak'
 
-    def __init__(self, default_voice: str, words_per_minute: int) -> None:
+    def __init__(self, default_voice: str, words_per_minute: int, niceness: int = 0) -> None:
         if shutil.which('espeak-ng') is None:
             raise RuntimeError("espeak-ng not found (Debian package 'espeak-ng'; scripts/setup.sh "
                                "installs it)")
         self.default_voice = default_voice or ESPEAK_DEFAULT_VOICE
         self.words_per_minute = words_per_minute
+        self._niceness = niceness
 
     def prepare(self) -> None:
         pass
@@ -85,7 +87,8 @@ class EspeakEngine:
               ) -> Iterator[tuple[np.ndarray, int]]:
         voice = voice or self.default_voice
         process = subprocess.Popen(
-            ['espeak-ng', '-v', voice, '-s', str(self.words_per_minute), '--stdout', '--stdin'],
+            [*niced(self._niceness), 'espeak-ng', '-v', voice, '-s', str(self.words_per_minute), '--stdout',
+             '--stdin'],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             process.stdin.write(' '.join(text.split()).encode())  # stdin: a '-' is never an option
@@ -152,9 +155,9 @@ class _WavStreamHeader:
 
 
 def choose_engine(engine: str, piper_voice: str, espeak_voice: str, words_per_minute: int,
-                  piper_python: str, warn: Callable[[str], None]) -> SpeechEngine:
+                  piper_python: str, warn: Callable[[str], None], niceness: int = 0) -> SpeechEngine:
     """The engine ``engine`` names; 'auto': Piper, or espeak-ng with one warning when Piper (or
-    its voice) is not installed.
+    its voice) is not installed. Its synthesiser processes run at CPU niceness ``niceness``.
 
     Raises:
         PiperUnavailable: 'piper' asked for and not installed.
@@ -165,9 +168,9 @@ def choose_engine(engine: str, piper_voice: str, espeak_voice: str, words_per_mi
         raise ValueError(f'unknown engine {engine!r}; one of {ENGINES}')
     if engine in ('auto', 'piper'):
         try:
-            return PiperEngine(piper_voice, piper_python)
+            return PiperEngine(piper_voice, piper_python, niceness)
         except PiperUnavailable as error:
             if engine == 'piper':
                 raise
             warn(f'{error}: speaking with espeak-ng instead')
-    return EspeakEngine(espeak_voice, words_per_minute)
+    return EspeakEngine(espeak_voice, words_per_minute, niceness)

@@ -55,6 +55,7 @@ class TtsConfig:
     piper_python: str    # interpreter that runs `python -m piper` ('' = this one)
     espeak_voice: str    # espeak-ng voice
     words_per_minute: int
+    synthesis_niceness: int  # CPU niceness of the synthesiser processes (they yield to the avatar)
     mode: str            # queue | interrupt
     max_queue: int       # texts waiting at most (more are refused)
     sample_rate: int     # published rate (Hz)
@@ -91,7 +92,8 @@ class TtsNode(Node):
         c = self.config
         try:
             self._engine = choose_engine(c.engine, c.piper_voice, c.espeak_voice, c.words_per_minute,
-                                         c.piper_python or sys.executable, self.get_logger().warning)
+                                         c.piper_python or sys.executable, self.get_logger().warning,
+                                         c.synthesis_niceness)
         except (PiperUnavailable, ValueError, RuntimeError) as error:
             raise ConfigError(f"parameter 'engine' ({c.engine}): {error}") from error
         self._malformed = MalformedInputCounter(self)
@@ -124,6 +126,12 @@ class TtsNode(Node):
                                             read_only=True))
         p('words_per_minute', 150, describe('espeak-ng speaking rate', int_range=(80, 450),
                                             read_only=True))
+        p('synthesis_niceness', 10, describe(
+            "CPU niceness of the synthesiser processes (Piper, espeak-ng): above 0 a burst of "
+            "synthesis yields the CPU to the generator and renderer instead of delaying the avatar's "
+            "frames (on a 2-core machine Piper's bursts made the image latency's p99); the speech is "
+            "synthesised ahead of its playback, so only a reply's start may come later",
+            int_range=(0, 19), read_only=True))
         p('mode', 'queue', describe(
             "A new text while the avatar speaks: 'queue' (said after the others) or 'interrupt' "
             "(the speech in progress and the queue are dropped)", constraints='queue | interrupt'))
