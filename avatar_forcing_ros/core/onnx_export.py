@@ -159,7 +159,7 @@ def export_motion_encoder(autoencoder: nn.Module, out_dir: Path) -> Path:
                         generator=torch.Generator().manual_seed(1)).to(p.device, p.dtype) * 2 - 1
     with torch.no_grad():        # the QR of the motion basis depends on weights only: a constant
         basis = autoencoder.dec.direction.basis().detach()
-    fn = _Method(autoencoder, lambda f: autoencoder.enc.fc(autoencoder.enc(f)[0]) @ basis.T)
+    fn = _Method(autoencoder, lambda f: autoencoder.enc.fc(autoencoder.enc(f, with_feats=False)[0]) @ basis.T)
     return export_graph(fn, (frames,), out_dir / "motion_encoder.onnx", ["frames"], ["latents"])
 
 

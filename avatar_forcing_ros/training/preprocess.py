@@ -114,7 +114,7 @@ class Encoders:
 
     @torch.inference_mode()
     def identity(self, first_crop: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_portrait(first_crop)[1][0].cpu()
+        return self.model.motion_autoencoder.encode_motion(first_crop)[0].cpu()   # r_s, without the pyramid
 
     @torch.inference_mode()
     def audio(self, samples: np.ndarray, frames: int) -> torch.Tensor:
