@@ -1,7 +1,8 @@
 """Runtimes of the streaming block and the LIA decoder, measured in one run (random weights).
 
-Prints, for eager torch and ONNX Runtime (and `compile` with --compile): ms per steady-state
-streaming block (NFE 10, 3 branches), ms per decoded frame (10-frame blocks), ratios to eager,
+Prints, for eager torch and ONNX Runtime (and `compile` with --compile): the first steady block's
+latents and a decoded block's images relative to eager (max |difference| / max |eager|), ms per
+steady-state streaming block (NFE 10, 3 branches), ms per decoded frame (10-frame blocks), ratios to eager,
 and per runtime the highest NFE (3 branches and 1) whose block fits in --budget-ms (a block
 costs prepare + (NFE - 2) denoising steps + update: the step cost is the slope between NFE 3
 and NFE 10; the NFE found is then run once to check it). Optionally writes JSON.
@@ -43,7 +44,8 @@ def build_model(size: str) -> AvatarForcing:
 def session(model: AvatarForcing, engine) -> StreamingGenerator:
     """A generator past its first window (blocks 0..4 done), conditions for 10 000 frames absent."""
     cfg = model.cfg
-    gen = StreamingGenerator(model.flow_transformer, torch.randn(1, cfg.dim_w), NoiseSource(seed=1), engine=engine)
+    identity = torch.randn(1, cfg.dim_w, generator=torch.Generator().manual_seed(1))   # the same in every session
+    gen = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=1), engine=engine)
     for track in ("avatar_audio", "user_audio", "user_motion"):
         gen.declare_absent(track, 10_000)
     for block in range(cfg.window_frames // cfg.num_frames_per_block):   # the first window's blocks
@@ -84,6 +86,11 @@ def decode_ms_per_frame(decode, repeats: int, frames: int) -> float:
     return 1000 * statistics.median(times) / frames
 
 
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |got - expected| / max |expected| (the issue's parity bar at the official size: 1e-3)."""
+    return float((got.float() - expected.float()).abs().max() / expected.float().abs().max())
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=("tiny", "official"), default="official")
@@ -113,15 +120,17 @@ def main(argv: list[str] | None = None) -> dict:
         if args.compile:
             engines["compile"] = block_engine(model.flow_transformer, "compile")
         gens = {name: session(model, engine) for name, engine in engines.items()}
-        for gen in gens.values():             # warm-up (and compilation) outside the timing
-            gen.generate_block(gen.next_block, 10, 3)
+        first = {name: gen.generate_block(gen.next_block, 10, 3) for name, gen in gens.items()}   # + warm-up
+        result["parity_relative_to_eager"] = {"block": {name: relative_error(latents, first["eager"])
+                                                        for name, latents in first.items() if name != "eager"}}
         result["block_ms"] = {name: round(block_ms(gen, 10, 3, args.repeats), 1) for name, gen in gens.items()}
         s_r, r_d, *feats = decoder_examples(model.motion_autoencoder)
         onnx_decoder = OnnxDecoder(folder, cfg, torch.device("cpu"), threads=args.threads)
         decoders = {"eager": lambda: model.motion_autoencoder.decode(s_r, feats, r_d),
                     "onnxruntime": lambda: onnx_decoder.decode(s_r, feats, r_d)}
-        for decode in decoders.values():
-            decode()
+        images = {name: decode() for name, decode in decoders.items()}
+        result["parity_relative_to_eager"]["decode"] = {"onnxruntime": relative_error(images["onnxruntime"],
+                                                                                     images["eager"])}
         result["decode_ms_per_frame"] = {name: round(decode_ms_per_frame(d, args.repeats, r_d.shape[0]), 1)
                                          for name, d in decoders.items()}
         result["ratio_to_eager"] = {
