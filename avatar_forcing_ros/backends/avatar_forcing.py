@@ -143,7 +143,7 @@ class AvatarForcingBackend(MotionBackend):
             log.warning("no face found in the portrait; using the centred square crop")
             face = apply_crop(portrait_rgb, center_square(portrait_rgb.shape[:2]), self.cfg.input_size)
         # r_s = Direction(fc(appearance code)) is the motion encoder's output for the portrait;
-        # the appearance pyramid is the renderer's, not needed here (and ~400 MB at 512 px)
+        # the appearance pyramid is the renderer's and is not kept here
         with torch.inference_mode():
             r_s = self.model.motion_autoencoder.encode_motion(self._to_model(to_model_input(face)))
         self.generator.set_identity(r_s)

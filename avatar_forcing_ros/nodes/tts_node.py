@@ -129,7 +129,7 @@ class TtsNode(Node):
         p('synthesis_niceness', 10, describe(
             "CPU niceness of the synthesiser processes (Piper, espeak-ng): above 0 a burst of "
             "synthesis yields the CPU to the generator and renderer instead of delaying the avatar's "
-            "frames (on a 2-core machine Piper's bursts made the image latency's p99); the speech is "
+            "frames (on a 2-core machine Piper's bursts were part of the image latency's tail); the speech is "
             "synthesised ahead of its playback, so only a reply's start may come later",
             int_range=(0, 19), read_only=True))
         p('mode', 'queue', describe(
