@@ -72,7 +72,6 @@ class AvatarForcingBackend(MotionBackend):
             engine = block_engine(model.flow_transformer, runtime, onnx_dir)
         self.generator = StreamingGenerator(model.flow_transformer, identity, NoiseSource(seed=seed), engine=engine)
         self._batcher = batcher        # kept after close(): the sessions made later share it
-        self._in_batch = batcher is not None
         self._closed = False
         self.batched_blocks = 0        # this session's blocks that ran batched with other sessions'
         if batcher is not None:
@@ -112,7 +111,6 @@ class AvatarForcingBackend(MotionBackend):
             self._batcher = BlockBatcher(self.model.flow_transformer)
             if not self._closed:      # a session that has left does not join the batch
                 self._batcher.register()
-                self._in_batch = True
         runtime, onnx_dir, window_s = self._runtime
         return AvatarForcingBackend(self.model, self.generator.identity, seed, window_s, self.crop_user_frames,
                                     runtime, onnx_dir, engine=self.generator.engine, batcher=self._batcher)
@@ -120,10 +118,14 @@ class AvatarForcingBackend(MotionBackend):
     def close(self) -> None:
         """This session leaves its model's batch (the other sessions stop waiting for it); the
         first session may close while the ones it made go on. Closing twice does nothing."""
-        self._closed = True
         if self._in_batch:
             self._batcher.unregister()
-            self._in_batch = False
+        self._closed = True
+
+    @property
+    def _in_batch(self) -> bool:
+        """Whether this session's steady blocks go through the shared batcher."""
+        return self._batcher is not None and not self._closed
 
     def block_cost(self, nfe: int, guidance_branches: int) -> float:
         """Transformer passes per block: (nfe - 2) x branches denoising + the cache update."""

@@ -52,7 +52,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     weight = torch.flip(kernel, [0, 1]).to(x.dtype).view(1, 1, kh, kw)
     if torch.onnx.is_in_onnx_export():
         # the graph exporter needs a weight of known shape: each channel as a 1-channel image
-        out = F.conv2d(x.reshape(b * c, 1, x.shape[2], x.shape[3]), weight).view(b, c, -1, x.shape[3] - kw + 1)
+        out = F.conv2d(x.reshape(b * c, 1, x.shape[2], x.shape[3]), weight)
+        out = out.view(b, c, out.shape[2], out.shape[3])
     else:
         # every channel on its own, as one depthwise convolution: the same sums without the
         # 1-channel path's unfolded copy of the input (16x the input: ~220 MB more peak memory
