@@ -182,6 +182,19 @@ class LaunchedNode:
         return int(values[-1]) if values else 0
 
 
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is ``parent`` (from /proc)."""
+    found = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except OSError:
+            continue   # the process ended while we looked
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def evaluate_lipsync(bag: Path, out_dir: Path, env: dict[str, str]) -> dict:
     """``avatar-forcing-evaluate`` on ``bag`` (into ``out_dir``): the bag's lip-sync entry."""
     evaluated = subprocess.run([shutil.which('avatar-forcing-evaluate'), str(bag), '-o', str(out_dir)],

@@ -26,7 +26,7 @@ from sensor_msgs.msg import Image
 
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent
 from pipeline_ros_helpers import LiveInputs, received_between, stamp_ns, wait
-from ros_testing import LaunchedNode, Listener, ros_env, unique_domain_id
+from ros_testing import LaunchedNode, Listener, child_pids, ros_env, unique_domain_id
 
 BEST_EFFORT = QoSProfile(depth=100, reliability=ReliabilityPolicy.BEST_EFFORT)
 NODES = {
@@ -127,19 +127,6 @@ def test_bad_inputs_and_kills_of_the_renderer_and_the_generator(tmp_path, pulsea
         assert "Traceback" not in node.output(), node.output()
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -162,7 +149,7 @@ def test_no_node_outlives_a_killed_launcher(tmp_path):
         with Listener(domain) as lis:
             images = lis.collect(Image, "avatar/image", BEST_EFFORT)
             assert lis.spin_until(lambda: len(images) > 5, 180)
-        children = _children(launch.pid)
+        children = child_pids(launch.pid)
         assert len(children) == 5, children   # file player, generator, renderer, display, recorder
         launch.kill()
         launch.wait()

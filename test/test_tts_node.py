@@ -26,23 +26,12 @@ from avatar_forcing_ros.conversions import audio_chunk_to_array, stamp_to_nanose
 from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.media.speech_synthesis import espeak_to_wav
 from avatar_forcing_ros.msg import AudioChunk
-from ros_testing import Listener, NodeProcess, evaluate_lipsync, ros_env, unique_domain_id
+from ros_testing import Listener, NodeProcess, child_pids, evaluate_lipsync, ros_env, unique_domain_id
 
 RATE, CHUNK_FRAMES, CHUNK_NS = 16000, 320, 20_000_000
 LONG_TEXT = ('This sentence is long enough to be cut off well before its end, because the '
              'listener asks the avatar to stop talking and it has to close its mouth at once.')
 RELIABLE = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def child_pids(parent: int) -> list[int]:
-    pids = []
-    for stat in Path('/proc').glob('[0-9]*/stat'):
-        try:
-            if int(stat.read_text().rsplit(')', 1)[1].split()[1]) == parent:
-                pids.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue   # the process ended while we looked
-    return pids
 
 
 def cmdline(pid: int) -> str:
