@@ -143,6 +143,32 @@ def test_a_signal_during_model_loading_stops_the_node(node, tmp_path):
             _stop_and_check(procs, [sig])
 
 
+def test_a_signal_while_the_display_builds_its_idle_face_stops_it_cleanly(media, tmp_path):
+    """The stream stops, the display starts building the idle face's rig (MediaPipe, in a thread),
+    and the stop signal comes at that moment: the node waits for the rig, then exits 0. Before,
+    the interpreter exited under MediaPipe: 'terminate called without an active exception'
+    (SIGABRT) or a hang until killed."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: PLC0415
+    from sensor_msgs.msg import Image  # noqa: PLC0415
+
+    from avatar_forcing_ros.conversions import array_to_image  # noqa: PLC0415
+    from ros_testing import Listener  # noqa: PLC0415
+    portrait = cv2.cvtColor(cv2.resize(cv2.imread(str(media["portrait"])), (256, 256)), cv2.COLOR_BGR2RGB)
+    domain = unique_domain_id()
+    nodes = {"display": ("display", {"headless": True}, "display headless")}
+    with _started(nodes, ros_env(domain), tmp_path) as procs, Listener(domain) as lis:
+        display = procs["display"]
+        assert display.wait_for_output("display headless", 120), display.output()
+        images = lis.node.create_publisher(Image, "avatar/image",
+                                           QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+        publish = lis.node.create_timer(0.04, lambda: images.publish(array_to_image(portrait, stamp=time.time())))
+        assert lis.spin_until(lambda: display.counter("frames received ") > 0, 30), display.output()
+        lis.node.destroy_timer(publish)
+        assert display.wait_for_output("idle face: building the rig", 30), display.output()
+        _stop_and_check(procs, [signal.SIGINT])
+        assert "idle face: the last frame, blinking" in display.output(), display.output()
+
+
 def test_a_second_signal_during_clean_up_ends_the_node_at_once(media, tmp_path):
     env = ros_env(unique_domain_id())
     nodes = {k: v for k, v in _all_nodes(media, tmp_path, neural=False).items()

@@ -68,14 +68,18 @@ class DisplayNode(Node):
         self._idle: IdleFace | None = None   # set while the stream is lost
         self._outage_start = 0.0
         self._rig_started = False
+        self._rig_thread: threading.Thread | None = None
         self.outages = 0
         self.idle_frames = 0
         self.create_subscription(CompressedImage if c.compressed else Image, self._topic, self._on_image,
                                  QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         self._thread = threading.Thread(target=self._run, name="display", daemon=True)
         self._thread.start()
+        self._warm_up_thread: threading.Thread | None = None
         if c.stream_timeout_s > 0:
-            threading.Thread(target=self._warm_up_idle_face, name="idle-face-warm-up", daemon=True).start()
+            self._warm_up_thread = threading.Thread(target=self._warm_up_idle_face, name="idle-face-warm-up",
+                                                    daemon=True)
+            self._warm_up_thread.start()
         self.create_timer(5.0, self._log_counters)
         mode = "headless (counting only)" if self.headless else ("fullscreen" if c.fullscreen else "window")
         self.get_logger().info(f"display {mode}, presentation delay {c.presentation_delay_ms:g} ms")
@@ -125,8 +129,10 @@ class DisplayNode(Node):
                     self._start_outage(now)
                 if self._idle is not None and not self._rig_started and now - self._outage_start >= _RIG_AFTER_S:
                     self._rig_started = True
-                    threading.Thread(target=self._prepare_idle, args=(self._idle,), name="idle-face",
-                                     daemon=True).start()
+                    self.get_logger().info("idle face: building the rig on the last frame")
+                    self._rig_thread = threading.Thread(target=self._prepare_idle, args=(self._idle,),
+                                                        name="idle-face", daemon=True)
+                    self._rig_thread.start()
                 if self._idle is not None and now >= next_idle:
                     next_idle = now + _IDLE_PERIOD_S
                     frame = self._idle.frame(now - self._outage_start)
@@ -203,6 +209,19 @@ class DisplayNode(Node):
         if hasattr(self, "_stop"):
             self._stop.set()
             self._thread.join(5.0)
+        super().destroy_node()
+
+    def destroy_node(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+            self._thread.join()   # no rig is started after this
+            # MediaPipe still working in a thread when the interpreter exits aborts the process
+            # ("terminate called without an active exception") or hangs it; the lifecycle's
+            # watchdog bounds these waits
+            for thread in (self._rig_thread, self._warm_up_thread):
+                if thread is not None:
+                    thread.join()
         super().destroy_node()
 
 
