@@ -4,11 +4,14 @@
 
 Stages, each warmed up and timed separately:
 - perception: MediaPipe face mesh + parameter extraction on a 640x480 frame (target 30 fps);
-- renderer: one 512x512 frame of the default portrait with moving parameters (target 25 fps);
+- renderer: one 512x512 frame of the default portrait with moving parameters (target 25 fps),
+  first with OpenCV's and BLAS's default thread pools, then with one thread each (the renderer
+  node's `library_threads` default); the ratio of their CPU ms is printed;
 - behaviour: one block (2 frames) with all inputs present (target < 1 ms, the 5 ms of a 10-frame block).
 Wall times include preemption by other processes; CPU ms is the cost to the core itself.
 Headroom is target / mean wall time.
-Torch/OpenCV threads are limited to one; run it under ``taskset -c 0`` to pin MediaPipe too.
+After the first renderer row, torch/OpenCV/BLAS threads are limited to one; run it under
+``taskset -c 0`` to pin MediaPipe too (the first row then shows no parallelism either).
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import cv2
 import numpy as np
 
 from avatar_forcing_ros.backends.base import GenerationSettings
+from avatar_forcing_ros.core.host_threads import limit_library_threads
 from avatar_forcing_ros.portable import motion_space as ms
 from avatar_forcing_ros.portable.behaviour import PortableBackend
 from avatar_forcing_ros.portable.mesh_renderer import PortableRenderer, RendererConfig
@@ -75,19 +79,22 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200, help="timed iterations per stage")
     parser.add_argument("--size", type=int, default=512, help="renderer output size")
     args = parser.parse_args()
-    cv2.setNumThreads(1)
+    cores = len(os.sched_getaffinity(0))
+    print(f"CPU cores available to this process: {cores} (pin with taskset -c 0 for one core)")
+    pooled = bench_renderer(args.frames, args.size)
+    limit_library_threads(1)
     try:
         import torch
 
         torch.set_num_threads(1)
     except ImportError:
         pass
-    cores = len(os.sched_getaffinity(0))
-    print(f"CPU cores available to this process: {cores} (pin with taskset -c 0 for one core)")
-    perception = bench_perception(args.frames)
     renderer = bench_renderer(args.frames, args.size)
+    perception = bench_perception(args.frames)
     behaviour = bench_behaviour(args.frames)
-    rows = [("perception 640x480", perception, 1 / 30), (f"renderer {args.size}x{args.size}", renderer, 1 / 25),
+    rows = [("perception 640x480", perception, 1 / 30),
+            (f"renderer {args.size} default pools", pooled, 1 / 25),
+            (f"renderer {args.size} one thread", renderer, 1 / 25),
             (f"behaviour block ({PortableBackend().block_frames} frames)", behaviour, 0.001)]
     print(f"{'stage':28s} {'wall ms':>8s} {'median':>7s} {'CPU ms':>7s} {'per s':>7s} {'target ms':>9s} "
           f"{'headroom':>8s}")
@@ -95,6 +102,8 @@ def main() -> None:
         mean, median = times.mean(), np.median(times)
         print(f"{name:28s} {mean * 1e3:8.2f} {median * 1e3:7.2f} {cpu * 1e3:7.2f} {1 / mean:7.1f} "
               f"{target * 1e3:9.1f} {target / mean:7.1f}x")
+    print(f"renderer CPU per frame, one library thread / default pools: {renderer[1] / pooled[1]:.2f}; "
+          f"wall: {renderer[0].mean() / pooled[0].mean():.2f}")
     print(f"load average over the last minute: {os.getloadavg()[0]:.1f} (other processes share the core)")
 
 if __name__ == "__main__":
