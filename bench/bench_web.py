@@ -6,7 +6,9 @@ whose bottom row encodes their media time, a marker + beep every second) on a pr
 then for each viewer count opens that many headless chromium viewers (?measure=1) and, after a
 warm-up, measures for --seconds: in each page, media time -> painted (requestVideoFrameCallback's
 expected display time minus the frame's media time; minus presentation_delay_ms it is what the web
-path adds), frames decoded per second, and the marker-to-beep offset; in the node, its CPU time per
+path adds), frames decoded per second, and the marker-to-beep offset; the browser's own view of the
+A/V offset too: audio minus video `estimatedPlayoutTimestamp` of one getStats() call, every second
+(what its lip-sync logic aligns, without the page's WebAudio path); in the node, its CPU time per
 second (/proc) against the same run without viewers. Prints one JSON line per viewer count.
 
     source scripts/env.sh && python bench/bench_web.py --viewers 1,2,4 --seconds 20
@@ -44,6 +46,21 @@ def node_cpu(pid: int, seconds: float) -> float:
     return (cpu_seconds(pid) - start) / (time.monotonic() - t0)
 
 
+def playout_offsets(drivers: list, pid: int, seconds: float) -> tuple[float, np.ndarray]:
+    """(the node's CPU use over ``seconds``, audio minus video estimatedPlayoutTimestamp in ms
+    sampled every second in every page: + = the browser plays the sound later than the picture)."""
+    start, t0 = cpu_seconds(pid), time.monotonic()
+    offsets = []
+    while time.monotonic() - t0 < seconds:
+        for driver in drivers:
+            stats = inbound_stats(driver)
+            audio, video = (stats.get(kind, {}).get('estimatedPlayoutTimestamp') for kind in ('audio', 'video'))
+            if audio and video:
+                offsets.append(audio - video)
+        time.sleep(1.0)
+    return (cpu_seconds(pid) - start) / (time.monotonic() - t0), np.array(offsets)
+
+
 def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -> dict:
     drivers = [chromium() for _ in range(viewers)]
     try:
@@ -53,7 +70,7 @@ def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -
         first = [inbound_stats(d) for d in drivers]
         for driver in drivers:
             driver.execute_script('afStats.latencies = []; afStats.markers = []; afStats.beeps = [];')
-        cpu = node_cpu(pid, seconds)
+        cpu, playout = playout_offsets(drivers, pid, seconds)
         last = [inbound_stats(d) for d in drivers]
         stats = [d.execute_script('return afStats') for d in drivers]
     finally:
@@ -68,6 +85,7 @@ def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -
             'fps_decoded_per_viewer': [round(f, 1) for f in fps],
             'media_to_painted_ms_p50': pct(latencies, 50), 'media_to_painted_ms_p99': pct(latencies, 99),
             'av_offset_ms_p50': pct(offsets, 50), 'av_offset_ms_p95_abs': pct(np.abs(offsets), 95),
+            'av_playout_offset_ms_p50': pct(playout, 50), 'av_playout_offset_ms_p95_abs': pct(np.abs(playout), 95),
             'frames_measured': int(len(latencies))}
 
 

@@ -38,8 +38,8 @@ def frame(n: int, size: int, stamp_ns: int = 0) -> np.ndarray:
     code = (stamp_ns // 1_000_000) % (1 << BITS)
     for bit in range(BITS):         # most significant first, left to right
         image[size - CELL:, bit * CELL:(bit + 1) * CELL] = 255 if code >> (BITS - 1 - bit) & 1 else 0
-    bar = (n * 8) % size                       # something that moves, for the encoder
-    image[size // 2:, bar:bar + 16] = (200, 120, 40)
+    bar = (n * 8) % size                       # something that moves, for the encoder,
+    image[size // 2:size - CELL, bar:bar + 16] = (200, 120, 40)   # never over the code's cells
     if n % FPS < MARK_FRAMES:
         image[:size // 16 + 2, :size // 16 + 2] = 255
     else:
