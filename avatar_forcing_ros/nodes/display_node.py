@@ -206,12 +206,6 @@ class DisplayNode(Node):
                                       f"image stream faster than {_MAX_FPS:g} fps?)")
 
     def destroy_node(self) -> None:
-        if hasattr(self, "_stop"):
-            self._stop.set()
-            self._thread.join(5.0)
-        super().destroy_node()
-
-    def destroy_node(self) -> None:
         stop = getattr(self, "_stop", None)
         if stop is not None:
             stop.set()
