@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 from rclpy.node import Node
@@ -68,18 +69,16 @@ class DisplayNode(Node):
         self._idle: IdleFace | None = None   # set while the stream is lost
         self._outage_start = 0.0
         self._rig_started = False
-        self._rig_thread: threading.Thread | None = None
+        # the idle face's warm-up and rig threads (MediaPipe): joined at stop, see destroy_node
+        self._helpers: list[threading.Thread] = []
         self.outages = 0
         self.idle_frames = 0
         self.create_subscription(CompressedImage if c.compressed else Image, self._topic, self._on_image,
                                  QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         self._thread = threading.Thread(target=self._run, name="display", daemon=True)
         self._thread.start()
-        self._warm_up_thread: threading.Thread | None = None
         if c.stream_timeout_s > 0:
-            self._warm_up_thread = threading.Thread(target=self._warm_up_idle_face, name="idle-face-warm-up",
-                                                    daemon=True)
-            self._warm_up_thread.start()
+            self._start_helper(self._warm_up_idle_face, name="idle-face-warm-up")
         self.create_timer(5.0, self._log_counters)
         mode = "headless (counting only)" if self.headless else ("fullscreen" if c.fullscreen else "window")
         self.get_logger().info(f"display {mode}, presentation delay {c.presentation_delay_ms:g} ms")
@@ -130,9 +129,7 @@ class DisplayNode(Node):
                 if self._idle is not None and not self._rig_started and now - self._outage_start >= _RIG_AFTER_S:
                     self._rig_started = True
                     self.get_logger().info("idle face: building the rig on the last frame")
-                    self._rig_thread = threading.Thread(target=self._prepare_idle, args=(self._idle,),
-                                                        name="idle-face", daemon=True)
-                    self._rig_thread.start()
+                    self._start_helper(self._prepare_idle, self._idle, name="idle-face")
                 if self._idle is not None and now >= next_idle:
                     next_idle = now + _IDLE_PERIOD_S
                     frame = self._idle.frame(now - self._outage_start)
@@ -145,6 +142,13 @@ class DisplayNode(Node):
             time.sleep(0.005 if wake is None else min(0.005, max(0.0, wake - time.time())))
         if window is not None:
             cv2.destroyWindow(window)
+
+    def _start_helper(self, target: Callable[..., None], *args: object, name: str) -> None:
+        """A daemon thread kept for destroy_node (an earlier outage's rig may still be running)."""
+        self._helpers = [t for t in self._helpers if t.is_alive()]
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._helpers.append(thread)
+        thread.start()
 
     def _stream_lost(self) -> bool:
         timeout = self.config.stream_timeout_s
@@ -213,9 +217,8 @@ class DisplayNode(Node):
             # MediaPipe still working in a thread when the interpreter exits aborts the process
             # ("terminate called without an active exception") or hangs it; the lifecycle's
             # watchdog bounds these waits
-            for thread in (self._rig_thread, self._warm_up_thread):
-                if thread is not None:
-                    thread.join()
+            for thread in self._helpers:
+                thread.join()
         super().destroy_node()
 
 
