@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -39,26 +40,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def node_cpu(pid: int, seconds: float) -> float:
-    """The node's CPU use (fraction of one core) over ``seconds``."""
+def node_cpu(pid: int, seconds: float, each_second: Callable[[], None] | None = None) -> float:
+    """The node's CPU use (fraction of one core) over ``seconds``, calling ``each_second`` (if
+    given) once a second meanwhile."""
     start, t0 = cpu_seconds(pid), time.monotonic()
-    time.sleep(seconds)
+    while (left := seconds - (time.monotonic() - t0)) > 0:
+        if each_second is not None:
+            each_second()
+        time.sleep(min(1.0, left))
     return (cpu_seconds(pid) - start) / (time.monotonic() - t0)
 
 
-def playout_offsets(drivers: list, pid: int, seconds: float) -> tuple[float, np.ndarray]:
-    """(the node's CPU use over ``seconds``, audio minus video estimatedPlayoutTimestamp in ms
-    sampled every second in every page: + = the browser plays the sound later than the picture)."""
-    start, t0 = cpu_seconds(pid), time.monotonic()
-    offsets = []
-    while time.monotonic() - t0 < seconds:
+def playout_offset_sampler(drivers: list, offsets: list[float]) -> Callable[[], None]:
+    """Appends, for every page, audio minus video estimatedPlayoutTimestamp (ms) of one getStats
+    call to ``offsets``: + = the browser plays the sound later than the picture."""
+    def sample() -> None:
         for driver in drivers:
             stats = inbound_stats(driver)
             audio, video = (stats.get(kind, {}).get('estimatedPlayoutTimestamp') for kind in ('audio', 'video'))
             if audio and video:
                 offsets.append(audio - video)
-        time.sleep(1.0)
-    return (cpu_seconds(pid) - start) / (time.monotonic() - t0), np.array(offsets)
+    return sample
 
 
 def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -> dict:
@@ -70,7 +72,8 @@ def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -
         first = [inbound_stats(d) for d in drivers]
         for driver in drivers:
             driver.execute_script('afStats.latencies = []; afStats.markers = []; afStats.beeps = [];')
-        cpu, playout = playout_offsets(drivers, pid, seconds)
+        playout: list[float] = []
+        cpu = node_cpu(pid, seconds, playout_offset_sampler(drivers, playout))
         last = [inbound_stats(d) for d in drivers]
         stats = [d.execute_script('return afStats') for d in drivers]
     finally:
