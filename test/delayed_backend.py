@@ -4,7 +4,9 @@ for the latency-controller process test (test_pipeline_control.py).
 The generator node loads it as backend 'delayed_backend:DelayedBackend' when the test puts test/
 on its PYTHONPATH; before every block it sleeps the number of milliseconds written in the file
 named by $AVATAR_FORCING_TEST_DELAY_FILE, so the test slows the running generator down and lets
-it recover without any test hook among the production node's parameters.
+it recover without any test hook among the production node's parameters. When
+$AVATAR_FORCING_TEST_IN_BLOCK_FILE names a file, it is created as the sleep begins: the test then
+knows a block is in progress.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from avatar_forcing_ros.backends.base import GenerationSettings, MotionBlock
 from avatar_forcing_ros.portable.behaviour import PortableBackend
 
 DELAY_FILE_VARIABLE = "AVATAR_FORCING_TEST_DELAY_FILE"
+IN_BLOCK_FILE_VARIABLE = "AVATAR_FORCING_TEST_IN_BLOCK_FILE"
 
 
 def set_delay(path: Path, delay_ms: float) -> None:
@@ -32,5 +35,7 @@ class DelayedBackend(PortableBackend):
 
     def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
         block = super().generate_block(block_index, settings)
+        if os.environ.get(IN_BLOCK_FILE_VARIABLE):
+            Path(os.environ[IN_BLOCK_FILE_VARIABLE]).touch()
         time.sleep(float(Path(os.environ[DELAY_FILE_VARIABLE]).read_text()) / 1e3)
         return dataclasses.replace(block, nfe=settings.nfe, guidance_branches=settings.guidance_branches)

@@ -1,7 +1,7 @@
 """The generator's latency controller and run-time parameters, over DDS (the portable backend
 with an NFE ladder and an injected compute delay: test/delayed_backend.py): the delay steps
 quality down with hold frames counted, removing it steps back up; parameter changes take effect;
-invalid values are rejected with a reason."""
+invalid values are rejected with a reason; a stop while a block is in progress ends cleanly."""
 import os
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from rclpy.qos import QoSProfile  # noqa: E402
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent  # noqa: E402
 from pipeline_ros_helpers import LiveInputs, set_parameters  # noqa: E402
 from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id  # noqa: E402
-from delayed_backend import DELAY_FILE_VARIABLE, set_delay  # noqa: E402
+from delayed_backend import DELAY_FILE_VARIABLE, IN_BLOCK_FILE_VARIABLE, set_delay  # noqa: E402
 
 TEST_DIR = Path(__file__).resolve().parent
 
@@ -65,3 +65,25 @@ def test_compute_delay_steps_quality_down_and_back_up_and_parameters_apply(tmp_p
         assert lis.spin_until(lambda: status().nfe == 8 and status().latency_budget_ms == 900.0, 3)
         assert gen.interrupt() == 0
         assert "Traceback" not in gen.output()
+
+
+def test_a_stop_during_a_block_lets_it_finish_without_publishing_on_destroyed_outputs(tmp_path):
+    """The node destroys a session's publishers at stop while its worker still computes a block;
+    the block's user motion must then not be published (stop 23's CI: InvalidHandle traceback)."""
+    domain = unique_domain_id()
+    delay_file, in_block = tmp_path / "delay_ms", tmp_path / "in_block"
+    set_delay(delay_file, 0.0)
+    env = ros_env(domain, {DELAY_FILE_VARIABLE: str(delay_file), IN_BLOCK_FILE_VARIABLE: str(in_block),
+                           "PYTHONPATH": os.pathsep.join([str(TEST_DIR), os.environ.get("PYTHONPATH", "")])})
+    params = {"backend": "delayed_backend:DelayedBackend", "latency_budget_ms": 600.0}
+    with NodeProcess("generator", env, params) as gen, Listener(domain) as lis:
+        user_motion = lis.collect(MotionLatent, "user/motion", QoSProfile(depth=100))
+        LiveInputs(lis.node)
+        # user motion flows: the blocks carry it (the camera's face is seen)
+        assert lis.spin_until(lambda: len(user_motion) > 0, 90), gen.output()[-3000:]
+        set_delay(delay_file, 1500.0)     # the next block sleeps 1.5 s once generated
+        in_block.unlink(missing_ok=True)
+        assert lis.spin_until(in_block.exists, 10), gen.output()[-3000:]
+        assert gen.interrupt() == 0       # within the lifecycle's grace: the block ends first
+        out = gen.output()
+        assert "Traceback" not in out and "backend failed" not in out, out[-3000:]

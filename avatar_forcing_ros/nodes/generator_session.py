@@ -76,6 +76,10 @@ class GeneratorSession:
                                   on_block=self._publish_user_motion)
         self._subscriptions: list = []
         self._publishers: list = []
+        # the worker publishes user motion off the executor: `close` may destroy the publishers
+        # while a block is in progress, so both take this lock and the worker checks `_closed`
+        self._outputs_lock = threading.Lock()
+        self._closed = False
         topic = lambda key: session_topic(name, topics[key])  # noqa: E731
         if config.use_camera and hri.user_face_source == "hri":
             self._hri_face = HriFace(node, hri, self.core.submit_camera, lambda e: self._reject("hri face", e))
@@ -116,11 +120,13 @@ class GeneratorSession:
         the backend session's own resources (its perception; a neural session leaves the batch of
         blocks, which matters most for the first session: the others would wait for it).
         The thread is returned so that a node going down can join it."""
-        for sub in self._subscriptions:
-            self.node.destroy_subscription(sub)
-        for pub in self._publishers:
-            self.node.destroy_publisher(pub)
-        self._subscriptions, self._publishers = [], []
+        with self._outputs_lock:
+            self._closed = True
+            for sub in self._subscriptions:
+                self.node.destroy_subscription(sub)
+            for pub in self._publishers:
+                self.node.destroy_publisher(pub)
+            self._subscriptions, self._publishers = [], []
         def stop() -> None:
             self.core.stop()
             close = getattr(self.backend, "close", None)   # optional: releases perception graphs
@@ -182,13 +188,20 @@ class GeneratorSession:
 
     def _publish_user_motion(self, block: MotionBlock) -> None:
         """The user motion a block was conditioned on, on user/motion (rows where the user was seen),
-        stamped like the avatar frames of the same media time (called from the worker)."""
-        if block.user_motion is None or not self.node.context.ok():
+        stamped like the avatar frames of the same media time (called from the worker; nothing
+        once the session is closed: a block finishing after `close` has no publisher left)."""
+        if block.user_motion is None:
             return
+        messages = []
         for i, row in enumerate(np.asarray(block.user_motion, np.float32)):
             if np.all(np.isfinite(row)):
                 msg = self._motion_msg(block.first_frame + i, row, "user")
                 msg.nfe, msg.guidance_branches = block.nfe, block.guidance_branches
+                messages.append(msg)
+        with self._outputs_lock:
+            if self._closed or not self.node.context.ok():
+                return
+            for msg in messages:
                 self._user_motion_pub.publish(msg)
 
     def status(self) -> DiagnosticStatus:
