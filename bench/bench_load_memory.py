@@ -7,12 +7,13 @@ the wav2vec2 folder), reads every weight once (weights may be memory-mapped, so
 untouched pages would not count) and prints that process's peak RSS (VmHWM) next to the 2 GB
 budget and the size of the weights themselves.
 
---generate measures what the generator process does at start instead, in two fresh processes:
+--generate measures what the generator process does at start instead, in three fresh processes:
 the neural backend's `from_options` (as the node builds it), the 512 px portrait, then the first
 block (the whole 50-frame first window, at --nfe/--branches: the controller's start level, as
-the node's warm-up runs it); once as the backend runs (glibc's mmap threshold fixed,
-core/host_memory.py) and once with glibc's default, and prints both peaks, their ratio and the
-time from the start of loading to the first block's latents.
+the node's warm-up runs it); as the backend runs at float32 (glibc's mmap threshold fixed,
+core/host_memory.py: the baseline), with glibc's default, and at dtype bfloat16; it prints each
+peak, its ratio to the baseline and the time from the start of loading to the first block's
+latents.
 
     python bench/bench_load_memory.py [--dir /tmp/af_official] [--format .pth|.safetensors]
     python bench/bench_load_memory.py --generate [--dir /tmp/af_official] [--nfe 10 --branches 3]
@@ -60,11 +61,11 @@ def vm(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) / 1024
-folder, nfe, branches, fixed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "fixed"
+folder, nfe, branches, fixed, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "fixed", sys.argv[5]
 if not fixed:
     neural.release_large_allocations_promptly = lambda: False      # glibc's default behaviour
 start = time.perf_counter()
-backend = neural.AvatarForcingBackend.from_options(checkpoint_dir=folder)
+backend = neural.AvatarForcingBackend.from_options(checkpoint_dir=folder, dtype=dtype)
 rng = np.random.default_rng(0)
 backend.set_portrait(rng.integers(0, 255, (600, 600, 3), dtype=np.uint8))
 second = backend.sample_rate
@@ -133,16 +134,17 @@ def main() -> None:
 
 def generator_start(folder: Path, nfe: int, branches: int) -> None:
     runs = {}
-    for mode in ("default", "fixed"):
-        result = subprocess.run([sys.executable, "-c", GENERATOR, str(folder), str(nfe), str(branches), mode],
+    for label, mode, dtype in (("float32", "fixed", "float32"), ("float32, glibc's default", "default", "float32"),
+                               ("bfloat16", "fixed", "bfloat16")):
+        result = subprocess.run([sys.executable, "-c", GENERATOR, str(folder), str(nfe), str(branches), mode, dtype],
                                 capture_output=True, text=True, check=True,
                                 cwd=Path(__file__).resolve().parents[1])
-        runs[mode] = [float(v) for v in result.stdout.split()[-3:]]
-    (old, _, _), (new, rss, seconds) = runs["default"], runs["fixed"]
+        runs[label] = [float(v) for v in result.stdout.split()[-3:]]
+    base = runs["float32"][0]
     print(f"generator start (official size, portrait, first window at NFE {nfe}, {branches} branches):")
-    print(f"peak RSS {new:.0f} MB with glibc's mmap threshold fixed (RSS at the end {rss:.0f} MB), "
-          f"{old:.0f} MB with glibc's default: {new / old:.2f}x; start to first block {seconds:.0f} s")
-
+    for label, (peak, rss, seconds) in runs.items():
+        print(f"  {label:<26} peak RSS {peak:5.0f} MB ({peak / base:.2f}x), RSS at the end {rss:5.0f} MB, "
+              f"start to first block {seconds:4.0f} s")
 
 if __name__ == "__main__":
     main()

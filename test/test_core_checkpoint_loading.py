@@ -1,7 +1,9 @@
 """Weight files: both formats of the tiny release files, refusals, malicious pickles, meta loading."""
 import contextlib
+import gc
 import os
 import pickle
+import shutil
 
 import pytest
 import torch
@@ -181,3 +183,30 @@ def test_integer_tensor_for_a_floating_parameter_is_refused(on_meta):
     state["net.0.weight"] = torch.ones(2, 2, dtype=torch.float16)     # any float dtype is fine
     apply_weights(m, state, prefix="net.")
     assert m[0].weight.is_floating_point() and torch.equal(m[0].weight.float(), torch.ones(2, 2))
+
+
+def _mapped(path) -> bool:
+    """Whether this process has `path` memory-mapped (Linux /proc)."""
+    with open("/proc/self/maps") as maps:
+        return any(line.rstrip().endswith(str(path)) for line in maps)
+
+
+def test_a_model_cast_at_load_keeps_no_view_of_its_memory_mapped_file(tmp_path):
+    """Loaded into another dtype than the file's, the model keeps no tensor of the memory-mapped
+    .pth: the flow transformer's bool masks, assigned from the file, kept the whole official
+    600 MB file resident beside the bfloat16 copy (a bf16 generator peaked higher than float32).
+    The masks still hold the file's values."""
+    from avatar_forcing_ros.core.model import AvatarForcing
+    for name in ("flow_transformer.pth", "motion_autoencoder.pth", "config.json"):
+        shutil.copy(TINY / name, tmp_path / name)
+    flow_file = tmp_path / "flow_transformer.pth"
+    model = AvatarForcing.from_pretrained(tmp_path, TINY / "wav2vec2", dtype=torch.bfloat16)
+    gc.collect()
+    assert not _mapped(flow_file)
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    state = load_weights_file(TINY / "flow_transformer.pth")
+    for name in ("alignment_mask", "block_bidir_causal_lookahead_mask"):
+        assert torch.equal(getattr(model.flow_transformer, name), state[f"flow_transformer.{name}"]), name
+    same_dtype = AvatarForcing.from_pretrained(tmp_path, TINY / "wav2vec2")   # float32: the file is the weights
+    assert _mapped(flow_file)
+    del same_dtype

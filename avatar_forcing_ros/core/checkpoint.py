@@ -202,8 +202,10 @@ def apply_weights(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: 
     - Every parameter and persistent buffer must be present with its exact shape, except
       persistent buffers that the constructor already built (non-meta: e.g. FIR kernels,
       masks); if the file has them they are checked and loaded too.
-    - Parameters on the meta device are *replaced* by the file's tensors (no copy); others are
-      copied in place (keeping the module's device and dtype).
+    - Parameters on the meta device are *replaced* by the file's tensors (no copy); others, and
+      the buffers the constructor built, are copied in place (keeping the module's device and
+      dtype): a buffer assigned from a memory-mapped file would keep the whole file mapped after
+      the parameters were cast to another dtype.
     - A floating parameter or buffer must come as a floating tensor (any float dtype).
     Raises CheckpointMismatchError naming all missing, unexpected, mis-shaped and mis-typed keys.
     """
@@ -227,9 +229,14 @@ def apply_weights(module: nn.Module, state: Mapping[str, torch.Tensor], prefix: 
                                       [prefix + k for k in unexpected],
                                       [(prefix + k, f, m) for k, f, m in mis_shaped],
                                       [(prefix + k, f, m) for k, f, m in mis_typed])
+    prebuilt = {k for k in buffers if k in sub and not expected[k].is_meta}
     assign = any(p.is_meta for p in module.parameters())
-    result = module.load_state_dict(sub, strict=False, assign=assign)
+    result = module.load_state_dict({k: v for k, v in sub.items() if k not in prebuilt}, strict=False,
+                                    assign=assign)
     assert not result.unexpected_keys, result.unexpected_keys
+    with torch.no_grad():
+        for k in prebuilt:
+            expected[k].copy_(sub[k])
 
 
 def _persistent_buffers(module: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:

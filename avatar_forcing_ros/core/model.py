@@ -85,11 +85,16 @@ class AvatarForcing(nn.Module):
             cfg = AvatarForcingConfig.from_json(files.config) if files.config else official()
         paths = {FLOW_FILE: files.flow_transformer, MOTION_FILE: files.motion_autoencoder}
         model = cls.on_meta(cfg, read_wav2vec2_config(files.wav2vec2_dir))
+        # each file's modules take the target dtype as soon as they are loaded: with another dtype
+        # than the file's, one file's float32 weights at a time are in memory beside the cast copy
         model.audio_encoder.load_wav2vec2_folder(files.wav2vec2_dir)
+        model.audio_encoder.wav2vec2.to(dtype=dtype)
         for stem, prefixes in FILE_PREFIXES.items():
             state = load_weights_file(paths[stem])
             model._apply_file(state, prefixes, str(paths[stem]))
             del state
+            for prefix in prefixes:
+                model.get_submodule(prefix.rstrip(".")).to(dtype=dtype)
         log.info("loaded Avatar Forcing from %s, %s (wav2vec2 %s)", files.flow_transformer,
                  files.motion_autoencoder, files.wav2vec2_dir)
         return model.to(device=device, dtype=dtype).eval()
