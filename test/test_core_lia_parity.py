@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from avatar_forcing_ros.core.checkpoint import apply_weights, load_weights_file
 from avatar_forcing_ros.core.config import parity_tiny
-from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
+from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder, warp
 from fixture_paths import PARITY_TINY as TINY
 
 ATOL = 1e-4
@@ -101,3 +102,17 @@ def test_decode_rejects_batch_mismatch(mae, gold):
         mae.decode(gold["s_r"].repeat(2, 1), _feats(gold), gold["r_d"][0])
     with pytest.raises(ValueError, match="expected images"):
         mae.encode_motion(torch.zeros(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_warp_samples_the_last_pixels_of_a_512px_map(dtype):
+    """In bfloat16 the pixel coordinates of a 512 px map round past its edge: torch's CPU kernel
+    returned zeros there (and segfaulted in the renderer at dtype bfloat16). warp samples half
+    precision in float32, so the edge reads as the edge."""
+    feat = torch.arange(1.0, 513.0).expand(1, 1, 512, 512).to(dtype)     # value = column + 1
+    grid = torch.full((1, 512, 512, 2), 0.998, dtype=dtype)              # near the bottom-right
+    out = warp(feat, grid)
+    assert out.dtype == dtype
+    expected = F.grid_sample(feat.float(), grid.float(), align_corners=False).to(dtype)
+    assert torch.equal(out, expected)
+    assert out.float().min() > 500                                       # the last columns, not zeros

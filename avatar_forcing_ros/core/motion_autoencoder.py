@@ -122,6 +122,19 @@ class Direction(nn.Module):
 _GRID_CACHE: dict[tuple[int, str, torch.dtype], torch.Tensor] = {}
 
 
+def warp(feat: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Bilinear sampling of feat (N, C, H, W) at grid (N, H, W, 2), zeros outside the image.
+
+    Half-precision inputs are sampled in float32: torch's CPU kernel computes the pixel
+    coordinates in the input's dtype, and bfloat16 (a spacing of 2 between 256 and 512) puts
+    the last pixels of a 512 px map outside the image (zeros instead of the edge, and a
+    segfault in torch 2.13 with the renderer at dtype bfloat16).
+    """
+    if feat.dtype in (torch.float16, torch.bfloat16):
+        return warp(feat.float(), grid.float()).to(feat.dtype)
+    return F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def identity_grid(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """(1, size, size, 2) sampling grid of the undeformed image, [..., 0] = x, [..., 1] = y.
 
@@ -183,8 +196,7 @@ class Synthesis(nn.Module):
             grid = torch.tanh(flow[:, :2]).permute(0, 2, 3, 1) \
                 + identity_grid(out.shape[2], out.device, out.dtype)       # (N, H_k, H_k, 2)
             mask = torch.sigmoid(flow[:, 2:3])                             # (N, 1, H_k, H_k)
-            warped = F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros",
-                                   align_corners=False) * mask
+            warped = warp(feat, grid) * mask
             out = warped + out * (1.0 - mask)
             rgb = self.to_rgbs[k](warped, rgb)
             grids.append(grid)
