@@ -146,5 +146,6 @@ def generator_start(folder: Path, nfe: int, branches: int) -> None:
         print(f"  {label:<26} peak RSS {peak:5.0f} MB ({peak / base:.2f}x), RSS at the end {rss:5.0f} MB, "
               f"start to first block {seconds:4.0f} s")
 
+
 if __name__ == "__main__":
     main()
