@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,9 @@ def test_a_signal_while_running_stops_every_node_cleanly(stop_signal, media, tmp
         time.sleep(2.0)   # the pipeline runs: images, audio, recording
         _stop_and_check(procs, [stop_signal])
         assert "backend failed" not in procs["generator"].output()
+        for name, proc in procs.items():   # start-up objects exempt from collection (gc_pauses.py)
+            exempt = re.search(r"garbage collector: .* (\d+) start-up objects exempt", proc.output())
+            assert exempt and int(exempt.group(1)) > 10_000, f"{name}:\n{proc.output()[-2000:]}"
 
 
 @pytest.mark.parametrize("node", ["generator", "renderer"])

@@ -30,6 +30,7 @@ from rclpy.node import Node
 
 from avatar_forcing_ros.core.model_files import MissingModelFileError
 from avatar_forcing_ros.nodes import lifecycle
+from avatar_forcing_ros.pipeline.gc_pauses import GcPauses, freeze_start_up_objects
 from avatar_forcing_ros.pipeline.presentation import DEFAULT_PRESENTATION_DELAY_MS, PRESENTATION_DELAY_PARAMETER
 
 RCLError = _rclpy.RCLError
@@ -152,12 +153,16 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
     the generator's three callback groups its dispatching thread took a whole core here (the
     measured cause of late blocks and hold frames on 2 cores; see ros2/rclpy#1452).
 
+    Once the node is built, the objects of its start-up are exempt from garbage collection (see
+    pipeline/gc_pauses.py); at stop it logs the collector's runs and longest pauses.
+
     rclpy's own signal handlers are not installed: they shut the context down from another thread
     at any moment, under workers that are still publishing. Here the context outlives the node:
     node (its threads), executor, then context.
     """
     node = executor = None
     status = 0
+    gc_pauses = GcPauses()
     try:
         try:
             lifecycle.install(_node_name(args, node_factory))
@@ -165,6 +170,8 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
             node = node_factory()
             executor = SingleThreadedExecutor()
             executor.add_node(node)
+            freeze_start_up_objects()   # a full collection would stall every thread ~120 ms
+            gc_pauses.install()
             lifecycle.running(node.create_guard_condition(lambda: None).trigger)
         except lifecycle.StopRequested:
             return 0
@@ -182,6 +189,9 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
         pass
     finally:
         lifecycle.stopping()
+        gc_pauses.uninstall()
+        if node is not None:
+            node.get_logger().info(gc_pauses.summary())
         status = _take_down(node, executor) or status
     return status
 
