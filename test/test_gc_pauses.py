@@ -51,3 +51,16 @@ def test_pauses_are_counted_per_generation_and_summarised():
     assert pauses.collections[2] == 1 and pauses.collections[0] >= 1
     assert pauses.longest_ms[2] > 0.0
     assert pauses.summary().startswith("garbage collector: 1 full collections")
+
+
+def test_a_freeze_without_collection_exempts_what_exists_and_keeps_its_garbage(unfrozen):
+    """After a node is built (its clock may run) only the cheap freeze: garbage made while
+    building stays (exempt), everything alive is exempt too."""
+    node_objects = [{"i": i} for i in range(10_000)]
+    a, b = _Node(), _Node()
+    a.other, b.other = b, a
+    garbage = weakref.ref(a)
+    del a, b
+    exempt = freeze_start_up_objects(collect=False)
+    gc.collect()
+    assert garbage() is not None and exempt >= len(node_objects)

@@ -167,10 +167,11 @@ def run_node(node_factory: Callable[[], Node], args: Sequence[str] | None = None
         try:
             lifecycle.install(_node_name(args, node_factory))
             rclpy.init(args=args, signal_handler_options=rclpy.signals.SignalHandlerOptions.NO)
+            freeze_start_up_objects()                # imports: a full collection would stall ~120 ms
             node = node_factory()
             executor = SingleThreadedExecutor()
             executor.add_node(node)
-            freeze_start_up_objects()   # a full collection would stall every thread ~120 ms
+            freeze_start_up_objects(collect=False)   # the node's own; its clock may run already
             gc_pauses.install()
             lifecycle.running(node.create_guard_condition(lambda: None).trigger)
         except lifecycle.StopRequested:

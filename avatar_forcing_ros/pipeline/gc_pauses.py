@@ -6,7 +6,9 @@ one full collection took 123 ms on this machine's core, three frame periods at 2
 renderer as much as in the generator. Nearly all of them live as long as the process (modules,
 the model, the portrait), so `freeze_start_up_objects` moves them, once the node is built, to the
 collector's permanent generation: later collections walk only what was made since, and the
-collector still frees reference cycles made while running.
+collector still frees reference cycles made while running. The one full collection that clears
+start-up garbage runs before the node is built: a node may start its clock while it is built (the
+generator chooses its t0 there), and a 250 ms collection after that made its first frames late.
 
 `GcPauses` measures every collection's pause (`gc.callbacks`), for a node to report.
 """
@@ -17,10 +19,13 @@ import time
 from dataclasses import dataclass, field
 
 
-def freeze_start_up_objects() -> int:
-    """Free what start-up left as garbage, then exempt every remaining object from later
-    collections. Returns how many objects are exempt (`gc.get_freeze_count()`)."""
-    gc.collect()
+def freeze_start_up_objects(collect: bool = True) -> int:
+    """Exempt every object that exists now from later collections, after freeing what start-up
+    left as garbage (`collect`: one full collection, the very pause this avoids later, so not
+    once a node's clock runs; the freeze itself takes microseconds). Returns how many objects
+    are exempt (`gc.get_freeze_count()`)."""
+    if collect:
+        gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
 
