@@ -17,6 +17,7 @@ from pathlib import Path
 
 from avatar_forcing_ros.backends.base import GenerationSettings, MotionBlock
 from avatar_forcing_ros.portable.behaviour import PortableBackend
+from avatar_forcing_ros.portable.behaviour_rules import BehaviourParams
 
 DELAY_FILE_VARIABLE = "AVATAR_FORCING_TEST_DELAY_FILE"
 IN_BLOCK_FILE_VARIABLE = "AVATAR_FORCING_TEST_IN_BLOCK_FILE"
@@ -32,6 +33,12 @@ def set_delay(path: Path, delay_ms: float) -> None:
 class DelayedBackend(PortableBackend):
     nfe_range = (3, 100)          # as the neural backend's: the ladder has NFE rungs to step through
     renderer = "avatar_forcing_ros.portable.mesh_renderer:PortableRenderer"
+
+    @classmethod
+    def from_options(cls, *, seed: int = 0, **_ignored: object) -> "DelayedBackend":
+        """2-frame blocks (the portable backend's are 1 frame): a run-time budget of 110 ms is then
+        too short for a block's conditions, so the test sees the node refuse it."""
+        return cls(BehaviourParams(seed=seed), block_frames=2)
 
     def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
         block = super().generate_block(block_index, settings)

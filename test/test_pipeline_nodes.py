@@ -105,7 +105,7 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
     assert idx == list(range(idx[0], idx[0] + len(idx)))
     t0 = stamp_ns(msgs[0]) - msgs[0].frame_index * FRAME_NS
     assert all(stamp_ns(m) == t0 + m.frame_index * FRAME_NS for m in msgs)
-    block_frames = 2 if backend == "portable" else 10      # each backend's declared block length
+    block_frames = 1 if backend == "portable" else 10      # each backend's declared block length
     assert all(m.block_index == m.frame_index // block_frames for m in msgs)
     by_stamp = {stamp_ns(m): m for m in msgs}
     matched = [img for img, _ in images if stamp_ns(img) in by_stamp]
@@ -125,7 +125,7 @@ def test_invalid_start_up_parameters_fail_fast(tmp_path):
     cases = [("generator", {**PORTABLE, "dtype": "int8"}, "dtype must be one of"),
              ("generator", {**neural, "nfe": 4, "nfe_min": 6}, "nfe_min"),
              ("generator", {**neural, "nfe": 4, "nfe_min": 2}, "nfe_min"),   # below the sampler's floor
-             ("generator", {**PORTABLE, "latency_budget_ms": 110.0}, "80 ms of media"),
+             ("generator", {**neural, "latency_budget_ms": 420.0}, "ms of media to arrive"),   # 10-frame blocks
              ("generator", {"backend": "nope"}, "unknown backend 'nope'"),
              ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "portrait not found"),
              ("generator", {"backend": "avatar_forcing", "checkpoint_dir": "/no/such/pretrained_dir"},

@@ -35,7 +35,7 @@ def _user_face(smile: float = 0.0) -> np.ndarray:
 def test_block_format_and_null_condition():
     backend = PortableBackend()
     block = backend.generate_block(0, GenerationSettings(nfe=7))
-    assert block.latents.shape == (2, ms.DIM) and block.latents.dtype == np.float32
+    assert block.latents.shape == (backend.block_frames, ms.DIM) and block.latents.dtype == np.float32
     assert (block.block_index, block.first_frame, block.nfe, block.guidance_branches) == (0, 0, 0, 0)
     assert backend.latent_space == ms.LATENT_SPACE and backend.latent_dim == ms.DIM
     out = _run(PortableBackend(), 6.0)[10:]   # nothing pushed at all: neutral behaviour, valid output
@@ -55,8 +55,9 @@ def test_blocks_in_order_skips_allowed_and_reset_replays():
     backend.reset()
     assert np.array_equal(_run(backend, 4.0), a)            # deterministic given the seed
     backend.reset()
-    skipped = backend.generate_block(25, GenerationSettings()).latents
-    assert np.array_equal(skipped, a[50:52])                 # skipped blocks keep the state continuous
+    n = backend.block_frames
+    skipped = backend.generate_block(50 // n, GenerationSettings()).latents
+    assert np.array_equal(skipped, a[50:50 + n])             # skipped blocks keep the state continuous
 
 
 def test_lips_follow_avatar_speech_envelope():

@@ -1,5 +1,5 @@
-"""The low-latency mode: the portable backend declares 2-frame blocks, the generator schedules
-them, a 120 ms budget is accepted, and the avatar's lips stay in sync with its own speech when
+"""The low-latency mode: the portable backend declares 1-frame blocks, the generator schedules
+them, a 100 ms budget (the generator's floor) is accepted, and the avatar's lips stay in sync with its own speech when
 each block sees only the audio that has arrived by its conditions' media time."""
 import threading
 import time
@@ -22,7 +22,7 @@ from avatar_forcing_ros.tools.demo import write_demo_parameters
 from avatar_forcing_ros.tools.demo_media import AVATAR_LINES, speak
 
 SR, FPS, SPF = 16000, 25, 640
-LOW_LATENCY_BUDGET_MS = 120.0
+LOW_LATENCY_BUDGET_MS = 100.0
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,14 @@ def speech(tmp_path_factory) -> np.ndarray:
     return samples
 
 
-def test_portable_blocks_are_short_enough_for_a_120_ms_budget():
+def test_portable_blocks_are_short_enough_for_a_100_ms_budget():
     backend = PortableBackend()
-    assert backend.block_frames in (1, 2) and backend.lookahead_frames == 0
+    assert backend.block_frames == 1 and backend.lookahead_frames == 0
     check_latency_budget(LOW_LATENCY_BUDGET_MS, backend.block_frames, backend.lookahead_frames, backend.fps)
     with pytest.raises(ValueError, match="must be in"):          # a 10-frame block needs 440 ms
         check_latency_budget(LOW_LATENCY_BUDGET_MS, 10, 0, FPS)
     scheduler = BlockScheduler(SessionClock(0.0, FPS, backend.block_frames), 0, LOW_LATENCY_BUDGET_MS / 1e3)
-    assert scheduler.conditions_time(0) == pytest.approx(0.08)
+    assert scheduler.conditions_time(0) == pytest.approx(0.04)
     assert scheduler.compute_window_s() > 0.0                    # room to compute after the conditions
 
 
@@ -51,7 +51,7 @@ def test_a_deadline_start_never_gives_up_the_second_frame_of_a_short_block():
     2-frame block that is its conditions' media time itself (a frame earlier, the second frame's
     avatar speech had not arrived and the live demo's lip-sync fell to r 0.41); 10-frame blocks
     keep their one frame."""
-    short = BlockScheduler(SessionClock(0.0, FPS, 2), 0, LOW_LATENCY_BUDGET_MS / 1e3)
+    short = BlockScheduler(SessionClock(0.0, FPS, 2), 0, 0.12)
     assert short.deadline(7, compute_estimate_s=0.5) == pytest.approx(short.conditions_time(7))
     assert short.deadline(7, compute_estimate_s=0.001) == pytest.approx(7 * 0.08 + 0.12 - 0.001 - 0.02)
     long = BlockScheduler(SessionClock(0.0, FPS, 10), 0, 0.44)
@@ -59,9 +59,9 @@ def test_a_deadline_start_never_gives_up_the_second_frame_of_a_short_block():
 
 
 def test_block_length_changes_when_frames_are_made_not_what_they_show(speech):
-    """Same inputs, 2-frame or 10-frame blocks: the same frames (the rules step frame by frame)."""
+    """Same inputs, 1-, 2- or 10-frame blocks: the same frames (the rules step frame by frame)."""
     outputs = []
-    for block_frames in (2, 10):
+    for block_frames in (1, 2, 10):
         backend = PortableBackend(block_frames=block_frames)
         backend.push_avatar_audio(speech[: 4 * SR], 0)
         for frame in range(100):
@@ -70,6 +70,7 @@ def test_block_length_changes_when_frames_are_made_not_what_they_show(speech):
         outputs.append(np.concatenate([backend.generate_block(k, GenerationSettings()).latents
                                        for k in range(blocks)]))
     np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_array_equal(outputs[0], outputs[2])
 
 
 def _lipsync_of(latents: np.ndarray, speech: np.ndarray) -> dict:
@@ -83,7 +84,7 @@ def _lipsync_of(latents: np.ndarray, speech: np.ndarray) -> dict:
 
 
 def test_lips_stay_in_sync_when_each_block_sees_only_the_audio_arrived_by_then(speech):
-    """A 2-frame block is generated once its conditions' media time has come; the avatar's speech
+    """A 1-frame block is generated once its conditions' media time has come; the avatar's speech
     (a TTS stream, stamped at its first sample) has then arrived up to that time and no further.
     The evaluation's lip-sync proxy must be >= 0.85 at lag 0."""
     backend = PortableBackend()
@@ -99,7 +100,7 @@ def test_lips_stay_in_sync_when_each_block_sees_only_the_audio_arrived_by_then(s
     assert abs(result["best_lag_frames"]) <= 1, result
 
 
-def test_the_generator_schedules_the_backends_two_frame_blocks_at_a_120_ms_budget(speech):
+def test_the_generator_schedules_the_backends_one_frame_blocks_at_a_100_ms_budget(speech):
     """GeneratorCore in real time with the portable backend: blocks of the backend's length,
     frames published continuously, at the budget after their media time."""
     backend = PortableBackend()
@@ -143,7 +144,7 @@ def test_demo_low_latency_parameters(tmp_path):
     after it; the standard mode keeps its 440 ms."""
     package_yaml = tmp_path / "package.yaml"
     package_yaml.write_text("/**:\n  ros__parameters:\n    presentation_delay_ms: 1000.0\n")
-    for low_latency, budget in ((True, 120.0), (False, 440.0)):
+    for low_latency, budget in ((True, 100.0), (False, 440.0)):
         path = write_demo_parameters(package_yaml, tmp_path / f"p{low_latency}.yaml", "portable",
                                      low_latency=low_latency)
         params = yaml.safe_load(path.read_text())

@@ -215,7 +215,7 @@ class GeneratorNode(Node):
         p("user_guidance", 1.0, describe("Guidance scale of the user branch", float_range=(0.0, 20.0)))
         p("latency_budget_ms", 800.0, describe(
             "Target delay between a frame's media time and its publication (ms); at least the block + "
-            "look-ahead duration of the backend (neural: 400-480 ms, portable: 80 ms at 25 fps) + one "
+            "look-ahead duration of the backend (neural: 400-480 ms, portable: 40 ms at 25 fps) + one "
             "frame period for compute. A change at run time that is not a whole number of frame periods "
             "also waits for the publication timer's next tick (up to one period more)",
             float_range=(100.0, 10000.0)))
