@@ -65,9 +65,9 @@ def test_param_list_get_set_describe_and_refusals(generator):
     assert ctl(env, 'param', 'get', '/generator', 'nfe').stdout.strip() == '8'
 
     # the node's own validation refuses, with its reason, and nothing changes
-    assert_one_line_failure(ctl(env, 'param', 'set', '/generator', 'latency_budget_ms', '100.0'),
-                            'refused latency_budget_ms = 100.0', '80 ms of media')
-    assert ctl(env, 'param', 'get', '/generator', 'latency_budget_ms').stdout.strip() == '800.0'
+    assert_one_line_failure(ctl(env, 'param', 'set', '/generator', 'sessions', '2nd'),
+                            'refused sessions = "2nd"', 'not a ROS namespace token')
+    assert ctl(env, 'param', 'get', '/generator', 'sessions').stdout.strip() == '""'
     assert_one_line_failure(ctl(env, 'param', 'set', '/generator', 'backend', 'avatar_forcing'),
                             'read-only')
     assert_one_line_failure(ctl(env, 'param', 'set', '/generator', 'nfe', 'abc'),

@@ -15,12 +15,13 @@ from rclpy.qos import QoSProfile
 from avatar_forcing_ros.conversions import array_to_audio_chunk
 from avatar_forcing_ros.msg import AudioChunk, MotionLatent
 from avatar_forcing_ros.nodes.generator_session import aligned_origin, check_session_names, session_topic
+from avatar_forcing_ros.portable.behaviour import BLOCK_FRAMES
 from avatar_forcing_ros.portable.motion_space import INDEX
 from pipeline_ros_helpers import received_between, set_parameters, stamp_ns, wait
 from ros_testing import Listener, NodeProcess, ros_env, unique_domain_id
 
 FRAME_NS = 40_000_000
-BLOCK_NS = 2 * FRAME_NS          # the portable backend's 2-frame blocks
+BLOCK_NS = BLOCK_FRAMES * FRAME_NS   # the portable backend's blocks
 TEST_DIR = Path(__file__).resolve().parent
 # the avatar's speech is the only input: no camera perception, no user audio (cheap and deterministic)
 PARAMS = {"backend": "portable", "use_camera": False, "use_user_audio": False, "latency_budget_ms": 500.0}

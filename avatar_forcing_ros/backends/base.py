@@ -53,7 +53,7 @@ class MotionBackend(abc.ABC):
     fps: int = 25
     # Frames per block, declared by each backend: the generator schedules blocks, and the shortest
     # latency budget it accepts is one block + look-ahead + one frame period (neural: 10 frames,
-    # 440 ms; portable: 2 frames, 120 ms).
+    # 440 ms; portable: 1 frame, 80 ms, within the generator's 100 ms floor).
     block_frames: int = 10
     lookahead_frames: int = 2        # condition frames needed past a block's end
     sample_rate: int = 16000         # audio sample rate the backend expects

@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(generator, renderer, recorder: the output folder's files); start both halves "
                         "with the same options")
     p.add_argument("--low-latency", action="store_true",
-                   help="portable backend: publish each frame 120 ms after its media time (instead of "
+                   help="portable backend: publish each frame 100 ms after its media time (instead of "
                         "440 ms) and present it 30 ms later; less slack for a busy machine's stalls")
     return p.parse_args(argv)
 
