@@ -70,7 +70,7 @@ def test_compute_delay_steps_quality_down_then_back_up():
 
 class _SlowPortable(PortableBackend):
     def generate_block(self, block_index, settings):
-        time.sleep(0.25)
+        time.sleep(0.125 * self.block_frames)   # 8 frames/s of compute: overloaded, never stopped
         return super().generate_block(block_index, settings)
 
 
@@ -84,7 +84,7 @@ def test_a_backend_without_nfe_is_never_stepped_or_logged_in_nfe():
     frames = _run(core, 3.0)
     snap = core.snapshot()
     core.stop()
-    assert snap.late_blocks > 0 and snap.hold_frames > 0
+    assert snap.late_blocks + snap.skipped_blocks > 0 and snap.hold_frames > 0, snap
     # overload events say which blocks were skipped; none speaks of a quality (NFE) change
     assert not [e for e in events if "NFE" in e or "quality" in e], events
     assert (snap.nfe, snap.guidance_branches) == (0, 0)
