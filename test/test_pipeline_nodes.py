@@ -125,7 +125,7 @@ def test_invalid_start_up_parameters_fail_fast(tmp_path):
     cases = [("generator", {**PORTABLE, "dtype": "int8"}, "dtype must be one of"),
              ("generator", {**neural, "nfe": 4, "nfe_min": 6}, "nfe_min"),
              ("generator", {**neural, "nfe": 4, "nfe_min": 2}, "nfe_min"),   # below the sampler's floor
-             ("generator", {**neural, "latency_budget_ms": 420.0}, "ms of media to arrive"),   # 10-frame blocks
+             ("generator", {**neural, "latency_budget_ms": 420.0}, "400 ms of media"),   # 10-frame blocks
              ("generator", {"backend": "nope"}, "unknown backend 'nope'"),
              ("renderer", {"backend": "portable", "portrait": "/no/such/portrait.png"}, "portrait not found"),
              ("generator", {"backend": "avatar_forcing", "checkpoint_dir": "/no/such/pretrained_dir"},

@@ -270,10 +270,10 @@ class FirstMessageWatch:
 
 # The portable backend makes 1-frame blocks with no look-ahead, so a frame can be published 100 ms
 # after its media time (the generator's floor; one block + one frame period would be 80 ms), which
-# leaves 60 ms for stalls: the low-latency mode (--low-latency). The standard mode keeps 440 ms, which leaves
-# 320 ms for stalls of a busy machine before a frame is held. Display and speaker present at the
-# budget + 30 ms for rendering and transport (measured p99: 27 ms); bench/bench_pipeline.py
-# measures both. The package defaults (800 / 1000 ms) leave room for a GPU's neural compute.
+# leaves 60 ms for stalls: the low-latency mode (--low-latency). The standard mode keeps 440 ms,
+# which leaves 320 ms for stalls of a busy machine before a frame is held. Display and speaker
+# present at the budget + 30 ms for rendering and transport (measured p99: 27 ms);
+# bench/bench_pipeline.py measures both. The package defaults (800 / 1000 ms) leave room for a GPU's neural compute.
 PORTABLE_LATENCY_BUDGET_MS = 440.0
 PORTABLE_LOW_LATENCY_BUDGET_MS = 100.0
 RENDER_AND_TRANSPORT_MS = 30.0
