@@ -1,6 +1,7 @@
 """The low-latency mode: the portable backend declares 1-frame blocks, the generator schedules
 them, a 100 ms budget (the generator's floor) is accepted, and the avatar's lips stay in sync
-with its own speech when each block sees only the audio that has arrived by its conditions' media time."""
+with its own speech when each block sees only the audio that has arrived by its conditions'
+media time."""
 import threading
 import time
 

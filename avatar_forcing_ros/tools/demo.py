@@ -273,7 +273,8 @@ class FirstMessageWatch:
 # leaves 60 ms for stalls: the low-latency mode (--low-latency). The standard mode keeps 440 ms,
 # which leaves 320 ms for stalls of a busy machine before a frame is held. Display and speaker
 # present at the budget + 30 ms for rendering and transport (measured p99: 27 ms);
-# bench/bench_pipeline.py measures both. The package defaults (800 / 1000 ms) leave room for a GPU's neural compute.
+# bench/bench_pipeline.py measures both. The package defaults (800 / 1000 ms) leave room for a
+# GPU's neural compute.
 PORTABLE_LATENCY_BUDGET_MS = 440.0
 PORTABLE_LOW_LATENCY_BUDGET_MS = 100.0
 RENDER_AND_TRANSPORT_MS = 30.0
