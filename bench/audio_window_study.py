@@ -37,6 +37,7 @@ from avatar_forcing_ros.core.audio_encoder import AudioEncoder, normalize_audio
 from avatar_forcing_ros.core.audio_window import SlidingWindowAudioEncoder
 from avatar_forcing_ros.core.checkpoint import apply_weights, load_weights_file
 from avatar_forcing_ros.core.config import official, parity_tiny
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 TINY = Path(__file__).resolve().parents[1] / "test" / "fixtures" / "parity" / "tiny"
 TEXT = ("Hello, I am the avatar of this robot. I can listen to you and answer in real time. "
@@ -135,5 +136,5 @@ def main() -> None:
             study(name, enc, raw, args.windows, ahead, not args.no_context)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

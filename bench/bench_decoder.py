@@ -20,6 +20,7 @@ import torch
 
 from avatar_forcing_ros.core.config import official
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 REFERENCE = Path(__file__).resolve().parent / "reference_timing_cpu.json"
 
@@ -86,5 +87,5 @@ def main() -> None:
               f"encode {[round(t, 3) for t in res['encode_block_s_all']]}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

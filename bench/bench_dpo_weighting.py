@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from avatar_forcing_ros.core.config import parity_tiny
+from avatar_forcing_ros.tools.interrupt import interruptible
 from avatar_forcing_ros.training.dataset import load_sessions
 from avatar_forcing_ros.training.synthetic import make_dataset, reactiveness
 from avatar_forcing_ros.training.train import main as train_main
@@ -65,5 +66,5 @@ def main() -> None:
         print(f"  + {FINE_STEPS} steps, {name}: {score(weights(out, FINE_STEPS), held_out):.3f}", flush=True)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

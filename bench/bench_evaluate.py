@@ -23,6 +23,7 @@ from skimage.data import astronaut
 from avatar_forcing_ros.evaluation.cli import main as evaluate_main
 from avatar_forcing_ros.evaluation.synthetic_bag import SyntheticSession, write_synthetic_bag
 from avatar_forcing_ros.portable import motion_space
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 
 def _session(minutes: float, latent_dim: int) -> SyntheticSession:
@@ -72,4 +73,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(interruptible(main)())

@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parent / "test"))
 from hub_server import HubRepo, LocalHub  # noqa: E402
 
 from avatar_forcing_ros.tools import fetch  # noqa: E402
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 WAV2VEC2 = ("config.json", "model.safetensors")
 # run the command in a child and print its own peak RSS when it ends (VmHWM: reset by exec, whereas
@@ -60,5 +61,5 @@ def main() -> int:
     return result.returncode
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

@@ -22,6 +22,7 @@ from avatar_forcing_ros.portable import motion_space as ms
 from avatar_forcing_ros.portable.fidelity import HELD, SWEEP_RANGES, passes, run_all, fidelity_faces
 from avatar_forcing_ros.portable.mesh_renderer import PortableRenderer, RendererConfig
 from avatar_forcing_ros.portable.perception import FacePerceiver
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,5 +50,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

@@ -28,6 +28,7 @@ from avatar_forcing_ros.core.config import official
 from avatar_forcing_ros.core.flow_transformer import FlowTransformer
 from avatar_forcing_ros.core.sampler import branch_slots
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 REFERENCE = Path(__file__).resolve().parent / "reference_timing_cpu.json"
 REFERENCE_BLOCK_S, REFERENCE_FIRST_S = 0.75, 1.60
@@ -181,5 +182,5 @@ def main() -> None:
         print(f"cuda: first window {first:.3f} s, streaming block median {statistics.median(times):.4f} s")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from avatar_forcing_ros.tools.interrupt import interruptible
+
 # Peak RSS from VmHWM (per address space, reset by exec; ru_maxrss would inherit the parent's).
 LOADER = r'''
 import sys, time
@@ -147,5 +149,5 @@ def generator_start(folder: Path, nfe: int, branches: int) -> None:
               f"start to first block {seconds:4.0f} s")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

@@ -37,6 +37,7 @@ from sensor_msgs.msg import Image
 
 from avatar_forcing_ros.msg import GeneratorStatus, MotionLatent
 from avatar_forcing_ros.tools import launcher, node_plan
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 PERIOD_MS = 40.0
 
@@ -186,5 +187,5 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

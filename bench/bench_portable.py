@@ -29,6 +29,7 @@ from avatar_forcing_ros.portable.behaviour import PortableBackend
 from avatar_forcing_ros.portable.mesh_renderer import PortableRenderer, RendererConfig
 from avatar_forcing_ros.portable.perception import FacePerceiver
 from avatar_forcing_ros.portable.portrait import default_portrait
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 
 def _timed(fn, count: int, warmup: int = 10) -> tuple[np.ndarray, float]:
@@ -106,5 +107,5 @@ def main() -> None:
           f"wall: {renderer[0].mean() / pooled[0].mean():.2f}")
     print(f"load average over the last minute: {os.getloadavg()[0]:.1f} (other processes share the core)")
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

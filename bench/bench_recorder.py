@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar_forcing_ros.tools.interrupt import interruptible
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))   # the source tree (the install space provides the messages)
 TOPICS = ('avatar/motion', 'avatar/image/compressed', 'user/audio', 'avatar/audio',
@@ -163,4 +165,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(interruptible(main)())

@@ -29,6 +29,7 @@ from avatar_forcing_ros.core.onnx_runtime import OnnxBlock, OnnxDecoder
 from avatar_forcing_ros.core.runtime import block_engine
 from avatar_forcing_ros.core.static_step import StaticBlock
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
@@ -148,5 +149,5 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

@@ -28,6 +28,7 @@ sys.path[:0] = [str(REPO), str(REPO / "test")]
 
 from avatar_forcing_ros.backends.base import GenerationSettings, MotionBackend  # noqa: E402
 from avatar_forcing_ros.backends.registry import BackendOptions, create_backend  # noqa: E402
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 
 def speech(seconds: float, rate: int, seed: int) -> np.ndarray:
@@ -114,5 +115,5 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

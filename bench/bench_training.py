@@ -16,6 +16,7 @@ import time
 import torch
 
 from avatar_forcing_ros.core.config import official, parity_tiny
+from avatar_forcing_ros.tools.interrupt import interruptible
 from avatar_forcing_ros.training.synthetic import make_dataset
 from avatar_forcing_ros.training.trainer import Trainer, TrainSettings
 
@@ -85,5 +86,5 @@ def main() -> None:
         print("official size: skipped (no CUDA device)")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

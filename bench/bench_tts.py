@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avatar_forcing_ros.tools.interrupt import interruptible
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test'))   # ros_testing: node processes from the install space
 SENTENCE = 'The quick brown fox jumps over the lazy dog by the river.'  # 12 words
@@ -95,4 +97,4 @@ def main() -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    raise SystemExit(interruptible(main)())

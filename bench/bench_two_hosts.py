@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "test"))   # the namespace pair and the listener a
 from netns_pair import NetnsPair  # noqa: E402
 
 from avatar_forcing_ros.tools import demo, demo_media, launcher, node_plan  # noqa: E402
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 LISTENER = REPO / "test" / "two_hosts_listener.py"
 
@@ -140,5 +141,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from avatar_forcing_ros.tools.interrupt import interruptible
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test'))   # the browser and client helpers of the tests
 
@@ -127,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(interruptible(main)())

@@ -30,6 +30,7 @@ from avatar_forcing_ros.core.onnx_runtime import OnnxBlock, providers
 from avatar_forcing_ros.core.runtime import block_engine
 from avatar_forcing_ros.core.static_step import StaticBlock
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
@@ -168,5 +169,5 @@ def tensorrt_step(onnx_dir: Path, model: AvatarForcing, repeats: int, device: to
     return timed(lambda: runner(*args), repeats, device)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

@@ -27,6 +27,7 @@ import numpy as np
 from avatar_forcing_ros.portable import motion_space as ms
 from avatar_forcing_ros.portable.mesh_renderer import PortableRenderer, RendererConfig
 from avatar_forcing_ros.portable.portrait import default_portrait
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 LAUGH = {"smile": 1.0, "jaw_open": 0.35, "blink_left": 0.35, "blink_right": 0.35, "head_pitch": -4.0}
 FRAMES = (("neutral", {}), ("laugh", LAUGH), ("blink", {"blink_left": 1.0, "blink_right": 1.0}),
@@ -79,5 +80,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == '__main__':
+    raise SystemExit(interruptible(main)())

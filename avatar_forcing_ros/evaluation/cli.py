@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from ..tools.interrupt import interruptible
 from .evaluate import EvaluationOptions, evaluate_session, finite_motion, load_session
 from .msg_types import build_typestore
 from .report import session_plots, text_summary, write_json, write_report
@@ -109,6 +110,7 @@ def _evaluate_bag(index: int, path: Path, store, options: EvaluationOptions,
                  'message_counts': session.counts}, [], session.problems + [failure])
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -44,6 +44,7 @@ from avatar_forcing_ros.evaluation import cli as evaluate_cli
 from avatar_forcing_ros.nodes.lifecycle import EXIT_STARTUP
 from avatar_forcing_ros.tools import bag_to_mp4, demo_inputs, demo_media, launcher, node_plan
 from avatar_forcing_ros.tools.demo_inputs import DemoInputError, UserVoice
+from avatar_forcing_ros.tools.interrupt import interruptible
 from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
 
 LOG = logging.getLogger("avatar_forcing_demo")
@@ -336,6 +337,7 @@ def model_arguments(args: argparse.Namespace) -> dict[str, str]:
             "motion_autoencoder_file": args.motion_autoencoder_file}
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     """The demo; a failure of its own set-up (media, audio server) is one line and status 2, a
     Ctrl-C before the nodes run ends it quietly (status 130)."""

@@ -15,6 +15,7 @@ import time
 from avatar_forcing_ros.core.checkpoint import CheckpointError
 from avatar_forcing_ros.core.model import AvatarForcing
 from avatar_forcing_ros.core.model_files import resolve_model_files
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 log = logging.getLogger("avatar-forcing-export")
 PARTS = ("block", "decoder", "encoder", "audio")
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

@@ -39,6 +39,7 @@ from urllib.parse import urlparse
 from ..core.checkpoint import CheckpointError, CheckpointMismatchError
 from ..core.model_files import (FETCH_COMMAND, FILE_PREFIXES, FLOW_FILE, MOTION_FILE,
                                 WAV2VEC2_FOLDERS, default_model_dir, resolve_model_files)
+from .interrupt import interruptible
 
 LOG = logging.getLogger("avatar_forcing_fetch")
 CHECKPOINT_REPO = "multimodalart/AvatarForcingHelpers"
@@ -226,6 +227,7 @@ def fetch(folder: Path, repo: str, revision: str, manifest: Path | None) -> list
     return fetched
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"[{FETCH_COMMAND}] %(message)s")
     args = parse_args(argv)

@@ -28,6 +28,7 @@ import yaml
 
 from ..nodes import lifecycle
 from . import node_plan
+from .interrupt import interruptible
 
 LOG = logging.getLogger("avatar_forcing_launch")
 GRACE_S = 10.0   # nodes end within lifecycle.SHUTDOWN_GRACE_S of SIGINT; this is a backstop
@@ -216,6 +217,7 @@ def run_pipeline(plan: list[tuple[str, list[str]]], env: dict[str, str], duratio
         return (code if code in (lifecycle.EXIT_STARTUP, lifecycle.EXIT_FAILED) else lifecycle.EXIT_FAILED), reason
 
 
+@interruptible
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[avatar-forcing-launch] %(message)s")
     ns = parse_args(argv)

@@ -46,6 +46,7 @@ from avatar_forcing_ros.core.model import AvatarForcing
 from avatar_forcing_ros.core.model_files import resolve_model_files
 from avatar_forcing_ros.core.streaming import NoiseSource, StreamingGenerator
 from avatar_forcing_ros.tools import offline_portable
+from avatar_forcing_ros.tools.interrupt import interruptible
 from avatar_forcing_ros.tools.media_io import (AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, MediaError,
                                                Mp4Writer, check_input, has_audio_track,
                                                read_audio, read_image, read_video_frames)
@@ -204,6 +205,7 @@ def write_video(model: AvatarForcing, cond: Conditions, r_d: torch.Tensor,
     return writer.frames
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")

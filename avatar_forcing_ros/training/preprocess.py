@@ -42,6 +42,7 @@ from tqdm import tqdm
 from avatar_forcing_ros.core.audio_encoder import normalize_audio
 from avatar_forcing_ros.core.face_crop import FaceDetector, crop_video, to_model_input
 from avatar_forcing_ros.core.model import AvatarForcing
+from avatar_forcing_ros.tools.interrupt import interruptible
 from avatar_forcing_ros.tools.media_io import MediaError, read_video_frames
 from avatar_forcing_ros.tools.media_io import read_audio as read_media_audio
 from avatar_forcing_ros.training.cli_help import HelpFormatter
@@ -167,6 +168,7 @@ def _load_done(out: Path) -> list[dict]:
     return [e for e in data["sessions"] if (out / e["file"]).is_file()]
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -20,6 +20,7 @@ import torch
 from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
 from avatar_forcing_ros.core.streaming import NoiseSource, generate_clip
 from avatar_forcing_ros.evaluation.metrics.stats import lagged_pearson
+from avatar_forcing_ros.tools.interrupt import interruptible
 from avatar_forcing_ros.training.cli_help import HelpFormatter
 from avatar_forcing_ros.training.dataset import Session, write_index, write_session
 from avatar_forcing_ros.training.trainable import TrainableModel
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = PRESETS[args.preset]()

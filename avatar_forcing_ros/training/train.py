@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from avatar_forcing_ros.core.config import PRESETS, AvatarForcingConfig
+from avatar_forcing_ros.tools.interrupt import interruptible
 from avatar_forcing_ros.training.cli_help import HelpFormatter
 from avatar_forcing_ros.training.dataset import read_index
 from avatar_forcing_ros.training.losses import TIMESTEP_SAMPLING, TIMESTEP_WEIGHTING
@@ -129,6 +130,7 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
     return Trainer(cfg, args.data, settings, args.init, args.resume)
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -25,6 +25,7 @@ from rclpy.exceptions import NameValidationException
 
 from avatar_forcing_ros.tools.ctl import params, watch
 from avatar_forcing_ros.tools.ctl.ros_session import CtlError, Interrupted, Session
+from avatar_forcing_ros.tools.interrupt import interruptible
 
 PROG = 'avatar-forcing-ctl'
 _LIVE_COMMANDS = ('status', 'topics')  # Ctrl-C is how they end: exit status 0
@@ -118,6 +119,7 @@ def _run(session: Session, args: argparse.Namespace) -> int:
     return watch.topics(session, args.topics, args.period, args.count, args.timeout)
 
 
+@interruptible
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
