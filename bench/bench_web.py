@@ -9,7 +9,10 @@ expected display time minus the frame's media time; minus presentation_delay_ms 
 path adds), frames decoded per second, and the marker-to-beep offset; the browser's own view of the
 A/V offset too: audio minus video `estimatedPlayoutTimestamp` of one getStats() call, every second
 (what its lip-sync logic aligns, without the page's WebAudio path); in the node, its CPU time per
-second (/proc) against the same run without viewers. Prints one JSON line per viewer count.
+second (/proc) against the same run without viewers, and from its counters (the log line it writes
+every 5 s) the frames it sent later than a frame period after their presentation time: whether
+the node keeps pace, apart from the browsers that share this machine. Prints one JSON line per
+viewer count.
 
     source scripts/env.sh && python bench/bench_web.py --viewers 1,2,4 --seconds 20
 """
@@ -65,7 +68,17 @@ def playout_offset_sampler(drivers: list, offsets: list[float]) -> Callable[[], 
     return sample
 
 
-def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -> dict:
+def node_counters(log: str) -> dict[str, int]:
+    """The web_display node's counters of its newest periodic log line ('viewers 2, ...')."""
+    lines = [line for line in log.splitlines() if 'avatar_frames_sent_late' in line]
+    if not lines:
+        return {}
+    pairs = (item.strip().rsplit(' ', 1) for item in lines[-1].split(': ', 1)[-1].split(','))
+    return {key: int(value) for key, value in pairs if value.isdigit()}
+
+
+def measure(base: str, node, viewers: int, seconds: float, warm_up: float) -> dict:
+    pid = node.process.pid
     drivers = [chromium() for _ in range(viewers)]
     try:
         for driver in drivers:
@@ -75,8 +88,10 @@ def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -
         for driver in drivers:
             driver.execute_script('afStats.latencies = []; afStats.markers = []; afStats.beeps = [];')
         playout: list[float] = []
+        counted = node_counters(node.output())
         cpu = node_cpu(pid, seconds, playout_offset_sampler(drivers, playout))
         last = [inbound_stats(d) for d in drivers]
+        counted = {k: v - counted.get(k, 0) for k, v in node_counters(node.output()).items()}
         stats = [d.execute_script('return afStats') for d in drivers]
     finally:
         for driver in drivers:
@@ -91,7 +106,10 @@ def measure(base: str, pid: int, viewers: int, seconds: float, warm_up: float) -
             'media_to_painted_ms_p50': pct(latencies, 50), 'media_to_painted_ms_p99': pct(latencies, 99),
             'av_offset_ms_p50': pct(offsets, 50), 'av_offset_ms_p95_abs': pct(np.abs(offsets), 95),
             'av_playout_offset_ms_p50': pct(playout, 50), 'av_playout_offset_ms_p95_abs': pct(np.abs(playout), 95),
-            'frames_measured': int(len(latencies))}
+            'frames_measured': int(len(latencies)),
+            'node_frames_sent': counted.get('avatar_frames_sent'),
+            'node_frames_sent_late': counted.get('avatar_frames_sent_late'),
+            'node_packets_dropped_for_slow_viewers': counted.get('avatar_frames_dropped_for_slow_viewers')}
 
 
 def main() -> None:
@@ -116,7 +134,7 @@ def main() -> None:
             idle = node_cpu(pid, 5.0)
             print(json.dumps({'viewers': 0, 'node_cpu_cores': round(idle, 3)}), flush=True)
             for count in (int(v) for v in args.viewers.split(',')):
-                result = measure(base, pid, count, args.seconds, args.warm_up)
+                result = measure(base, node, count, args.seconds, args.warm_up)
                 result['node_cpu_per_viewer_cores'] = round((result['node_cpu_cores'] - idle) / count, 3)
                 if result['media_to_painted_ms_p50'] is not None:
                     result['added_by_web_ms_p50'] = round(result['media_to_painted_ms_p50'] - args.presentation_delay_ms, 1)

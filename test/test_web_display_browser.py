@@ -53,14 +53,14 @@ def offsets_ms(markers: list[float], beeps: list[float]) -> list[float]:
     return [min((b - m for b in beeps), key=abs) for m in markers if beeps]
 
 
-def received_frames(diagnostics: list) -> tuple[float, int]:
-    """(stamp s, avatar frames the node received) of the newest web_display diagnostics."""
+def node_counters(diagnostics: list) -> tuple[float, dict[str, str]]:
+    """(stamp s, values) of the newest web_display diagnostics."""
     for array in reversed(diagnostics):
         for status in array.status:
             if 'web pages' in status.name:
-                values = {v.key: v.value for v in status.values}
-                return array.header.stamp.sec + array.header.stamp.nanosec * 1e-9, int(values['avatar_frames_received'])
-    return 0.0, 0
+                return (array.header.stamp.sec + array.header.stamp.nanosec * 1e-9,
+                        {v.key: v.value for v in status.values})
+    return 0.0, {}
 
 
 def test_viewer_gets_25_fps_with_audio_in_sync(node, domain, tmp_path):
@@ -74,10 +74,10 @@ def test_viewer_gets_25_fps_with_audio_in_sync(node, domain, tmp_path):
             driver.get(f'{base}/viewer?measure=1')
             assert listener.spin_until(lambda: driver.execute_script('return afStats.frames') >= 50, 40)
             listener.spin_until(lambda: False, 10.0)   # the browser's A/V synchronisation settles
-            first, node_first = inbound_stats(driver), received_frames(diagnostics)
+            first, node_first = inbound_stats(driver), node_counters(diagnostics)
             driver.execute_script('afStats.markers = []; afStats.beeps = [];')
             listener.spin_until(lambda: False, 8.0)
-            last, node_last = inbound_stats(driver), received_frames(diagnostics)
+            last, node_last = inbound_stats(driver), node_counters(diagnostics)
         stats = driver.execute_script('return afStats')
         driver.save_screenshot(str(tmp_path / 'viewer.png'))
     finally:
@@ -86,18 +86,24 @@ def test_viewer_gets_25_fps_with_audio_in_sync(node, domain, tmp_path):
         pattern.wait(10)
     seconds = (last['video']['timestamp'] - first['video']['timestamp']) / 1000
     fps = (last['video']['framesDecoded'] - first['video']['framesDecoded']) / seconds
-    node_fps = (node_last[1] - node_first[1]) / (node_last[0] - node_first[0])
+    node_delta = {key: int(node_last[1][key]) - int(node_first[1][key]) for key in
+                  ('avatar_frames_received', 'avatar_frames_sent', 'avatar_frames_sent_late',
+                   'avatar_frames_dropped_for_slow_viewers', 'speech_samples_late')}
+    node_fps = node_delta['avatar_frames_received'] / (node_last[0] - node_first[0])
+    decoded = last['video']['framesDecoded'] - first['video']['framesDecoded']
     audio_s = (last['audio']['totalSamplesReceived'] - first['audio']['totalSamplesReceived']) / 48000
     offsets = offsets_ms(stats['markers'], stats['beeps'])
     print(f'viewer: {fps:.1f} fps decoded of {node_fps:.1f} fps the node received (25 sent), '
           f'{audio_s:.1f} s of audio in {seconds:.1f} s, A/V offsets (ms, + = sound later) '
-          f'{[round(o) for o in offsets]}')
+          f'{[round(o) for o in offsets]}; node in the window: {node_delta}')
     assert (tmp_path / 'viewer.png').stat().st_size > 2_000
     assert stats['width'] == 512
     # Wide sanity bounds: this test must pass on a 2-core machine saturated by other work, where
     # the encoder and the browser starve (goals: >= 24 fps, |offset| <= 40 ms; bench/bench_web.py
     # measures them). A broken path (no video, no sound, stamps ignored) fails them.
     assert fps >= 10.0
+    # the node counts what it sent this viewer (its diagnostics come once a second: +-25 frames)
+    assert decoded - 30 <= node_delta['avatar_frames_sent'] <= node_delta['avatar_frames_received'] + 30, node_delta
     assert audio_s > 0.8 * seconds
     assert len(stats['beeps']) >= 5 and len(stats['markers']) >= 5
     assert abs(statistics.median(offsets)) <= 250.0, offsets

@@ -86,3 +86,59 @@ def test_audio_track_sends_the_timeline_by_media_time_with_silence_between():
     levels = [np.abs(f.to_ndarray()).mean() / 32767 for f in frames]
     assert levels[0] == pytest.approx(0.5, abs=0.01) and levels[1] == 0 and levels[2] == 0
     assert timeline.read(1600, 320)[1] == 0                 # never written: silence
+
+
+def test_video_counts_frames_sent_late_and_packets_dropped_for_a_viewer_that_falls_behind():
+    """The node's own pace is visible in /diagnostics: a frame that leaves more than a frame
+    period after its presentation time is counted late (not for the camera, sent as it comes),
+    and a viewer that stops reading loses its oldest packets, counted."""
+    epoch = 20 * NS
+    clock = Clock(epoch)
+
+    async def scenario():
+        fanout = VideoFanout(queue_frames=2)
+        avatar = StampedVideoTrack(fanout, delay_s=0.1, now_ns=clock)
+        camera_like = StampedVideoTrack(fanout, delay_s=0.0, now_ns=clock)
+        stalled = StampedVideoTrack(fanout, delay_s=0.1, now_ns=clock)    # never reads
+        stamps = [epoch + k * NS // 25 for k in range(3)]
+        rgb = np.zeros((64, 64, 3), np.uint8)
+        for stamp in stamps:
+            rgb = rgb + 40
+            fanout.push(rgb, stamp, epoch)
+            await asyncio.sleep(0.05)
+            clock.now_ns = stamp + NS // 10                       # on time: at stamp + delay
+            await asyncio.wait_for(avatar.recv(), 5)
+            await asyncio.wait_for(camera_like.recv(), 5)
+        on_time = fanout.sent_late
+        fanout.push(rgb + 1, epoch + 3 * NS // 25, epoch)
+        await asyncio.sleep(0.05)
+        clock.now_ns = epoch + 3 * NS // 25 + NS // 10 + NS // 20   # 50 ms after its time
+        await asyncio.wait_for(avatar.recv(), 5)
+        await asyncio.wait_for(camera_like.recv(), 5)
+        return fanout, on_time, stalled
+
+    fanout, on_time, _ = asyncio.run(scenario())
+    assert on_time == 0
+    assert fanout.sent == 8 and fanout.sent_late == 1            # the avatar track's last frame
+    assert fanout.dropped_for_slow_viewers == 2                 # 4 packets into a queue of 2
+
+
+def test_audio_counts_speech_that_came_after_its_time_was_sent_and_frames_skipped_after_a_stall():
+    epoch = 3 * NS
+    timeline = AudioTimeline(epoch, rate=16000)
+    clock = Clock(epoch + 100_000_000)                            # media 100 ms is presented now
+
+    async def scenario():
+        track = StampedAudioTrack(timeline, delay_s=0.0, now_ns=clock)
+        for _ in range(3):                                        # 100..160 ms are sent
+            await asyncio.wait_for(track.recv(), 5)
+        timeline.write(np.ones(640, np.float32), epoch + 140_000_000)   # 140..180 ms: half late
+        ahead = timeline.late_samples
+        timeline.write(np.ones(320, np.float32), epoch + 400_000_000)   # ahead of time
+        clock.now_ns = epoch + 1_160_000_000                      # a 1 s stall of the sender
+        await asyncio.wait_for(track.recv(), 5)
+        return ahead
+
+    late = asyncio.run(scenario())
+    assert late == timeline.late_samples == 320                  # 140..160 ms, 20 ms at 16 kHz
+    assert timeline.skipped_frames == 50                         # 160 ms -> 1160 ms: 50 frames of 20 ms

@@ -11,6 +11,11 @@ browser (tracks of one MediaStream) plays them together, in step with the robot'
 Audio is a continuous timeline: every 20 ms of media time is sent, from the avatar's speech where
 it has arrived and silence elsewhere (a WebRTC audio track must keep flowing); a chunk that arrives
 after its 20 ms were sent is lost for the browser (counted).
+
+Nothing is lost silently: the fan-out counts frames its encoder could not take, packets dropped
+for a viewer that fell a whole queue behind and frames that left later than a frame period after
+their presentation time (the node could not keep pace); the timeline counts speech samples that
+came after their time was sent and 20 ms frames skipped after a stall of the event loop.
 """
 from __future__ import annotations
 
@@ -18,7 +23,6 @@ import asyncio
 import fractions
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable
 
 import av
@@ -31,15 +35,9 @@ AUDIO_FRAME_S = 0.020           # one Opus packet
 _NS_PER_S = 1_000_000_000
 _MAX_PENDING = 4                # frames waiting for the encoder (160 ms at 25 fps) before one is dropped
 _LATE_SKIP_S = 0.5              # audio more than this behind its time skips ahead (after a stall)
+_LATE_VIDEO_NS = _NS_PER_S // 25  # a frame sent more than one 25 fps period after its time is late
 
 Clock = Callable[[], int]       # now in ns on the clock the stamps use (ROS time)
-
-
-@dataclass
-class TrackCounters:
-    sent: int = 0       # frames handed to the encoder
-    skipped: int = 0    # audio frames skipped after a stall
-    late_audio: int = 0  # audio samples that arrived after their time was sent
 
 
 class VideoFanout:
@@ -64,6 +62,9 @@ class VideoFanout:
         self.received = 0
         self.encoded = 0
         self.skipped = 0   # frames dropped because the encoder was _MAX_PENDING frames behind
+        self.dropped_for_slow_viewers = 0   # packets dropped from a viewer's full queue
+        self.sent = 0      # frames sent to viewers (one per viewer)
+        self.sent_late = 0  # of them, sent more than a frame period after their presentation time
 
     def push(self, rgb: np.ndarray, stamp_ns: int, epoch_ns: int) -> None:
         """Called in the event loop: one (H, W, 3) uint8 frame stamped with its media time."""
@@ -104,6 +105,7 @@ class VideoFanout:
             for queue in self._queues:   # one shared packet: the senders only read it
                 if queue.full():
                     queue.get_nowait()
+                    self.dropped_for_slow_viewers += 1
                 queue.put_nowait((stamp_ns, packet, keyframe))
 
     def subscribe(self) -> asyncio.Queue:
@@ -146,7 +148,6 @@ class StampedVideoTrack(MediaStreamTrack):
         self._queue = fanout.subscribe()
         self._last_pts = -1
         self._started = False
-        self.counters = TrackCounters()
 
     async def recv(self) -> av.Packet:
         while True:
@@ -161,7 +162,9 @@ class StampedVideoTrack(MediaStreamTrack):
             self._started = True
             if packet.pts > self._last_pts:    # RTP time never goes back
                 self._last_pts = packet.pts
-                self.counters.sent += 1
+                self._fanout.sent += 1
+                if self._delay_ns:         # (the camera goes out as it comes, on its own clock)
+                    self._fanout.sent_late += int(wait_s * _NS_PER_S < -_LATE_VIDEO_NS)
                 return packet
 
     def stop(self) -> None:
@@ -180,6 +183,9 @@ class AudioTimeline:
         self._size = int(rate * seconds)
         self._samples = np.zeros(self._size, np.float32)
         self._owner = np.full(self._size, -1, np.int64)
+        self.read_through = 0        # timeline index up to which audio was sent (any viewer)
+        self.late_samples = 0        # speech written after its time was sent: lost for the viewers
+        self.skipped_frames = 0      # 20 ms frames a track skipped to catch up after a stall
 
     def index_of(self, stamp_ns: int) -> int:
         """Timeline index of the sample presented at ``stamp_ns``."""
@@ -192,6 +198,7 @@ class AudioTimeline:
         """Mono float32 samples at ``rate`` whose first sample's media time is ``stamp_ns``."""
         samples = samples[-self._size:]
         index = np.arange(len(samples)) + self.index_of(stamp_ns)
+        self.late_samples += int(np.count_nonzero(index < self.read_through))
         self._samples[index % self._size] = samples
         self._owner[index % self._size] = index
 
@@ -199,6 +206,7 @@ class AudioTimeline:
         """``count`` samples from timeline index ``start`` (silence where nothing was written)
         and how many of them were written."""
         index = np.arange(start, start + count)
+        self.read_through = max(self.read_through, start + count)
         written = self._owner[index % self._size] == index
         return np.where(written, self._samples[index % self._size], 0.0).astype(np.float32), int(written.sum())
 
@@ -213,7 +221,6 @@ class StampedAudioTrack(MediaStreamTrack):
         self._timeline, self._delay_ns, self._now_ns = timeline, round(delay_s * _NS_PER_S), now_ns
         self._frame = round(timeline.rate * AUDIO_FRAME_S)
         self._next: int | None = None
-        self.counters = TrackCounters()
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != 'live':
@@ -222,7 +229,7 @@ class StampedAudioTrack(MediaStreamTrack):
         newest = timeline.index_of(now - self._delay_ns)    # media time now presented
         if self._next is None or newest - self._next > _LATE_SKIP_S * timeline.rate:
             if self._next is not None:
-                self.counters.skipped += (newest - self._next) // self._frame
+                timeline.skipped_frames += (newest - self._next) // self._frame
             self._next = newest - newest % self._frame
         start, self._next = self._next, self._next + self._frame
         wait_s = (timeline.time_of(start) + self._delay_ns - now) / _NS_PER_S
@@ -234,7 +241,6 @@ class StampedAudioTrack(MediaStreamTrack):
         frame.sample_rate = timeline.rate
         frame.pts = start
         frame.time_base = fractions.Fraction(1, timeline.rate)
-        self.counters.sent += 1
         return frame
 
 
