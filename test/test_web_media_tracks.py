@@ -8,10 +8,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.web.media_tracks import (VIDEO_CLOCK_HZ, AudioTimeline, StampedAudioTrack,
-                                                 StampedVideoTrack, VideoFanout)
+from avatar_forcing_ros.web.media_tracks import (OPUS_PATH_DELAY_S, VIDEO_CLOCK_HZ, AudioTimeline,
+                                                 StampedAudioTrack, StampedVideoTrack, VideoFanout)
 
 NS = 1_000_000_000
+LEAD_NS = round(OPUS_PATH_DELAY_S * NS)     # audio is handed to the encoder this much early
 
 
 class Clock:
@@ -75,7 +76,7 @@ def test_audio_track_sends_the_timeline_by_media_time_with_silence_between():
 
     async def scenario():
         track = StampedAudioTrack(timeline, delay_s=0.0, now_ns=clock)
-        clock.now_ns = epoch + 40_000_000                   # media 40 ms is presented now
+        clock.now_ns = epoch + 40_000_000 - LEAD_NS         # media 40 ms is handed over now
         first = await asyncio.wait_for(track.recv(), 5)
         clock.now_ns = epoch + 200_000_000
         return [first] + [await asyncio.wait_for(track.recv(), 5) for _ in range(2)]
@@ -126,7 +127,7 @@ def test_video_counts_frames_sent_late_and_packets_dropped_for_a_viewer_that_fal
 def test_audio_counts_speech_that_came_after_its_time_was_sent_and_frames_skipped_after_a_stall():
     epoch = 3 * NS
     timeline = AudioTimeline(epoch, rate=16000)
-    clock = Clock(epoch + 100_000_000)                            # media 100 ms is presented now
+    clock = Clock(epoch + 100_000_000 - LEAD_NS)                  # media 100 ms is handed over now
 
     async def scenario():
         track = StampedAudioTrack(timeline, delay_s=0.0, now_ns=clock)
@@ -135,10 +136,48 @@ def test_audio_counts_speech_that_came_after_its_time_was_sent_and_frames_skippe
         timeline.write(np.ones(640, np.float32), epoch + 140_000_000)   # 140..180 ms: half late
         ahead = timeline.late_samples
         timeline.write(np.ones(320, np.float32), epoch + 400_000_000)   # ahead of time
-        clock.now_ns = epoch + 1_160_000_000                      # a 1 s stall of the sender
+        clock.now_ns = epoch + 1_160_000_000 - LEAD_NS            # a 1 s stall of the sender
         await asyncio.wait_for(track.recv(), 5)
         return ahead
 
     late = asyncio.run(scenario())
     assert late == timeline.late_samples == 320                  # 140..160 ms, 20 ms at 16 kHz
     assert timeline.skipped_frames == 50                         # 160 ms -> 1160 ms: 50 frames of 20 ms
+
+
+def test_audio_leaves_the_real_opus_encoder_at_its_presentation_time():
+    """Through aiortc's own Opus encoder and decoder: the browser maps a packet's audio to the
+    time the packet was sent (its RTP timestamps count packets), so a beep must sound, by that
+    mapping, at its presentation time (media time + delay): not 26.5 ms later, as it did when
+    frames were handed over at their presentation time."""
+    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+    from aiortc.jitterbuffer import JitterFrame
+
+    epoch, delay_s, rate = 5 * NS, 0.3, 16000
+    timeline = AudioTimeline(epoch, rate=rate)
+    beep_ns = epoch + 502_312_500                                 # not on a 20 ms frame boundary
+    t = np.arange(800) / rate
+    timeline.write((0.8 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), beep_ns)
+    clock = Clock(epoch + round(delay_s * NS) - LEAD_NS)
+    encoder, decoder = OpusEncoder(), OpusDecoder()
+
+    async def sounding_times() -> list[float]:
+        track = StampedAudioTrack(timeline, delay_s=delay_s, now_ns=clock)
+        heard = []
+        for _ in range(40):
+            frame = await asyncio.wait_for(track.recv(), 5)
+            sent_ns = clock.now_ns                                # the packet leaves now
+            payloads, timestamp = encoder.encode(frame)
+            for payload in payloads:
+                for decoded in decoder.decode(JitterFrame(data=payload, timestamp=timestamp)):
+                    left = decoded.to_ndarray().reshape(-1, 2)[:, 0]     # 48 kHz stereo s16
+                    loud = np.flatnonzero(np.abs(left) > 0.2 * 32767)
+                    if len(loud):
+                        heard.append(sent_ns + loud[0] * NS / 48000)
+            clock.now_ns += NS // 50                              # the next frame is due
+        return heard
+
+    heard = asyncio.run(sounding_times())
+    assert heard, 'the beep never came out of the encoder'
+    error_ms = (heard[0] - (beep_ns + delay_s * NS)) / 1e6
+    assert abs(error_ms) < 1.0, f'the beep sounds {error_ms:+.2f} ms off its presentation time'

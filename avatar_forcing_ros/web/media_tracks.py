@@ -10,7 +10,11 @@ browser (tracks of one MediaStream) plays them together, in step with the robot'
 
 Audio is a continuous timeline: every 20 ms of media time is sent, from the avatar's speech where
 it has arrived and silence elsewhere (a WebRTC audio track must keep flowing); a chunk that arrives
-after its 20 ms were sent is lost for the browser (counted).
+after its 20 ms were sent is lost for the browser (counted). aiortc's Opus encoder puts out audio
+later than it takes it in (`OPUS_PATH_DELAY_S`), and its RTP timestamps count packets from the first
+one, so the browser maps a packet's audio to the time the packet was *sent*: each 20 ms frame is
+therefore handed over that much before its presentation time, and the audio a packet carries is
+the audio of the moment it leaves (else the sound plays 26.5 ms behind the picture).
 
 Nothing is lost silently: the fan-out counts frames its encoder could not take, packets dropped
 for a viewer that fell a whole queue behind and frames that left later than a frame period after
@@ -35,6 +39,10 @@ AUDIO_FRAME_S = 0.020           # one Opus packet
 _NS_PER_S = 1_000_000_000
 _MAX_PENDING = 4                # frames waiting for the encoder (160 ms at 25 fps) before one is dropped
 _LATE_SKIP_S = 0.5              # audio more than this behind its time skips ahead (after a stall)
+# aiortc's Opus encoder: its resampler's 960-sample FIFO (to 48 kHz) holds one 20 ms frame back and
+# libopus looks 312 samples (6.5 ms) ahead, so the packet made from the frame handed over at T
+# carries audio from T - 26.5 ms (test_web_media_tracks.py measures it through the real encoder).
+OPUS_PATH_DELAY_S = 0.0265
 _LATE_VIDEO_NS = _NS_PER_S // 25  # a frame sent more than one 25 fps period after its time is late
 
 Clock = Callable[[], int]       # now in ns on the clock the stamps use (ROS time)
@@ -212,13 +220,15 @@ class AudioTimeline:
 
 
 class StampedAudioTrack(MediaStreamTrack):
-    """20 ms audio frames of an AudioTimeline, each released at its media time + delay_s."""
+    """20 ms audio frames of an AudioTimeline, each released at its media time + delay_s minus the
+    encoder's delay (`OPUS_PATH_DELAY_S`: its packet then leaves at the frame's presentation time)."""
 
     kind = 'audio'
 
     def __init__(self, timeline: AudioTimeline, delay_s: float, now_ns: Clock) -> None:
         super().__init__()
-        self._timeline, self._delay_ns, self._now_ns = timeline, round(delay_s * _NS_PER_S), now_ns
+        self._timeline, self._now_ns = timeline, now_ns
+        self._delay_ns = round((delay_s - OPUS_PATH_DELAY_S) * _NS_PER_S)
         self._frame = round(timeline.rate * AUDIO_FRAME_S)
         self._next: int | None = None
 
@@ -226,7 +236,7 @@ class StampedAudioTrack(MediaStreamTrack):
         if self.readyState != 'live':
             raise MediaStreamError
         timeline, now = self._timeline, self._now_ns()
-        newest = timeline.index_of(now - self._delay_ns)    # media time now presented
+        newest = timeline.index_of(now - self._delay_ns)    # the media time due to be handed over now
         if self._next is None or newest - self._next > _LATE_SKIP_S * timeline.rate:
             if self._next is not None:
                 timeline.skipped_frames += (newest - self._next) // self._frame
