@@ -11,14 +11,19 @@ A/V offset too: audio minus video `estimatedPlayoutTimestamp` of one getStats() 
 (what its lip-sync logic aligns, without the page's WebAudio path); in the node, its CPU time per
 second (/proc) against the same run without viewers, and from its counters (the log line it writes
 every 5 s) the frames it sent later than a frame period after their presentation time: whether
-the node keeps pace, apart from the browsers that share this machine. Prints one JSON line per
-viewer count.
+the node keeps pace, apart from the browsers that share this machine. With --speakers, what each
+viewer's speaker plays is recorded too: every chromium plays into a null sink of a private
+PulseAudio server, whose monitor (test/speaker_monitor.py) gives the wall-clock time each beep is
+heard, against the time its marker frame is painted (`av_speaker_offset_ms`: the A/V offset a
+person would perceive, without the ~25 ms of the page's WebAudio tap; the audio server and the
+browsers' real audio output cost CPU of their own). Prints one JSON line per viewer count.
 
-    source scripts/env.sh && python bench/bench_web.py --viewers 1,2,4 --seconds 20
+    source scripts/env.sh && python bench/bench_web.py --viewers 1,2,4 --seconds 20 [--speakers]
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -30,11 +35,13 @@ from typing import Callable
 import numpy as np
 
 from avatar_forcing_ros.tools.interrupt import interruptible
+from avatar_forcing_ros.tools.pulse_server import PrivatePulseServer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'test'))   # the browser and client helpers of the tests
 
 from ros_testing import NodeProcess, ros_env, unique_domain_id   # noqa: E402
+from speaker_monitor import SinkRecorder                         # noqa: E402
 from test_web_display_browser import offsets_ms                  # noqa: E402
 from web_browser import chromium, inbound_stats                  # noqa: E402
 from web_clients import free_port                                # noqa: E402
@@ -77,25 +84,37 @@ def node_counters(log: str) -> dict[str, int]:
     return {key: int(value) for key, value in pairs if value.isdigit()}
 
 
-def measure(base: str, node, viewers: int, seconds: float, warm_up: float) -> dict:
+def measure(base: str, node, pulse: PrivatePulseServer | None, viewers: int, seconds: float,
+            warm_up: float) -> dict:
     pid = node.process.pid
-    drivers = [chromium() for _ in range(viewers)]
-    try:
-        for driver in drivers:
-            driver.get(f'{base}/viewer?measure=1')
+    with contextlib.ExitStack() as stack:
+        drivers, speakers = [], []
+        for viewer in range(viewers):
+            if pulse is None:
+                drivers.append(chromium())
+            else:                                     # each viewer plays into a sink of its own
+                sink = pulse.sinks[viewer]
+                speakers.append(stack.enter_context(SinkRecorder(pulse.env, sink)))
+                drivers.append(chromium(env=dict(pulse.env, PULSE_SINK=sink)))
+            stack.callback(drivers[-1].quit)
+            drivers[-1].get(f'{base}/viewer?measure=1')
         time.sleep(warm_up)
         first = [inbound_stats(d) for d in drivers]
         for driver in drivers:
             driver.execute_script('afStats.latencies = []; afStats.markers = []; afStats.beeps = [];')
+        for speaker in speakers:
+            speaker.clear()
         playout: list[float] = []
         counted = node_counters(node.output())
         cpu = node_cpu(pid, seconds, playout_offset_sampler(drivers, playout))
         last = [inbound_stats(d) for d in drivers]
         counted = {k: v - counted.get(k, 0) for k, v in node_counters(node.output()).items()}
         stats = [d.execute_script('return afStats') for d in drivers]
-    finally:
-        for driver in drivers:
-            driver.quit()
+        origins = [d.execute_script('return performance.timeOrigin') for d in drivers]
+        heard = [speaker.onsets() for speaker in speakers]
+    # the markers painted, on the wall clock (ms), against the beeps each speaker played (ms)
+    speaker_offsets = np.array([o for s, origin, onsets in zip(stats, origins, heard)
+                                for o in offsets_ms([origin + m for m in s['markers']], [1000 * t for t in onsets])])
     latencies = np.concatenate([s['latencies'] for s in stats]) if stats else np.zeros(0)
     offsets = np.concatenate([offsets_ms(s['markers'], s['beeps']) for s in stats]) if stats else np.zeros(0)
     fps = [(b['video']['framesDecoded'] - a['video']['framesDecoded'])
@@ -106,6 +125,8 @@ def measure(base: str, node, viewers: int, seconds: float, warm_up: float) -> di
             'media_to_painted_ms_p50': pct(latencies, 50), 'media_to_painted_ms_p99': pct(latencies, 99),
             'av_offset_ms_p50': pct(offsets, 50), 'av_offset_ms_p95_abs': pct(np.abs(offsets), 95),
             'av_playout_offset_ms_p50': pct(playout, 50), 'av_playout_offset_ms_p95_abs': pct(np.abs(playout), 95),
+            'av_speaker_offset_ms_p50': pct(speaker_offsets, 50),
+            'av_speaker_offset_ms_p95_abs': pct(np.abs(speaker_offsets), 95),
             'frames_measured': int(len(latencies)),
             'node_frames_sent': counted.get('avatar_frames_sent'),
             'node_frames_sent_late': counted.get('avatar_frames_sent_late'),
@@ -118,23 +139,30 @@ def main() -> None:
     p.add_argument('--seconds', type=float, default=15.0, help='measurement per viewer count (s)')
     p.add_argument('--warm-up', type=float, default=10.0, help='before measuring: A/V sync settles (s)')
     p.add_argument('--presentation-delay-ms', type=float, default=300.0)
+    p.add_argument('--speakers', action='store_true',
+                   help='also record what each viewer plays (PulseAudio null sinks) against what it paints')
     args = p.parse_args()
-    print(f'command: python bench/bench_web.py --viewers {args.viewers} --seconds {args.seconds:g}; '
+    print(f'command: python bench/bench_web.py --viewers {args.viewers} --seconds {args.seconds:g}'
+          f'{" --speakers" if args.speakers else ""}; '
           f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores', flush=True)
     domain = unique_domain_id()
     port = free_port()
     pattern = subprocess.Popen([sys.executable, str(REPO / 'test' / 'web_pattern_publisher.py')],
                                env=ros_env(domain), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    counts = [int(v) for v in args.viewers.split(',')]
     try:
-        with NodeProcess('web_display', ros_env(domain), params={
-                'port': port, 'presentation_delay_ms': args.presentation_delay_ms}) as node:
+        with contextlib.ExitStack() as stack:
+            pulse = (stack.enter_context(PrivatePulseServer([f'viewer{i}' for i in range(max(counts))]))
+                     if args.speakers else None)
+            node = stack.enter_context(NodeProcess('web_display', ros_env(domain), params={
+                'port': port, 'presentation_delay_ms': args.presentation_delay_ms}))
             if not node.wait_for_output('viewer page: https://', 60):
                 sys.exit(f'web_display did not start: {node.output()[-2000:]}')
             base, pid = f'https://127.0.0.1:{port}', node.process.pid
             idle = node_cpu(pid, 5.0)
             print(json.dumps({'viewers': 0, 'node_cpu_cores': round(idle, 3)}), flush=True)
-            for count in (int(v) for v in args.viewers.split(',')):
-                result = measure(base, node, count, args.seconds, args.warm_up)
+            for count in counts:
+                result = measure(base, node, pulse, count, args.seconds, args.warm_up)
                 result['node_cpu_per_viewer_cores'] = round((result['node_cpu_cores'] - idle) / count, 3)
                 if result['media_to_painted_ms_p50'] is not None:
                     result['added_by_web_ms_p50'] = round(result['media_to_painted_ms_p50'] - args.presentation_delay_ms, 1)

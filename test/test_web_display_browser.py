@@ -3,8 +3,9 @@ real node over WebRTC on localhost.
 
 - viewer: the A/V test pattern (test/web_pattern_publisher.py: a marker square and a beep that
   share a media time every second) arrives at 25 fps with audio; the page measures when each
-  marker is painted (requestVideoFrameCallback) and each beep heard (WebAudio), and the offset
-  between them stays small;
+  marker is painted (requestVideoFrameCallback) and each beep heard (WebAudio), the browser plays
+  into a PulseAudio null sink whose monitor tells when each beep came out of its speaker
+  (test/speaker_monitor.py), and both offsets stay small;
 - operator: the browser's fake microphone (a WAV of espeak-ng speech) reaches avatar/audio while
   the open mic is on, as 16 kHz chunks carrying the speech.
 Screenshots of both pages go to the test's tmp_path. Figures under load: bench/bench_web.py.
@@ -25,6 +26,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 
 from avatar_forcing_ros.msg import AudioChunk
 from ros_testing import REPO, Listener, NodeProcess, ros_env, unique_domain_id
+from speaker_monitor import SinkRecorder
 from web_browser import chromium, inbound_stats
 from web_clients import free_port
 
@@ -63,22 +65,26 @@ def node_counters(diagnostics: list) -> tuple[float, dict[str, str]]:
     return 0.0, {}
 
 
-def test_viewer_gets_25_fps_with_audio_in_sync(node, domain, tmp_path):
+def test_viewer_gets_25_fps_with_audio_in_sync(node, domain, tmp_path, pulseaudio_null_sink):
     base, process = node
+    sink, pulse_env = pulseaudio_null_sink
     pattern = subprocess.Popen([sys.executable, str(REPO / 'test' / 'web_pattern_publisher.py')],
                                env=ros_env(domain), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    driver = chromium()
+    driver = chromium(env=pulse_env)            # its sound plays into the sink
     try:
-        with Listener(domain) as listener:
+        with Listener(domain) as listener, SinkRecorder(pulse_env, sink) as speaker:
             diagnostics = listener.collect(DiagnosticArray, '/diagnostics')
             driver.get(f'{base}/viewer?measure=1')
             assert listener.spin_until(lambda: driver.execute_script('return afStats.frames') >= 50, 40)
             listener.spin_until(lambda: False, 10.0)   # the browser's A/V synchronisation settles
             first, node_first = inbound_stats(driver), node_counters(diagnostics)
             driver.execute_script('afStats.markers = []; afStats.beeps = [];')
+            speaker.clear()
             listener.spin_until(lambda: False, 8.0)
             last, node_last = inbound_stats(driver), node_counters(diagnostics)
+            heard = speaker.onsets()
         stats = driver.execute_script('return afStats')
+        origin = driver.execute_script('return performance.timeOrigin')
         driver.save_screenshot(str(tmp_path / 'viewer.png'))
     finally:
         driver.quit()
@@ -93,9 +99,11 @@ def test_viewer_gets_25_fps_with_audio_in_sync(node, domain, tmp_path):
     decoded = last['video']['framesDecoded'] - first['video']['framesDecoded']
     audio_s = (last['audio']['totalSamplesReceived'] - first['audio']['totalSamplesReceived']) / 48000
     offsets = offsets_ms(stats['markers'], stats['beeps'])
+    speaker_offsets = offsets_ms([origin + m for m in stats['markers']], [1000 * t for t in heard])
     print(f'viewer: {fps:.1f} fps decoded of {node_fps:.1f} fps the node received (25 sent), '
           f'{audio_s:.1f} s of audio in {seconds:.1f} s, A/V offsets (ms, + = sound later) '
-          f'{[round(o) for o in offsets]}; node in the window: {node_delta}')
+          f'{[round(o) for o in offsets]}, from its speaker {[round(o) for o in speaker_offsets]}; '
+          f'node in the window: {node_delta}')
     assert (tmp_path / 'viewer.png').stat().st_size > 2_000
     assert stats['width'] == 512
     # Wide sanity bounds: this test must pass on a 2-core machine saturated by other work, where
@@ -107,6 +115,8 @@ def test_viewer_gets_25_fps_with_audio_in_sync(node, domain, tmp_path):
     assert audio_s > 0.8 * seconds
     assert len(stats['beeps']) >= 5 and len(stats['markers']) >= 5
     assert abs(statistics.median(offsets)) <= 250.0, offsets
+    assert len(heard) >= 5, heard                                  # the beeps came out of the speaker
+    assert abs(statistics.median(speaker_offsets)) <= 250.0, speaker_offsets
 
 
 def speech_wav(path: Path) -> Path:

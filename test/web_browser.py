@@ -20,7 +20,8 @@ window.afPeer.getStats().then((report) => {
 """
 
 
-def chromium(fake_microphone: Path | None = None) -> webdriver.Chrome:
+def chromium(fake_microphone: Path | None = None, env: dict[str, str] | None = None) -> webdriver.Chrome:
+    """A headless chromium; ``env``: its environment (e.g. PULSE_SERVER/PULSE_SINK: where it plays)."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     # a <video> whose stream has no frames yet delays the load event: wait for the DOM only
@@ -35,7 +36,7 @@ def chromium(fake_microphone: Path | None = None) -> webdriver.Chrome:
         options.add_argument(flag)
     if fake_microphone is not None:
         options.add_argument(f'--use-file-for-fake-audio-capture={fake_microphone}')
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER), env=env), options=options)
     driver.set_script_timeout(20)
     return driver
 
