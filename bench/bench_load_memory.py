@@ -7,13 +7,14 @@ the wav2vec2 folder), reads every weight once (weights may be memory-mapped, so
 untouched pages would not count) and prints that process's peak RSS (VmHWM) next to the 2 GB
 budget and the size of the weights themselves.
 
---generate measures what the generator process does at start instead, in three fresh processes:
+--generate measures what the generator process does at start instead, in four fresh processes:
 the neural backend's `from_options` (as the node builds it), the 512 px portrait, then the first
 block (the whole 50-frame first window, at --nfe/--branches: the controller's start level, as
-the node's warm-up runs it); as the backend runs at float32 (glibc's mmap threshold fixed,
-core/host_memory.py: the baseline), with glibc's default, and at dtype bfloat16; it prints each
-peak, its ratio to the baseline and the time from the start of loading to the first block's
-latents.
+the node's warm-up runs it) and three steady blocks; as the backend runs at float32 (glibc's
+mmap threshold fixed, core/host_memory.py: the baseline), with glibc's default, with
+`weight_storage` float16 (core/weight_storage.py) and at dtype bfloat16; it prints each peak, its
+ratio to the baseline, the time from the start of loading to the first block's latents, the
+time of a steady block and how far the latents are from float32's.
 
     python bench/bench_load_memory.py [--dir /tmp/af_official] [--format .pth|.safetensors]
     python bench/bench_load_memory.py --generate [--dir /tmp/af_official] [--nfe 10 --branches 3]
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from avatar_forcing_ros.tools.interrupt import interruptible
 
@@ -63,21 +66,32 @@ def vm(key):
     for line in open("/proc/self/status"):
         if line.startswith(key):
             return int(line.split()[1]) / 1024
-folder, nfe, branches, fixed, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "fixed", sys.argv[5]
-if not fixed:
+folder, nfe, branches, fixed, dtype, storage, out = sys.argv[1:8]
+nfe, branches = int(nfe), int(branches)
+if fixed != "fixed":
     neural.release_large_allocations_promptly = lambda: False      # glibc's default behaviour
 start = time.perf_counter()
-backend = neural.AvatarForcingBackend.from_options(checkpoint_dir=folder, dtype=dtype)
+backend = neural.AvatarForcingBackend.from_options(checkpoint_dir=folder, dtype=dtype, weight_storage=storage)
 rng = np.random.default_rng(0)
 backend.set_portrait(rng.integers(0, 255, (600, 600, 3), dtype=np.uint8))
 second = backend.sample_rate
-backend.push_avatar_audio((0.1 * rng.standard_normal(3 * second)).astype(np.float32), 0)
-backend.push_user_audio(np.zeros(3 * second, np.float32), 0)
-backend.declare_absent("user_motion", 50)
-block = backend.generate_block(0, GenerationSettings(nfe, 1.0, 1.0, branches))
+backend.push_avatar_audio((0.1 * rng.standard_normal(4 * second)).astype(np.float32), 0)
+backend.push_user_audio(np.zeros(4 * second, np.float32), 0)
+backend.declare_absent("user_motion", 100)
+settings = GenerationSettings(nfe, 1.0, 1.0, branches)
+blocks = [backend.generate_block(0, settings)]
 seconds = time.perf_counter() - start
-assert np.isfinite(block.latents).all()
-print(f"{vm('VmHWM'):.0f} {vm('VmRSS'):.0f} {seconds:.1f}")
+while len(blocks) < 5:          # blocks 1..4 come from the first window, computed with block 0
+    blocks.append(backend.generate_block(len(blocks), settings))
+steady = time.perf_counter()
+while len(blocks) < 8:          # three steady 10-frame blocks (KV cache, one block's frames)
+    assert backend.block_ready(len(blocks))
+    blocks.append(backend.generate_block(len(blocks), settings))
+steady = (time.perf_counter() - steady) / 3
+latents = np.concatenate([b.latents for b in blocks])
+assert np.isfinite(latents).all()
+np.save(out, latents)
+print(f"{vm('VmHWM'):.0f} {vm('VmRSS'):.0f} {seconds:.1f} {steady:.2f}")
 '''
 
 
@@ -134,19 +148,35 @@ def main() -> None:
           f"load time {seconds} s")
 
 
+RUNS = (  # label, glibc mmap threshold, dtype, weight_storage
+    ("float32", "fixed", "float32", "float32"),
+    ("float32, glibc's default", "default", "float32", "float32"),
+    ("float32, float16 storage", "fixed", "float32", "float16"),
+    ("bfloat16", "fixed", "bfloat16", "float32"),
+)
+
+
 def generator_start(folder: Path, nfe: int, branches: int) -> None:
-    runs = {}
-    for label, mode, dtype in (("float32", "fixed", "float32"), ("float32, glibc's default", "default", "float32"),
-                               ("bfloat16", "fixed", "bfloat16")):
-        result = subprocess.run([sys.executable, "-c", GENERATOR, str(folder), str(nfe), str(branches), mode, dtype],
-                                capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).resolve().parents[1])
-        runs[label] = [float(v) for v in result.stdout.split()[-3:]]
-    base = runs["float32"][0]
-    print(f"generator start (official size, portrait, first window at NFE {nfe}, {branches} branches):")
-    for label, (peak, rss, seconds) in runs.items():
+    runs, latents = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, mode, dtype, storage in RUNS:
+            out = Path(tmp) / f"{len(runs)}.npy"
+            result = subprocess.run([sys.executable, "-c", GENERATOR, str(folder), str(nfe), str(branches), mode,
+                                     dtype, storage, str(out)],
+                                    capture_output=True, text=True, check=True,
+                                    cwd=Path(__file__).resolve().parents[1])
+            runs[label] = [float(v) for v in result.stdout.split()[-4:]]
+            latents[label] = np.load(out)
+    base, base_steady = runs["float32"][0], runs["float32"][3]
+    reference = latents["float32"]
+    scale = np.abs(reference).max()
+    print(f"generator start (official size, portrait, first window at NFE {nfe}, {branches} branches, "
+          f"then three steady blocks; latents compared with float32's, same noise):")
+    for label, (peak, rss, seconds, steady) in runs.items():
+        deviation = np.abs(latents[label] - reference).max()
         print(f"  {label:<26} peak RSS {peak:5.0f} MB ({peak / base:.2f}x), RSS at the end {rss:5.0f} MB, "
-              f"start to first block {seconds:4.0f} s")
+              f"start to first block {seconds:4.0f} s, steady block {steady:5.2f} s ({steady / base_steady:.2f}x), "
+              f"latents max |diff| {deviation:.1e} (of max |latent| {scale:.2f})")
 
 
 if __name__ == '__main__':

@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="neural backend and renderer: cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="float32", help="neural backend and renderer precision")
     p.add_argument("--runtime", default="eager", help="eager, compile, cuda_graphs or onnxruntime")
+    p.add_argument("--weight-storage", default="float32", help="generator: float32 or float16 (its big matrices)")
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="af_bench_"))
     wav = tmp / "speech.wav"
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = tmp / "bench_params.yaml"
     overrides.write_text(yaml.safe_dump({
         "/**/generator": {"ros__parameters": {"latency_budget_ms": a.latency_budget_ms, "device": a.device,
-                                              "dtype": a.dtype, "runtime": a.runtime}},
+                                              "dtype": a.dtype, "runtime": a.runtime,
+                                              "weight_storage": a.weight_storage}},
         "/**/renderer": {"ros__parameters": {"output_size": a.output_size, "device": a.device,
                                              "dtype": a.dtype, "runtime": a.runtime}},
         "/**/audio_file_player": {"ros__parameters": {"loop": True}},

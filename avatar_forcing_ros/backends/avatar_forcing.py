@@ -34,6 +34,7 @@ from ..core.noise_schedule import MIN_NFE
 from ..core.runtime import block_engine, check_runtime
 from ..core.model_files import resolve_model_files
 from ..core.static_step import BlockEngine
+from ..core.weight_storage import STORAGE_DTYPES, check_weight_storage
 from ..core.streaming import NoiseSource, StreamingGenerator
 from .base import GenerationSettings, MotionBackend, MotionBlock
 from .block_batcher import BlockBatcher
@@ -87,7 +88,8 @@ class AvatarForcingBackend(MotionBackend):
 
     @classmethod
     def from_options(cls, *, checkpoint_dir: str = "", wav2vec2_dir: str = "", device: str = "cpu",
-                     dtype: str = "float32", seed: int = 0, flow_transformer_file: str = "",
+                     dtype: str = "float32", weight_storage: str = "float32", seed: int = 0,
+                     flow_transformer_file: str = "",
                      motion_autoencoder_file: str = "", runtime: str = "eager", onnx_dir: str = "",
                      **_ignored) -> "AvatarForcingBackend":
         """Factory used by backends/registry.py (BackendOptions fields as keywords); empty paths
@@ -95,12 +97,14 @@ class AvatarForcingBackend(MotionBackend):
         fetch folder)."""
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        check_weight_storage(weight_storage, dtype, runtime)
         check_device(device)
         check_runtime(runtime, device)
         release_large_allocations_promptly()     # transients freed must not stay in the peak RSS
         files = resolve_model_files(checkpoint_dir, wav2vec2_dir, flow_transformer_file,
                                     motion_autoencoder_file)
-        model = AvatarForcing.from_files(files, device, _DTYPES[dtype])
+        model = AvatarForcing.from_files(files, device, _DTYPES[dtype],
+                                         weight_storage=STORAGE_DTYPES[weight_storage])
         return cls(model, seed=seed, runtime=runtime, onnx_dir=onnx_dir)
 
     def new_session(self, seed: int) -> "AvatarForcingBackend":

@@ -25,6 +25,7 @@ class BackendOptions:
     wav2vec2_dir: str = ""       # neural: wav2vec2-base-960h folder (empty = inside checkpoint_dir)
     device: str = "cpu"          # 'cpu', 'cuda', 'cuda:0', ...
     dtype: str = "float32"       # 'float32', 'float16', 'bfloat16'
+    weight_storage: str = "float32"   # neural generator: 'float16' keeps its big matrices at half size
     runtime: str = "eager"       # neural: 'eager', 'compile', 'cuda_graphs', 'onnxruntime' (core/runtime.py)
     onnx_dir: str = ""           # neural, runtime 'onnxruntime': the folder avatar-forcing-export wrote
     seed: int = 0

@@ -32,6 +32,7 @@ from avatar_forcing_ros.core.flow_transformer import FlowTransformer
 from avatar_forcing_ros.core.model_files import (CONFIG_FILE, FILE_PREFIXES, FLOW_FILE, MOTION_FILE,
                                                  WEIGHT_SUFFIXES, ModelFiles, resolve_model_files)
 from avatar_forcing_ros.core.motion_autoencoder import MotionAutoencoder
+from avatar_forcing_ros.core.weight_storage import load_matrices_as_computed, store_matrices_as
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +67,25 @@ class AvatarForcing(nn.Module):
     @classmethod
     def from_pretrained(cls, checkpoint_dir: str | Path, wav2vec2_dir: str | Path = "",
                         device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                        cfg: AvatarForcingConfig | None = None) -> "AvatarForcing":
+                        cfg: AvatarForcingConfig | None = None,
+                        weight_storage: torch.dtype | None = None) -> "AvatarForcing":
         """Load the release files of checkpoint_dir (wav2vec2_dir empty = the folder's own
         wav2vec2 sub-folder); see `from_files`."""
-        return cls.from_files(resolve_model_files(checkpoint_dir, wav2vec2_dir), device, dtype, cfg)
+        return cls.from_files(resolve_model_files(checkpoint_dir, wav2vec2_dir), device, dtype, cfg,
+                              weight_storage)
 
     @classmethod
     def from_files(cls, files: ModelFiles, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32,
-                   cfg: AvatarForcingConfig | None = None) -> "AvatarForcing":
+                   cfg: AvatarForcingConfig | None = None,
+                   weight_storage: torch.dtype | None = None) -> "AvatarForcing":
         """Load resolved release files (see the module docstring) into a model in eval mode.
 
         The config is, in order: `cfg`, the files' `config.json`, the official preset.
+        `weight_storage` (e.g. torch.float16): keep the large matrices in that dtype, computed
+        in `dtype` (core/weight_storage.py); a file's matrices are converted as soon as it is
+        loaded, each one's float32 pages handed back at once, so loading never holds a file's
+        float32 weights beside their converted copy.
         Raises CheckpointMismatchError (a ValueError) naming every missing, unexpected and
         mis-shaped key when a file does not fit.
         """
@@ -88,23 +96,35 @@ class AvatarForcing(nn.Module):
         # each file's modules take the target dtype as soon as they are loaded: with another dtype
         # than the file's, one file's float32 weights at a time are in memory beside the cast copy
         model.audio_encoder.load_wav2vec2_folder(files.wav2vec2_dir)
-        model.audio_encoder.wav2vec2.to(dtype=dtype)
+        model._cast_loaded(model.audio_encoder.wav2vec2, dtype, weight_storage)
         for stem, prefixes in FILE_PREFIXES.items():
             state = load_weights_file(paths[stem])
+            if any(k.startswith(WAV2VEC2_PREFIX) for k in state):   # loaded over the folder's
+                load_matrices_as_computed(model.audio_encoder.wav2vec2)
+                prefixes = prefixes + (WAV2VEC2_PREFIX,)
             model._apply_file(state, prefixes, str(paths[stem]))
             del state
+            # the motion autoencoder is convolutions; converting nothing there leaves the decoder's
+            # memory-mapped weights unread in a generator, which never uses them
+            storage = weight_storage if stem != MOTION_FILE else None
             for prefix in prefixes:
-                model.get_submodule(prefix.rstrip(".")).to(dtype=dtype)
+                model._cast_loaded(model.get_submodule(prefix.rstrip(".")), dtype, storage)
         log.info("loaded Avatar Forcing from %s, %s (wav2vec2 %s)", files.flow_transformer,
                  files.motion_autoencoder, files.wav2vec2_dir)
+        if weight_storage is not None:     # a dtype cast now would undo the storage dtype
+            return model.to(device=device).eval()
         return model.to(device=device, dtype=dtype).eval()
+
+    @staticmethod
+    def _cast_loaded(module: nn.Module, dtype: torch.dtype, weight_storage: torch.dtype | None) -> None:
+        module.to(dtype=dtype)
+        if weight_storage is not None:
+            store_matrices_as(module, weight_storage)
 
     def _apply_file(self, state: dict[str, torch.Tensor], prefixes: tuple[str, ...], where: str) -> None:
         stray = sorted(k for k in state if not k.startswith(prefixes + (WAV2VEC2_PREFIX,)))
         if stray:
             raise CheckpointMismatchError(where, [], stray, [])
-        if any(k.startswith(WAV2VEC2_PREFIX) for k in state):
-            prefixes = prefixes + (WAV2VEC2_PREFIX,)
         for prefix in prefixes:
             module = self.get_submodule(prefix.rstrip("."))
             apply_weights(module, state, prefix, where=f"{where} ({prefix}*)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VALID_DTYPES = ("float32", "float16", "bfloat16")
+VALID_WEIGHT_STORAGE = ("float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class GeneratorConfig:
     portrait: str = ""                     # avatar identity image (frame_id of MotionLatent = its stem)
     device: str = "cpu"
     dtype: str = "float32"
+    weight_storage: str = "float32"        # neural backend: 'float16' keeps the big matrices at half size
     runtime: str = "eager"                 # neural backend: eager|compile|cuda_graphs|onnxruntime (core/runtime.py)
     onnx_dir: str = ""                     # neural backend, runtime onnxruntime: avatar-forcing-export's folder
     seed: int = 0
@@ -42,6 +44,8 @@ class GeneratorConfig:
             raise ValueError("backend must name a backend, e.g. 'portable' or 'avatar_forcing'")
         if self.dtype not in VALID_DTYPES:
             raise ValueError(f"dtype must be one of {VALID_DTYPES}, got {self.dtype!r}")
+        if self.weight_storage not in VALID_WEIGHT_STORAGE:
+            raise ValueError(f"weight_storage must be one of {VALID_WEIGHT_STORAGE}, got {self.weight_storage!r}")
         if self.nfe_step < 1:
             raise ValueError(f"nfe_step must be >= 1, got {self.nfe_step}")
         check_guidance("avatar_audio_guidance", self.avatar_audio_guidance)
