@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import rclpy
@@ -56,9 +57,10 @@ def _stats(values_ms: np.ndarray) -> list[str]:
 
 
 def _collect(domain: int, duration: float, warmup: float, started: float,
-             startup_s: float) -> tuple[dict[str, list], dict]:
+             startup_s: float, exited: Callable[[], str | None]) -> tuple[dict[str, list], dict]:
     """Messages of the measured window, and the seconds from `started` (the processes' launch,
-    time.monotonic) to the first MotionLatent, the first generated (not hold) one and the first image."""
+    time.monotonic) to the first MotionLatent, the first generated (not hold) one and the first image.
+    SystemExit as soon as `exited()` names a process that stopped during start-up."""
     ctx = Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = Node("bench_listener", context=ctx)
@@ -81,6 +83,10 @@ def _collect(domain: int, duration: float, warmup: float, started: float,
     deadline = time.monotonic() + startup_s
     while not got["image"] and time.monotonic() < deadline:   # start-up (model loading)
         executor.spin_once(timeout_sec=0.1)
+        if (stopped := exited()) is not None:
+            executor.shutdown()
+            rclpy.try_shutdown(context=ctx)
+            raise SystemExit(f"bench_pipeline: {stopped} during start-up")
     start = time.monotonic()
     while time.monotonic() - start < warmup + duration:
         executor.spin_once(timeout_sec=0.05)
@@ -151,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     children = [(name, subprocess.Popen(cmd + extra, env=env, stdout=logs[name],
                                         stderr=subprocess.STDOUT)) for name, cmd in plan]
     try:
-        got, first = _collect(domain, a.duration, a.warmup, started, a.startup_timeout)
+        def exited() -> str | None:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    return f"{name} exited with status {proc.returncode} (its log: {tmp / (name + '.log')})"
+            return None
+
+        got, first = _collect(domain, a.duration, a.warmup, started, a.startup_timeout, exited)
         peaks = {name: _peak_rss_mb(proc.pid) for name, proc in children}
     finally:
         launcher.stop_processes(children)
