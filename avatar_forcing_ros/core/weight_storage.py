@@ -1,17 +1,19 @@
-"""Large matrix weights kept in float16, computed in float32: half their memory, float32 speed.
+"""Large matrix weights kept in float16, computed in float32: half their memory, float32 arithmetic.
 
 The neural generator's weights are 1.12 GB at float32, most of it in matrices (the flow
-transformer's blocks, wav2vec2's layers). On a CPU without half-precision arithmetic (AVX2
-only) computing in bfloat16 or float16 is several times slower than float32; keeping only the
-*storage* in float16 and upcasting each matrix when its layer runs keeps float32 arithmetic at
-the cost of one conversion per use (F16C instructions), small next to the matrix product that
-reads it. The results are no longer bit-identical to float32 (each weight is rounded to 11
+transformer's blocks, wav2vec2's layers). On a CPU without bf16/fp16 arithmetic (AVX2 only)
+computing in bfloat16 is several times slower than float32; keeping only the *storage* in
+float16 and upcasting each matrix when its layer runs keeps float32 arithmetic at the cost of
+one conversion per use (official size, 2-core CPU: steady blocks 1.4x as long, start peak RSS
+0.79x). The results are no longer bit-identical to float32 (each weight is rounded to 11
 significant bits); `bench/bench_load_memory.py --generate` reports the deviation, the memory and
 the speed against float32.
 
-Mechanism: torch's own parametrizations. `nn.Linear.weight` becomes a view computed from
-`parametrizations.weight.original` (float16) by `_Upcast`, so every layer keeps its code and the
-checkpoint's names stay those of the file (conversion happens after loading).
+Mechanism: torch's own parametrizations. `nn.Linear.weight` becomes a tensor computed from
+`parametrizations.weight.original` (float16) by `_Upcast`, so any code that reads a layer's
+weight still gets float32; the layer's own forward upcasts into a reused buffer instead
+(`_linear_forward`). Conversion happens after loading, so checkpoints are read under their own
+names.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def check_weight_storage(weight_storage: str, dtype: str, runtime: str) -> None:
                          f"float32 (with dtype {dtype} the weights are already that small)")
     if runtime != "eager":
         raise ValueError(f"weight_storage {weight_storage} works with runtime eager only (runtime "
-                         f"{runtime} builds its own copy of the weights)")
+                         f"{runtime} runs fixed-shape graphs that are not built for stored weights)")
 
 
 class _Upcast(nn.Module):
