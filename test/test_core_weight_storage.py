@@ -72,6 +72,24 @@ def test_the_official_threshold_leaves_small_matrices_in_float32():
     assert big.parametrizations.weight.original.dtype == torch.float16 and big.weight.dtype == torch.float32
 
 
+def test_a_stored_layer_runs_in_every_grad_mode():
+    """The reused upcast buffer must not become an inference tensor that later calls cannot write."""
+    layer = nn.Linear(64, 32)
+    weight_storage.store_matrices_as(layer, torch.float16, min_elements=0)
+    x = torch.randn(3, 64)
+    expected = x @ layer.parametrizations.weight.original.float().T + layer.bias
+    with torch.inference_mode():
+        first = layer(x)
+    with torch.no_grad():
+        second = layer(x)
+    x.requires_grad_(True)
+    third = layer(x)
+    third.sum().backward()                     # autograd gets a weight of its own, not the buffer
+    for out in (first, second, third):
+        assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(x.grad, layer.weight.sum(0).expand(3, -1), atol=1e-6)
+
+
 def test_a_file_carrying_wav2vec2_weights_still_loads_over_the_folder(every_matrix, tmp_path):
     """The reference loader lets a release file carry wav2vec2; stored weights must not stop it."""
     release = write_release_layout(tmp_path / "release")

@@ -69,7 +69,8 @@ def _upcast_into_scratch(stored: torch.Tensor, compute: torch.dtype) -> torch.Te
     buffer = getattr(_scratch, "buffer", None)
     if (buffer is None or buffer.numel() < stored.numel() or buffer.dtype != compute
             or buffer.device != stored.device):
-        buffer = _scratch.buffer = torch.empty(stored.numel(), dtype=compute, device=stored.device)
+        with torch.inference_mode(False):     # a normal tensor: writable in and out of inference mode
+            buffer = _scratch.buffer = torch.empty(stored.numel(), dtype=compute, device=stored.device)
     return buffer[:stored.numel()].view(stored.shape).copy_(stored)
 
 
