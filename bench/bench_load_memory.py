@@ -10,11 +10,11 @@ budget and the size of the weights themselves.
 --generate measures what the generator process does at start instead, in four fresh processes:
 the neural backend's `from_options` (as the node builds it), the 512 px portrait, then the first
 block (the whole 50-frame first window, at --nfe/--branches: the controller's start level, as
-the node's warm-up runs it) and three steady blocks; as the backend runs at float32 (glibc's
+the node's warm-up runs it) and eight steady blocks; as the backend runs at float32 (glibc's
 mmap threshold fixed, core/host_memory.py: the baseline), with glibc's default, with
 `weight_storage` float16 (core/weight_storage.py) and at dtype bfloat16; it prints each peak, its
 ratio to the baseline, the time from the start of loading to the first block's latents, the
-time of a steady block and how far the latents are from float32's.
+median time of a steady block and how far the latents are from float32's.
 
     python bench/bench_load_memory.py [--dir /tmp/af_official] [--format .pth|.safetensors]
     python bench/bench_load_memory.py --generate [--dir /tmp/af_official] [--nfe 10 --branches 3]
@@ -75,19 +75,21 @@ backend = neural.AvatarForcingBackend.from_options(checkpoint_dir=folder, dtype=
 rng = np.random.default_rng(0)
 backend.set_portrait(rng.integers(0, 255, (600, 600, 3), dtype=np.uint8))
 second = backend.sample_rate
-backend.push_avatar_audio((0.1 * rng.standard_normal(4 * second)).astype(np.float32), 0)
-backend.push_user_audio(np.zeros(4 * second, np.float32), 0)
-backend.declare_absent("user_motion", 100)
+backend.push_avatar_audio((0.1 * rng.standard_normal(6 * second)).astype(np.float32), 0)
+backend.push_user_audio(np.zeros(6 * second, np.float32), 0)
+backend.declare_absent("user_motion", 150)
 settings = GenerationSettings(nfe, 1.0, 1.0, branches)
 blocks = [backend.generate_block(0, settings)]
 seconds = time.perf_counter() - start
 while len(blocks) < 5:          # blocks 1..4 come from the first window, computed with block 0
     blocks.append(backend.generate_block(len(blocks), settings))
-steady = time.perf_counter()
-while len(blocks) < 8:          # three steady 10-frame blocks (KV cache, one block's frames)
+times = []
+while len(blocks) < 13:         # eight steady 10-frame blocks (KV cache, one block's frames)
     assert backend.block_ready(len(blocks))
+    begin = time.perf_counter()
     blocks.append(backend.generate_block(len(blocks), settings))
-steady = (time.perf_counter() - steady) / 3
+    times.append(time.perf_counter() - begin)
+steady = float(np.median(times))
 latents = np.concatenate([b.latents for b in blocks])
 assert np.isfinite(latents).all()
 np.save(out, latents)
@@ -171,7 +173,7 @@ def generator_start(folder: Path, nfe: int, branches: int) -> None:
     reference = latents["float32"]
     scale = np.abs(reference).max()
     print(f"generator start (official size, portrait, first window at NFE {nfe}, {branches} branches, "
-          f"then three steady blocks; latents compared with float32's, same noise):")
+          f"then eight steady blocks, median time; latents compared with float32's, same noise):")
     for label, (peak, rss, seconds, steady) in runs.items():
         deviation = np.abs(latents[label] - reference).max()
         print(f"  {label:<26} peak RSS {peak:5.0f} MB ({peak / base:.2f}x), RSS at the end {rss:5.0f} MB, "

@@ -4,8 +4,8 @@ The neural generator's weights are 1.12 GB at float32, most of it in matrices (t
 transformer's blocks, wav2vec2's layers). On a CPU without bf16/fp16 arithmetic (AVX2 only)
 computing in bfloat16 is several times slower than float32; keeping only the *storage* in
 float16 and upcasting each matrix when its layer runs keeps float32 arithmetic at the cost of
-one conversion per use (official size, 2-core CPU: steady blocks 1.4x as long, start peak RSS
-0.79x). The results are no longer bit-identical to float32 (each weight is rounded to 11
+one conversion per use (official size, 2-core CPU: start peak RSS 0.75x, steady blocks
+1.05-1.15x as long when the machine is quiet). The results are no longer bit-identical to float32 (each weight is rounded to 11
 significant bits); `bench/bench_load_memory.py --generate` reports the deviation, the memory and
 the speed against float32.
 
@@ -27,9 +27,10 @@ from torch.nn.utils import parametrize
 
 from avatar_forcing_ros.core.host_memory import drop_resident_pages
 
-# Only the big matrices: they hold the memory; the small ones (embedders, whose dtype the code
-# reads as the compute dtype) stay float32.
-MIN_ELEMENTS = 1 << 20
+# Only the big matrices: they hold the memory, whereas a small one would cost a conversion per use
+# to save little. Official model: 48 wav2vec2 attention projections of 0.59 M entries and the
+# blocks' 1-6 M ones are stored; 6 of 0.26-0.39 M (6.5 MB in all) stay float32.
+MIN_ELEMENTS = 1 << 19
 
 STORAGE_DTYPES = {"float32": None, "float16": torch.float16}
 

@@ -196,9 +196,9 @@ class GeneratorNode(Node):
                                        constraints="float32|float16|bfloat16", **ro))
         p("weight_storage", "float32", describe(
             "Neural backend, dtype float32: what its big matrices (flow transformer blocks, wav2vec2 layers) "
-            "are kept in. float16 takes 0.37 GB less at the official size and still computes in float32 (each "
-            "matrix is upcast as its layer runs; steady blocks ~1.4x as long on a CPU): latents within ~1e-3 of "
-            "float32, no longer bit-identical to the reference",
+            "are kept in. float16 takes 0.4 GB less at the official size and still computes in float32 (each "
+            "matrix is upcast as its layer runs; steady blocks up to ~1.2x as long on a CPU): latents within "
+            "~1e-3 of float32, no longer bit-identical to the reference",
             constraints="float32|float16", **ro))
         p("runtime", "eager", describe("Neural backend: how streaming blocks after the first window run, as "
                                        "fixed-shape functions: eager, compile (torch.compile), cuda_graphs "
