@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="neural backend and renderer: cpu, cuda, cuda:N")
     p.add_argument("--dtype", default="float32", help="neural backend and renderer precision")
     p.add_argument("--runtime", default="eager", help="eager, compile, cuda_graphs or onnxruntime")
-    p.add_argument("--weight-storage", default="float32", help="generator: float32 or float16 (its big matrices)")
+    p.add_argument("--weight-storage", default="auto", help="generator: auto, float32 or float16 (its big matrices)")
     a = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="af_bench_"))
     wav = tmp / "speech.wav"

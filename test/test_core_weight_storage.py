@@ -13,7 +13,7 @@ from avatar_forcing_ros.backends.base import GenerationSettings
 from avatar_forcing_ros.core import weight_storage
 from avatar_forcing_ros.core.checkpoint import load_weights_file, save_weights_file
 from avatar_forcing_ros.core.model import WAV2VEC2_PREFIX, AvatarForcing
-from avatar_forcing_ros.core.weight_storage import check_weight_storage, stored_dtypes
+from avatar_forcing_ros.core.weight_storage import check_weight_storage, resolve_weight_storage, stored_dtypes
 from avatar_forcing_ros.pipeline.generator_config import GeneratorConfig
 from core_generator_fixtures import TINY, one_thread, tensors  # noqa: F401  (one_thread: autouse)
 from release_layout import write_release_layout
@@ -127,6 +127,25 @@ def test_the_memory_mapped_file_leaves_the_process_once_converted(tmp_path):
     weight_storage.store_matrices_as(parts["layer"], torch.float16)
     assert torch.equal(parts["layer"].weight, expected.half().float())
     assert before - _resident_file_mb() > 48, (before, _resident_file_mb())   # (code pages come and go)
+
+
+@pytest.mark.parametrize("device, dtype, runtime, chosen", [
+    ("cpu", "float32", "eager", "float16"),          # only memory changes
+    ("cuda", "float32", "eager", "float32"),         # a GPU user picks dtype float16 instead
+    ("cpu", "bfloat16", "eager", "float32"),         # already half size
+    ("cpu", "float32", "onnxruntime", "float32"),    # runs its own graphs
+])
+def test_auto_stores_half_size_only_where_it_just_saves_memory(device, dtype, runtime, chosen):
+    assert resolve_weight_storage("auto", device, dtype, runtime) == chosen
+    check_weight_storage(chosen, dtype, runtime)
+    assert resolve_weight_storage("float32", device, dtype, runtime) == "float32"   # explicit wins
+    GeneratorConfig(weight_storage="auto").validate()
+
+
+def test_the_generator_default_is_auto_and_stores_on_a_cpu(every_matrix):
+    backend = AvatarForcingBackend.from_options(checkpoint_dir=str(TINY), wav2vec2_dir=str(TINY / "wav2vec2"),
+                                                weight_storage=GeneratorConfig().weight_storage)
+    assert stored_dtypes(backend.model).get(torch.float16, 0) > 0
 
 
 @pytest.mark.parametrize("storage, dtype, runtime, named", [

@@ -34,7 +34,7 @@ from ..core.noise_schedule import MIN_NFE
 from ..core.runtime import block_engine, check_runtime
 from ..core.model_files import resolve_model_files
 from ..core.static_step import BlockEngine
-from ..core.weight_storage import STORAGE_DTYPES, check_weight_storage
+from ..core.weight_storage import STORAGE_DTYPES, check_weight_storage, resolve_weight_storage
 from ..core.streaming import NoiseSource, StreamingGenerator
 from .base import GenerationSettings, MotionBackend, MotionBlock
 from .block_batcher import BlockBatcher
@@ -97,6 +97,7 @@ class AvatarForcingBackend(MotionBackend):
         fetch folder)."""
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        weight_storage = resolve_weight_storage(weight_storage, device, dtype, runtime)
         check_weight_storage(weight_storage, dtype, runtime)
         check_device(device)
         check_runtime(runtime, device)
@@ -105,6 +106,7 @@ class AvatarForcingBackend(MotionBackend):
                                     motion_autoencoder_file)
         model = AvatarForcing.from_files(files, device, _DTYPES[dtype],
                                          weight_storage=STORAGE_DTYPES[weight_storage])
+        log.info("neural backend on %s: %s arithmetic, big matrices kept in %s", device, dtype, weight_storage)
         return cls(model, seed=seed, runtime=runtime, onnx_dir=onnx_dir)
 
     def new_session(self, seed: int) -> "AvatarForcingBackend":

@@ -25,7 +25,8 @@ class BackendOptions:
     wav2vec2_dir: str = ""       # neural: wav2vec2-base-960h folder (empty = inside checkpoint_dir)
     device: str = "cpu"          # 'cpu', 'cuda', 'cuda:0', ...
     dtype: str = "float32"       # 'float32', 'float16', 'bfloat16'
-    weight_storage: str = "float32"   # neural generator: 'float16' keeps its big matrices at half size
+    weight_storage: str = "auto"      # neural generator: 'float16' keeps its big matrices at half size
+                                      # ('auto': float16 on a CPU at float32 with runtime eager)
     runtime: str = "eager"       # neural: 'eager', 'compile', 'cuda_graphs', 'onnxruntime' (core/runtime.py)
     onnx_dir: str = ""           # neural, runtime 'onnxruntime': the folder avatar-forcing-export wrote
     seed: int = 0

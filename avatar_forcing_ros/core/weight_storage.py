@@ -33,12 +33,21 @@ from avatar_forcing_ros.core.host_memory import drop_resident_pages
 MIN_ELEMENTS = 1 << 19
 
 STORAGE_DTYPES = {"float32": None, "float16": torch.float16}
+AUTO = "auto"
+
+
+def resolve_weight_storage(weight_storage: str, device: str, dtype: str, runtime: str) -> str:
+    """'auto' -> float16 where it only saves memory (a CPU computing in float32 with the eager
+    runtime), else float32; any other value is returned as it is (see check_weight_storage)."""
+    if weight_storage != AUTO:
+        return weight_storage
+    return "float16" if (device == "cpu" and dtype == "float32" and runtime == "eager") else "float32"
 
 
 def check_weight_storage(weight_storage: str, dtype: str, runtime: str) -> None:
-    """ValueError unless `weight_storage` is a storage dtype that fits the compute settings."""
+    """ValueError unless `weight_storage` (resolved) is a storage dtype that fits the compute settings."""
     if weight_storage not in STORAGE_DTYPES:
-        raise ValueError(f"weight_storage must be one of {sorted(STORAGE_DTYPES)}, got {weight_storage!r}")
+        raise ValueError(f"weight_storage must be one of {sorted([AUTO, *STORAGE_DTYPES])}, got {weight_storage!r}")
     if STORAGE_DTYPES[weight_storage] is None:
         return
     if dtype != "float32":

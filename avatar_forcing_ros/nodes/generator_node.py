@@ -194,12 +194,12 @@ class GeneratorNode(Node):
         p("device", "cpu", describe("Torch device for the neural backend: cpu, cuda, cuda:N", **ro))
         p("dtype", "float32", describe("Neural backend precision (latents stay float32)",
                                        constraints="float32|float16|bfloat16", **ro))
-        p("weight_storage", "float32", describe(
+        p("weight_storage", "auto", describe(
             "Neural backend, dtype float32: what its big matrices (flow transformer blocks, wav2vec2 layers) "
             "are kept in. float16 takes 0.4 GB less at the official size and still computes in float32 (each "
             "matrix is upcast as its layer runs; steady blocks up to ~1.2x as long on a CPU): latents within "
-            "~1e-3 of float32, no longer bit-identical to the reference",
-            constraints="float32|float16", **ro))
+            "~1e-3 of float32, no longer bit-identical to the reference. auto: float16 on a CPU with dtype "
+            "float32 and runtime eager, else float32", constraints="auto|float32|float16", **ro))
         p("runtime", "eager", describe("Neural backend: how streaming blocks after the first window run, as "
                                        "fixed-shape functions: eager, compile (torch.compile), cuda_graphs "
                                        "(CUDA devices only) or onnxruntime (graphs of avatar-forcing-export "

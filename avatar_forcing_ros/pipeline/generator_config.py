@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VALID_DTYPES = ("float32", "float16", "bfloat16")
-VALID_WEIGHT_STORAGE = ("float32", "float16")
+VALID_WEIGHT_STORAGE = ("auto", "float32", "float16")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class GeneratorConfig:
     portrait: str = ""                     # avatar identity image (frame_id of MotionLatent = its stem)
     device: str = "cpu"
     dtype: str = "float32"
-    weight_storage: str = "float32"        # neural backend: 'float16' keeps the big matrices at half size
+    weight_storage: str = "auto"           # neural backend: float16 keeps the big matrices at half size
+                                           # (auto: float16 on a CPU at float32 with runtime eager)
     runtime: str = "eager"                 # neural backend: eager|compile|cuda_graphs|onnxruntime (core/runtime.py)
     onnx_dir: str = ""                     # neural backend, runtime onnxruntime: avatar-forcing-export's folder
     seed: int = 0
