@@ -34,8 +34,8 @@ from ..core.noise_schedule import MIN_NFE
 from ..core.runtime import block_engine, check_runtime
 from ..core.model_files import resolve_model_files
 from ..core.static_step import BlockEngine
-from ..core.weight_storage import STORAGE_DTYPES, check_weight_storage, resolve_weight_storage
 from ..core.streaming import NoiseSource, StreamingGenerator
+from ..core.weight_storage import STORAGE_DTYPES, check_weight_storage, resolve_weight_storage
 from .base import GenerationSettings, MotionBackend, MotionBlock
 from .block_batcher import BlockBatcher
 
@@ -97,10 +97,10 @@ class AvatarForcingBackend(MotionBackend):
         fetch folder)."""
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        weight_storage = resolve_weight_storage(weight_storage, device, dtype, runtime)
-        check_weight_storage(weight_storage, dtype, runtime)
         check_device(device)
         check_runtime(runtime, device)
+        weight_storage = resolve_weight_storage(weight_storage, device, dtype, runtime)
+        check_weight_storage(weight_storage, dtype, runtime)
         release_large_allocations_promptly()     # transients freed must not stay in the peak RSS
         files = resolve_model_files(checkpoint_dir, wav2vec2_dir, flow_transformer_file,
                                     motion_autoencoder_file)

@@ -41,7 +41,8 @@ def resolve_weight_storage(weight_storage: str, device: str, dtype: str, runtime
     runtime), else float32; any other value is returned as it is (see check_weight_storage)."""
     if weight_storage != AUTO:
         return weight_storage
-    return "float16" if (device == "cpu" and dtype == "float32" and runtime == "eager") else "float32"
+    on_cpu = torch.device(device).type == "cpu"
+    return "float16" if (on_cpu and dtype == "float32" and runtime == "eager") else "float32"
 
 
 def check_weight_storage(weight_storage: str, dtype: str, runtime: str) -> None:
