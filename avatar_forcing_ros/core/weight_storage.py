@@ -5,9 +5,9 @@ transformer's blocks, wav2vec2's layers). On a CPU without bf16/fp16 arithmetic 
 computing in bfloat16 is several times slower than float32; keeping only the *storage* in
 float16 and upcasting each matrix when its layer runs keeps float32 arithmetic at the cost of
 one conversion per use (official size, 2-core CPU: start peak RSS 0.75x, steady blocks
-1.05-1.15x as long when the machine is quiet). The results are no longer bit-identical to float32 (each weight is rounded to 11
-significant bits); `bench/bench_load_memory.py --generate` reports the deviation, the memory and
-the speed against float32.
+1.05-1.15x as long when the machine is quiet). The results are no longer bit-identical to
+float32 (each weight is rounded to 11 significant bits); `bench/bench_load_memory.py --generate`
+reports the deviation, the memory and the speed against float32.
 
 Mechanism: torch's own parametrizations. `nn.Linear.weight` becomes a tensor computed from
 `parametrizations.weight.original` (float16) by `_Upcast`, so any code that reads a layer's
