@@ -21,6 +21,7 @@ from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.portable.portrait import default_portrait
 from avatar_forcing_ros.tools import bag_to_mp4
 from avatar_forcing_ros.tools.demo import write_demo_parameters
+from fixture_paths import PARITY_TINY
 
 DURATION_S = 10.0
 RATE = 16000
@@ -163,9 +164,10 @@ def test_avatar_speech_once_does_not_loop(tmp_path):
     (["--microphone", "real", "--user-speech", "synthetic"], "exclude each other"),
     (["--portrait", "{media}/notes.mp3"], "not an image"),
     (["--portrait", "{media}/missing.png"], "portrait not found"),
+    (["--backend", "avatar_forcing", "--checkpoint-dir", "{tiny}"], "needs --portrait IMAGE"),
 ])
 def test_wrong_inputs_end_in_one_line_and_exit_2(media, tmp_path, args, cause):
-    result = _demo(*[a.format(media=media) for a in args], "--out", tmp_path / "out", timeout=120)
+    result = _demo(*[a.format(media=media, tiny=PARITY_TINY) for a in args], "--out", tmp_path / "out", timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, result.stderr
     assert len(lines) == 1 and cause in lines[0], result.stderr

@@ -90,9 +90,14 @@ def create_renderer(name: str, options: BackendOptions) -> FrameRenderer:
     return _load_spec(spec).from_options(**asdict(options))
 
 
+def has_default_portrait(name: str) -> bool:
+    """Whether backend `name` has a portrait of its own (without building it)."""
+    return name == "portable"
+
+
 def default_portrait(name: str) -> np.ndarray | None:
     """The portrait a backend uses when none is given ((H, W, 3) uint8 RGB), or None if it has none."""
-    if name == "portable":
+    if has_default_portrait(name):
         from ..portable.portrait import default_portrait as portable_default
         return portable_default()
     return None

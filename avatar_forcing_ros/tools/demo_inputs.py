@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import soundfile
 
-from avatar_forcing_ros.backends.registry import load_portrait
+from avatar_forcing_ros.backends.registry import has_default_portrait, load_portrait
 from avatar_forcing_ros.media.audio_stream import load_audio
 from avatar_forcing_ros.tools import demo_media
 from avatar_forcing_ros.tools.media_io import MediaError, has_audio_track, quiet_stderr, read_audio
@@ -79,7 +79,10 @@ def check_camera(camera: str) -> None:
 
 
 def check_portrait(args: argparse.Namespace) -> None:
-    """A given portrait must be an image file (its face is the renderer's to find)."""
+    """A given portrait must be an image file (its face is the renderer's to find); a backend
+    without a default portrait needs one (said now, not after its nodes have loaded)."""
+    if not args.portrait and not has_default_portrait(args.backend):
+        raise DemoInputError(f"--backend {args.backend} needs --portrait IMAGE (a photo of the avatar's face)")
     if args.portrait:
         try:
             load_portrait(args.portrait)
