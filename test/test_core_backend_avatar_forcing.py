@@ -204,3 +204,34 @@ def test_frames_the_encoder_skipped_hold_the_newest_perceived_latent(model):
     assert held_after == list(range(9, 9 + round(HOLD_S * 25)))       # 1 s past frame 8, no further
     assert all(torch.equal(pushed[f], a) for f in held_after)
     assert backend.held_user_frames == 4 + 1 + len(held_after)
+
+
+def test_each_block_carries_the_user_motion_its_frames_were_generated_from(model):
+    """MotionBlock.user_motion (published on user/motion for the evaluation's reactiveness): the
+    perceived latents, held ones included, NaN where the user was absent; blocks 1..4 report what
+    block 0's window read, even for frames perceived after it ran."""
+    inputs = tensors("inputs")
+    frames = ((inputs["user_frames"][:2].permute(0, 2, 3, 1) + 1) * 127.5).round().byte().numpy()
+    backend = AvatarForcingBackend(model, identity=torch.zeros(1, 64), crop_user_frames=False)
+    a, b = (backend.perceive_user_frame(f)[0].numpy() for f in frames)
+    backend.push_perceived_user_frame(torch.from_numpy(a)[None], 0)
+    backend.push_perceived_user_frame(None, 3)                       # the face left the view
+    backend.push_perceived_user_frame(torch.from_numpy(b)[None], 4)
+    backend._perceive_s = 0.0
+    backend.declare_absent("avatar_audio", 200)
+    backend.declare_absent("user_audio", 200)
+    blocks = [backend.generate_block(0, GenerationSettings(nfe=3))]
+    backend.push_perceived_user_frame(torch.from_numpy(a)[None], 20)    # after block 0's window ran
+    blocks += [backend.generate_block(k, GenerationSettings(nfe=3)) for k in range(1, 5)]
+    backend.push_perceived_user_frame(torch.from_numpy(a)[None], 52)
+    blocks.append(backend.generate_block(5, GenerationSettings(nfe=3)))
+    rows = np.concatenate([block.user_motion for block in blocks])
+    assert rows.shape == (60, 64) and rows.dtype == np.float32
+    seen = ~np.isnan(rows).any(axis=1)
+    held = 4 + round(HOLD_S * 25)                                    # frame 4 and the second after it
+    assert list(np.flatnonzero(seen)) == [0, 1, 2] + list(range(4, held + 1)) + list(range(52, 60))
+    assert np.isnan(rows[~seen]).all()
+    assert np.array_equal(rows[[0, 1, 2]], np.stack([a] * 3))
+    assert np.array_equal(rows[4:held + 1], np.stack([b] * (held - 3)))
+    assert np.array_equal(rows[52:], np.stack([a] * 8))
+    assert backend._conditioned_user == {}                           # nothing kept past its block

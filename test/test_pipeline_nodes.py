@@ -113,8 +113,7 @@ def test_stream_rate_stamps_stale_inputs_and_malformed_burst(backend, tmp_path):
     assert all(img.header.frame_id == by_stamp[stamp_ns(img)].header.frame_id for img in matched)
     assert {img.encoding for img in matched} == {"rgb8"} and {img.width for img in matched} == {64}
     # the user motion the blocks were conditioned on (the camera shows a face), on the same timeline
-    if backend == "portable":
-        assert len(user_motion) > 25
+    assert len(user_motion) > 25
     for m in user_motion:
         assert stamp_ns(m) == t0 + m.frame_index * FRAME_NS and m.latent_space == msgs[0].latent_space
 

@@ -9,7 +9,8 @@ Raw inputs are turned into the generator's per-frame conditions here:
   not perceived (skipped because the encoder was busy) takes the latent of the newest perceived
   frame before it: the user's motion is held, not dropped to the null condition, for up to
   `HOLD_S` plus the last encode's duration past that frame. `None` (no face) is the null condition,
-  and so is a frame with nothing perceived before it in that time.
+  and so is a frame with nothing perceived before it in that time. Each block carries the user
+  motion its frames were generated from (`MotionBlock.user_motion`, published on `user/motion`).
 Already-encoded features can be pushed directly (`push_*_features`, `push_user_motion_latents`),
 which is how whole-track features reproduce the reference exactly.
 
@@ -83,6 +84,9 @@ class AvatarForcingBackend(MotionBackend):
         self._frames_seen = 0                               # user frames [0, n) pushed (face or None)
         self._perceive_s = 0.0                              # how long the last perception took
         self.held_user_frames = 0                           # frames given a held latent, since reset
+        # frame -> the user motion row a window computed it from (NaN: the null condition); kept
+        # from a window's computation until its block is returned (blocks 1..4 share block 0's)
+        self._conditioned_user: dict[int, np.ndarray] = {}
         self._detector: FaceDetector | None = None
         self._warned: set[str] = set()
 
@@ -222,9 +226,11 @@ class AvatarForcingBackend(MotionBackend):
     def generate_block(self, block_index: int, settings: GenerationSettings) -> MotionBlock:
         gen = self.generator
         window = gen.condition_window(block_index)
+        first = block_index * self.block_frames
         if window is not None:
             self._pull_audio(*window)
             self._hold_user_motion(*window)
+            self._record_conditioned_user(first, window[1])
         if self._in_batch and gen.steady_block_ready(block_index):
             latents, batched = self._batcher.run(gen, block_index, settings)
             self.batched_blocks += int(batched)
@@ -232,14 +238,16 @@ class AvatarForcingBackend(MotionBackend):
             latents = gen.generate_block(block_index, settings.nfe, settings.guidance_branches,
                                          settings.avatar_audio_scale, settings.user_scale)
         nfe, branches = gen.settings_used        # blocks 1..4 report block 0's (shared window)
-        return MotionBlock(block_index=block_index, first_frame=block_index * self.block_frames,
-                           latents=latents.float().cpu().numpy(), nfe=nfe, guidance_branches=branches)
+        latents = latents.float().cpu().numpy()
+        return MotionBlock(block_index=block_index, first_frame=first, latents=latents, nfe=nfe,
+                           guidance_branches=branches, user_motion=self._take_conditioned_user(first, len(latents)))
 
     def reset(self) -> None:
         self.generator.reset()
         for live in self.audio.values():
             live.reset()
         self._perceived.clear()
+        self._conditioned_user.clear()
         self._frames_seen = 0
         self.held_user_frames = 0
         self._warned.clear()
@@ -266,6 +274,23 @@ class AvatarForcingBackend(MotionBackend):
                                 name, start, stop, err)
                 continue
             pushers[name](start, features)
+
+    def _record_conditioned_user(self, first: int, end: int) -> None:
+        """Keep the user motion rows of frames [first, end) as the window about to run reads them."""
+        track = self.generator.tracks["user_motion"]
+        for frame in range(first, end):
+            row = track.frames.get(frame)
+            self._conditioned_user[frame] = (np.full(self.latent_dim, np.nan, np.float32) if row is None
+                                             else row.float().cpu().numpy())
+
+    def _take_conditioned_user(self, first: int, n: int) -> np.ndarray:
+        """(n, dim_w) user motion that frames [first, first + n) were generated from; NaN rows where
+        the user was absent. Forgets those frames and any earlier (skipped blocks)."""
+        absent = np.full(self.latent_dim, np.nan, np.float32)
+        rows = np.stack([self._conditioned_user.get(frame, absent) for frame in range(first, first + n)])
+        for frame in [f for f in self._conditioned_user if f < first + n]:
+            del self._conditioned_user[frame]
+        return rows
 
     def _crop_user(self, frame_rgb: np.ndarray) -> np.ndarray | None:
         size = self.cfg.input_size
