@@ -62,13 +62,19 @@ function afMeasureVideo(video) {
   const strip = document.createElement('canvas');
   strip.width = CODE_BITS * 16; strip.height = 16;
   const stripCtx = strip.getContext('2d', {willReadFrequently: true});
-  const measureLatency = new URLSearchParams(location.search).get('measure') === '1';
+  // Reading frames back costs the page CPU on every frame (a kiosk on the robot must not pay it):
+  // only test and benchmark pages (?measure=1) do; every page counts the frames painted.
+  const measure = new URLSearchParams(location.search).get('measure') === '1';
   let bright = false;
   const onFrame = (now, meta) => {
     afStats.frames += 1;
     afStats.width = meta.width; afStats.height = meta.height;
     if (afStats.firstFrameAt === null) afStats.firstFrameAt = now;
     afStats.lastFrameAt = now;
+    if (!measure) {
+      video.requestVideoFrameCallback(onFrame);
+      return;
+    }
     // marker: the top-left 1/16 of the frame, white in marker frames, dark otherwise
     ctx.drawImage(video, 0, 0, video.videoWidth / 16, video.videoHeight / 16, 0, 0, 8, 8);
     const px = ctx.getImageData(0, 0, 8, 8).data;
@@ -77,7 +83,7 @@ function afMeasureVideo(video) {
     const level = sum / (px.length / 4);
     if (!bright && level > 160) afStats.markers.push(meta.expectedDisplayTime || now);
     bright = level > 100 ? (bright || level > 160) : false;
-    if (measureLatency && meta.height === 512) {   // media time -> painted (wall clock, ms)
+    if (meta.height === 512) {   // media time -> painted (wall clock, ms)
       stripCtx.drawImage(video, 0, 512 - 16, CODE_BITS * 16, 16, 0, 0, CODE_BITS * 16, 16);
       const row = stripCtx.getImageData(0, 8, CODE_BITS * 16, 1).data;
       let code = 0;
