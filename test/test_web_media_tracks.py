@@ -4,15 +4,16 @@ its media time (silence elsewhere)."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 
-from avatar_forcing_ros.web.media_tracks import (OPUS_PATH_DELAY_S, VIDEO_CLOCK_HZ, AudioTimeline,
+from avatar_forcing_ros.web.media_tracks import (ENCODE_AHEAD_S, VIDEO_CLOCK_HZ, AudioTimeline, SpeechFanout,
                                                  StampedAudioTrack, StampedVideoTrack, VideoFanout)
 
 NS = 1_000_000_000
-LEAD_NS = round(OPUS_PATH_DELAY_S * NS)     # audio is handed to the encoder this much early
+AHEAD_NS = round(ENCODE_AHEAD_S * NS)       # speech is encoded this much before its presentation time
 
 
 class Clock:
@@ -67,28 +68,6 @@ def test_video_waits_for_presentation_time():
     assert early is False and packet.pts == 0
 
 
-def test_audio_track_sends_the_timeline_by_media_time_with_silence_between():
-    epoch = 7 * NS
-    timeline = AudioTimeline(epoch, rate=16000)
-    speech = np.full(320, 0.5, np.float32)
-    timeline.write(speech, epoch + 40_000_000)              # 40..60 ms of media time
-    clock = Clock(epoch)
-
-    async def scenario():
-        track = StampedAudioTrack(timeline, delay_s=0.0, now_ns=clock)
-        clock.now_ns = epoch + 40_000_000 - LEAD_NS         # media 40 ms is handed over now
-        first = await asyncio.wait_for(track.recv(), 5)
-        clock.now_ns = epoch + 200_000_000
-        return [first] + [await asyncio.wait_for(track.recv(), 5) for _ in range(2)]
-
-    frames = asyncio.run(scenario())
-    # 20 ms frames on the media timeline (pts in samples from the epoch), whatever the wake-ups
-    assert [f.pts for f in frames] == [640, 960, 1280]
-    levels = [np.abs(f.to_ndarray()).mean() / 32767 for f in frames]
-    assert levels[0] == pytest.approx(0.5, abs=0.01) and levels[1] == 0 and levels[2] == 0
-    assert timeline.read(1600, 320)[1] == 0                 # never written: silence
-
-
 def test_video_counts_frames_sent_late_and_packets_dropped_for_a_viewer_that_falls_behind():
     """The node's own pace is visible in /diagnostics: a frame that leaves more than a frame
     period after its presentation time is counted late (not for the camera, sent as it comes),
@@ -124,60 +103,107 @@ def test_video_counts_frames_sent_late_and_packets_dropped_for_a_viewer_that_fal
     assert fanout.dropped_for_slow_viewers == 2                 # 4 packets into a queue of 2
 
 
-def test_audio_counts_speech_that_came_after_its_time_was_sent_and_frames_skipped_after_a_stall():
-    epoch = 3 * NS
-    timeline = AudioTimeline(epoch, rate=16000)
-    clock = Clock(epoch + 100_000_000 - LEAD_NS)                  # media 100 ms is handed over now
+def _decode(packets) -> np.ndarray:
+    """Opus packets -> 48 kHz mono float from the first packet's pts, as the browser decodes them
+    (aiortc's decoder; the RTP timestamp is the pts in 48 kHz units)."""
+    from aiortc.codecs.opus import OpusDecoder
+    from aiortc.jitterbuffer import JitterFrame
+    decoder, out = OpusDecoder(), []
+    for packet in packets:
+        for frame in decoder.decode(JitterFrame(data=bytes(packet), timestamp=packet.pts * 3)):
+            out.append(frame.to_ndarray().reshape(-1, 2)[:, 0] / 32767)    # s16 stereo
+    return np.concatenate(out)
+
+
+def test_speech_is_encoded_once_for_every_viewer_with_pts_from_media_time():
+    """Two tracks get the same packets (one encode); pts are media time (samples from the epoch)
+    minus the encoder's look-ahead, consecutive whatever the wake-ups; the speech written at
+    40..60 ms sounds there, silence elsewhere."""
+    epoch, rate = 7 * NS, 16000
+    timeline = AudioTimeline(epoch, rate=rate)
+    t = np.arange(320) / rate
+    timeline.write((0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), epoch + 40_000_000)
+    clock = Clock(epoch + 40_000_000 - AHEAD_NS)            # media 40 ms is encoded now
 
     async def scenario():
-        track = StampedAudioTrack(timeline, delay_s=0.0, now_ns=clock)
-        for _ in range(3):                                        # 100..160 ms are sent
-            await asyncio.wait_for(track.recv(), 5)
-        timeline.write(np.ones(640, np.float32), epoch + 140_000_000)   # 140..180 ms: half late
-        ahead = timeline.late_samples
-        timeline.write(np.ones(320, np.float32), epoch + 400_000_000)   # ahead of time
-        clock.now_ns = epoch + 1_160_000_000 - LEAD_NS            # a 1 s stall of the sender
-        await asyncio.wait_for(track.recv(), 5)
-        return ahead
+        fanout = SpeechFanout(timeline, delay_s=0.0, now_ns=clock)
+        tracks = [StampedAudioTrack(fanout, now_ns=clock) for _ in range(2)]
+        first = [await asyncio.wait_for(track.recv(), 5) for track in tracks]
+        clock.now_ns = epoch + 200_000_000
+        rest = [[await asyncio.wait_for(track.recv(), 5) for _ in range(3)] for track in tracks]
+        for track in tracks:
+            track.stop()
+        return [[f, *r] for f, r in zip(first, rest)]
 
-    late = asyncio.run(scenario())
+    received = asyncio.run(scenario())
+    lookahead = 640 - received[0][0].pts
+    assert 0 < lookahead < 320                              # libopus: 6.5 ms = 104 samples
+    assert [p.pts for p in received[0]] == [640 - lookahead + 320 * k for k in range(4)]
+    assert all(a is b for a, b in zip(*received))          # shared packets: one encode
+    sound = _decode(received[0])                            # from media sample 640 - lookahead
+    loud = np.flatnonzero(np.abs(sound) > 0.1)
+    assert len(loud)
+    begin_ms, end_ms = 40 - lookahead / 16 + loud[[0, -1]] / 48
+    assert begin_ms == pytest.approx(40, abs=1.0) and end_ms == pytest.approx(60, abs=1.5), (begin_ms, end_ms)
+    assert timeline.read(3200, 320)[1] == 0                 # never written: silence
+
+
+def test_speech_that_came_after_its_time_was_encoded_and_frames_skipped_after_a_stall_are_counted():
+    epoch = 3 * NS
+    timeline = AudioTimeline(epoch, rate=16000)
+    clock = Clock(epoch + 100_000_000 - AHEAD_NS)                 # media 100 ms is encoded now
+
+    async def scenario():
+        fanout = SpeechFanout(timeline, delay_s=0.0, now_ns=clock)
+        track = StampedAudioTrack(fanout, now_ns=clock)
+        await asyncio.wait_for(track.recv(), 5)
+        clock.now_ns = epoch + 140_000_000 - AHEAD_NS                # 100..160 ms are encoded
+        for _ in range(2):
+            before = await asyncio.wait_for(track.recv(), 5)
+        timeline.write(np.ones(640, np.float32), epoch + 140_000_000)   # 140..180 ms: half late
+        late = timeline.late_samples
+        timeline.write(np.ones(320, np.float32), epoch + 400_000_000)   # ahead of time
+        clock.now_ns = epoch + 1_160_000_000 - AHEAD_NS               # a 1 s stall of the event loop
+        after = await asyncio.wait_for(track.recv(), 5)
+        track.stop()
+        return late, before, after, fanout
+
+    late, before, after, fanout = asyncio.run(scenario())
     assert late == timeline.late_samples == 320                  # 140..160 ms, 20 ms at 16 kHz
     assert timeline.skipped_frames == 50                         # 160 ms -> 1160 ms: 50 frames of 20 ms
+    assert after.pts - before.pts == 51 * 320                    # 140 ms -> 1160 ms: a fresh encoder, pts still media time
+    assert fanout.dropped_for_slow_viewers == 0
 
 
-def test_audio_leaves_the_real_opus_encoder_at_its_presentation_time():
-    """Through aiortc's own Opus encoder and decoder: the browser maps a packet's audio to the
-    time the packet was sent (its RTP timestamps count packets), so a beep must sound, by that
-    mapping, at its presentation time (media time + delay): not 26.5 ms later, as it did when
-    frames were handed over at their presentation time."""
-    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
-    from aiortc.jitterbuffer import JitterFrame
-
+def test_a_beep_sounds_at_its_presentation_time_by_the_browsers_mapping():
+    """Through libopus and aiortc's Opus decoder: the browser maps a packet's RTP time to the time
+    the packet was sent (aiortc's sender reports), so each packet must leave at the presentation
+    time of its pts, and a beep between frame boundaries must then sound at media time + delay
+    (with aiortc's own encoder it sounded 26.5 ms late)."""
     epoch, delay_s, rate = 5 * NS, 0.3, 16000
     timeline = AudioTimeline(epoch, rate=rate)
     beep_ns = epoch + 502_312_500                                 # not on a 20 ms frame boundary
     t = np.arange(800) / rate
     timeline.write((0.8 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32), beep_ns)
-    clock = Clock(epoch + round(delay_s * NS) - LEAD_NS)
-    encoder, decoder = OpusEncoder(), OpusDecoder()
+    start_ns = time.monotonic_ns()
+    clock = lambda: epoch + round(delay_s * NS) - AHEAD_NS + time.monotonic_ns() - start_ns   # noqa: E731
 
-    async def sounding_times() -> list[float]:
-        track = StampedAudioTrack(timeline, delay_s=delay_s, now_ns=clock)
-        heard = []
+    async def packets_and_send_times() -> list:
+        track = StampedAudioTrack(SpeechFanout(timeline, delay_s=delay_s, now_ns=clock), now_ns=clock)
+        out = []
         for _ in range(40):
-            frame = await asyncio.wait_for(track.recv(), 5)
-            sent_ns = clock.now_ns                                # the packet leaves now
-            payloads, timestamp = encoder.encode(frame)
-            for payload in payloads:
-                for decoded in decoder.decode(JitterFrame(data=payload, timestamp=timestamp)):
-                    left = decoded.to_ndarray().reshape(-1, 2)[:, 0]     # 48 kHz stereo s16
-                    loud = np.flatnonzero(np.abs(left) > 0.2 * 32767)
-                    if len(loud):
-                        heard.append(sent_ns + loud[0] * NS / 48000)
-            clock.now_ns += NS // 50                              # the next frame is due
-        return heard
+            packet = await asyncio.wait_for(track.recv(), 5)
+            out.append((packet, clock()))
+        track.stop()
+        return out
 
-    heard = asyncio.run(sounding_times())
-    assert heard, 'the beep never came out of the encoder'
-    error_ms = (heard[0] - (beep_ns + delay_s * NS)) / 1e6
+    received = asyncio.run(packets_and_send_times())
+    due = [timeline.time_of(packet.pts) + round(delay_s * NS) for packet, _ in received]
+    late_ms = [(sent - d) / 1e6 for (_, sent), d in zip(received, due)]
+    assert min(late_ms) >= 0 and max(late_ms) < 50, late_ms      # sent at its time (event loop jitter)
+    sound = _decode([packet for packet, _ in received])
+    loud = np.flatnonzero(np.abs(sound) > 0.2)
+    assert len(loud), 'the beep never came out of the encoder'
+    heard_ns = due[0] + loud[0] * NS / 48000                      # RTP time -> send time, as the browser maps it
+    error_ms = (heard_ns - (beep_ns + delay_s * NS)) / 1e6
     assert abs(error_ms) < 1.0, f'the beep sounds {error_ms:+.2f} ms off its presentation time'

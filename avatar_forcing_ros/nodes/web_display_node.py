@@ -226,6 +226,7 @@ class WebDisplayNode(Node):
                   'avatar_frames_sent': self.media.avatar.sent,
                   'avatar_frames_sent_late': self.media.avatar.sent_late,
                   'avatar_frames_dropped_for_slow_viewers': self.media.avatar.dropped_for_slow_viewers,
+                  'speech_packets_dropped_for_slow_viewers': self.media.speech_out.dropped_for_slow_viewers,
                   'speech_samples_late': self.media.speech.late_samples,
                   'speech_frames_skipped_after_stall': self.media.speech.skipped_frames,
                   'camera_frames_received': self.media.camera.received,

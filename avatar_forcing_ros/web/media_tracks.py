@@ -10,16 +10,17 @@ browser (tracks of one MediaStream) plays them together, in step with the robot'
 
 Audio is a continuous timeline: every 20 ms of media time is sent, from the avatar's speech where
 it has arrived and silence elsewhere (a WebRTC audio track must keep flowing); a chunk that arrives
-after its 20 ms were sent is lost for the browser (counted). aiortc's Opus encoder puts out audio
-later than it takes it in (`OPUS_PATH_DELAY_S`), and its RTP timestamps count packets from the first
-one, so the browser maps a packet's audio to the time the packet was *sent*: each 20 ms frame is
-therefore handed over that much before its presentation time, and the audio a packet carries is
-the audio of the moment it leaves (else the sound plays 26.5 ms behind the picture).
+after its 20 ms were encoded is lost for the browser (counted). Like the video, speech is encoded
+once for every viewer (`SpeechFanout`), with packet pts taken from media time: aiortc's own
+encoder would number RTP timestamps per packet from the first one and hold audio back in its
+resampler, so the browser would map each packet's audio to the time it was *sent*, not to the
+time it belongs to.
 
-Nothing is lost silently: the fan-out counts frames its encoder could not take, packets dropped
-for a viewer that fell a whole queue behind and frames that left later than a frame period after
-their presentation time (the node could not keep pace); the timeline counts speech samples that
-came after their time was sent and 20 ms frames skipped after a stall of the event loop.
+Nothing is lost silently: the fan-outs count frames the video encoder could not take, packets
+dropped for a viewer that fell a whole queue behind and frames that left later than a frame
+period after their presentation time (the node could not keep pace); the timeline counts speech
+samples that came after their time was encoded and 20 ms frames skipped after a stall of the
+event loop.
 """
 from __future__ import annotations
 
@@ -39,10 +40,9 @@ AUDIO_FRAME_S = 0.020           # one Opus packet
 _NS_PER_S = 1_000_000_000
 _MAX_PENDING = 4                # frames waiting for the encoder (160 ms at 25 fps) before one is dropped
 _LATE_SKIP_S = 0.5              # audio more than this behind its time skips ahead (after a stall)
-# aiortc's Opus encoder: its resampler's 960-sample FIFO (to 48 kHz) holds one 20 ms frame back and
-# libopus looks 312 samples (6.5 ms) ahead, so the packet made from the frame handed over at T
-# carries audio from T - 26.5 ms (test_web_media_tracks.py measures it through the real encoder).
-OPUS_PATH_DELAY_S = 0.0265
+# a 20 ms speech frame is encoded this long before its presentation time: its packet, whose pts is
+# 6.5 ms earlier (the encoder's look-ahead), is then ready before it is due
+ENCODE_AHEAD_S = 0.020
 _LATE_VIDEO_NS = _NS_PER_S // 25  # a frame sent more than one 25 fps period after its time is late
 
 Clock = Callable[[], int]       # now in ns on the clock the stamps use (ROS time)
@@ -219,39 +219,118 @@ class AudioTimeline:
         return np.where(written, self._samples[index % self._size], 0.0).astype(np.float32), int(written.sum())
 
 
+class SpeechFanout:
+    """The avatar's speech (an AudioTimeline), encoded ONCE as Opus for every viewer, one bounded
+    queue of packets per track out.
+
+    While a track is subscribed, a task of the event loop encodes each 20 ms frame of the timeline
+    `ENCODE_AHEAD_S` before its presentation time (media time + delay) and hands the packet to
+    every queue. A packet's pts is its audio's media time: the frame's first sample minus the
+    encoder's look-ahead (libopus: 6.5 ms; FFmpeg subtracts it), so the RTP timestamps the browser
+    gets are media time, as for video, and a track sends each packet at the presentation time of
+    its pts: aiortc's sender reports then map RTP time to the wall clock exactly. After a stall
+    of the event loop longer than `_LATE_SKIP_S` it skips ahead with a fresh encoder (its packets'
+    pts stay right; frames skipped are counted by the timeline)."""
+
+    def __init__(self, timeline: AudioTimeline, delay_s: float, now_ns: Clock, queue_packets: int = 50,
+                 bitrate: int = 32_000) -> None:
+        self._timeline, self._now_ns, self._bitrate = timeline, now_ns, bitrate
+        self._delay_ns = round(delay_s * _NS_PER_S)
+        self._frame = round(timeline.rate * AUDIO_FRAME_S)
+        self._queues: set[asyncio.Queue] = set()
+        self._queue_packets = queue_packets
+        self._codec: av.CodecContext | None = None
+        self._task: asyncio.Task | None = None
+        self.encoded = 0
+        self.dropped_for_slow_viewers = 0   # packets dropped from a viewer's full queue
+
+    def subscribe(self) -> asyncio.Queue:
+        """Called in the event loop: a new queue of (send time ns, packet)."""
+        queue: asyncio.Queue = asyncio.Queue(self._queue_packets)
+        self._queues.add(queue)
+        if self._task is None or self._task.done():
+            self._codec = None             # frames were not encoded meanwhile: start afresh
+            self._task = asyncio.get_running_loop().create_task(self._encode_while_watched())
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self._queues.discard(queue)
+
+    async def _encode_while_watched(self) -> None:
+        timeline, frame = self._timeline, self._frame
+        ahead_ns = round(ENCODE_AHEAD_S * _NS_PER_S)
+        next_start: int | None = None
+        while self._queues:
+            now = self._now_ns()
+            due = timeline.index_of(now - self._delay_ns + ahead_ns)    # the media time to encode now
+            if next_start is None or due - next_start > _LATE_SKIP_S * timeline.rate:
+                if next_start is not None:
+                    timeline.skipped_frames += (due - next_start) // frame
+                    self._codec = None
+                next_start = due - due % frame
+            wait_s = (timeline.time_of(next_start) + self._delay_ns - ahead_ns - now) / _NS_PER_S
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+                continue                                  # and look at the clock again
+            samples, _ = timeline.read(next_start, frame)
+            for packet in self._encode(samples, next_start):
+                self._deliver(packet)
+            next_start += frame
+            await asyncio.sleep(0)                        # catching up frame by frame, the loop goes on
+
+    def _encode(self, samples: np.ndarray, start: int) -> list[av.Packet]:
+        if self._codec is None:
+            self._codec = _opus_codec(self._timeline.rate, self._bitrate)
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)[None, :]    # (1, frames)
+        frame = av.AudioFrame.from_ndarray(pcm, format='s16', layout='mono')
+        frame.sample_rate = self._timeline.rate
+        frame.pts = start
+        frame.time_base = fractions.Fraction(1, self._timeline.rate)
+        return self._codec.encode(frame)
+
+    def _deliver(self, packet: av.Packet) -> None:
+        self.encoded += 1
+        send_ns = self._timeline.time_of(packet.pts) + self._delay_ns
+        for queue in self._queues:       # one shared packet: the senders only read it
+            if queue.full():
+                queue.get_nowait()
+                self.dropped_for_slow_viewers += 1
+            queue.put_nowait((send_ns, packet))
+
+
+def _opus_codec(rate: int, bitrate: int) -> av.CodecContext:
+    """libopus for speech: mono at the timeline's rate (no resampler, so no buffering before the
+    encoder), 20 ms frames. Any Opus stream decodes at the 48 kHz of the RTP clock."""
+    codec = av.CodecContext.create('libopus', 'w')
+    codec.sample_rate, codec.layout, codec.format = rate, 'mono', 's16'
+    codec.bit_rate = bitrate
+    codec.time_base = fractions.Fraction(1, rate)
+    codec.options = {'application': 'voip', 'frame_duration': '20'}
+    return codec
+
+
 class StampedAudioTrack(MediaStreamTrack):
-    """20 ms audio frames of an AudioTimeline, each released at its media time + delay_s minus the
-    encoder's delay (`OPUS_PATH_DELAY_S`: its packet then leaves at the frame's presentation time)."""
+    """Opus packets of a SpeechFanout, each sent at the presentation time of its pts."""
 
     kind = 'audio'
 
-    def __init__(self, timeline: AudioTimeline, delay_s: float, now_ns: Clock) -> None:
+    def __init__(self, fanout: SpeechFanout, now_ns: Clock) -> None:
         super().__init__()
-        self._timeline, self._now_ns = timeline, now_ns
-        self._delay_ns = round((delay_s - OPUS_PATH_DELAY_S) * _NS_PER_S)
-        self._frame = round(timeline.rate * AUDIO_FRAME_S)
-        self._next: int | None = None
+        self._fanout, self._now_ns = fanout, now_ns
+        self._queue = fanout.subscribe()
 
-    async def recv(self) -> av.AudioFrame:
+    async def recv(self) -> av.Packet:
         if self.readyState != 'live':
             raise MediaStreamError
-        timeline, now = self._timeline, self._now_ns()
-        newest = timeline.index_of(now - self._delay_ns)    # the media time due to be handed over now
-        if self._next is None or newest - self._next > _LATE_SKIP_S * timeline.rate:
-            if self._next is not None:
-                timeline.skipped_frames += (newest - self._next) // self._frame
-            self._next = newest - newest % self._frame
-        start, self._next = self._next, self._next + self._frame
-        wait_s = (timeline.time_of(start) + self._delay_ns - now) / _NS_PER_S
+        send_ns, packet = await self._queue.get()
+        wait_s = (send_ns - self._now_ns()) / _NS_PER_S
         if wait_s > 0:
             await asyncio.sleep(wait_s)
-        samples, _ = timeline.read(start, self._frame)
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)[None, :]    # (1, frames)
-        frame = av.AudioFrame.from_ndarray(pcm, format='s16', layout='mono')
-        frame.sample_rate = timeline.rate
-        frame.pts = start
-        frame.time_base = fractions.Fraction(1, timeline.rate)
-        return frame
+        return packet
+
+    def stop(self) -> None:
+        self._fanout.unsubscribe(self._queue)
+        super().stop()
 
 
 def wall_clock_ns() -> int:

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from avatar_forcing_ros.web.access import AccessGate
-from avatar_forcing_ros.web.media_tracks import (AudioTimeline, Clock, StampedAudioTrack,
+from avatar_forcing_ros.web.media_tracks import (AudioTimeline, Clock, SpeechFanout, StampedAudioTrack,
                                                  StampedVideoTrack, VideoFanout)
 from avatar_forcing_ros.web.operator_audio import ChunkSink, OperatorAudio
 
@@ -40,10 +40,13 @@ class WebMedia:
     avatar: VideoFanout = field(default_factory=VideoFanout)
     camera: VideoFanout = field(default_factory=VideoFanout)
     speech: AudioTimeline | None = None
+    speech_out: SpeechFanout | None = None      # the speech, encoded once for every page
 
     def __post_init__(self) -> None:
         if self.speech is None:
             self.speech = AudioTimeline(self.epoch_ns)
+        if self.speech_out is None:
+            self.speech_out = SpeechFanout(self.speech, self.delay_s, self.now_ns)
 
 
 @dataclass
@@ -183,7 +186,7 @@ class WebServer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type='offer'))
         media = self.media
         pc.addTrack(StampedVideoTrack(media.avatar, media.delay_s, media.now_ns))
-        pc.addTrack(StampedAudioTrack(media.speech, media.delay_s, media.now_ns))
+        pc.addTrack(StampedAudioTrack(media.speech_out, media.now_ns))
         if role == 'operator':
             pc.addTrack(StampedVideoTrack(media.camera, 0.0, media.now_ns))
         vp8 = [c for c in RTCRtpSender.getCapabilities('video').codecs
