@@ -20,10 +20,13 @@ window.afPeer.getStats().then((report) => {
 """
 
 
-def chromium(fake_microphone: Path | None = None, env: dict[str, str] | None = None) -> webdriver.Chrome:
-    """A headless chromium; ``env``: its environment (e.g. PULSE_SERVER/PULSE_SINK: where it plays)."""
+def chromium(fake_microphone: Path | None = None, env: dict[str, str] | None = None,
+             niceness: int = 0) -> webdriver.Chrome:
+    """A headless chromium; ``env``: its environment (e.g. PULSE_SERVER/PULSE_SINK: where it plays);
+    ``niceness`` > 0: the browser and every process it starts run at that lower CPU priority (a
+    viewer on another machine, as far as the processes of this one are concerned)."""
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
+    options.binary_location = str(CHROMIUM if niceness == 0 else _niced_chromium(niceness))
     # a <video> whose stream has no frames yet delays the load event: wait for the DOM only
     options.page_load_strategy = 'eager'
     for flag in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -39,6 +42,14 @@ def chromium(fake_microphone: Path | None = None, env: dict[str, str] | None = N
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER), env=env), options=options)
     driver.set_script_timeout(20)
     return driver
+
+
+def _niced_chromium(niceness: int) -> Path:
+    """An executable that runs chromium under ``nice`` (its children inherit the priority)."""
+    wrapper = Path(tempfile.mkdtemp(prefix='af_chromium_nice_')) / 'chromium'
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} {CHROMIUM} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def inbound_stats(driver: webdriver.Chrome) -> dict:
