@@ -6,7 +6,8 @@ at its stamp + presentation_delay_ms (the robot's display and speaker use the sa
 timestamps from the stamps, so the browser keeps lips and speech together (web/media_tracks.py).
 The operator page (closed unless a token is configured) sends the operator's microphone to
 `avatar/audio` (AudioChunk stamped with its estimated capture time, published only while the
-operator talks) and shows the avatar and the robot's camera (`image`). Access rules: web/access.py.
+operator talks) and shows the avatar and the robot's camera (`image`, subscribed only while the
+operator page is open, i.e. a token is configured). Access rules: web/access.py.
 The pages' URLs are logged at start (the operator's with its token).
 """
 from __future__ import annotations
@@ -98,7 +99,9 @@ class WebDisplayNode(Node):
                               f"{c.bind_address}:{c.port}: {error.strerror or error}") from None
         best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.create_subscription(Image, c.image_topic, self._on_avatar_image, best_effort)
-        self.create_subscription(Image, c.camera_topic, self._on_camera_image, qos_profile_sensor_data)
+        if gate.is_open('operator'):   # only the operator page shows the camera (its frames cost
+            # 0.06 core to receive at 640x480, 25 fps, even unused)
+            self.create_subscription(Image, c.camera_topic, self._on_camera_image, qos_profile_sensor_data)
         self.create_subscription(AudioChunk, c.audio_topic, self._on_avatar_audio,
                                  QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)

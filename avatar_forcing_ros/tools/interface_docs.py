@@ -28,7 +28,9 @@ REGENERATE = 'python -m avatar_forcing_ros.tools.interface_docs'
 # (the graph of a node running alone cannot show these subscriptions).
 RUNTIME_SUBSCRIPTIONS = {'topic_monitor': 'topics', 'recorder': 'topics'}
 OVERRIDE_NOTES = {'source': 'a temporary 10-frame video file (the default is camera 0)',
-                  'output': 'a new directory in a temporary folder'}
+                  'output': 'a new directory in a temporary folder',
+                  'operator_token': 'a test token (the default leaves the operator page closed: no '
+                                    'publisher on `audio_topic`, no subscription to `camera_topic`)'}
 _TYPE_NAMES = {'string_array': 'string[]', 'integer_array': 'integer[]', 'double_array': 'double[]',
                'bool_array': 'bool[]', 'byte_array': 'byte[]'}
 

@@ -139,8 +139,9 @@ def minimal_overrides(name: str, workdir: Path) -> dict[str, Any]:
         return {'source': str(_write_clip(workdir / 'clip.avi'))}
     if name == 'recorder':       # the default writes ./session_<time> into the current directory
         return {'output': str(workdir / 'bag')}
-    if name == 'web_display':    # the default port (8443) may be taken on this machine
-        return {'port': 0}
+    if name == 'web_display':    # the default port (8443) may be taken on this machine; with the
+        # operator page open, as a robot with a remote operator runs it (its topics exist only then)
+        return {'port': 0, 'operator_token': 'interface-probe-token'}
     return {}
 
 
