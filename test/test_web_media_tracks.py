@@ -207,3 +207,28 @@ def test_a_beep_sounds_at_its_presentation_time_by_the_browsers_mapping():
     heard_ns = due[0] + loud[0] * NS / 48000                      # RTP time -> send time, as the browser maps it
     error_ms = (heard_ns - (beep_ns + delay_s * NS)) / 1e6
     assert abs(error_ms) < 1.0, f'the beep sounds {error_ms:+.2f} ms off its presentation time'
+
+
+def test_a_failing_speech_encoder_is_reported_at_once_and_the_next_page_starts_it_again():
+    epoch = 2 * NS
+    timeline = AudioTimeline(epoch, rate=16000)
+    clock = Clock(epoch)
+    reported = []
+
+    async def scenario():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: reported.append(context))
+        fanout = SpeechFanout(timeline, delay_s=0.0, now_ns=clock)
+        fanout._encode = lambda samples, start: 1 / 0             # a broken encoder
+        first = StampedAudioTrack(fanout, now_ns=clock)
+        await asyncio.sleep(0.05)
+        first.stop()
+        del fanout._encode                                        # the encoder works again
+        second = StampedAudioTrack(fanout, now_ns=clock)
+        packet = await asyncio.wait_for(second.recv(), 5)
+        second.stop()
+        return packet
+
+    packet = asyncio.run(scenario())
+    assert len(reported) == 1 and isinstance(reported[0]['exception'], ZeroDivisionError)
+    assert reported[0]['message'] == 'speech encoding stopped'
+    assert packet.pts > 0

@@ -251,6 +251,7 @@ class SpeechFanout:
         if self._task is None or self._task.done():
             self._codec = None             # frames were not encoded meanwhile: start afresh
             self._task = asyncio.get_running_loop().create_task(self._encode_while_watched())
+            self._task.add_done_callback(_report_failure)
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
@@ -296,6 +297,14 @@ class SpeechFanout:
                 queue.get_nowait()
                 self.dropped_for_slow_viewers += 1
             queue.put_nowait((send_ns, packet))
+
+
+def _report_failure(task: asyncio.Task) -> None:
+    """An encoding task that failed says so at once (asyncio would only when the task is freed);
+    the next page to connect starts a new one."""
+    if not task.cancelled() and task.exception() is not None:
+        task.get_loop().call_exception_handler({'message': 'speech encoding stopped', 'task': task,
+                                                'exception': task.exception()})
 
 
 def _opus_codec(rate: int, bitrate: int) -> av.CodecContext:
