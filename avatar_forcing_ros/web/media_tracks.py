@@ -241,7 +241,6 @@ class SpeechFanout:
         self._queue_packets = queue_packets
         self._codec: av.CodecContext | None = None
         self._task: asyncio.Task | None = None
-        self.encoded = 0
         self.dropped_for_slow_viewers = 0   # packets dropped from a viewer's full queue
 
     def subscribe(self) -> asyncio.Queue:
@@ -290,7 +289,6 @@ class SpeechFanout:
         return self._codec.encode(frame)
 
     def _deliver(self, packet: av.Packet) -> None:
-        self.encoded += 1
         send_ns = self._timeline.time_of(packet.pts) + self._delay_ns
         for queue in self._queues:       # one shared packet: the senders only read it
             if queue.full():
