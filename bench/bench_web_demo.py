@@ -117,7 +117,8 @@ def run(viewers: int, duration: float, out: Path, niceness: int) -> dict:
                  / ((b['video']['timestamp'] - a['video']['timestamp']) / 1000), 1)
            if 'video' in a and 'video' in b else None for a, b in zip(first, last)]
     cpu = cpu_by_group(cpu_before, cpu_after, t2 - t1)
-    return {'viewers': viewers, 'browser_niceness': niceness, 'demo_exit': status, 'fps_decoded_per_viewer': fps, **evaluation(out),
+    return {'viewers': viewers, 'browser_niceness': niceness, 'demo_exit': status,
+            'fps_decoded_per_viewer': fps, **evaluation(out),
             'cpu_cores_total': round(sum(cpu.values()), 2), 'cpu_cores': cpu,
             'demo_log_tail': ''.join(log[-3:]).strip() if status else ''}
 

@@ -171,7 +171,7 @@ def test_speech_that_came_after_its_time_was_encoded_and_frames_skipped_after_a_
     late, before, after, fanout = asyncio.run(scenario())
     assert late == timeline.late_samples == 320                  # 140..160 ms, 20 ms at 16 kHz
     assert timeline.skipped_frames == 50                         # 160 ms -> 1160 ms: 50 frames of 20 ms
-    assert after.pts - before.pts == 51 * 320                    # 140 ms -> 1160 ms: a fresh encoder, pts still media time
+    assert after.pts - before.pts == 51 * 320      # 140 -> 1160 ms: a fresh encoder, pts still media time
     assert fanout.dropped_for_slow_viewers == 0
 
 
