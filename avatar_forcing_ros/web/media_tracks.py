@@ -110,11 +110,7 @@ class VideoFanout:
         self._since_keyframe = 0 if keyframe else self._since_keyframe + 1
         for packet in packets:
             self.encoded += 1
-            for queue in self._queues:   # one shared packet: the senders only read it
-                if queue.full():
-                    queue.get_nowait()
-                    self.dropped_for_slow_viewers += 1
-                queue.put_nowait((stamp_ns, packet, keyframe))
+            self.dropped_for_slow_viewers += _hand_to_every_queue(self._queues, (stamp_ns, packet, keyframe))
 
     def subscribe(self) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(self._queue_frames)
@@ -124,6 +120,18 @@ class VideoFanout:
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self._queues.discard(queue)
+
+
+def _hand_to_every_queue(queues: set[asyncio.Queue], item: tuple) -> int:
+    """Put one shared item (the senders only read its packet) into every track's queue; a full
+    queue (a viewer a whole queue behind) loses its oldest item. Returns how many were lost."""
+    dropped = 0
+    for queue in queues:
+        if queue.full():
+            queue.get_nowait()
+            dropped += 1
+        queue.put_nowait(item)
+    return dropped
 
 
 def _vp8_codec(width: int, height: int, bitrate: int) -> av.CodecContext:
@@ -290,11 +298,7 @@ class SpeechFanout:
 
     def _deliver(self, packet: av.Packet) -> None:
         send_ns = self._timeline.time_of(packet.pts) + self._delay_ns
-        for queue in self._queues:       # one shared packet: the senders only read it
-            if queue.full():
-                queue.get_nowait()
-                self.dropped_for_slow_viewers += 1
-            queue.put_nowait((send_ns, packet))
+        self.dropped_for_slow_viewers += _hand_to_every_queue(self._queues, (send_ns, packet))
 
 
 def _report_failure(task: asyncio.Task) -> None:
