@@ -51,7 +51,7 @@ function afKeepConnected(role, setup, onTrack, showState) {
 
 // ---- measurements: frames painted (requestVideoFrameCallback), a marker square's flashes and
 // the audio's beeps (WebAudio), for the test pattern of test_web_display_browser.py
-const afStats = window.afStats = {frames: 0, firstFrameAt: null, lastFrameAt: null, audioRms: 0,
+const afStats = window.afStats = {frames: 0, firstFrameAt: null, lastFrameAt: null,
                                   markers: [], beeps: [], latencies: [], width: 0, height: 0};
 const CODE_BITS = 24;   // test pattern: media time (ms mod 2^24) in the bottom row's 16-px cells
 
@@ -100,7 +100,9 @@ function afMeasureVideo(video) {
 
 // Beep onsets on the audio rendering thread (AudioWorklet): the context time of the first loud
 // sample, mapped to the page's clock at which that sample is heard (getOutputTimestamp), to
-// compare with requestVideoFrameCallback's expectedDisplayTime of the marker frames.
+// compare with requestVideoFrameCallback's expectedDisplayTime of the marker frames. The worklet
+// posts onsets only (one a second), not a message per 128-sample quantum (375 a second), which
+// would keep the page's main thread busy under the frames it measures.
 const ONSET_WORKLET = `
 class Onset extends AudioWorkletProcessor {
   constructor() { super(); this.loud = false; this.quiet = 0; }
@@ -108,14 +110,9 @@ class Onset extends AudioWorkletProcessor {
     const data = inputs[0][0];
     if (!data) return true;
     let onset = -1;
-    let energy = 0;
-    for (let i = 0; i < data.length; i++) {
-      energy += data[i] * data[i];
-      if (onset < 0 && Math.abs(data[i]) > 0.2) onset = i;
-    }
+    for (let i = 0; i < data.length && onset < 0; i++) if (Math.abs(data[i]) > 0.2) onset = i;
     if (!this.loud && onset >= 0) this.port.postMessage({onset: currentTime + onset / sampleRate});
     if (onset >= 0) { this.loud = true; this.quiet = 0; } else if (++this.quiet > 20) this.loud = false;
-    this.port.postMessage({rms: Math.sqrt(energy / data.length)});
     return true;
   }
 }
@@ -127,7 +124,6 @@ async function afMeasureAudio(stream) {
   await context.audioWorklet.addModule(url);
   const detector = new AudioWorkletNode(context, 'onset');
   detector.port.onmessage = (event) => {
-    if (event.data.rms !== undefined) { afStats.audioRms = event.data.rms; return; }
     const stamp = context.getOutputTimestamp();
     afStats.beeps.push(stamp.performanceTime + (event.data.onset - stamp.contextTime) * 1000);
   };
