@@ -16,9 +16,12 @@ viewer's speaker plays is recorded too: every chromium plays into a null sink of
 PulseAudio server, whose monitor (test/speaker_monitor.py) gives the wall-clock time each beep is
 heard, against the time its marker frame is painted (`av_speaker_offset_ms`: the A/V offset a
 person would perceive, without the ~25 ms of the page's WebAudio tap; the audio server and the
-browsers' real audio output cost CPU of their own). Prints one JSON line per viewer count.
+browsers' real audio output cost CPU of their own). With --shared-browser the viewers are windows
+of one chromium (one browser, GPU and audio process for all; each window still its own renderer,
+peer connection, decoders and audio stream, which --speakers moves to that viewer's sink) instead
+of one chromium each. Prints one JSON line per viewer count.
 
-    source scripts/env.sh && python bench/bench_web.py --viewers 1,2,4 --seconds 20 [--speakers]
+    source scripts/env.sh && python bench/bench_web.py --viewers 1,2,4 --seconds 20 [--speakers] [--shared-browser]
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ sys.path.insert(0, str(REPO / 'test'))   # the browser and client helpers of the
 from ros_testing import NodeProcess, ros_env, unique_domain_id   # noqa: E402
 from speaker_monitor import SinkRecorder                         # noqa: E402
 from test_web_display_browser import offsets_ms                  # noqa: E402
-from web_browser import chromium, inbound_stats                  # noqa: E402
+from web_browser import Page, chromium, open_pages              # noqa: E402
 from web_clients import free_port                                # noqa: E402
 
 
@@ -63,16 +66,40 @@ def node_cpu(pid: int, seconds: float, each_second: Callable[[], None] | None = 
     return (cpu_seconds(pid) - start) / (time.monotonic() - t0)
 
 
-def playout_offset_sampler(drivers: list, offsets: list[float]) -> Callable[[], None]:
+def playout_offset_sampler(pages: list[Page], offsets: list[float]) -> Callable[[], None]:
     """Appends, for every page, audio minus video estimatedPlayoutTimestamp (ms) of one getStats
     call to ``offsets``: + = the browser plays the sound later than the picture."""
     def sample() -> None:
-        for driver in drivers:
-            stats = inbound_stats(driver)
+        for page in pages:
+            stats = page.stats()
             audio, video = (stats.get(kind, {}).get('estimatedPlayoutTimestamp') for kind in ('audio', 'video'))
             if audio and video:
                 offsets.append(audio - video)
     return sample
+
+
+def stream_router(pulse: PrivatePulseServer, timeout_s: float = 30.0,
+                  settle_s: float = 3.0) -> Callable[[int, Page], None]:
+    """For windows of one browser, which all play into its default sink: moves the audio streams
+    of the i-th page (its media element's, its WebAudio context's), once they have appeared and
+    no other came for ``settle_s``, to the i-th viewer's own sink."""
+    known: set[str] = set()
+
+    def route(i: int, page: Page) -> None:
+        deadline, new, since = time.monotonic() + timeout_s, set(), time.monotonic()
+        while time.monotonic() < deadline:
+            listed = pulse.pactl('list', 'short', 'sink-inputs').stdout.splitlines()
+            now_new = {line.split()[0] for line in listed if line.strip()} - known
+            if now_new != new:
+                new, since = now_new, time.monotonic()
+            elif new and time.monotonic() - since >= settle_s:
+                for stream in new:
+                    pulse.pactl('move-sink-input', stream, pulse.sinks[i])
+                known.update(new)
+                return
+            time.sleep(0.2)
+        sys.exit(f'viewer {i}: its page opened no audio stream of its own within {timeout_s:.0f} s')
+    return route
 
 
 def node_counters(log: str) -> dict[str, int]:
@@ -85,32 +112,28 @@ def node_counters(log: str) -> dict[str, int]:
 
 
 def measure(base: str, node, pulse: PrivatePulseServer | None, viewers: int, seconds: float,
-            warm_up: float) -> dict:
+            warm_up: float, shared_browser: bool) -> dict:
     pid = node.process.pid
     with contextlib.ExitStack() as stack:
-        drivers, speakers = [], []
-        for viewer in range(viewers):
-            if pulse is None:
-                drivers.append(chromium())
-            else:                                     # each viewer plays into a sink of its own
-                sink = pulse.sinks[viewer]
-                speakers.append(stack.enter_context(SinkRecorder(pulse.env, sink)))
-                drivers.append(chromium(env=dict(pulse.env, PULSE_SINK=sink)))
-            stack.callback(drivers[-1].quit)
-            drivers[-1].get(f'{base}/viewer?measure=1')
+        speakers = []
+        if pulse is not None:                          # each viewer plays into a sink of its own
+            speakers = [stack.enter_context(SinkRecorder(pulse.env, pulse.sinks[i])) for i in range(viewers)]
+        pages = open_pages(stack, f'{base}/viewer?measure=1', viewers, shared_browser, lambda i: chromium(
+            env=None if pulse is None else dict(pulse.env, PULSE_SINK=pulse.sinks[i])),
+            stream_router(pulse) if pulse is not None and shared_browser else None)
         time.sleep(warm_up)
-        first = [inbound_stats(d) for d in drivers]
-        for driver in drivers:
-            driver.execute_script('afStats.latencies = []; afStats.markers = []; afStats.beeps = [];')
+        first = [page.stats() for page in pages]
+        for page in pages:
+            page.script('afStats.latencies = []; afStats.markers = []; afStats.beeps = [];')
         for speaker in speakers:
             speaker.clear()
         playout: list[float] = []
         counted = node_counters(node.output())
-        cpu = node_cpu(pid, seconds, playout_offset_sampler(drivers, playout))
-        last = [inbound_stats(d) for d in drivers]
+        cpu = node_cpu(pid, seconds, playout_offset_sampler(pages, playout))
+        last = [page.stats() for page in pages]
         counted = {k: v - counted.get(k, 0) for k, v in node_counters(node.output()).items()}
-        stats = [d.execute_script('return afStats') for d in drivers]
-        origins = [d.execute_script('return performance.timeOrigin') for d in drivers]
+        stats = [page.script('return afStats') for page in pages]
+        origins = [page.script('return performance.timeOrigin') for page in pages]
         heard = [speaker.onsets() for speaker in speakers]
     # the markers painted, on the wall clock (ms), against the beeps each speaker played (ms)
     speaker_offsets = np.array([o for s, origin, onsets in zip(stats, origins, heard)
@@ -128,6 +151,7 @@ def measure(base: str, node, pulse: PrivatePulseServer | None, viewers: int, sec
             'av_playout_offset_ms_p50': pct(playout, 50), 'av_playout_offset_ms_p95_abs': pct(np.abs(playout), 95),
             'av_speaker_offset_ms_p50': pct(speaker_offsets, 50),
             'av_speaker_offset_ms_p95_abs': pct(np.abs(speaker_offsets), 95),
+            'beeps_heard_per_viewer': [len(onsets) for onsets in heard],
             'frames_measured': int(len(latencies)),
             'node_frames_sent': counted.get('avatar_frames_sent'),
             'node_frames_sent_late': counted.get('avatar_frames_sent_late'),
@@ -142,9 +166,11 @@ def main() -> None:
     p.add_argument('--presentation-delay-ms', type=float, default=300.0)
     p.add_argument('--speakers', action='store_true',
                    help='also record what each viewer plays (PulseAudio null sinks) against what it paints')
+    p.add_argument('--shared-browser', action='store_true',
+                   help='open the viewers as windows of one chromium instead of one chromium each')
     args = p.parse_args()
     print(f'command: python bench/bench_web.py --viewers {args.viewers} --seconds {args.seconds:g}'
-          f'{" --speakers" if args.speakers else ""}; '
+          f'{" --speakers" if args.speakers else ""}{" --shared-browser" if args.shared_browser else ""}; '
           f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores', flush=True)
     domain = unique_domain_id()
     port = free_port()
@@ -163,7 +189,7 @@ def main() -> None:
             idle = node_cpu(pid, 5.0)
             print(json.dumps({'viewers': 0, 'node_cpu_cores': round(idle, 3)}), flush=True)
             for count in counts:
-                result = measure(base, node, pulse, count, args.seconds, args.warm_up)
+                result = measure(base, node, pulse, count, args.seconds, args.warm_up, args.shared_browser)
                 result['node_cpu_per_viewer_cores'] = round((result['node_cpu_cores'] - idle) / count, 3)
                 if result['media_to_painted_ms_p50'] is not None:
                     for q in (50, 95, 99):
