@@ -16,7 +16,8 @@ import os
 import re
 import signal
 import subprocess
-from pathlib import Path
+
+from avatar_forcing_ros.process_priority import lower_session_priority
 
 _counter = itertools.count()
 _NAME = re.compile(r"^af(\d+)x\d+[rs]$")
@@ -103,11 +104,7 @@ class NetnsPair:
         autogroup gets it too."""
         for name in self.names.values():
             for pid in _ip("netns", "pids", name, check=False).stdout.split():
-                for path in (f"/proc/{pid}/autogroup",):
-                    try:
-                        Path(path).write_text(str(niceness))
-                    except OSError:       # gone already, or no autogroup scheduling here
-                        pass
+                lower_session_priority(int(pid), niceness)
                 try:
                     os.setpriority(os.PRIO_PROCESS, int(pid), niceness)
                 except (OSError, ValueError):

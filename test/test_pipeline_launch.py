@@ -219,16 +219,21 @@ def test_yaml_never_sets_what_launch_arguments_override():
 
 
 def test_launcher_runs_observer_nodes_at_a_lower_priority(tmp_path):
-    """Real processes: each writes its niceness, then waits for the launcher's SIGINT."""
+    """Real processes: each waits for the launcher's SIGINT, then writes its niceness and its
+    session's autogroup's (with autogroup scheduling, the one that counts against other nodes)."""
     script = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]); "
-              "open(sys.argv[1], 'w').write(str(os.nice(0))); signal.sigwait([signal.SIGINT])")
+              "signal.sigwait([signal.SIGINT]); group = '/proc/self/autogroup'; "
+              "grouped = open(group).read().split()[-1] if os.path.exists(group) else 0; "
+              "open(sys.argv[1], 'w').write(f'{os.nice(0)} {grouped}')")
     plan = [(name, [sys.executable, "-c", script, str(tmp_path / name)])
             for name in ("generator", "recorder", "topic_monitor")]
     base = os.nice(0)
     assert launcher.run(plan, dict(os.environ), duration=3.0) == 0
-    niceness = {name: int((tmp_path / name).read_text()) for name, _ in plan}
-    assert niceness == {"generator": base, "recorder": base + launcher.OBSERVER_NICENESS,
-                        "topic_monitor": base + launcher.OBSERVER_NICENESS}
+    niceness = {name: [int(v) for v in (tmp_path / name).read_text().split()] for name, _ in plan}
+    autogroups = 1 if Path("/proc/self/autogroup").exists() else 0   # a kernel with autogroups
+    assert niceness == {"generator": [base, 0],
+                        "recorder": [base + launcher.OBSERVER_NICENESS, autogroups * launcher.OBSERVER_NICENESS],
+                        "topic_monitor": [base + launcher.OBSERVER_NICENESS, autogroups * launcher.OBSERVER_NICENESS]}
 
 
 def test_presentation_delay_is_one_declaration_and_one_yaml_entry(tmp_path, capsys):

@@ -27,6 +27,7 @@ import numpy as np
 import soundfile
 
 from avatar_forcing_ros.media.speech_text import FIRST_PIECE_WORDS, split_clauses
+from avatar_forcing_ros.process_priority import popen_niced
 
 # Voices that ship as PyPI packages: voice name -> module whose model_path()/config_path() give
 # the .onnx file and its .onnx.json (the packages' own API).
@@ -80,12 +81,6 @@ def resolve_voice(voice: str) -> tuple[Path, Path]:
     return model, config
 
 
-def niced(niceness: int) -> list[str]:
-    """The command prefix that runs a synthesiser at CPU niceness ``niceness`` (coreutils' `nice`
-    execs it: the same process, signals reach it); none at 0."""
-    return ['nice', '-n', str(niceness)] if niceness else []
-
-
 class PiperProcess:
     """One ``python -m piper`` worker for one voice, started at once and kept warm;
     :meth:`speak` streams clause after clause."""
@@ -101,11 +96,11 @@ class PiperProcess:
         self._written: queue.Queue[str | None] = queue.Queue()
         self._stderr_tail: list[str] = []
         self._lock = threading.Lock()   # one text at a time through the pipe
-        self._process = subprocess.Popen(
-            [*niced(niceness), python, '-m', 'piper', '-m', str(model), '-c', str(config),
-             '-d', self._folder, '--output-dir-naming', 'timestamp'],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            bufsize=1, start_new_session=True)   # a Ctrl-C in the terminal is the node's to handle
+        # its own session (a Ctrl-C in the terminal is the node's to handle), at the niceness given
+        self._process = popen_niced(
+            [python, '-m', 'piper', '-m', str(model), '-c', str(config),
+             '-d', self._folder, '--output-dir-naming', 'timestamp'], niceness,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1)
         threading.Thread(target=self._read_stderr, name='piper-stderr', daemon=True).start()
 
     def warm_up(self) -> None:

@@ -20,8 +20,9 @@ from typing import Protocol
 import numpy as np
 
 from avatar_forcing_ros.media import piper_process
-from avatar_forcing_ros.media.piper_process import PiperProcess, PiperUnavailable, niced
+from avatar_forcing_ros.media.piper_process import PiperProcess, PiperUnavailable
 from avatar_forcing_ros.media.speech_synthesis import DEFAULT_VOICE as ESPEAK_DEFAULT_VOICE
+from avatar_forcing_ros.process_priority import popen_niced
 
 ENGINES = ('auto', 'piper', 'espeak')
 _READ_BYTES = 4096    # espeak-ng's stdout is read in blocks of this size (about 0.1 s of audio)
@@ -86,9 +87,8 @@ class EspeakEngine:
     def speak(self, text: str, voice: str, cancelled: threading.Event
               ) -> Iterator[tuple[np.ndarray, int]]:
         voice = voice or self.default_voice
-        process = subprocess.Popen(
-            [*niced(self._niceness), 'espeak-ng', '-v', voice, '-s', str(self.words_per_minute), '--stdout',
-             '--stdin'],
+        process = popen_niced(
+            ['espeak-ng', '-v', voice, '-s', str(self.words_per_minute), '--stdout', '--stdin'], self._niceness,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             process.stdin.write(' '.join(text.split()).encode())  # stdin: a '-' is never an option

@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from ..nodes import lifecycle
+from ..process_priority import popen_niced
 from . import node_plan
 from .interrupt import interruptible
 
@@ -125,14 +126,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def spawn(cmd: list[str], env: dict[str, str], **popen_kwargs) -> subprocess.Popen:
+def spawn(cmd: list[str], env: dict[str, str], niceness: int = 0, **popen_kwargs) -> subprocess.Popen:
     """Start a node process with SIGINT and SIGTERM blocked (a signal mask survives exec): they
     stay pending until the node has installed its own handling (nodes/lifecycle.py unblocks
     them), so a stop at any moment of its start-up, even inside the interpreter's own, is a
-    clean one. Its own session: a terminal's Ctrl-C reaches the launcher only."""
+    clean one. Its own session (a terminal's Ctrl-C reaches the launcher only), at CPU niceness
+    ``niceness``."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, lifecycle.STOP_SIGNALS)
     try:
-        return subprocess.Popen(cmd, env=env, start_new_session=True, **popen_kwargs)
+        return popen_niced(cmd, niceness, env=env, **popen_kwargs)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
@@ -186,11 +188,10 @@ def run_pipeline(plan: list[tuple[str, list[str]]], env: dict[str, str], duratio
                 if stopping:
                     break
                 LOG.info("starting %s", name)
-                if name in OBSERVER_NODES:     # `nice` execs the node: same process, signals reach it
-                    cmd = ["nice", "-n", str(OBSERVER_NICENESS), *cmd]
                 child_env = {**env, lifecycle.PARENT_ENV: str(os.getpid()),
                              lifecycle.REASON_ENV: str(Path(reasons) / f"{name}.reason")}
-                children.append((name, spawn(cmd, child_env)))
+                niceness = OBSERVER_NICENESS if name in OBSERVER_NODES else 0
+                children.append((name, spawn(cmd, child_env, niceness)))
             end = float("inf")
             while not stopping and time.monotonic() < end and failed is None:
                 if duration > 0 and end == float("inf") and clock_started():
