@@ -2,13 +2,14 @@
 2-core machine while the pipeline keeps 25 Hz with no hold frames").
 
 Runs the demo with its web pages (`python -m avatar_forcing_ros.tools.demo --web`: portable
-backend, synthetic camera and microphone, no window, a session bag and its evaluation), opens
+backend, synthetic camera and microphone, no window, a session bag and its evaluation) and
 --viewers headless chromium viewers on the plain viewer page (what a person opens; no in-page
-measurement) once the pipeline runs, and reports: the frames each viewer decoded per second over
-the middle of the session, the CPU of every process (the nodes by name, the browsers by kind) over
-the same window, from the demo's own evaluation of its bag the avatar's image rate, hold frames
-and end-to-end latency over the whole session, and from the bag the hold frames and images recorded
-while the viewers connect (their browsers start on this machine) and in the measured window. The
+measurement). The browsers start before the demo (a viewer's browser on another machine costs the
+robot nothing to start); their pages load once web_display serves. Reported: the frames each
+viewer decoded per second over the middle of the session, the CPU of every process (the nodes by
+name, the browsers by kind) over the same window, from the demo's own evaluation of its bag the
+avatar's image rate, hold frames and end-to-end latency over the whole session, and from the bag
+the hold frames and images recorded while the viewers connect and in the measured window. The
 browsers share this machine's cores with the pipeline: on a robot they run elsewhere:
 --browser-niceness 19 gives the pipeline's processes the CPU first, as if the viewers were on
 other machines; --shared-browser opens the viewers as windows of one chromium; --viewers 0 is the
@@ -101,27 +102,30 @@ def in_windows(out: Path, edges_ns: list[int]) -> list[dict]:
 
 def run(viewers: int, duration: float, out: Path, niceness: int, shared: bool) -> dict:
     port = free_port()
-    demo = subprocess.Popen([sys.executable, '-m', 'avatar_forcing_ros.tools.demo', '--web', '--web-port', str(port),
-                             '--duration', str(duration), '--camera', 'synthetic', '--microphone', 'synthetic',
-                             '--display', 'off', '--out', str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log: list[str] = []
     started = threading.Event()
+    with contextlib.ExitStack() as browsers:     # they quit at its end; the demo runs on to its own
+        # The browsers start before the demo (a viewer's browser on another machine costs the robot
+        # nothing to start); their pages load once web_display serves: what a viewer connecting costs.
+        pages = open_pages(browsers, 'about:blank', viewers, shared, lambda _: chromium(niceness=niceness))
+        demo = subprocess.Popen([sys.executable, '-m', 'avatar_forcing_ros.tools.demo', '--web', '--web-port',
+                                 str(port), '--duration', str(duration), '--camera', 'synthetic',
+                                 '--microphone', 'synthetic', '--display', 'off', '--out', str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    def read_log() -> None:
-        for line in demo.stdout:
-            log.append(line)
-            if 'viewer page: https://' in line:     # web_display serves
-                started.set()
-    threading.Thread(target=read_log, daemon=True).start()
-    try:
-        t0 = time.monotonic()
-        while not started.is_set() and demo.poll() is None and time.monotonic() - t0 < 300:
-            time.sleep(0.5)
-        with contextlib.ExitStack() as browsers:     # they quit at its end; the demo runs on to its own
+        def read_log() -> None:
+            for line in demo.stdout:
+                log.append(line)
+                if 'viewer page: https://' in line:     # web_display serves
+                    started.set()
+        threading.Thread(target=read_log, daemon=True).start()
+        try:
+            t0 = time.monotonic()
+            while not started.is_set() and demo.poll() is None and time.monotonic() - t0 < 300:
+                time.sleep(0.5)
             opened_ns = time.time_ns()
-            pages = open_pages(browsers, f'https://127.0.0.1:{port}/viewer', viewers, shared,
-                               lambda _: chromium(niceness=niceness))
+            for page in pages:
+                page.load(f'https://127.0.0.1:{port}/viewer')
             window = max(10.0, duration - 35.0)      # the session's middle: after the pages connected
             time.sleep(15.0)
             first, cpu_before, t1 = [p.stats() for p in pages], process_cpu_seconds(), time.monotonic()
@@ -129,10 +133,10 @@ def run(viewers: int, duration: float, out: Path, niceness: int, shared: bool) -
             time.sleep(window)
             last, cpu_after, t2 = [p.stats() for p in pages], process_cpu_seconds(), time.monotonic()
             t2_ns = time.time_ns()
-    except BaseException:
-        if demo.poll() is None:
-            demo.terminate()
-        raise
+        except BaseException:
+            if demo.poll() is None:
+                demo.terminate()
+            raise
     status = demo.wait()
     fps = [round((b['video']['framesDecoded'] - a['video']['framesDecoded'])
                  / ((b['video']['timestamp'] - a['video']['timestamp']) / 1000), 1)

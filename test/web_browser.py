@@ -15,6 +15,8 @@ from typing import Callable
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from avatar_forcing_ros.process_priority import lower_session_priority
+
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
 
 STATS_JS = """
@@ -30,10 +32,11 @@ window.afPeer.getStats().then((report) => {
 def chromium(fake_microphone: Path | None = None, env: dict[str, str] | None = None,
              niceness: int = 0) -> webdriver.Chrome:
     """A headless chromium; ``env``: its environment (e.g. PULSE_SERVER/PULSE_SINK: where it plays);
-    ``niceness`` > 0: the browser and every process it starts run at that lower CPU priority (a
-    viewer on another machine, as far as the processes of this one are concerned)."""
+    ``niceness`` > 0: the browser and every process it starts run in a session of their own whose
+    autogroup has that CPU niceness (a viewer on another machine, as far as the processes of this
+    one are concerned; chromium sets its own processes' nice values, so only the session's counts)."""
     options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM if niceness == 0 else _niced_chromium(niceness))
+    options.binary_location = str(CHROMIUM)
     # a <video> whose stream has no frames yet delays the load event: wait for the DOM only
     options.page_load_strategy = 'eager'
     for flag in ('--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -49,17 +52,12 @@ def chromium(fake_microphone: Path | None = None, env: dict[str, str] | None = N
         options.add_argument(flag)
     if fake_microphone is not None:
         options.add_argument(f'--use-file-for-fake-audio-capture={fake_microphone}')
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER), env=env), options=options)
+    service = Service(str(CHROMEDRIVER), env=env, popen_kw={'start_new_session': niceness > 0})
+    driver = webdriver.Chrome(service=service, options=options)
+    if niceness > 0:     # chromedriver's session, chromium's processes included, yields the CPU
+        lower_session_priority(service.process.pid, niceness)
     driver.set_script_timeout(20)
     return driver
-
-
-def _niced_chromium(niceness: int) -> Path:
-    """An executable that runs chromium under ``nice`` (its children inherit the priority)."""
-    wrapper = Path(tempfile.mkdtemp(prefix='af_chromium_nice_')) / 'chromium'
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n {int(niceness)} {CHROMIUM} "$@"\n')
-    wrapper.chmod(0o755)
-    return wrapper
 
 
 def inbound_stats(driver: webdriver.Chrome) -> dict:
@@ -79,8 +77,14 @@ class Page:
         """Loads ``url`` in the driver's current window, or (``new_window``) in a new window."""
         if new_window:
             driver.switch_to.new_window('window')
-        driver.get(url)
-        return cls(driver, driver.current_window_handle)
+        page = cls(driver, driver.current_window_handle)
+        page.load(url)
+        return page
+
+    def load(self, url: str) -> None:
+        """Navigates this page's window to ``url``."""
+        self.driver.switch_to.window(self.window)
+        self.driver.get(url)
 
     def script(self, source: str):
         """Runs ``source`` (JavaScript) in this page; returns what it returns."""
