@@ -220,20 +220,28 @@ def test_yaml_never_sets_what_launch_arguments_override():
 
 def test_launcher_runs_observer_nodes_at_a_lower_priority(tmp_path):
     """Real processes: each waits for the launcher's SIGINT, then writes its niceness and its
-    session's autogroup's (with autogroup scheduling, the one that counts against other nodes)."""
-    script = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]); "
+    session's autogroup's (with autogroup scheduling, the one that counts against other nodes).
+    The observers start first and take a second to spin (as a node, they create the ready file
+    then); the generator starts after both."""
+    script = ("import os, signal, sys, time; signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT]); "
+              "started = time.monotonic(); "
+              "observer = sys.argv[2] == 'observer'; observer and time.sleep(1.0); "
+              "open(os.environ['AVATAR_FORCING_READY_FILE'], 'w').close(); ready = time.monotonic(); "
               "signal.sigwait([signal.SIGINT]); group = '/proc/self/autogroup'; "
-              "grouped = open(group).read().split()[-1] if os.path.exists(group) else 0; "
-              "open(sys.argv[1], 'w').write(f'{os.nice(0)} {grouped}')")
-    plan = [(name, [sys.executable, "-c", script, str(tmp_path / name)])
-            for name in ("generator", "recorder", "topic_monitor")]
+              "grouped = (open(group).read().split() or [0])[-1] if os.path.exists(group) else 0; "
+              "open(sys.argv[1], 'w').write(f'{os.nice(0)} {grouped} {started} {ready}')")
+    plan = [(name, [sys.executable, "-c", script, str(tmp_path / name), role])
+            for name, role in (("generator", "node"), ("recorder", "observer"), ("topic_monitor", "observer"))]
     base = os.nice(0)
     assert launcher.run(plan, dict(os.environ), duration=3.0) == 0
-    niceness = {name: [int(v) for v in (tmp_path / name).read_text().split()] for name, _ in plan}
+    written = {name: (tmp_path / name).read_text().split() for name, _ in plan}
+    niceness = {name: [int(v) for v in values[:2]] for name, values in written.items()}
     autogroups = 1 if Path("/proc/self/autogroup").exists() else 0   # a kernel with autogroups
     assert niceness == {"generator": [base, 0],
                         "recorder": [base + launcher.OBSERVER_NICENESS, autogroups * launcher.OBSERVER_NICENESS],
                         "topic_monitor": [base + launcher.OBSERVER_NICENESS, autogroups * launcher.OBSERVER_NICENESS]}
+    generator_started = float(written["generator"][2])
+    assert all(generator_started > float(written[name][3]) for name in ("recorder", "topic_monitor")), written
 
 
 def test_presentation_delay_is_one_declaration_and_one_yaml_entry(tmp_path, capsys):

@@ -34,6 +34,7 @@ SHUTDOWN_GRACE_S = 4.0    # signal -> exit, clean-up included; the issue's bound
 REASON_ENV = "AVATAR_FORCING_EXIT_REASON"   # file for the one-line reason of a failure
 PARENT_ENV = "AVATAR_FORCING_PARENT_PID"    # the launcher's pid: die with it
 DEBUG_ENV = "AVATAR_FORCING_DEBUG"          # set: print the traceback of an unexpected error too
+READY_ENV = "AVATAR_FORCING_READY_FILE"     # file created once the node spins (the launcher waits)
 _PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
@@ -166,11 +167,18 @@ def request_stop() -> None:
 
 
 def running(wake: Callable[[], None]) -> None:
-    """Start-up is over: from now on a signal only sets stop_requested() and calls ``wake``."""
+    """Start-up is over: from now on a signal only sets stop_requested() and calls ``wake``. The
+    file named by :data:`READY_ENV`, if any, is created: the node is built and about to spin."""
     _State.wake = wake
     _State.starting = False
     if _State.stop.is_set():
         wake()
+    ready_file = os.environ.get(READY_ENV)
+    if ready_file:
+        try:
+            open(ready_file, "w").close()
+        except OSError:   # the launcher then waits its bounded time and goes on
+            pass
 
 
 def stopping() -> None:

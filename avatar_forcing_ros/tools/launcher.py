@@ -37,6 +37,7 @@ GRACE_S = 10.0   # nodes end within lifecycle.SHUTDOWN_GRACE_S of SIGINT; this i
 # recording and monitoring never delay the avatar (the generator's blocks, the renderer's frames).
 OBSERVER_NODES = frozenset({"recorder", "topic_monitor"})
 OBSERVER_NICENESS = 10
+OBSERVER_START_TIMEOUT_S = 60.0   # the rest of the pipeline waits this long at most for them
 
 
 def package_prefix() -> Path:
@@ -157,6 +158,23 @@ def stop_processes(children: list[tuple[str, subprocess.Popen]]) -> None:
                 proc.wait()
 
 
+def wait_until_running(children: list[tuple[str, subprocess.Popen]], ready_dir: Path, stopping: list[int],
+                       timeout_s: float = OBSERVER_START_TIMEOUT_S) -> None:
+    """Until every child has created ``ready_dir/<name>.ready`` (lifecycle.running), one has
+    exited (the caller's loop reports it), a stop signal came, or ``timeout_s`` has passed
+    (then a warning: the rest starts, and the first messages may miss the late ones)."""
+    deadline = time.monotonic() + timeout_s
+    waiting = [name for name, _ in children]
+    while waiting and not stopping:
+        waiting = [name for name in waiting if not (ready_dir / f"{name}.ready").exists()]
+        if any(proc.poll() is not None for _, proc in children):
+            return
+        if waiting and time.monotonic() > deadline:
+            LOG.warning("%s not running after %.0f s; starting the pipeline anyway", ", ".join(waiting), timeout_s)
+            return
+        time.sleep(0.05)
+
+
 def run(plan: list[tuple[str, list[str]]], env: dict[str, str], duration: float,
         clock_started: Callable[[], bool] = lambda: True) -> int:
     """:func:`run_pipeline`, with the failing node's one-line reason logged as the last line;
@@ -172,7 +190,8 @@ def run_pipeline(plan: list[tuple[str, list[str]]], env: dict[str, str], duratio
     """Start every process of ``plan``; stop them all on SIGINT/SIGTERM, when one exits, or
     ``duration`` seconds (0 = no limit) after ``clock_started()`` first returns True (by default
     at once; the demo starts the clock at the avatar's first image). Observer nodes (recorder,
-    topic monitor) run at a lower CPU priority. Every child gets SIGTERM when this process dies.
+    topic monitor) run at a lower CPU priority, and start first: the others once they spin.
+    Every child gets SIGTERM when this process dies.
 
     Returns (0, "") when every process stopped cleanly, else the exit status of the first that
     failed (2: it could not start; 1 otherwise, also for one that ended by itself) and its
@@ -184,14 +203,21 @@ def run_pipeline(plan: list[tuple[str, list[str]]], env: dict[str, str], duratio
     failed = None
     with tempfile.TemporaryDirectory(prefix="af_launch_reasons_") as reasons:
         try:
-            for name, cmd in plan:
-                if stopping:
-                    break
-                LOG.info("starting %s", name)
-                child_env = {**env, lifecycle.PARENT_ENV: str(os.getpid()),
-                             lifecycle.REASON_ENV: str(Path(reasons) / f"{name}.reason")}
-                niceness = OBSERVER_NICENESS if name in OBSERVER_NODES else 0
-                children.append((name, spawn(cmd, child_env, niceness)))
+            # observers first, and running before the rest starts: a recording holds the session
+            # from its first message (at their lower priority, they would start last of all)
+            observers = [(name, cmd) for name, cmd in plan if name in OBSERVER_NODES]
+            for group in (observers, [(name, cmd) for name, cmd in plan if name not in OBSERVER_NODES]):
+                for name, cmd in group:
+                    if stopping:
+                        break
+                    LOG.info("starting %s", name)
+                    child_env = {**env, lifecycle.PARENT_ENV: str(os.getpid()),
+                                 lifecycle.REASON_ENV: str(Path(reasons) / f"{name}.reason"),
+                                 lifecycle.READY_ENV: str(Path(reasons) / f"{name}.ready")}
+                    niceness = OBSERVER_NICENESS if name in OBSERVER_NODES else 0
+                    children.append((name, spawn(cmd, child_env, niceness)))
+                if group is observers:
+                    wait_until_running(children, Path(reasons), stopping)
             end = float("inf")
             while not stopping and time.monotonic() < end and failed is None:
                 if duration > 0 and end == float("inf") and clock_started():
