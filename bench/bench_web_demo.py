@@ -94,9 +94,12 @@ def in_windows(out: Path, edges_ns: list[int]) -> list[dict]:
     windows = []
     for start, end in zip(edges_ns, edges_ns[1:]):
         holds = None if motion is None else int(motion.is_hold[(motion.log_ns >= start) & (motion.log_ns < end)].sum())
-        count = None if images is None else int(((images.log_ns >= start) & (images.log_ns < end)).sum())
-        windows.append({'hold_frames': holds, 'images': count,
-                        'image_rate_hz': None if count is None else round(count / ((end - start) / 1e9), 2)})
+        count = rate = None
+        if images is not None and len(images):
+            start = max(start, int(images.log_ns[0]))     # web_display may serve before the first image
+            count = int(((images.log_ns >= start) & (images.log_ns < end)).sum())
+            rate = round(count / ((end - start) / 1e9), 2) if end > start else None
+        windows.append({'hold_frames': holds, 'images': count, 'image_rate_hz': rate})
     return windows
 
 
