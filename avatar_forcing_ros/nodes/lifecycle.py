@@ -15,6 +15,8 @@ they import rclpy, torch or a model:
   to that file, so that the launcher can repeat it as its own last line.
 - With :data:`PARENT_ENV` set to the launcher's pid, the node gets SIGTERM when its launcher dies,
   even by SIGKILL (Linux parent-death signal): no node outlives the launcher that started it.
+- With :data:`READY_ENV` set, that file is created once the node is built and spins (the
+  launcher starts the rest of the pipeline once its observer nodes have).
 """
 from __future__ import annotations
 
