@@ -160,3 +160,64 @@ def test_operator_talks_only_with_a_live_session_and_fresh_nonce(node):
     assert stamps[-1] - stamps[0] == pytest.approx(0.02 * (len(stamps) - 1), abs=0.3)
     seq = [c.sequence for c in chunks]
     assert seq == list(range(seq[0], seq[0] + len(seq)))
+
+
+def test_images_are_subscribed_to_only_while_a_page_shows_them(node):
+    """Raw frames nobody watches cost the node CPU: web_display subscribes to avatar/image while
+    a page is connected and to the camera while an operator is, and lets go when they leave. An
+    offer whose SDP cannot be applied is refused and leaves no page counted."""
+    base, process, listener, chunks = node
+
+    def subscribed() -> set[str]:
+        return {topic for topic in ('/avatar/image', '/image')
+                if any(info.node_name == 'web_display'
+                       for info in listener.node.get_subscriptions_info_by_topic(topic))}
+
+    async def connected(pc: RTCPeerConnection, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while pc.connectionState != 'connected' and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return pc.connectionState
+
+    async def until(expected: set[str], timeout: float = 20.0) -> set[str]:
+        deadline = time.monotonic() + timeout
+        while subscribed() != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        return subscribed()
+
+    async def scenario() -> dict:
+        out = {'no page': await until(set(), 5.0)}
+        async with session() as http:
+            async with http.get(f'{base}/viewer') as r:      # the viewer's session cookie
+                out['viewer page'] = r.status
+            async with http.get(f'{base}/api/nonce') as r:
+                nonce = (await r.json())['nonce']
+            async with http.post(f'{base}/api/offer', json={'sdp': 'v=0\r\nnot an offer', 'type': 'offer',
+                                                             'role': 'viewer', 'nonce': nonce}) as r:
+                out['malformed offer'] = r.status
+            viewer = RTCPeerConnection()
+            viewer.addTransceiver('video', direction='recvonly')
+            viewer.addTransceiver('audio', direction='recvonly')
+            out['viewer offer'], _ = await offer(http, base, 'viewer', viewer)
+            out['viewer'] = await until({'/avatar/image'})
+            out['viewer connected'] = await connected(viewer)
+            async with http.get(f'{base}/operator?token={TOKEN}') as r:
+                out['login'] = r.status
+            operator = RTCPeerConnection()
+            operator.addTrack(ToneTrack())
+            operator.addTransceiver('video', direction='recvonly')
+            operator.addTransceiver('video', direction='recvonly')
+            out['operator offer'], _ = await offer(http, base, 'operator', operator)
+            out['viewer and operator'] = await until({'/avatar/image', '/image'})
+            out['operator connected'] = await connected(operator)
+            await operator.close()
+            out['operator left'] = await until({'/avatar/image'})
+            await viewer.close()
+            out['viewer left'] = await until(set())
+        return out
+
+    assert _run(scenario()) == {
+        'no page': set(), 'viewer page': 200, 'malformed offer': 400, 'viewer offer': 200, 'viewer': {'/avatar/image'},
+        'viewer connected': 'connected', 'login': 200, 'operator offer': 200,
+        'viewer and operator': {'/avatar/image', '/image'}, 'operator connected': 'connected',
+        'operator left': {'/avatar/image'}, 'viewer left': set()}, process.output()

@@ -63,8 +63,12 @@ class WebServer:
 
     def __init__(self, media: WebMedia, gate: AccessGate, operator_sink: ChunkSink,
                  host: str, port: int, ssl_context: ssl.SSLContext | None,
-                 presentation_delay_ms: float, audio_rate: int = 16000) -> None:
+                 presentation_delay_ms: float, audio_rate: int = 16000,
+                 on_watchers_changed: Callable[[], None] = lambda: None) -> None:
+        """``on_watchers_changed`` is called (in the server's thread) whenever a page connects
+        or leaves: ``stats.viewers`` and ``stats.operators`` then hold the new counts."""
         self.media, self.gate, self._sink = media, gate, operator_sink
+        self._on_watchers_changed = on_watchers_changed
         self.host, self.port, self._ssl = host, port, ssl_context
         self._presentation_delay_ms = presentation_delay_ms
         self._audio_rate = audio_rate
@@ -175,11 +179,18 @@ class WebServer:
 
         @pc.on('connectionstatechange')
         async def on_state() -> None:
-            if pc.connectionState in ('failed', 'closed') and pc in self._peers:
-                self._peers.discard(pc)
-                self._count(role, -1)
-                await pc.close()
+            if pc.connectionState in ('failed', 'closed'):
+                await self._drop(pc, role)
 
+        try:
+            await self._answer(pc, sdp, role)
+        except Exception as error:   # aiortc raises several types on an offer it cannot apply
+            await self._drop(pc, role)
+            self.stats.offers_refused += 1
+            return web.json_response({'error': f'the offer could not be applied: {error}'}, status=400)
+        return web.json_response({'sdp': pc.localDescription.sdp, 'type': pc.localDescription.type})
+
+    async def _answer(self, pc: RTCPeerConnection, sdp: str, role: str) -> None:
         # The offer makes the transceivers, in its m-line order (so its first one owns the bundled
         # transport); the tracks then take them by kind, in order: avatar video, speech, camera.
         # Only VP8 is negotiated for video: the tracks send VP8 they encoded themselves.
@@ -195,13 +206,19 @@ class WebServer:
             if transceiver.kind == 'video':
                 transceiver.setCodecPreferences(vp8)
         await pc.setLocalDescription(await pc.createAnswer())
-        return web.json_response({'sdp': pc.localDescription.sdp, 'type': pc.localDescription.type})
+
+    async def _drop(self, pc: RTCPeerConnection, role: str) -> None:
+        if pc in self._peers:
+            self._peers.discard(pc)
+            self._count(role, -1)
+            await pc.close()
 
     def _count(self, role: str, step: int) -> None:
         if role == 'operator':
             self.stats.operators += step
         else:
             self.stats.viewers += step
+        self._on_watchers_changed()
 
     def _attach_operator(self, pc: RTCPeerConnection) -> None:
         audio = OperatorAudio(self._sink, self._audio_rate)
