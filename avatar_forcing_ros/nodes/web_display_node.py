@@ -1,6 +1,6 @@
-"""web_display: the avatar in a browser over WebRTC (viewer and kiosk pages), and a remote
-operator who speaks through it (operator page).
+"""web_display: the avatar in browsers over WebRTC, and a remote operator who speaks through it.
 
+Pages: viewer and kiosk (the avatar), operator (the operator's voice becomes the avatar's).
 Viewers receive `avatar/image` as VP8/H.264 video and `avatar/audio` as Opus, each frame released
 at its stamp + presentation_delay_ms (the robot's display and speaker use the same delay) with RTP
 timestamps from the stamps, so the browser keeps lips and speech together (web/media_tracks.py).

@@ -24,13 +24,20 @@ from avatar_forcing_ros.tools.interface_probe import (
 
 LOG = logging.getLogger('interface_docs')
 REGENERATE = 'python -m avatar_forcing_ros.tools.interface_docs'
-# Nodes that subscribe at run time to the topics listed in a parameter, once each has a publisher
-# (the graph of a node running alone cannot show these subscriptions).
-RUNTIME_SUBSCRIPTIONS = {'topic_monitor': 'topics', 'recorder': 'topics'}
+# Subscriptions a node makes at run time, to the topic(s) a parameter names (the graph of a node
+# running alone cannot show them): node -> ((parameter, when, type, QoS), ...).
+_DISCOVERED = ('discovered', 'matches the publishers')
+_IMAGE = ('`sensor_msgs/msg/Image`', 'best effort')
+RUNTIME_SUBSCRIPTIONS = {
+    'topic_monitor': (('topics', 'once it has a publisher', *_DISCOVERED),),
+    'recorder': (('topics', 'once it has a publisher', *_DISCOVERED),),
+    'web_display': (('image_topic', 'while a page is connected', *_IMAGE),
+                    ('camera_topic', 'while an operator page is connected', *_IMAGE)),
+}
 OVERRIDE_NOTES = {'source': 'a temporary 10-frame video file (the default is camera 0)',
                   'output': 'a new directory in a temporary folder',
                   'operator_token': 'a test token (the default leaves the operator page closed: no '
-                                    'publisher on `audio_topic`, no subscription to `camera_topic`)'}
+                                    'publisher on `audio_topic`)'}
 _TYPE_NAMES = {'string_array': 'string[]', 'integer_array': 'integer[]', 'double_array': 'double[]',
                'bool_array': 'bool[]', 'byte_array': 'byte[]'}
 
@@ -78,8 +85,7 @@ def _graph_section(interfaces: Sequence[NodeInterface]) -> str:
     runtime = _runtime_subscriptions(interfaces)
     topics = sorted(t for t in types if not t.startswith('~/'))
     lines = ['## Node graph', '',
-             'With the default topic names (dotted: subscriptions made at run time from a `topics` '
-             'parameter).', '', '```mermaid', 'flowchart LR']
+             'With the default topic names (dotted: subscriptions made at run time, see each node).', '', '```mermaid', 'flowchart LR']
     node_ids = {i.name: f'n_{i.name}' for i in interfaces}
     topic_ids = {t: f't{k}' for k, t in enumerate(topics)}
     lines += [f'  {node_ids[i.name]}(["{i.name}"])' for i in interfaces]
@@ -99,10 +105,10 @@ def _runtime_subscriptions(interfaces: Sequence[NodeInterface]) -> dict[str, lis
     """topic -> nodes that subscribe to it at run time by default (RUNTIME_SUBSCRIPTIONS)."""
     found = defaultdict(list)
     for interface in interfaces:
-        parameter = RUNTIME_SUBSCRIPTIONS.get(interface.name)
+        parameters = {entry[0] for entry in RUNTIME_SUBSCRIPTIONS.get(interface.name, ())}
         for p in interface.parameters:
-            if p.name == parameter:
-                for topic in p.default:
+            if p.name in parameters:
+                for topic in ([p.default] if isinstance(p.default, str) else p.default):
                     found[topic].append(interface.name)
     return found
 
@@ -118,11 +124,12 @@ def _node_section(interface: NodeInterface) -> str:
     for e in interface.endpoints:
         qos = e.reliability + ('' if e.durability == 'volatile' else f', {e.durability}')
         lines.append(f'| {e.direction} | `{e.topic}` | {", ".join(f"`{t}`" for t in e.types)} | {qos} |')
-    parameter = RUNTIME_SUBSCRIPTIONS.get(interface.name)
-    if parameter:
-        lines.append(f'| subscribes (run time) | each topic in `{parameter}`, once it has a publisher '
-                     '| discovered | matches the publishers |')
-    if not interface.endpoints and not parameter:
+    runtime = RUNTIME_SUBSCRIPTIONS.get(interface.name, ())
+    lists = {p.name for p in interface.parameters if p.type_name.endswith('_array')}
+    for parameter, when, type_name, qos in runtime:
+        topics = f'each topic in `{parameter}`' if parameter in lists else f'the topic in `{parameter}`'
+        lines.append(f'| subscribes (run time) | {topics}, {when} | {type_name} | {qos} |')
+    if not interface.endpoints and not runtime:
         lines.append('| | (none) | | |')
     lines += ['', '| Parameter | Type | Default | Range / allowed | Run time | Description |',
               '|---|---|---|---|---|---|']
