@@ -56,7 +56,9 @@ PLAY_TOPIC = "audio_file_player/play"  # a path published here starts the player
 AVATAR_AUDIO_TOPIC = "/avatar/audio"
 AVATAR_SPEECH_LISTENERS = ("generator", "audio_playback", "recorder")   # nodes of the plan on it
 VOICE_TIMEOUT_S = 120.0     # from the first image to the tts node's first line, at most
-AUDIENCE_MATCH_S = 1.0      # from a subscription in the graph to its publisher's match, with margin
+# from a subscription in the graph to its publisher's match, with margin: 1.0 s lost the first
+# 0.42 s of the speech in a CI run (the recorder, at autogroup niceness 10, matched late)
+AUDIENCE_MATCH_S = 2.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -192,7 +194,7 @@ class FirstMessageWatch:
                 time.sleep(0.05)
             if listeners:
                 # a subscription is in the graph before DDS has matched it with the publisher
-                # (up to ~0.5 s seen on a loaded machine): give the match time
+                # (over 1 s seen on a loaded machine): give the match time
                 if self._stop.wait(AUDIENCE_MATCH_S):
                     return
             publisher.publish(String(data=text))
